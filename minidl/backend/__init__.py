@@ -1,0 +1,47 @@
+"""Backend registry: maps a device name to its ``Backend`` object.
+
+Only ``cpu`` is built in.  Other devices (``cuda``, ``emu``) register a factory
+with :func:`register_backend`; the factory runs on first use, so importing
+minidl never imports CuPy or a compiled kernel module.
+"""
+from __future__ import annotations
+
+from .base import Backend
+
+_factories = {}
+_instances = {}
+
+
+def register_backend(name, factory):
+    _factories[name] = factory
+    _instances.pop(name, None)
+
+
+def get_backend(device) -> Backend:
+    name = str(device)
+    if name.startswith("cuda:"):  # a single GPU for now; 'cuda:0' names it too
+        name = "cuda"
+    backend = _instances.get(name)
+    if backend is not None:
+        return backend
+    factory = _factories.get(name)
+    if factory is None:
+        raise ValueError(
+            f"device: expected one of {sorted(_factories)}, got {device!r}")
+    backend = factory()
+    _instances[name] = backend
+    return backend
+
+
+def available_devices():
+    return sorted(_factories)
+
+
+def _make_cpu():
+    from .cpu import CpuBackend
+    return CpuBackend()
+
+
+register_backend("cpu", _make_cpu)
+
+__all__ = ["Backend", "get_backend", "register_backend", "available_devices"]

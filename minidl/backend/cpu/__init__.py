@@ -1,0 +1,38 @@
+"""The CPU backend: NumPy arrays, BLAS GEMM, and parallel cached Numba loops.
+
+Op families live one per module (conv, pool, lrn, batchnorm, softmax); this
+class binds them to the backend contract of minidl/backend/base.py.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..base import Backend
+from . import batchnorm, conv, lrn, pool, softmax
+
+
+class CpuBackend(Backend):
+    name = "cpu"
+    xp = np
+
+    conv2d_forward = staticmethod(conv.conv2d_forward)
+    conv2d_backward = staticmethod(conv.conv2d_backward)
+
+    max_pool2d_forward = staticmethod(pool.max_pool2d_forward)
+    max_pool2d_backward = staticmethod(pool.max_pool2d_backward)
+    avg_pool2d_forward = staticmethod(pool.avg_pool2d_forward)
+    avg_pool2d_backward = staticmethod(pool.avg_pool2d_backward)
+    adaptive_avg_pool2d_forward = staticmethod(pool.adaptive_avg_pool2d_forward)
+    adaptive_avg_pool2d_backward = staticmethod(pool.adaptive_avg_pool2d_backward)
+
+    lrn_forward = staticmethod(lrn.lrn_forward)
+    lrn_backward = staticmethod(lrn.lrn_backward)
+
+    batch_norm_train_forward = staticmethod(batchnorm.batch_norm_train_forward)
+    batch_norm_eval_forward = staticmethod(batchnorm.batch_norm_eval_forward)
+    batch_norm_backward = staticmethod(batchnorm.batch_norm_backward)
+
+    softmax_forward = staticmethod(softmax.softmax_forward)
+    softmax_backward = staticmethod(softmax.softmax_backward)
+    cross_entropy_forward = staticmethod(softmax.cross_entropy_forward)
+    cross_entropy_backward = staticmethod(softmax.cross_entropy_backward)

@@ -1,0 +1,1 @@
+"""Optimizers and LR schedules (being written)."""

@@ -1,0 +1,385 @@
+"""``Tensor``: an array on a device plus the autograd bookkeeping.
+
+The array lives in ``.data`` (a NumPy array on ``cpu``, a CuPy array on
+``cuda``); every operation is an autograd ``Function`` (minidl/autograd) that
+reaches the array through the device's backend.
+"""
+from __future__ import annotations
+
+import numpy as np  # dtype objects and scalar checks only
+
+from .backend import get_backend
+from .autograd import function as _function
+
+DEFAULT_DTYPE = np.float32
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))
+
+
+def _normalize_dtype(dtype):
+    return None if dtype is None else np.dtype(dtype)
+
+
+class Tensor:
+    __array_priority__ = 1000  # numpy scalars/arrays on the left defer to our operators
+
+    def __init__(self, data, dtype=None, device="cpu", requires_grad=False):
+        backend = get_backend(device)
+        dtype = _normalize_dtype(dtype)
+        if isinstance(data, Tensor):
+            data = data.data
+        arr = backend.asarray(data, dtype=dtype)
+        if dtype is None and arr.dtype == np.float64 and not _is_float64_array(data):
+            arr = backend.astype(arr, DEFAULT_DTYPE)  # Python floats default to float32
+        self.data = arr
+        self.device = _device_name(device)
+        self.grad = None
+        self._ctx = None
+        self._out_index = 0
+        if requires_grad and self.data.dtype.kind != "f":
+            raise TypeError(f"Tensor: only floating-point tensors can require grad, got dtype {self.data.dtype}")
+        self.requires_grad = bool(requires_grad)
+
+    @classmethod
+    def _wrap(cls, array, device, requires_grad=False):
+        t = cls.__new__(cls)
+        t.data = array
+        t.device = device
+        t.grad = None
+        t._ctx = None
+        t._out_index = 0
+        t.requires_grad = requires_grad
+        return t
+
+    # ------------------------------------------------------------ properties
+    @property
+    def backend(self):
+        return get_backend(self.device)
+
+    @property
+    def shape(self):
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def size(self):
+        return int(self.data.size)
+
+    def numel(self):
+        return int(self.data.size)
+
+    @property
+    def is_leaf(self):
+        return self._ctx is None
+
+    @property
+    def grad_fn(self):
+        return self._ctx
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __repr__(self):
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        body = np.array2string(self.numpy(), precision=4, separator=", ", threshold=50)
+        return f"Tensor({body}, shape={self.shape}, dtype={self.dtype}, device='{self.device}'{grad})"
+
+    # ------------------------------------------------------------ conversion
+    def numpy(self):
+        return self.backend.to_numpy(self.data)
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item: expected a tensor with one element, got shape {self.shape}")
+        return self.numpy().reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def to(self, device=None, dtype=None):
+        from .autograd.math import ToDevice, Cast
+        out = self
+        if device is not None and _device_name(device) != self.device:
+            get_backend(device)  # raises a clear error for an unknown or absent device
+            out = ToDevice.apply(out, device=_device_name(device))
+        if dtype is not None and np.dtype(dtype) != out.dtype:
+            out = Cast.apply(out, dtype=np.dtype(dtype))
+        return out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def float(self):
+        return self.to(dtype=np.float32)
+
+    def double(self):
+        return self.to(dtype=np.float64)
+
+    def detach(self):
+        return Tensor._wrap(self.data, self.device)
+
+    def clone(self):
+        from .autograd.math import Clone
+        return Clone.apply(self)
+
+    def requires_grad_(self, flag=True):
+        if flag and self.data.dtype.kind != "f":
+            raise TypeError(f"requires_grad_: only floating-point tensors can require grad, got {self.dtype}")
+        self.requires_grad = bool(flag)
+        return self
+
+    def zero_grad(self):
+        self.grad = None
+
+    def backward(self, grad=None, retain_graph=False):
+        _function.backward(self, grad, retain_graph=retain_graph)
+
+    # ------------------------------------------------------------ arithmetic
+    def _coerce(self, other):
+        if isinstance(other, Tensor):
+            return other
+        if isinstance(other, (int, float, bool, np.number)):
+            return Tensor._wrap(self.backend.asarray(other, dtype=self.dtype), self.device)
+        return Tensor(other, dtype=self.dtype, device=self.device)
+
+    def __add__(self, other):
+        from .autograd.math import Add
+        return Add.apply(self, self._coerce(other))
+
+    def __radd__(self, other):
+        from .autograd.math import Add
+        return Add.apply(self._coerce(other), self)
+
+    def __sub__(self, other):
+        from .autograd.math import Sub
+        return Sub.apply(self, self._coerce(other))
+
+    def __rsub__(self, other):
+        from .autograd.math import Sub
+        return Sub.apply(self._coerce(other), self)
+
+    def __mul__(self, other):
+        from .autograd.math import Mul
+        return Mul.apply(self, self._coerce(other))
+
+    def __rmul__(self, other):
+        from .autograd.math import Mul
+        return Mul.apply(self._coerce(other), self)
+
+    def __truediv__(self, other):
+        from .autograd.math import Div
+        return Div.apply(self, self._coerce(other))
+
+    def __rtruediv__(self, other):
+        from .autograd.math import Div
+        return Div.apply(self._coerce(other), self)
+
+    def __pow__(self, other):
+        from .autograd.math import Pow, PowScalar
+        if isinstance(other, (int, float, np.number)):
+            return PowScalar.apply(self, exponent=float(other))
+        return Pow.apply(self, self._coerce(other))
+
+    def __rpow__(self, other):
+        from .autograd.math import Pow
+        return Pow.apply(self._coerce(other), self)
+
+    def __neg__(self):
+        from .autograd.math import Neg
+        return Neg.apply(self)
+
+    def __pos__(self):
+        return self
+
+    def __matmul__(self, other):
+        from .autograd.math import MatMul
+        return MatMul.apply(self, self._coerce(other))
+
+    def __rmatmul__(self, other):
+        from .autograd.math import MatMul
+        return MatMul.apply(self._coerce(other), self)
+
+    # comparisons give tensors that never require grad
+    def _compare(self, other, op):
+        other = other.data if isinstance(other, Tensor) else other
+        return Tensor._wrap(getattr(self.backend, op)(self.data, other), self.device)
+
+    def __eq__(self, other):
+        return self._compare(other, "equal")
+
+    def __gt__(self, other):
+        return self._compare(other, "greater")
+
+    def __lt__(self, other):
+        return self._compare(other, "less")
+
+    def __ge__(self, other):
+        return ~self._compare(other, "less")
+
+    def __le__(self, other):
+        return ~self._compare(other, "greater")
+
+    def __invert__(self):
+        return Tensor._wrap(~self.data, self.device)
+
+    __hash__ = object.__hash__
+
+    # ------------------------------------------------------------ unary
+    def exp(self):
+        from .autograd.math import Exp
+        return Exp.apply(self)
+
+    def log(self):
+        from .autograd.math import Log
+        return Log.apply(self)
+
+    def sqrt(self):
+        from .autograd.math import Sqrt
+        return Sqrt.apply(self)
+
+    def tanh(self):
+        from .autograd.math import Tanh
+        return Tanh.apply(self)
+
+    def abs(self):
+        from .autograd.math import Abs
+        return Abs.apply(self)
+
+    def clamp(self, min=None, max=None):
+        from .autograd.math import Clamp
+        return Clamp.apply(self, lo=min, hi=max)
+
+    def relu(self):
+        from . import functional
+        return functional.relu(self)
+
+    def sigmoid(self):
+        from . import functional
+        return functional.sigmoid(self)
+
+    # ------------------------------------------------------------ reductions
+    def sum(self, axis=None, keepdims=False):
+        from .autograd.math import Sum
+        return Sum.apply(self, axis=_norm_axis(axis, self.ndim), keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        from .autograd.math import Mean
+        return Mean.apply(self, axis=_norm_axis(axis, self.ndim), keepdims=keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        from .autograd.math import Max
+        return Max.apply(self, axis=_norm_axis(axis, self.ndim), keepdims=keepdims)
+
+    def var(self, axis=None, keepdims=False, ddof=0):
+        from .autograd.math import Var
+        return Var.apply(self, axis=_norm_axis(axis, self.ndim), keepdims=keepdims, ddof=ddof)
+
+    def argmax(self, axis=None):
+        return Tensor._wrap(self.backend.argmax(self.data, axis=axis), self.device)
+
+    # ------------------------------------------------------------ shape
+    def reshape(self, *shape):
+        from .autograd.shape import Reshape
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return Reshape.apply(self, shape=_resolve_shape(shape, self.size, "reshape"))
+
+    view = reshape
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        nd = self.ndim
+        s, e = start_dim % nd if nd else 0, end_dim % nd if nd else 0
+        shape = self.shape[:s] + (-1,) + self.shape[e + 1:]
+        return self.reshape(shape)
+
+    def transpose(self, dim0=None, dim1=None):
+        if dim0 is None:
+            return self.permute(*reversed(range(self.ndim)))
+        axes = list(range(self.ndim))
+        axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
+        return self.permute(*axes)
+
+    @property
+    def T(self):
+        return self.transpose()
+
+    def permute(self, *axes):
+        from .autograd.shape import Permute
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        if sorted(a % self.ndim for a in axes) != list(range(self.ndim)):
+            raise ValueError(f"permute: expected a permutation of {self.ndim} axes, got {axes}")
+        return Permute.apply(self, axes=tuple(a % self.ndim for a in axes))
+
+    def unsqueeze(self, dim):
+        dim = dim % (self.ndim + 1)
+        return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
+
+    def squeeze(self, dim=None):
+        if dim is None:
+            return self.reshape(tuple(s for s in self.shape if s != 1))
+        dim = dim % self.ndim
+        if self.shape[dim] != 1:
+            return self
+        return self.reshape(self.shape[:dim] + self.shape[dim + 1:])
+
+    def expand(self, *shape):
+        from .autograd.shape import BroadcastTo
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        shape = tuple(s if s != -1 else self.shape[i - (len(shape) - self.ndim)] for i, s in enumerate(shape))
+        return BroadcastTo.apply(self, shape=shape)
+
+    def __getitem__(self, index):
+        from .autograd.shape import GetItem
+        if isinstance(index, Tensor):
+            index = index.data
+        elif isinstance(index, tuple):
+            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        return GetItem.apply(self, index=index)
+
+
+def _device_name(device):
+    name = str(device)
+    return "cuda" if name.startswith("cuda") else name
+
+
+def _is_float64_array(data):
+    return hasattr(data, "dtype") and np.dtype(data.dtype) == np.float64
+
+
+def _norm_axis(axis, ndim):
+    if axis is None:
+        return None
+    if isinstance(axis, (list, tuple)):
+        return tuple(sorted(a % ndim for a in axis))
+    return (axis % ndim,)
+
+
+def _resolve_shape(shape, size, op):
+    shape = tuple(int(s) for s in shape)
+    if shape.count(-1) > 1:
+        raise ValueError(f"{op}: at most one dimension may be -1, got {shape}")
+    if -1 in shape:
+        known = 1
+        for s in shape:
+            if s != -1:
+                known *= s
+        if known == 0 or size % known:
+            raise ValueError(f"{op}: cannot reshape {size} elements into {shape}")
+        shape = tuple(size // known if s == -1 else s for s in shape)
+    n = 1
+    for s in shape:
+        n *= s
+    if n != size:
+        raise ValueError(f"{op}: cannot reshape {size} elements into shape {shape}")
+    return shape

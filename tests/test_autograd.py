@@ -1,0 +1,76 @@
+"""Engine-level behaviour: accumulation, no_grad, detach, retain_graph, anomaly mode."""
+import numpy as np
+import pytest
+
+import minidl
+from helpers import gradcheck
+
+
+def test_gradient_accumulates_over_backward_calls():
+    x = minidl.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    (x * x).sum().backward()
+    (x * 3).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * np.array([1, 2, 3]) + 3)
+
+
+def test_shared_subexpression_sums_both_paths():
+    x = minidl.tensor([0.5, -1.5], dtype="float64", requires_grad=True)
+    y = x.exp()
+    (y * y + y).sum().backward()
+    e = np.exp([0.5, -1.5])
+    np.testing.assert_allclose(x.grad.numpy(), 2 * e * e + e)
+
+
+def test_no_grad_and_detach_stop_the_graph():
+    x = minidl.tensor([1.0, 2.0], requires_grad=True)
+    with minidl.no_grad():
+        y = x * 2
+    assert not y.requires_grad and y.grad_fn is None
+    z = (x * 2).detach()
+    assert not z.requires_grad
+    assert minidl.is_grad_enabled()
+
+
+def test_second_backward_without_retain_graph_is_a_clear_error():
+    x = minidl.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), [4.0, 8.0])
+    with pytest.raises(RuntimeError, match="retain_graph"):
+        y.backward()
+
+
+def test_backward_of_non_scalar_needs_a_gradient():
+    x = minidl.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="scalar"):
+        (x * 2).backward()
+
+
+def test_deep_chain_does_not_hit_the_recursion_limit():
+    x = minidl.tensor([1.0], requires_grad=True)
+    y = x
+    for _ in range(5000):
+        y = y + 1.0
+    y.sum().backward()
+    assert x.grad.item() == 1.0
+
+
+def test_isfinite_and_anomaly_mode_name_the_op():
+    x = minidl.tensor([1.0, 0.0], requires_grad=True)
+    assert minidl.isfinite(x)
+    assert not minidl.isfinite(x.log())
+    with minidl.detect_anomaly():
+        with pytest.raises(FloatingPointError, match="Log.forward"):
+            x.log()
+
+
+def test_float32_default_and_float64_kept():
+    assert minidl.tensor([1.0]).dtype == np.float32
+    assert minidl.tensor(np.zeros(2)).dtype == np.float64
+    assert minidl.randn(2, 3).dtype == np.float32
+
+
+def test_unknown_device_is_a_clear_error():
+    with pytest.raises(ValueError, match="device: expected one of"):
+        minidl.zeros(2, device="tpu")
