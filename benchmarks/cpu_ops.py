@@ -1,0 +1,223 @@
+"""CPU op benchmark: minidl against PyTorch-CPU (optional) on the shapes of issue 2.
+
+    python benchmarks/cpu_ops.py [--rounds 7] [--reps 3] [--only conv3x3]
+
+Each op is timed forward and forward+backward at batch 8.  PyTorch, when it is
+installed, runs in a separate process (its OpenMP pool and NumPy's OpenBLAS
+pool spin-wait and steal from each other when calls alternate in one process).
+The two sides alternate in blocks: minidl block, torch block, minidl block, ...
+and each reports the median over all its blocks.  Results go to
+benchmarks/results/cpu_ops.json and a markdown table to stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+N = 8
+# name -> (kind, spec)
+CASES = {
+    "conv 3x3 64->64 @56": ("conv", dict(c=64, o=64, hw=56, k=3, s=1, p=1, groups=1)),
+    "conv 1x1 256->64 @56": ("conv", dict(c=256, o=64, hw=56, k=1, s=1, p=0, groups=1)),
+    "7x7/2 stem 3->64 @224": ("conv", dict(c=3, o=64, hw=224, k=7, s=2, p=3, groups=1)),
+    "conv 3x3 512->512 @7": ("conv", dict(c=512, o=512, hw=7, k=3, s=1, p=1, groups=1)),
+    "depthwise 3x3 144 @56": ("conv", dict(c=144, o=144, hw=56, k=3, s=1, p=1, groups=144)),
+    "maxpool 3x3/2 (8,64,112,112)": ("maxpool", dict(c=64, hw=112)),
+    "LRN 5 (8,96,55,55)": ("lrn", dict(c=96, hw=55)),
+    "BN-train (8,64,112,112)": ("bn", dict(c=64, hw=112)),
+    "softmax-CE (256,1000)": ("ce", dict(n=256, k=1000)),
+}
+
+
+def _inputs(kind, spec, seed=0):
+    rng = np.random.default_rng(seed)
+    f = np.float32
+    if kind == "conv":
+        x = rng.standard_normal((N, spec["c"], spec["hw"], spec["hw"])).astype(f)
+        w = (rng.standard_normal((spec["o"], spec["c"] // spec["groups"], spec["k"], spec["k"])) * 0.1).astype(f)
+        return dict(x=x, w=w)
+    if kind in ("maxpool", "lrn", "bn"):
+        return dict(x=rng.standard_normal((N, spec["c"], spec["hw"], spec["hw"])).astype(f))
+    return dict(x=rng.standard_normal((spec["n"], spec["k"])).astype(f),
+                labels=rng.integers(0, spec["k"], spec["n"]))
+
+
+def _minidl_fns(kind, spec):
+    import minidl
+    import minidl.functional as F
+    arrs = _inputs(kind, spec)
+    x = minidl.tensor(arrs["x"], requires_grad=True)
+    if kind == "conv":
+        w = minidl.tensor(arrs["w"], requires_grad=True)
+        op = lambda: F.conv2d(x, w, None, stride=spec["s"], padding=spec["p"], groups=spec["groups"])
+    elif kind == "maxpool":
+        op = lambda: F.max_pool2d(x, 3, 2)
+    elif kind == "lrn":
+        op = lambda: F.local_response_norm(x, 5, alpha=1e-4, beta=0.75, k=2.0)
+    elif kind == "bn":
+        gamma = minidl.ones(spec["c"], requires_grad=True)
+        beta = minidl.zeros(spec["c"], requires_grad=True)
+        rm, rv = minidl.zeros(spec["c"]), minidl.ones(spec["c"])
+        op = lambda: F.batch_norm(x, rm, rv, gamma, beta, training=True)
+    else:
+        labels = minidl.tensor(arrs["labels"])
+        op = lambda: F.cross_entropy(x, labels)
+    with minidl.no_grad():
+        y0 = op()
+    gy = minidl.tensor(np.random.default_rng(1).standard_normal(y0.shape).astype(np.float32))
+
+    def fwd():
+        with minidl.no_grad():
+            op()
+
+    def fwd_bwd():
+        x.grad = None
+        y = op()
+        y.backward(gy)
+
+    return fwd, fwd_bwd
+
+
+def _torch_fns(kind, spec):
+    import torch
+    import torch.nn.functional as TF
+    arrs = _inputs(kind, spec)
+    x = torch.tensor(arrs["x"], requires_grad=True)
+    if kind == "conv":
+        w = torch.tensor(arrs["w"], requires_grad=True)
+        op = lambda: TF.conv2d(x, w, None, stride=spec["s"], padding=spec["p"], groups=spec["groups"])
+    elif kind == "maxpool":
+        op = lambda: TF.max_pool2d(x, 3, 2)
+    elif kind == "lrn":
+        op = lambda: TF.local_response_norm(x, 5, alpha=1e-4, beta=0.75, k=2.0)
+    elif kind == "bn":
+        gamma = torch.ones(spec["c"], requires_grad=True)
+        beta = torch.zeros(spec["c"], requires_grad=True)
+        rm, rv = torch.zeros(spec["c"]), torch.ones(spec["c"])
+        op = lambda: TF.batch_norm(x, rm, rv, gamma, beta, training=True)
+    else:
+        labels = torch.tensor(arrs["labels"])
+        op = lambda: TF.cross_entropy(x, labels)
+    with torch.no_grad():
+        y0 = op()
+    gy = torch.tensor(np.random.default_rng(1).standard_normal(tuple(y0.shape)).astype(np.float32))
+
+    def fwd():
+        with torch.no_grad():
+            op()
+
+    def fwd_bwd():
+        x.grad = None
+        op().backward(gy)
+
+    return fwd, fwd_bwd
+
+
+def _time_block(fn, reps):
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def _torch_worker(conn, threads):
+    import torch
+    torch.set_num_threads(threads)
+    fns = {}
+    conn.send(("ready", torch.__version__))
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        name, mode, reps = msg
+        if name not in fns:
+            fns[name] = _torch_fns(*CASES[name])
+            for f in fns[name]:
+                f()  # warm-up
+        conn.send(_time_block(fns[name][0 if mode == "fwd" else 1], reps))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=7, help="alternating blocks per side")
+    ap.add_argument("--reps", type=int, default=3, help="timed calls per block")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", default=None, help="substring filter on case names")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "cpu_ops.json"))
+    args = ap.parse_args(argv)
+
+    torch_conn = torch_version = None
+    if not args.no_torch:
+        try:
+            import importlib.util
+            if importlib.util.find_spec("torch") is not None:
+                ctx = mp.get_context("spawn")
+                torch_conn, child = ctx.Pipe()
+                proc = ctx.Process(target=_torch_worker, args=(child, args.threads), daemon=True)
+                proc.start()
+                _, torch_version = torch_conn.recv()
+        except Exception as e:  # the comparison is optional, never required
+            print(f"# PyTorch comparison disabled: {e}", file=sys.stderr)
+            torch_conn = None
+    if torch_conn is None:
+        print("# PyTorch is not installed: printing minidl times only", file=sys.stderr)
+
+    from threadpoolctl import threadpool_limits
+    import numba
+    numba.set_num_threads(args.threads)
+    rows = []
+    with threadpool_limits(args.threads):
+        for name, (kind, spec) in CASES.items():
+            if args.only and args.only not in name:
+                continue
+            fns = _minidl_fns(kind, spec)
+            for f in fns:
+                f()  # warm-up (and Numba compilation)
+            for mode, fn in (("fwd", fns[0]), ("fwd+bwd", fns[1])):
+                ours, theirs = [], []
+                for _ in range(args.rounds):
+                    ours += _time_block(fn, args.reps)
+                    if torch_conn is not None:
+                        time.sleep(0.02)  # let OpenBLAS threads stop spinning
+                        torch_conn.send((name, mode, args.reps))
+                        theirs += torch_conn.recv()
+                row = dict(op=name, mode=mode, minidl_ms=statistics.median(ours))
+                if theirs:
+                    row["torch_ms"] = statistics.median(theirs)
+                    row["ratio"] = row["minidl_ms"] / row["torch_ms"]
+                rows.append(row)
+                print(f"{name:32s} {mode:8s} minidl {row['minidl_ms']:9.2f} ms"
+                      + (f"   torch {row['torch_ms']:9.2f} ms   ratio {row['ratio']:.2f}x" if theirs else ""),
+                      flush=True)
+    if torch_conn is not None:
+        torch_conn.send(None)
+
+    print("\n| op | mode | minidl ms | torch ms | ratio |\n|---|---|---:|---:|---:|")
+    for r in rows:
+        t = f"{r['torch_ms']:.2f}" if "torch_ms" in r else "-"
+        q = f"{r['ratio']:.2f}" if "ratio" in r else "-"
+        print(f"| {r['op']} | {r['mode']} | {r['minidl_ms']:.2f} | {t} | {q} |")
+    result = dict(machine=dict(platform=platform.platform(), processor=platform.processor(),
+                               cpus=os.cpu_count(), threads=args.threads),
+                  numpy=np.__version__, torch=torch_version, batch=N,
+                  rounds=args.rounds, reps=args.reps, statistic="median ms", rows=rows,
+                  date=time.strftime("%Y-%m-%d %H:%M:%S"))
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
