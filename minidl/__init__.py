@@ -8,6 +8,7 @@ from .random import manual_seed
 from .tensor import Tensor
 from . import functional
 from .functional import concat, cat, stack, split
+from . import nn, optim
 
 float32 = "float32"
 float64 = "float64"

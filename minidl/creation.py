@@ -15,6 +15,8 @@ def _shape(shape):
 
 
 def _make(array, device, requires_grad):
+    if requires_grad and array.dtype.kind != "f":
+        raise TypeError(f"Tensor: only floating-point tensors can require grad, got dtype {array.dtype}")
     return Tensor._wrap(array, _device_name(device), requires_grad=bool(requires_grad))
 
 
@@ -43,7 +45,11 @@ def ones_like(t, requires_grad=False):
 
 
 def arange(*args, dtype=None, device="cpu"):
-    return _make(get_backend(device).arange(*args, dtype=dtype), device, False)
+    """Like numpy.arange; integer arguments give int64, float arguments the default float32."""
+    be = get_backend(device)
+    if dtype is None and any(isinstance(a, float) for a in args):
+        dtype = DEFAULT_DTYPE
+    return _make(be.arange(*args, dtype=None if dtype is None else np.dtype(dtype)), device, False)
 
 
 def randn(*shape, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=False):

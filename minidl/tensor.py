@@ -151,47 +151,56 @@ class Tensor:
             return Tensor._wrap(self.backend.asarray(other, dtype=self.dtype), self.device)
         return Tensor(other, dtype=self.dtype, device=self.device)
 
+    def _operands(self, other):
+        """(self, other) as Tensors for a binary op.  A Python/NumPy scalar takes self's
+        dtype; a float scalar with an integer/bool tensor promotes both to float32
+        (instead of truncating the scalar: int_tensor * 0.5 is not zero)."""
+        if self.data.dtype.kind in "biu" and isinstance(other, (float, np.floating)):
+            a = self.to(dtype=DEFAULT_DTYPE)
+            return a, a._coerce(other)
+        return self, self._coerce(other)
+
     def __add__(self, other):
         from .autograd.math import Add
-        return Add.apply(self, self._coerce(other))
+        return Add.apply(*self._operands(other))
 
     def __radd__(self, other):
         from .autograd.math import Add
-        return Add.apply(self._coerce(other), self)
+        return Add.apply(*self._operands(other)[::-1])
 
     def __sub__(self, other):
         from .autograd.math import Sub
-        return Sub.apply(self, self._coerce(other))
+        return Sub.apply(*self._operands(other))
 
     def __rsub__(self, other):
         from .autograd.math import Sub
-        return Sub.apply(self._coerce(other), self)
+        return Sub.apply(*self._operands(other)[::-1])
 
     def __mul__(self, other):
         from .autograd.math import Mul
-        return Mul.apply(self, self._coerce(other))
+        return Mul.apply(*self._operands(other))
 
     def __rmul__(self, other):
         from .autograd.math import Mul
-        return Mul.apply(self._coerce(other), self)
+        return Mul.apply(*self._operands(other)[::-1])
 
     def __truediv__(self, other):
         from .autograd.math import Div
-        return Div.apply(self, self._coerce(other))
+        return Div.apply(*self._operands(other))
 
     def __rtruediv__(self, other):
         from .autograd.math import Div
-        return Div.apply(self._coerce(other), self)
+        return Div.apply(*self._operands(other)[::-1])
 
     def __pow__(self, other):
         from .autograd.math import Pow, PowScalar
         if isinstance(other, (int, float, np.number)):
             return PowScalar.apply(self, exponent=float(other))
-        return Pow.apply(self, self._coerce(other))
+        return Pow.apply(*self._operands(other))
 
     def __rpow__(self, other):
         from .autograd.math import Pow
-        return Pow.apply(self._coerce(other), self)
+        return Pow.apply(*self._operands(other)[::-1])
 
     def __neg__(self):
         from .autograd.math import Neg
@@ -202,11 +211,11 @@ class Tensor:
 
     def __matmul__(self, other):
         from .autograd.math import MatMul
-        return MatMul.apply(self, self._coerce(other))
+        return MatMul.apply(*self._operands(other))
 
     def __rmatmul__(self, other):
         from .autograd.math import MatMul
-        return MatMul.apply(self._coerce(other), self)
+        return MatMul.apply(*self._operands(other)[::-1])
 
     # comparisons give tensors that never require grad
     def _compare(self, other, op):
@@ -222,11 +231,20 @@ class Tensor:
     def __lt__(self, other):
         return self._compare(other, "less")
 
+    def __ne__(self, other):
+        return self._compare(other, "not_equal")
+
     def __ge__(self, other):
-        return ~self._compare(other, "less")
+        return self._compare(other, "greater_equal")
 
     def __le__(self, other):
-        return ~self._compare(other, "greater")
+        return self._compare(other, "less_equal")
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise ValueError(
+                f"bool: the truth value of a tensor is defined only for one element, got shape {self.shape}")
+        return bool(self.item())
 
     def __invert__(self):
         return Tensor._wrap(~self.data, self.device)
@@ -269,19 +287,19 @@ class Tensor:
     # ------------------------------------------------------------ reductions
     def sum(self, axis=None, keepdims=False):
         from .autograd.math import Sum
-        return Sum.apply(self, axis=_norm_axis(axis, self.ndim), keepdims=keepdims)
+        return Sum.apply(self, axis=_norm_axis(axis, self.ndim, "sum"), keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False):
         from .autograd.math import Mean
-        return Mean.apply(self, axis=_norm_axis(axis, self.ndim), keepdims=keepdims)
+        return Mean.apply(self, axis=_norm_axis(axis, self.ndim, "mean"), keepdims=keepdims)
 
     def max(self, axis=None, keepdims=False):
         from .autograd.math import Max
-        return Max.apply(self, axis=_norm_axis(axis, self.ndim), keepdims=keepdims)
+        return Max.apply(self, axis=_norm_axis(axis, self.ndim, "max"), keepdims=keepdims)
 
     def var(self, axis=None, keepdims=False, ddof=0):
         from .autograd.math import Var
-        return Var.apply(self, axis=_norm_axis(axis, self.ndim), keepdims=keepdims, ddof=ddof)
+        return Var.apply(self, axis=_norm_axis(axis, self.ndim, "var"), keepdims=keepdims, ddof=ddof)
 
     def argmax(self, axis=None):
         return Tensor._wrap(self.backend.argmax(self.data, axis=axis), self.device)
@@ -297,7 +315,10 @@ class Tensor:
 
     def flatten(self, start_dim=0, end_dim=-1):
         nd = self.ndim
-        s, e = start_dim % nd if nd else 0, end_dim % nd if nd else 0
+        s = _dim(start_dim, nd, "flatten") if nd else 0
+        e = _dim(end_dim, nd, "flatten") if nd else 0
+        if s > e:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {self.shape}")
         shape = self.shape[:s] + (-1,) + self.shape[e + 1:]
         return self.reshape(shape)
 
@@ -305,6 +326,7 @@ class Tensor:
         if dim0 is None:
             return self.permute(*reversed(range(self.ndim)))
         axes = list(range(self.ndim))
+        dim0, dim1 = _dim(dim0, self.ndim, "transpose"), _dim(dim1, self.ndim, "transpose")
         axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
         return self.permute(*axes)
 
@@ -316,18 +338,20 @@ class Tensor:
         from .autograd.shape import Permute
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
-        if sorted(a % self.ndim for a in axes) != list(range(self.ndim)):
+        nd = self.ndim
+        if (len(axes) != nd or any(not -nd <= int(a) < nd for a in axes)
+                or sorted(int(a) % nd for a in axes) != list(range(nd))):
             raise ValueError(f"permute: expected a permutation of {self.ndim} axes, got {axes}")
         return Permute.apply(self, axes=tuple(a % self.ndim for a in axes))
 
     def unsqueeze(self, dim):
-        dim = dim % (self.ndim + 1)
+        dim = _dim(dim, self.ndim + 1, "unsqueeze")
         return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
 
     def squeeze(self, dim=None):
         if dim is None:
             return self.reshape(tuple(s for s in self.shape if s != 1))
-        dim = dim % self.ndim
+        dim = _dim(dim, self.ndim, "squeeze")
         if self.shape[dim] != 1:
             return self
         return self.reshape(self.shape[:dim] + self.shape[dim + 1:])
@@ -357,12 +381,24 @@ def _is_float64_array(data):
     return hasattr(data, "dtype") and np.dtype(data.dtype) == np.float64
 
 
-def _norm_axis(axis, ndim):
+def _dim(dim, ndim, op, name="dimension"):
+    """Normalize a possibly negative axis index, or raise a ValueError naming the op."""
+    dim = int(dim)
+    if not -ndim <= dim < ndim:
+        raise ValueError(f"{op}: {name} {dim} is out of range for a tensor with {ndim} dimensions "
+                         f"(expected {-ndim} to {ndim - 1})")
+    return dim % ndim
+
+
+def _norm_axis(axis, ndim, op="reduce"):
     if axis is None:
         return None
     if isinstance(axis, (list, tuple)):
-        return tuple(sorted(a % ndim for a in axis))
-    return (axis % ndim,)
+        axes = tuple(sorted(_dim(a, ndim, op, "axis") for a in axis))
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"{op}: axis {tuple(axis)} repeats an axis")
+        return axes
+    return (_dim(axis, ndim, op, "axis"),)
 
 
 def _resolve_shape(shape, size, op):

@@ -1,6 +1,30 @@
-"""PLACEHOLDER: being written by a helper."""
+"""Local response normalization across channels (AlexNet), Krizhevsky/Caffe/PyTorch
+definition: y = x * (k + alpha/size * sum of x^2 over the size-channel window)^-beta."""
+from __future__ import annotations
 
-def local_response_norm(*args, **kwargs):
-    raise NotImplementedError("local_response_norm")
+from .function import Function
 
 
+class LocalResponseNorm(Function):
+    def forward(self, x):
+        y, scale = self.backend.lrn_forward(x, self.size, self.alpha, self.beta, self.k)
+        self.save_for_backward(x, y, scale)
+        return y
+
+    def backward(self, gy):
+        x, y, scale = self.saved
+        return self.backend.lrn_backward(x, y, scale, gy, self.size, self.alpha, self.beta, self.k)
+
+
+def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
+    from ..tensor import Tensor
+    op = "local_response_norm"
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: expected a Tensor input, got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a floating-point input, got dtype {x.dtype}")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ValueError(f"{op}: expected size to be a positive int, got {size!r}")
+    return LocalResponseNorm.apply(x, size=size, alpha=float(alpha), beta=float(beta), k=float(k))

@@ -39,12 +39,20 @@ class Clone(Function):
 class _Binary(Function):
     def forward(self, a, b):
         self.a_shape, self.b_shape = a.shape, b.shape
+        self.a_dtype, self.b_dtype = a.dtype, b.dtype
         return self._forward(a, b)
 
     def _reduce(self, ga, gb):
+        """Sum broadcast gradients back to the input shapes, in the input dtypes
+        (mixed float32/float64 operands give a float64 output)."""
         be = self.backend
-        return (None if ga is None else be.sum_to_shape(ga, self.a_shape),
-                None if gb is None else be.sum_to_shape(gb, self.b_shape))
+        if ga is not None:
+            ga = be.sum_to_shape(ga, self.a_shape)
+            ga = ga if ga.dtype == self.a_dtype else be.astype(ga, self.a_dtype)
+        if gb is not None:
+            gb = be.sum_to_shape(gb, self.b_shape)
+            gb = gb if gb.dtype == self.b_dtype else be.astype(gb, self.b_dtype)
+        return ga, gb
 
 
 class Add(_Binary):
@@ -112,6 +120,8 @@ class PowScalar(Function):
     def backward(self, gy):
         (x,) = self.saved
         be = self.backend
+        if self.exponent == 0:  # x**0 == 1 everywhere: 0 * x**-1 would be NaN at x == 0
+            return be.zeros_like(gy)
         return be.mul(gy, be.mul(be.pow(x, self.exponent - 1), self.exponent))
 
 
@@ -303,17 +313,21 @@ class MatMul(Function):
         a2 = be.reshape(a, (1,) + a.shape) if a.ndim == 1 else a
         b2 = be.reshape(b, b.shape + (1,)) if b.ndim == 1 else b
         g = gy
-        if a.ndim == 1:
+        if a.ndim == 1 and b.ndim == 1:  # vector @ vector -> scalar
+            g = be.reshape(g, (1, 1))
+        elif a.ndim == 1:
             g = be.expand_dims(g, -2)
-        if b.ndim == 1:
+        elif b.ndim == 1:
             g = be.expand_dims(g, -1)
         ga = gb = None
         if self.needs_input_grad[0]:
             ga = be.sum_to_shape(be.matmul(g, be.transpose(b2, _swap_last(b2.ndim))), a2.shape)
             ga = be.reshape(ga, a.shape)
+            ga = ga if ga.dtype == a.dtype else be.astype(ga, a.dtype)
         if self.needs_input_grad[1]:
             gb = be.sum_to_shape(be.matmul(be.transpose(a2, _swap_last(a2.ndim)), g), b2.shape)
             gb = be.reshape(gb, b.shape)
+            gb = gb if gb.dtype == b.dtype else be.astype(gb, b.dtype)
         return ga, gb
 
 

@@ -127,9 +127,10 @@ def pad(x, pad, value=0.0):
 
 
 def concat(tensors, axis=0):
+    from ..tensor import _dim
     tensors = _as_tensor_list(tensors, "concat")
     nd = tensors[0].ndim
-    axis = axis % nd
+    axis = _dim(axis, nd, "concat", "axis")
     ref = tensors[0].shape
     for t in tensors[1:]:
         if t.ndim != nd or any(a != b for i, (a, b) in enumerate(zip(t.shape, ref)) if i != axis):
@@ -143,12 +144,14 @@ def stack(tensors, axis=0):
     for t in tensors[1:]:
         if t.shape != tensors[0].shape:
             raise ValueError(f"stack: all shapes must be equal, got {tensors[0].shape} and {t.shape}")
-    return Stack.apply(*tensors, axis=axis % (tensors[0].ndim + 1))
+    from ..tensor import _dim
+    return Stack.apply(*tensors, axis=_dim(axis, tensors[0].ndim + 1, "stack", "axis"))
 
 
 def split(x, split_size_or_sections, axis=0):
     """Like torch.split: an int is the size of each chunk, a list gives every size."""
-    axis = axis % x.ndim
+    from ..tensor import _dim
+    axis = _dim(axis, x.ndim, "split", "axis")
     n = x.shape[axis]
     if isinstance(split_size_or_sections, int):
         if split_size_or_sections <= 0:
@@ -158,6 +161,8 @@ def split(x, split_size_or_sections, axis=0):
             sizes.append(n % split_size_or_sections)
     else:
         sizes = [int(s) for s in split_size_or_sections]
+        if any(s < 0 for s in sizes):
+            raise ValueError(f"split: expected non-negative sizes, got {sizes}")
         if sum(sizes) != n:
             raise ValueError(f"split: sizes {sizes} do not add up to the axis length {n}")
     bounds, total = [], 0

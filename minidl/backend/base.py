@@ -131,6 +131,36 @@ class Backend:
     def cast_like(self, a, ref):
         return a.astype(ref.dtype, copy=False)
 
+    # ---------------------------------------------------------- activations (appended)
+    # Generic versions over xp; a backend may override them with fused kernels.
+    # Backward methods take the saved forward input (or output, for sigmoid).
+    def relu(self, x):
+        return self.xp.maximum(x, 0)
+
+    def relu_backward(self, x, gy):
+        return self.xp.where(x > 0, gy, 0).astype(gy.dtype, copy=False)
+
+    def relu6(self, x):
+        return self.xp.clip(x, 0, 6)
+
+    def relu6_backward(self, x, gy):
+        return self.xp.where((x > 0) & (x < 6), gy, 0).astype(gy.dtype, copy=False)
+
+    def sigmoid(self, x):
+        # exp of -|x| only, so large |x| never overflows
+        e = self.xp.exp(-self.xp.abs(x))
+        return self.xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+    def sigmoid_backward(self, y, gy):
+        return gy * y * (1 - y)
+
+    def silu(self, x):
+        return x * self.sigmoid(x)
+
+    def silu_backward(self, x, gy):
+        s = self.sigmoid(x)
+        return gy * s * (1 + x * (1 - s))
+
     # ---------------------------------------------------------- reductions
     def sum(self, a, axis=None, keepdims=False):
         return self.xp.sum(a, axis=axis, keepdims=keepdims)
@@ -243,6 +273,17 @@ class Backend:
     def avg_pool2d_backward(self, gy, x_shape, kernel, stride, padding, ceil_mode, count_include_pad):
         self._missing("avg_pool2d_backward")
 
+    @staticmethod
+    def pool_output_size(size, kernel, stride, padding, ceil_mode):
+        """PyTorch's pooling output length along one axis: floor or ceil of
+        (size + 2*padding - kernel) / stride, plus one; with ``ceil_mode`` the last
+        window must start inside the input or the left padding."""
+        span = size + 2 * padding - kernel + (stride - 1 if ceil_mode else 0)
+        out = span // stride + 1
+        if ceil_mode and (out - 1) * stride >= size + padding:
+            out -= 1
+        return out
+
     def adaptive_avg_pool2d_forward(self, x, output_size):
         """PyTorch's bins: start = floor(i*H/OH), end = ceil((i+1)*H/OH)."""
         self._missing("adaptive_avg_pool2d_forward")
@@ -283,3 +324,13 @@ class Backend:
     def cross_entropy_backward(self, log_probs, labels, label_smoothing, grad_per_row):
         """-> dlogits (N, K) for upstream gradient ``grad_per_row`` (N,)."""
         self._missing("cross_entropy_backward")
+
+    # ---------------------------------------------------------- comparisons (appended)
+    def not_equal(self, a, b):
+        return a != b
+
+    def greater_equal(self, a, b):
+        return a >= b
+
+    def less_equal(self, a, b):
+        return a <= b

@@ -1,26 +1,206 @@
-"""PLACEHOLDER: being written by a helper."""
+"""Pooling on the CPU: max, average and adaptive average, as fused Numba loops.
 
-def max_pool2d_forward(*args, **kwargs):
-    raise NotImplementedError("max_pool2d_forward")
+Every kernel runs one (n, c) plane per parallel iteration.  Backward passes
+scatter into their own plane serially, so overlapping windows (3x3/2) never
+race.  Semantics follow PyTorch exactly: output sizes (Backend.pool_output_size),
+padded cells are ignored by max pooling, ties pick the first maximum in
+row-major window order, and the average divisor counts padding only inside the
+padded input (never the ceil_mode overhang).
+"""
+from __future__ import annotations
 
+import numpy as np
+from numba import njit, prange
 
-def max_pool2d_backward(*args, **kwargs):
-    raise NotImplementedError("max_pool2d_backward")
-
-
-def avg_pool2d_forward(*args, **kwargs):
-    raise NotImplementedError("avg_pool2d_forward")
-
-
-def avg_pool2d_backward(*args, **kwargs):
-    raise NotImplementedError("avg_pool2d_backward")
-
-
-def adaptive_avg_pool2d_forward(*args, **kwargs):
-    raise NotImplementedError("adaptive_avg_pool2d_forward")
+from ..base import Backend
 
 
-def adaptive_avg_pool2d_backward(*args, **kwargs):
-    raise NotImplementedError("adaptive_avg_pool2d_backward")
+def _planes(x):
+    n, c, h, w = x.shape
+    return np.ascontiguousarray(x).reshape(n * c, h, w)
 
 
+def _output_hw(x_shape, kernel, stride, padding, ceil_mode):
+    h, w = x_shape[2], x_shape[3]
+    return (Backend.pool_output_size(h, kernel[0], stride[0], padding[0], ceil_mode),
+            Backend.pool_output_size(w, kernel[1], stride[1], padding[1], ceil_mode))
+
+
+# ---------------------------------------------------------------- max pool
+@njit(parallel=True, cache=True)
+def _max_pool_fwd(x, y, argmax, kh, kw, sh, sw, ph, pw):
+    planes, height, width = x.shape
+    out_h, out_w = y.shape[1], y.shape[2]
+    for p in prange(planes):
+        for oh in range(out_h):
+            h0 = oh * sh - ph
+            h1 = min(h0 + kh, height)
+            h0 = max(h0, 0)
+            for ow in range(out_w):
+                w0 = ow * sw - pw
+                w1 = min(w0 + kw, width)
+                w0 = max(w0, 0)
+                best = -np.inf
+                best_idx = h0 * width + w0
+                for i in range(h0, h1):
+                    for j in range(w0, w1):
+                        v = x[p, i, j]
+                        # strict '>' keeps the first maximum; NaN wins, as in PyTorch
+                        if v > best or np.isnan(v):
+                            best = v
+                            best_idx = i * width + j
+                y[p, oh, ow] = best
+                argmax[p, oh, ow] = best_idx
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_bwd(gy, argmax, dx):
+    planes = dx.shape[0]
+    plane_size = dx.shape[1]
+    outs = gy.shape[1]
+    for p in prange(planes):
+        for i in range(plane_size):
+            dx[p, i] = 0
+        for o in range(outs):
+            dx[p, argmax[p, o]] += gy[p, o]
+
+
+def max_pool2d_forward(x, kernel, stride, padding, ceil_mode):
+    n, c, h, w = x.shape
+    out_h, out_w = _output_hw(x.shape, kernel, stride, padding, ceil_mode)
+    y = np.empty((n * c, out_h, out_w), dtype=x.dtype)
+    index_dtype = np.int32 if h * w < 2 ** 31 else np.int64
+    argmax = np.empty((n * c, out_h, out_w), dtype=index_dtype)
+    _max_pool_fwd(_planes(x), y, argmax, kernel[0], kernel[1], stride[0], stride[1],
+                  padding[0], padding[1])
+    return y.reshape(n, c, out_h, out_w), argmax.reshape(n, c, out_h, out_w)
+
+
+def max_pool2d_backward(gy, argmax, x_shape):
+    n, c, h, w = x_shape
+    dx = np.empty((n * c, h * w), dtype=gy.dtype)
+    _max_pool_bwd(np.ascontiguousarray(gy).reshape(n * c, -1),
+                  np.ascontiguousarray(argmax).reshape(n * c, -1), dx)
+    return dx.reshape(x_shape)
+
+
+# ---------------------------------------------------------------- average pool
+@njit(cache=True, inline="always")
+def _avg_window(o, stride, pad, kernel, size, count_include_pad):
+    """-> (start, end, divisor length) of one output cell along one axis."""
+    start = o * stride - pad
+    end = min(start + kernel, size + pad)
+    padded_len = end - start
+    start = max(start, 0)
+    end = min(end, size)
+    return start, end, padded_len if count_include_pad else end - start
+
+
+@njit(parallel=True, cache=True)
+def _avg_pool_fwd(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
+    planes, height, width = x.shape
+    out_h, out_w = y.shape[1], y.shape[2]
+    for p in prange(planes):
+        for oh in range(out_h):
+            h0, h1, dh = _avg_window(oh, sh, ph, kh, height, count_include_pad)
+            for ow in range(out_w):
+                w0, w1, dw = _avg_window(ow, sw, pw, kw, width, count_include_pad)
+                if h0 >= h1 or w0 >= w1:
+                    y[p, oh, ow] = 0
+                    continue
+                total = 0.0
+                for i in range(h0, h1):
+                    for j in range(w0, w1):
+                        total += x[p, i, j]
+                y[p, oh, ow] = total / (dh * dw)
+
+
+@njit(parallel=True, cache=True)
+def _avg_pool_bwd(gy, dx, kh, kw, sh, sw, ph, pw, count_include_pad):
+    planes, height, width = dx.shape
+    out_h, out_w = gy.shape[1], gy.shape[2]
+    for p in prange(planes):
+        for i in range(height):
+            for j in range(width):
+                dx[p, i, j] = 0
+        for oh in range(out_h):
+            h0, h1, dh = _avg_window(oh, sh, ph, kh, height, count_include_pad)
+            for ow in range(out_w):
+                w0, w1, dw = _avg_window(ow, sw, pw, kw, width, count_include_pad)
+                if h0 >= h1 or w0 >= w1:
+                    continue
+                g = gy[p, oh, ow] / (dh * dw)
+                for i in range(h0, h1):
+                    for j in range(w0, w1):
+                        dx[p, i, j] += g
+
+
+def avg_pool2d_forward(x, kernel, stride, padding, ceil_mode, count_include_pad):
+    n, c, h, w = x.shape
+    out_h, out_w = _output_hw(x.shape, kernel, stride, padding, ceil_mode)
+    y = np.empty((n * c, out_h, out_w), dtype=x.dtype)
+    _avg_pool_fwd(_planes(x), y, kernel[0], kernel[1], stride[0], stride[1],
+                  padding[0], padding[1], bool(count_include_pad))
+    return y.reshape(n, c, out_h, out_w)
+
+
+def avg_pool2d_backward(gy, x_shape, kernel, stride, padding, ceil_mode, count_include_pad):
+    n, c, h, w = x_shape
+    dx = np.empty((n * c, h, w), dtype=gy.dtype)
+    _avg_pool_bwd(_planes(gy), dx, kernel[0], kernel[1], stride[0], stride[1],
+                  padding[0], padding[1], bool(count_include_pad))
+    return dx.reshape(x_shape)
+
+
+# ---------------------------------------------------------------- adaptive average pool
+@njit(parallel=True, cache=True)
+def _adaptive_avg_fwd(x, y):
+    planes, height, width = x.shape
+    out_h, out_w = y.shape[1], y.shape[2]
+    for p in prange(planes):
+        for oh in range(out_h):
+            h0 = (oh * height) // out_h
+            h1 = -((-(oh + 1) * height) // out_h)  # ceil division
+            for ow in range(out_w):
+                w0 = (ow * width) // out_w
+                w1 = -((-(ow + 1) * width) // out_w)
+                total = 0.0
+                for i in range(h0, h1):
+                    for j in range(w0, w1):
+                        total += x[p, i, j]
+                y[p, oh, ow] = total / ((h1 - h0) * (w1 - w0))
+
+
+@njit(parallel=True, cache=True)
+def _adaptive_avg_bwd(gy, dx):
+    planes, height, width = dx.shape
+    out_h, out_w = gy.shape[1], gy.shape[2]
+    for p in prange(planes):
+        for i in range(height):
+            for j in range(width):
+                dx[p, i, j] = 0
+        for oh in range(out_h):
+            h0 = (oh * height) // out_h
+            h1 = -((-(oh + 1) * height) // out_h)
+            for ow in range(out_w):
+                w0 = (ow * width) // out_w
+                w1 = -((-(ow + 1) * width) // out_w)
+                g = gy[p, oh, ow] / ((h1 - h0) * (w1 - w0))
+                for i in range(h0, h1):
+                    for j in range(w0, w1):
+                        dx[p, i, j] += g
+
+
+def adaptive_avg_pool2d_forward(x, output_size):
+    n, c, h, w = x.shape
+    out_h, out_w = output_size
+    y = np.empty((n * c, out_h, out_w), dtype=x.dtype)
+    _adaptive_avg_fwd(_planes(x), y)
+    return y.reshape(n, c, out_h, out_w)
+
+
+def adaptive_avg_pool2d_backward(gy, x_shape):
+    n, c, h, w = x_shape
+    dx = np.empty((n * c, h, w), dtype=gy.dtype)
+    _adaptive_avg_bwd(_planes(gy), dx)
+    return dx.reshape(x_shape)

@@ -1,0 +1,106 @@
+// Elementwise kernels: activations (relu, relu6, sigmoid, silu), bias-add and its
+// backward reduction, dropout mask-apply.
+//
+// Layout: activations and dropout treat their arrays as flat, contiguous vectors of
+// n elements (any shape).  Bias-add works on NCHW viewed as (N, C, S) with S = H*W
+// (S = 1 for a (N, C) Linear output) and a bias of C elements.
+// Indexing: 1-D grids of 256 threads with grid-stride loops (64-bit indices), so any
+// n works with a capped grid.  bias_add_backward uses one block per channel with a
+// warp-shuffle block reduction.
+// Conventions: every kernel writes (overwrites) its outputs, never accumulates.
+// Backward of relu/relu6/silu takes the forward input x; of sigmoid the forward
+// output y.  Dropout: keep = (u >= p) for a uniform u in [0, 1) drawn by the caller;
+// the forward writes y = x * keep / (1 - p) and mask = keep / (1 - p), the backward
+// gx = gy * mask.
+#pragma once
+#include "common.cuh"
+
+namespace minidl {
+
+#define MINIDL_GRID_STRIDE(i, n) \
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (long long)gridDim.x * blockDim.x)
+
+template <class T>
+__global__ void relu_forward_kernel(const T* __restrict__ x, T* __restrict__ y, long long n) {
+    MINIDL_GRID_STRIDE(i, n) { T v = x[i]; y[i] = v > T(0) ? v : T(0); }
+}
+
+template <class T>
+__global__ void relu_backward_kernel(const T* __restrict__ x, const T* __restrict__ gy, T* __restrict__ gx, long long n) {
+    MINIDL_GRID_STRIDE(i, n) gx[i] = x[i] > T(0) ? gy[i] : T(0);
+}
+
+template <class T>
+__global__ void relu6_forward_kernel(const T* __restrict__ x, T* __restrict__ y, long long n) {
+    MINIDL_GRID_STRIDE(i, n) { T v = x[i]; y[i] = v < T(0) ? T(0) : (v > T(6) ? T(6) : v); }
+}
+
+template <class T>
+__global__ void relu6_backward_kernel(const T* __restrict__ x, const T* __restrict__ gy, T* __restrict__ gx, long long n) {
+    MINIDL_GRID_STRIDE(i, n) { T v = x[i]; gx[i] = (v > T(0) && v < T(6)) ? gy[i] : T(0); }
+}
+
+template <class T>
+__device__ __forceinline__ T sigmoid_(T v) { return T(1) / (T(1) + exp_(-v)); }
+
+template <class T>
+__global__ void sigmoid_forward_kernel(const T* __restrict__ x, T* __restrict__ y, long long n) {
+    MINIDL_GRID_STRIDE(i, n) y[i] = sigmoid_(x[i]);
+}
+
+template <class T>
+__global__ void sigmoid_backward_kernel(const T* __restrict__ y, const T* __restrict__ gy, T* __restrict__ gx, long long n) {
+    MINIDL_GRID_STRIDE(i, n) { T s = y[i]; gx[i] = gy[i] * s * (T(1) - s); }
+}
+
+template <class T>
+__global__ void silu_forward_kernel(const T* __restrict__ x, T* __restrict__ y, long long n) {
+    MINIDL_GRID_STRIDE(i, n) { T v = x[i]; y[i] = v * sigmoid_(v); }
+}
+
+template <class T>
+__global__ void silu_backward_kernel(const T* __restrict__ x, const T* __restrict__ gy, T* __restrict__ gx, long long n) {
+    MINIDL_GRID_STRIDE(i, n) {
+        T v = x[i], s = sigmoid_(v);
+        gx[i] = gy[i] * s * (T(1) + v * (T(1) - s));
+    }
+}
+
+// y[n, c, s] = x[n, c, s] + b[c]
+template <class T>
+__global__ void bias_add_kernel(const T* __restrict__ x, const T* __restrict__ b, T* __restrict__ y,
+                                long long total, int C, long long S) {
+    MINIDL_GRID_STRIDE(i, total) y[i] = x[i] + b[(i / S) % C];
+}
+
+// db[c] = sum over n, s of gy[n, c, s]; one block per channel (blockDim.x % 32 == 0)
+template <class T>
+__global__ void bias_add_backward_kernel(const T* __restrict__ gy, T* __restrict__ db, int N, int C, long long S) {
+    __shared__ T scratch[32];
+    const int c = blockIdx.x;
+    T acc = T(0);
+    const long long per = (long long)N * S;
+    for (long long j = threadIdx.x; j < per; j += blockDim.x) {
+        long long nn = j / S, s = j - nn * S;
+        acc += gy[(nn * C + c) * S + s];
+    }
+    acc = block_sum(acc, scratch);
+    if (threadIdx.x == 0) db[c] = acc;
+}
+
+template <class T>
+__global__ void dropout_forward_kernel(const T* __restrict__ x, const T* __restrict__ u, T* __restrict__ y,
+                                       T* __restrict__ mask, long long n, T p, T scale) {
+    MINIDL_GRID_STRIDE(i, n) {
+        T m = u[i] >= p ? scale : T(0);
+        mask[i] = m;
+        y[i] = x[i] * m;
+    }
+}
+
+template <class T>
+__global__ void dropout_backward_kernel(const T* __restrict__ gy, const T* __restrict__ mask, T* __restrict__ gx, long long n) {
+    MINIDL_GRID_STRIDE(i, n) gx[i] = gy[i] * mask[i];
+}
+
+}  // namespace minidl

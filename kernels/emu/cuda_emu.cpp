@@ -1,0 +1,246 @@
+// The block scheduler of the host emulation (see cuda_emu.h).  Compiled only into
+// minidl._emu.
+#include "cuda_emu.h"
+
+#include <ucontext.h>
+
+#include <cstdio>
+
+thread_local dim3 threadIdx;
+thread_local dim3 blockIdx;
+thread_local dim3 blockDim;
+thread_local dim3 gridDim;
+
+namespace minidl_emu {
+
+thread_local ThreadState* self = nullptr;
+
+namespace {
+
+std::mutex g_launch_mutex;
+std::vector<ThreadState> g_threads;
+std::vector<Warp> g_warps;
+std::vector<unsigned char> g_smem;
+bool g_fiber = true;
+
+// thread mode
+std::unique_ptr<std::barrier<>> g_block_bar;
+
+// fiber mode
+ucontext_t g_sched;
+std::vector<ucontext_t> g_ctx;
+std::vector<std::unique_ptr<char[]>> g_stacks;
+std::size_t g_stack_bytes = 0;
+Body g_body = nullptr;
+void* g_body_ctx = nullptr;
+
+enum { RUN = 0, WAIT_BLOCK = 1, WAIT_WARP = 2, DONE = 3 };
+
+void fiber_yield(int state) {
+    ThreadState* s = self;
+    s->state = state;
+    swapcontext(static_cast<ucontext_t*>(s->fiber), &g_sched);
+}
+
+void fiber_entry() {
+    ThreadState* s = self;
+    g_body(g_body_ctx);
+    g_warps[s->warp].live.fetch_and(~(1u << s->lane));
+    s->state = DONE;
+    swapcontext(static_cast<ucontext_t*>(s->fiber), &g_sched);
+}
+
+std::string dim_str(dim3 d) {
+    return "(" + std::to_string(d.x) + "," + std::to_string(d.y) + "," + std::to_string(d.z) + ")";
+}
+
+void reset_warps(int nthreads) {
+    int nwarps = (nthreads + 31) / 32;
+    for (int w = 0; w < nwarps; ++w) {
+        int lanes = std::min(32, nthreads - 32 * w);
+        g_warps[w].live.store(lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1u));
+        if (!g_fiber) g_warps[w].bar = std::make_unique<std::barrier<>>(lanes);
+    }
+}
+
+bool env_fiber_mode() {
+    const char* m = std::getenv("MINIDL_EMU_MODE");
+#ifdef MINIDL_EMU_SANITIZE
+    const bool dflt = false;  // sanitizers do not follow ucontext switches
+#else
+    const bool dflt = true;
+#endif
+    if (!m || !*m) return dflt;
+    std::string s(m);
+    if (s == "fiber") return true;
+    if (s == "thread") return false;
+    throw std::runtime_error("MINIDL_EMU_MODE: expected 'fiber' or 'thread', got '" + s + "'");
+}
+
+void run_fibers(const char* name, dim3 grid, int nthreads) {
+    if (g_stack_bytes == 0) {
+        const char* kb = std::getenv("MINIDL_EMU_STACK_KB");
+        g_stack_bytes = std::size_t(kb ? std::max(16, std::atoi(kb)) : 256) * 1024;
+    }
+    g_ctx.resize(nthreads);
+    while ((int)g_stacks.size() < nthreads) g_stacks.emplace_back(new char[g_stack_bytes]);
+    int nwarps = (nthreads + 31) / 32;
+    for (unsigned bz = 0; bz < grid.z; ++bz)
+        for (unsigned by = 0; by < grid.y; ++by)
+            for (unsigned bx = 0; bx < grid.x; ++bx) {
+                blockIdx = dim3(bx, by, bz);
+                reset_warps(nthreads);
+                for (int t = 0; t < nthreads; ++t) {
+                    ucontext_t& c = g_ctx[t];
+                    getcontext(&c);
+                    c.uc_stack.ss_sp = g_stacks[t].get();
+                    c.uc_stack.ss_size = g_stack_bytes;
+                    c.uc_link = nullptr;
+                    makecontext(&c, fiber_entry, 0);
+                    g_threads[t].state = RUN;
+                    g_threads[t].xbuf = 0;
+                    g_threads[t].fiber = &c;
+                }
+                for (;;) {
+                    for (int t = 0; t < nthreads; ++t) {
+                        ThreadState& s = g_threads[t];
+                        if (s.state != RUN) continue;
+                        self = &s;
+                        threadIdx = s.tid;
+                        swapcontext(&g_sched, static_cast<ucontext_t*>(s.fiber));
+                    }
+                    self = nullptr;
+                    // release the barriers that every live participant has reached
+                    bool released = false, any_live = false;
+                    for (int w = 0; w < nwarps; ++w) {
+                        int lo = 32 * w, hi = std::min(nthreads, lo + 32);
+                        bool all = true, live = false;
+                        for (int t = lo; t < hi; ++t) {
+                            int st = g_threads[t].state;
+                            if (st == DONE) continue;
+                            live = true;
+                            if (st != WAIT_WARP) all = false;
+                        }
+                        if (live && all) {
+                            for (int t = lo; t < hi; ++t)
+                                if (g_threads[t].state == WAIT_WARP) g_threads[t].state = RUN;
+                            released = true;
+                        }
+                    }
+                    bool all_block = true;
+                    for (int t = 0; t < nthreads; ++t) {
+                        int st = g_threads[t].state;
+                        if (st == DONE) continue;
+                        any_live = true;
+                        if (st != WAIT_BLOCK) all_block = false;
+                    }
+                    if (!any_live) break;
+                    if (!released && all_block) {
+                        for (int t = 0; t < nthreads; ++t)
+                            if (g_threads[t].state == WAIT_BLOCK) g_threads[t].state = RUN;
+                        released = true;
+                    }
+                    if (!released)
+                        throw std::runtime_error(
+                            std::string(name) + ": barrier deadlock in block " + dim_str(blockIdx) +
+                            " (emulation): not every live thread reached the same __syncthreads "
+                            "or warp collective (divergent barrier or partial-mask shuffle)");
+                }
+            }
+}
+
+void run_threads(dim3 grid, dim3 block, int nthreads) {
+    g_block_bar = std::make_unique<std::barrier<>>(nthreads);
+    reset_warps(nthreads);
+    struct Completion {
+        int n;
+        void operator()() noexcept {
+            g_block_bar = std::make_unique<std::barrier<>>(n);
+            reset_warps(n);
+        }
+    };
+    std::barrier<Completion> end_bar(nthreads, Completion{nthreads});
+    std::vector<std::thread> workers;
+    workers.reserve(nthreads);
+    Body body = g_body;
+    void* ctx = g_body_ctx;
+    for (int t = 0; t < nthreads; ++t) {
+        workers.emplace_back([&, t] {
+            ThreadState& s = g_threads[t];
+            self = &s;
+            threadIdx = s.tid;
+            blockDim = block;
+            gridDim = grid;
+            for (unsigned bz = 0; bz < grid.z; ++bz)
+                for (unsigned by = 0; by < grid.y; ++by)
+                    for (unsigned bx = 0; bx < grid.x; ++bx) {
+                        blockIdx = dim3(bx, by, bz);
+                        s.xbuf = 0;
+                        body(ctx);
+                        Warp& w = g_warps[s.warp];
+                        w.live.fetch_and(~(1u << s.lane));
+                        w.bar->arrive_and_drop();
+                        g_block_bar->arrive_and_drop();
+                        end_bar.arrive_and_wait();
+                    }
+        });
+    }
+    for (auto& th : workers) th.join();
+    g_block_bar.reset();
+}
+
+}  // namespace
+
+void syncthreads() {
+    if (g_fiber) fiber_yield(WAIT_BLOCK);
+    else g_block_bar->arrive_and_wait();
+}
+
+void syncwarp() {
+    if (g_fiber) fiber_yield(WAIT_WARP);
+    else g_warps[self->warp].bar->arrive_and_wait();
+}
+
+Warp& my_warp() { return g_warps[self->warp]; }
+
+unsigned char* dynamic_smem() { return g_smem.data(); }
+
+void run(const char* name, dim3 grid, dim3 block, std::size_t smem, Body body, void* ctx) {
+    long long nthreads = (long long)block.x * block.y * block.z;
+    if (grid.x == 0 || grid.y == 0 || grid.z == 0 || nthreads == 0) return;  // empty launch
+    if (nthreads > 1024 || block.z > 64 || grid.y > 65535 || grid.z > 65535)
+        throw std::runtime_error(std::string(name) + ": invalid launch configuration: grid " +
+                                 dim_str(grid) + ", block " + dim_str(block));
+    if (smem > 227 * 1024)
+        throw std::runtime_error(std::string(name) + ": " + std::to_string(smem) +
+                                 " bytes of dynamic shared memory exceed the 227 KB limit");
+    std::lock_guard<std::mutex> lock(g_launch_mutex);
+    g_fiber = env_fiber_mode();
+    g_threads.assign(nthreads, ThreadState{});
+    g_warps = std::vector<Warp>((nthreads + 31) / 32);
+    for (int t = 0; t < nthreads; ++t) {
+        ThreadState& s = g_threads[t];
+        s.tid = dim3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
+        s.lane = t % 32;
+        s.warp = t / 32;
+    }
+    // dynamic shared memory starts as NaN bytes, so reads before writes show up
+    g_smem.assign(std::max<std::size_t>(smem, 16) + 64, 0xff);
+    g_body = body;
+    g_body_ctx = ctx;
+    dim3 saved_grid = gridDim, saved_block = blockDim, saved_tid = threadIdx, saved_bid = blockIdx;
+    gridDim = grid;
+    blockDim = block;
+    try {
+        if (g_fiber) run_fibers(name, grid, (int)nthreads);
+        else run_threads(grid, block, (int)nthreads);
+    } catch (...) {
+        self = nullptr;
+        gridDim = saved_grid; blockDim = saved_block; threadIdx = saved_tid; blockIdx = saved_bid;
+        throw;
+    }
+    self = nullptr;
+    gridDim = saved_grid; blockDim = saved_block; threadIdx = saved_tid; blockIdx = saved_bid;
+}
+
+}  // namespace minidl_emu

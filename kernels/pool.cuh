@@ -1,0 +1,212 @@
+// Pooling kernels (NCHW, viewed as P = N*C independent H x W planes).  Semantics are
+// PyTorch's and the CPU backend's (minidl/backend/cpu/pool.py):
+//  * window of output oh: rows [oh*sh - ph, oh*sh - ph + kh), clipped to the input;
+//    output sizes come from the caller (Backend.pool_output_size, incl. ceil_mode).
+//  * max: padded cells never win; ties keep the first maximum in row-major window
+//    order; NaN wins.  argmax (int32) is the flat h*W + w index in the input plane.
+//  * average: divisor is the window clipped to the padded input (kh*kw unless ceil_mode
+//    overhangs) with count_include_pad, else the number of real input cells.
+//  * adaptive average: bins [floor(i*H/OH), ceil((i+1)*H/OH)).
+// Every kernel overwrites its output.  Backward passes are gathers: one thread per input
+// pixel visits the output windows that contain it, in row-major output order, so
+// overlapping windows (3x3/2) need no atomics and results are deterministic.  The one
+// exception is max_pool_bwd_plane_kernel, for an argmax whose pooling geometry is
+// unknown: one thread per plane scatters in output order (the CPU backend's loop).
+#pragma once
+
+#include "common.cuh"
+
+namespace minidl {
+
+struct PoolGeom {
+    int P, H, W;     // planes, input size
+    int OH, OW;      // output size
+    int kh, kw, sh, sw, ph, pw;
+};
+
+template <typename T>
+__global__ void max_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y,
+                                    int* __restrict__ argmax, PoolGeom g) {
+    const long long total = (long long)g.P * g.OH * g.OW;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        const int ow = (int)(i % g.OW);
+        const long long r = i / g.OW;
+        const int oh = (int)(r % g.OH);
+        const T* xp = x + (r / g.OH) * g.H * g.W;
+        int h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
+        const int h1 = min(h0 + g.kh, g.H), w1 = min(w0 + g.kw, g.W);
+        h0 = max(h0, 0);
+        w0 = max(w0, 0);
+        T best = -INFINITY;
+        int best_idx = h0 * g.W + w0;
+        for (int h = h0; h < h1; ++h)
+            for (int w = w0; w < w1; ++w) {
+                const T v = xp[h * g.W + w];
+                if (v > best || isnan(v)) {
+                    best = v;
+                    best_idx = h * g.W + w;
+                }
+            }
+        y[i] = best;
+        argmax[i] = best_idx;
+    }
+}
+
+// Output rows whose window [o*s - p, o*s - p + k) contains input row h: [lo, hi].
+__device__ __forceinline__ void pool_covering(int h, int k, int s, int p, int out, int& lo, int& hi) {
+    lo = h + p < k ? 0 : (h + p - k) / s + 1;
+    hi = min((h + p) / s, out - 1);
+}
+
+template <typename T>
+__global__ void max_pool_bwd_kernel(const T* __restrict__ gy, const int* __restrict__ argmax,
+                                    T* __restrict__ dx, PoolGeom g) {
+    const long long total = (long long)g.P * g.H * g.W;
+    const int L = g.OH * g.OW;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        const int w = (int)(i % g.W);
+        const long long r = i / g.W;
+        const int h = (int)(r % g.H);
+        const long long off = (r / g.H) * L;
+        const int idx = h * g.W + w;
+        int oh0, oh1, ow0, ow1;
+        pool_covering(h, g.kh, g.sh, g.ph, g.OH, oh0, oh1);
+        pool_covering(w, g.kw, g.sw, g.pw, g.OW, ow0, ow1);
+        T acc = T(0);
+        for (int oh = oh0; oh <= oh1; ++oh)
+            for (int ow = ow0; ow <= ow1; ++ow) {
+                const long long o = off + oh * g.OW + ow;
+                if (argmax[o] == idx) acc += gy[o];
+            }
+        dx[i] = acc;
+    }
+}
+
+// One thread per plane: dx = 0, then dx[argmax[o]] += gy[o] in output order.
+template <typename T>
+__global__ void max_pool_bwd_plane_kernel(const T* __restrict__ gy, const int* __restrict__ argmax,
+                                          T* __restrict__ dx, int planes, int plane_size, int outs) {
+    for (int p = blockIdx.x * blockDim.x + threadIdx.x; p < planes; p += gridDim.x * blockDim.x) {
+        T* d = dx + (long long)p * plane_size;
+        for (int j = 0; j < plane_size; ++j) d[j] = T(0);
+        const long long off = (long long)p * outs;
+        for (int o = 0; o < outs; ++o) d[argmax[off + o]] += gy[off + o];
+    }
+}
+
+// Window [start, end) of output o along one axis and its divisor length.
+__device__ __forceinline__ void avg_window(int o, int s, int p, int k, int size, bool include_pad,
+                                           int& start, int& end, int& len) {
+    start = o * s - p;
+    end = min(start + k, size + p);
+    const int padded = end - start;
+    start = max(start, 0);
+    end = min(end, size);
+    len = include_pad ? padded : end - start;
+}
+
+template <typename T>
+__global__ void avg_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, PoolGeom g,
+                                    bool include_pad) {
+    const long long total = (long long)g.P * g.OH * g.OW;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        const int ow = (int)(i % g.OW);
+        const long long r = i / g.OW;
+        const int oh = (int)(r % g.OH);
+        const T* xp = x + (r / g.OH) * g.H * g.W;
+        int h0, h1, dh, w0, w1, dw;
+        avg_window(oh, g.sh, g.ph, g.kh, g.H, include_pad, h0, h1, dh);
+        avg_window(ow, g.sw, g.pw, g.kw, g.W, include_pad, w0, w1, dw);
+        T acc = T(0);
+        for (int h = h0; h < h1; ++h)
+            for (int w = w0; w < w1; ++w) acc += xp[h * g.W + w];
+        y[i] = (h0 < h1 && w0 < w1) ? acc / T(dh * dw) : T(0);
+    }
+}
+
+template <typename T>
+__global__ void avg_pool_bwd_kernel(const T* __restrict__ gy, T* __restrict__ dx, PoolGeom g,
+                                    bool include_pad) {
+    const long long total = (long long)g.P * g.H * g.W;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        const int w = (int)(i % g.W);
+        const long long r = i / g.W;
+        const int h = (int)(r % g.H);
+        const T* gp = gy + (r / g.H) * g.OH * g.OW;
+        int oh0, oh1, ow0, ow1;
+        pool_covering(h, g.kh, g.sh, g.ph, g.OH, oh0, oh1);
+        pool_covering(w, g.kw, g.sw, g.pw, g.OW, ow0, ow1);
+        T acc = T(0);
+        for (int oh = oh0; oh <= oh1; ++oh) {
+            int a, b, dh;
+            avg_window(oh, g.sh, g.ph, g.kh, g.H, include_pad, a, b, dh);
+            for (int ow = ow0; ow <= ow1; ++ow) {
+                int c, d, dw;
+                avg_window(ow, g.sw, g.pw, g.kw, g.W, include_pad, c, d, dw);
+                acc += gp[oh * g.OW + ow] / T(dh * dw);
+            }
+        }
+        dx[i] = acc;
+    }
+}
+
+template <typename T>
+__global__ void adaptive_avg_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, PoolGeom g) {
+    const long long total = (long long)g.P * g.OH * g.OW;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        const int ow = (int)(i % g.OW);
+        const long long r = i / g.OW;
+        const int oh = (int)(r % g.OH);
+        const T* xp = x + (r / g.OH) * g.H * g.W;
+        const int h0 = oh * g.H / g.OH, h1 = ((oh + 1) * g.H + g.OH - 1) / g.OH;
+        const int w0 = ow * g.W / g.OW, w1 = ((ow + 1) * g.W + g.OW - 1) / g.OW;
+        T acc = T(0);
+        for (int h = h0; h < h1; ++h)
+            for (int w = w0; w < w1; ++w) acc += xp[h * g.W + w];
+        y[i] = acc / T((h1 - h0) * (w1 - w0));
+    }
+}
+
+// Input row h lies in the bins [floor(h*OH/H), ceil((h+1)*OH/H) - 1].
+template <typename T>
+__global__ void adaptive_avg_bwd_kernel(const T* __restrict__ gy, T* __restrict__ dx, PoolGeom g) {
+    const long long total = (long long)g.P * g.H * g.W;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        const int w = (int)(i % g.W);
+        const long long r = i / g.W;
+        const int h = (int)(r % g.H);
+        const T* gp = gy + (r / g.H) * g.OH * g.OW;
+        const int oh0 = h * g.OH / g.H, oh1 = ((h + 1) * g.OH + g.H - 1) / g.H;
+        const int ow0 = w * g.OW / g.W, ow1 = ((w + 1) * g.OW + g.W - 1) / g.W;
+        T acc = T(0);
+        for (int oh = oh0; oh < oh1; ++oh) {
+            const int h0 = oh * g.H / g.OH, h1 = ((oh + 1) * g.H + g.OH - 1) / g.OH;
+            for (int ow = ow0; ow < ow1; ++ow) {
+                const int w0 = ow * g.W / g.OW, w1 = ((ow + 1) * g.W + g.OW - 1) / g.OW;
+                acc += gp[oh * g.OW + ow] / T((h1 - h0) * (w1 - w0));
+            }
+        }
+        dx[i] = acc;
+    }
+}
+
+// Global average pooling: one warp per plane (8 planes per 256-thread block).
+template <typename T>
+__global__ void global_avg_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int planes, int hw) {
+    const long long p = (long long)blockIdx.x * (blockDim.x / kWarp) + threadIdx.x / kWarp;
+    if (p >= planes) return;  // uniform across the warp
+    const int lane = threadIdx.x % kWarp;
+    const T* xp = x + p * hw;
+    T acc = T(0);
+    for (int j = lane; j < hw; j += kWarp) acc += xp[j];
+    acc = warp_sum(acc);
+    if (lane == 0) y[p] = acc / T(hw);
+}
+
+}  // namespace minidl

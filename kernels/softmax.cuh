@@ -1,0 +1,138 @@
+// Row-wise softmax, log-softmax and cross-entropy with label smoothing.
+//
+// Layout: x is a contiguous (N, K) row-major array; one row = one sample.
+// Indexing: two variants of every kernel, selected by the launcher from K:
+//   WARP = true  : one warp per row, blockDim.x = 128 (4 rows per block), used for
+//                  K <= 1024; reductions are pure warp shuffles, no __syncthreads.
+//   WARP = false : one block per row, blockDim.x = 256; reductions are warp shuffles
+//                  plus one __shared__ exchange across warps (block_sum/block_max).
+// Labels are int64 (N,), assumed in [0, K) (checked by the Python caller).
+// Conventions: outputs are overwritten.
+//   softmax backward   gx = y * (gy - sum(gy * y))          (y = softmax output)
+//   log-softmax back.  gx = gy - exp(y) * sum(gy)           (y = log-softmax output)
+//   cross entropy      loss[n] = -(1 - eps) * logp[n, label] - eps / K * sum_k logp[n, k]
+//                      logp = log-softmax(logits) is saved for the backward
+//   its backward       dx[n, k] = g[n] * (exp(logp[n, k]) - (1 - eps) * [k == label] - eps / K)
+#pragma once
+#include "common.cuh"
+
+namespace minidl {
+
+// Thread coordinates of a row: (row, first column, column stride); row < 0 when this
+// warp has no row (WARP variant only: safe, there is no block-wide barrier there).
+template <bool WARP>
+struct RowCtx {
+    long long row;
+    int tid, nthr;
+    __device__ __forceinline__ RowCtx() {
+        if (WARP) {
+            row = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+            tid = threadIdx.x & 31;
+            nthr = 32;
+        } else {
+            row = blockIdx.x;
+            tid = threadIdx.x;
+            nthr = blockDim.x;
+        }
+    }
+};
+
+template <bool WARP, class T>
+__device__ __forceinline__ T row_sum(T v, T* scratch) {
+    if (WARP) return warp_sum(v);
+    return block_sum(v, scratch);
+}
+
+template <bool WARP, class T>
+__device__ __forceinline__ T row_max(T v, T* scratch) {
+    if (WARP) return warp_max(v);
+    return block_max(v, scratch);
+}
+
+template <class T> __device__ __forceinline__ T lowest_() { return T(-1e300); }
+template <> __device__ __forceinline__ float lowest_<float>() { return -3.0e38f; }
+
+template <class T, bool WARP>
+__global__ void softmax_forward_kernel(const T* __restrict__ x, T* __restrict__ y, int N, int K, int log) {
+    __shared__ T scratch[32];
+    RowCtx<WARP> r;
+    if (r.row >= N) return;
+    const T* xr = x + r.row * K;
+    T* yr = y + r.row * K;
+    T m = lowest_<T>();
+    for (int k = r.tid; k < K; k += r.nthr) m = xr[k] > m ? xr[k] : m;
+    m = row_max<WARP>(m, scratch);
+    T s = T(0);
+    for (int k = r.tid; k < K; k += r.nthr) s += exp_(xr[k] - m);
+    s = row_sum<WARP>(s, scratch);
+    if (log) {
+        T lse = m + log_(s);
+        for (int k = r.tid; k < K; k += r.nthr) yr[k] = xr[k] - lse;
+    } else {
+        T inv = T(1) / s;
+        for (int k = r.tid; k < K; k += r.nthr) yr[k] = exp_(xr[k] - m) * inv;
+    }
+}
+
+template <class T, bool WARP>
+__global__ void softmax_backward_kernel(const T* __restrict__ y, const T* __restrict__ gy, T* __restrict__ gx,
+                                        int N, int K, int log) {
+    __shared__ T scratch[32];
+    RowCtx<WARP> r;
+    if (r.row >= N) return;
+    const long long off = r.row * K;
+    T s = T(0);
+    if (log) {
+        for (int k = r.tid; k < K; k += r.nthr) s += gy[off + k];
+    } else {
+        for (int k = r.tid; k < K; k += r.nthr) s += gy[off + k] * y[off + k];
+    }
+    s = row_sum<WARP>(s, scratch);
+    if (log) {
+        for (int k = r.tid; k < K; k += r.nthr) gx[off + k] = gy[off + k] - exp_(y[off + k]) * s;
+    } else {
+        for (int k = r.tid; k < K; k += r.nthr) gx[off + k] = y[off + k] * (gy[off + k] - s);
+    }
+}
+
+template <class T, bool WARP>
+__global__ void cross_entropy_forward_kernel(const T* __restrict__ x, const long long* __restrict__ labels,
+                                             T* __restrict__ loss, T* __restrict__ logp, int N, int K, T eps) {
+    __shared__ T scratch[32];
+    RowCtx<WARP> r;
+    if (r.row >= N) return;
+    const T* xr = x + r.row * K;
+    T* lr = logp + r.row * K;
+    T m = lowest_<T>();
+    for (int k = r.tid; k < K; k += r.nthr) m = xr[k] > m ? xr[k] : m;
+    m = row_max<WARP>(m, scratch);
+    T s = T(0);
+    for (int k = r.tid; k < K; k += r.nthr) s += exp_(xr[k] - m);
+    s = row_sum<WARP>(s, scratch);
+    const T lse = m + log_(s);
+    T sl = T(0);
+    for (int k = r.tid; k < K; k += r.nthr) {
+        T v = xr[k] - lse;
+        lr[k] = v;
+        sl += v;
+    }
+    sl = row_sum<WARP>(sl, scratch);
+    if (r.tid == 0) {
+        long long lab = labels[r.row];
+        loss[r.row] = -(T(1) - eps) * (xr[lab] - lse) - eps / T(K) * sl;
+    }
+}
+
+template <class T, bool WARP>
+__global__ void cross_entropy_backward_kernel(const T* __restrict__ logp, const long long* __restrict__ labels,
+                                              const T* __restrict__ g, T* __restrict__ dx, int N, int K, T eps) {
+    RowCtx<WARP> r;
+    if (r.row >= N) return;
+    const long long off = r.row * K;
+    const long long lab = labels[r.row];
+    const T gr = g[r.row], u = eps / T(K), on = T(1) - eps;
+    for (int k = r.tid; k < K; k += r.nthr)
+        dx[off + k] = gr * (exp_(logp[off + k]) - (k == lab ? on : T(0)) - u);
+}
+
+}  // namespace minidl
