@@ -69,6 +69,37 @@ void batchnorm_update_running(uptr running_mean, uptr running_var, uptr mean, up
 
 // ================================================================ conv helper: declarations
 // (conv, depthwise, pool, lrn launchers: declare them here)
+#define MINIDL_CONV_GEOM_TYPES int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int
+#define MINIDL_POOL_GEOM_TYPES int, int, int, int, int, int, int, int, int, int, int
+// conv.cu: geometry (N, C, H, W, O, KH, KW, HO, WO, sh, sw, pt, pl, dh, dw, G)
+template <class T> void conv_im2col(uptr x, uptr col, MINIDL_CONV_GEOM_TYPES, int n0, int n_count, uptr stream);
+template <class T> void conv_col2im(uptr col, uptr dx, MINIDL_CONV_GEOM_TYPES, int n0, int n_count, uptr stream);
+template <class T> void conv_igemm_forward(uptr x, uptr w, uptr y, MINIDL_CONV_GEOM_TYPES, uptr stream);
+template <class T> void conv_igemm_backward_data(uptr gy, uptr w, uptr dx, MINIDL_CONV_GEOM_TYPES, uptr stream);
+template <class T>
+void conv_igemm_backward_weight(uptr x, uptr gy, uptr ws, MINIDL_CONV_GEOM_TYPES, int splits, uptr stream);
+// depthwise.cu: the same geometry, G == C
+template <class T> void depthwise_forward(uptr x, uptr w, uptr y, MINIDL_CONV_GEOM_TYPES, uptr stream);
+template <class T> void depthwise_backward_data(uptr gy, uptr w, uptr dx, MINIDL_CONV_GEOM_TYPES, uptr stream);
+template <class T> void depthwise_backward_weight(uptr x, uptr gy, uptr dw, MINIDL_CONV_GEOM_TYPES, uptr stream);
+// pool.cu: geometry (P = N*C, H, W, OH, OW, kh, kw, sh, sw, ph, pw); argmax int32
+template <class T> void pool_max_forward(uptr x, uptr y, uptr argmax, MINIDL_POOL_GEOM_TYPES, uptr stream);
+template <class T> void pool_max_backward(uptr gy, uptr argmax, uptr dx, MINIDL_POOL_GEOM_TYPES, uptr stream);
+template <class T>
+void pool_max_backward_plane(uptr gy, uptr argmax, uptr dx, int P, int plane_size, int outs, uptr stream);
+template <class T> void pool_avg_forward(uptr x, uptr y, MINIDL_POOL_GEOM_TYPES, bool count_include_pad, uptr stream);
+template <class T>
+void pool_avg_backward(uptr gy, uptr dx, MINIDL_POOL_GEOM_TYPES, bool count_include_pad, uptr stream);
+template <class T> void pool_adaptive_avg_forward(uptr x, uptr y, int P, int H, int W, int OH, int OW, uptr stream);
+template <class T> void pool_adaptive_avg_backward(uptr gy, uptr dx, int P, int H, int W, int OH, int OW, uptr stream);
+template <class T> void pool_global_avg_forward(uptr x, uptr y, int P, int HW, uptr stream);
+// lrn.cu
+template <class T>
+void lrn_forward(uptr x, uptr y, uptr scale, int N, int C, int HW, int size, double alpha, double beta, double k,
+                 uptr stream);
+template <class T>
+void lrn_backward(uptr x, uptr y, uptr scale, uptr gy, uptr dx, int N, int C, int HW, int size, double alpha,
+                  double beta, uptr stream);
 // ================================================================ end conv helper: declarations
 }  // namespace minidl
 
@@ -104,5 +135,23 @@ PYBIND11_MODULE(MINIDL_MODULE_NAME, m) {
 
     // ============================================================ conv helper: m.def block
     // (conv, depthwise, pool, lrn: MINIDL_DEF_F(m, conv_...); ...)
+    MINIDL_DEF_F(m, conv_im2col);
+    MINIDL_DEF_F(m, conv_col2im);
+    MINIDL_DEF_F(m, conv_igemm_forward);
+    MINIDL_DEF_F(m, conv_igemm_backward_data);
+    MINIDL_DEF_F(m, conv_igemm_backward_weight);
+    MINIDL_DEF_F(m, depthwise_forward);
+    MINIDL_DEF_F(m, depthwise_backward_data);
+    MINIDL_DEF_F(m, depthwise_backward_weight);
+    MINIDL_DEF_F(m, pool_max_forward);
+    MINIDL_DEF_F(m, pool_max_backward);
+    MINIDL_DEF_F(m, pool_max_backward_plane);
+    MINIDL_DEF_F(m, pool_avg_forward);
+    MINIDL_DEF_F(m, pool_avg_backward);
+    MINIDL_DEF_F(m, pool_adaptive_avg_forward);
+    MINIDL_DEF_F(m, pool_adaptive_avg_backward);
+    MINIDL_DEF_F(m, pool_global_avg_forward);
+    MINIDL_DEF_F(m, lrn_forward);
+    MINIDL_DEF_F(m, lrn_backward);
     // ============================================================ end conv helper: m.def block
 }

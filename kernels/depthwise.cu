@@ -45,8 +45,10 @@ template <class T>
 void depthwise_backward_weight(std::uintptr_t x, std::uintptr_t gy, std::uintptr_t dw_, MINIDL_CONV_GEOM_PARAMS,
                                std::uintptr_t stream) {
     check_depthwise("depthwise_backward_weight", C, O, G);
-    MINIDL_LAUNCH(depthwise_bwd_weight_kernel<T>, dim3((unsigned)(O * KH * KW)), dim3(kDepthwiseReduceThreads), 0,
-                  stream, cp<T>(x), cp<T>(gy), mp<T>(dw_), MINIDL_CONV_GEOM);
+    // one block per (o, tap); small reductions get narrower blocks
+    const long long per_block = (long long)N * HO * WO;
+    const int threads = per_block >= 4096 ? kDepthwiseReduceThreads : per_block >= 512 ? 128 : 32;
+    MINIDL_LAUNCH(depthwise_bwd_weight_kernel<T>, dim3((unsigned)(O * KH * KW)), dim3(threads), 0, stream, cp<T>(x), cp<T>(gy), mp<T>(dw_), MINIDL_CONV_GEOM);
 }
 
 #define MINIDL_INSTANTIATE(T)                                                                                    \

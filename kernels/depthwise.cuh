@@ -4,7 +4,7 @@
 //  * forward: one thread per output element, KH*KW taps.
 //  * backward-data: one thread per input element gathering from the mult output
 //    channels and the taps whose stride divides (no atomics).
-//  * backward-weight: one 256-thread block per (o, tap) reducing gy * x over N*HO*WO
+//  * backward-weight: one block (32..256 threads) per (o, tap) reducing gy * x over N*HO*WO
 //    with a block-strided loop and minidl::block_sum (warp shuffles).
 #pragma once
 
@@ -80,7 +80,7 @@ __global__ void depthwise_bwd_data_kernel(const T* __restrict__ gy, const T* __r
 
 constexpr int kDepthwiseReduceThreads = 256;
 
-// grid (O * KH * KW), block kDepthwiseReduceThreads; dw (O, 1, KH, KW).
+// grid (O * KH * KW), block a multiple of 32 up to kDepthwiseReduceThreads; dw (O, 1, KH, KW).
 template <typename T>
 __global__ void __launch_bounds__(kDepthwiseReduceThreads)
 depthwise_bwd_weight_kernel(const T* __restrict__ x, const T* __restrict__ gy,

@@ -8,7 +8,7 @@ from .random import manual_seed
 from .tensor import Tensor
 from . import functional
 from .functional import concat, cat, stack, split
-from . import nn, optim
+from . import metrics, nn, optim
 
 float32 = "float32"
 float64 = "float64"
@@ -19,3 +19,19 @@ __all__ = ["Tensor", "tensor", "zeros", "ones", "full", "zeros_like", "ones_like
            "randn", "rand", "isfinite", "no_grad", "enable_grad", "is_grad_enabled",
            "set_grad_enabled", "detect_anomaly", "manual_seed", "functional", "concat", "cat",
            "stack", "split", "get_backend", "available_devices", "float32", "float64"]
+
+# ---------------------------------------------------------------- compiled kernels
+# minidl._emu (always built by `pip install -e .`) is imported eagerly; minidl._cuda
+# only on demand (device 'cuda').  A source checkout without a build still imports.
+from . import cuda  # noqa: E402
+
+try:
+    from . import _emu  # noqa: E402,F401
+except ImportError as _e:  # pragma: no cover - only without a build
+    _EMU_IMPORT_ERROR = (f"minidl._emu is not built ({_e}); run 'pip install -e .' in the minidl "
+                         "checkout (needs CMake and a C++20 compiler)")
+
+    def __getattr__(name):
+        if name == "_emu":
+            raise ImportError(_EMU_IMPORT_ERROR)
+        raise AttributeError(f"module 'minidl' has no attribute {name!r}")

@@ -247,7 +247,7 @@ def test_optimizer_load_state_dict_rejects_other_layouts():
 def test_optimizer_keeps_float32_params_float32():
     p = nn.Parameter(minidl.ones(4))
     for opt in (optim.SGD([p], lr=0.1, momentum=0.9), optim.RMSprop([p]), optim.Adam([p])):
-        p.grad = minidl.ones(4)
+        p.grad = minidl.ones(4, dtype="float64")  # a float64 grad must not promote the param
         opt.step()
         assert p.dtype == np.float32
 
@@ -319,6 +319,14 @@ def test_scheduler_state_dict_resumes(make, closed_form):
     assert resumed.get_last_lr()[0] == pytest.approx(closed_form(4), abs=1e-15)
     resumed.step()
     assert resumed.get_last_lr()[0] == pytest.approx(closed_form(5), abs=1e-15)
+
+
+def test_lambda_and_constant_schedules():
+    opt = fresh_opt(lr=0.2)
+    s = sched.LambdaLR(opt, lambda t: 1.0 / (1 + t))
+    assert lrs_over(s, 3) == pytest.approx([0.2, 0.1, 0.2 / 3, 0.05])
+    assert "lr_lambda" not in s.state_dict()
+    assert lrs_over(sched.ConstantLR(fresh_opt(lr=0.2)), 3) == [0.2] * 4
 
 
 def test_scheduler_scales_each_group_and_accepts_fractional_steps():

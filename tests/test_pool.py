@@ -151,7 +151,8 @@ def test_max_pool_matches_reference(shape, kernel, stride, pad, ceil_mode):
 
 @pytest.mark.parametrize("shape,kernel,stride,pad,ceil_mode", POOL_CASES)
 def test_max_pool_gradcheck(shape, kernel, stride, pad, ceil_mode):
-    x = distinct_values(shape, seed=2)
+    # one plane keeps finite differences cheap; batches and channels are covered above
+    x = distinct_values((1, 1) + shape[2:], seed=2)
     gradcheck(lambda t: F.max_pool2d(t, kernel, stride, pad, ceil_mode), x)
 
 
@@ -228,9 +229,9 @@ def test_avg_pool_divisor_excludes_ceil_mode_overhang():
 
 
 @pytest.mark.parametrize("count_include_pad", [True, False])
-@pytest.mark.parametrize("shape,kernel,stride,pad,ceil_mode", POOL_CASES[2:7])
+@pytest.mark.parametrize("shape,kernel,stride,pad,ceil_mode", POOL_CASES)
 def test_avg_pool_gradcheck(shape, kernel, stride, pad, ceil_mode, count_include_pad):
-    x = np.random.default_rng(5).standard_normal(shape)
+    x = np.random.default_rng(5).standard_normal((1, 1) + shape[2:])
     gradcheck(lambda t: F.avg_pool2d(t, kernel, stride, pad, ceil_mode, count_include_pad), x)
 
 
@@ -263,7 +264,7 @@ def test_global_avg_pool_matches_reference_and_gradients():
     y = F.global_avg_pool2d(minidl.tensor(x, dtype="float64"))
     assert y.shape == (2, 3, 1, 1)
     np.testing.assert_allclose(y.numpy(), want, rtol=1e-12)
-    gradcheck(F.global_avg_pool2d, x[:1])
+    gradcheck(F.global_avg_pool2d, x[:1, :2])
 
 
 # ---------------------------------------------------------------- errors

@@ -59,6 +59,7 @@ void reset_warps(int nthreads) {
     for (int w = 0; w < nwarps; ++w) {
         int lanes = std::min(32, nthreads - 32 * w);
         g_warps[w].live.store(lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1u));
+        std::memset(g_warps[w].gen, 0, sizeof(g_warps[w].gen));
         if (!g_fiber) g_warps[w].bar = std::make_unique<std::barrier<>>(lanes);
     }
 }
@@ -98,7 +99,7 @@ void run_fibers(const char* name, dim3 grid, int nthreads) {
                     c.uc_link = nullptr;
                     makecontext(&c, fiber_entry, 0);
                     g_threads[t].state = RUN;
-                    g_threads[t].xbuf = 0;
+                    g_threads[t].nshfl = 0;
                     g_threads[t].fiber = &c;
                 }
                 for (;;) {
@@ -175,7 +176,7 @@ void run_threads(dim3 grid, dim3 block, int nthreads) {
                 for (unsigned by = 0; by < grid.y; ++by)
                     for (unsigned bx = 0; bx < grid.x; ++bx) {
                         blockIdx = dim3(bx, by, bz);
-                        s.xbuf = 0;
+                        s.nshfl = 0;
                         body(ctx);
                         Warp& w = g_warps[s.warp];
                         w.live.fetch_and(~(1u << s.lane));

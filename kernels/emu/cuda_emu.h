@@ -91,7 +91,6 @@ inline int __float_as_int(float f) { int i; std::memcpy(&i, &f, 4); return i; }
 inline int __float2int_rn(float f) { return (int)std::nearbyint(f); }
 template <class T> inline T __ldg(const T* p) { return *p; }
 using std::exp; using std::log; using std::sqrt; using std::fabs; using std::pow; using std::tanh;
-using std::expf; using std::logf; using std::sqrtf; using std::fabsf; using std::fmaxf; using std::fminf;
 using std::floor; using std::ceil; using std::fma; using std::fmaf; using std::log1p; using std::log1pf;
 using std::isnan; using std::isinf; using std::isfinite;
 
@@ -143,6 +142,7 @@ using Slot = std::uint64_t;  // one exchange slot per lane: values up to 8 bytes
 
 struct Warp {
     Slot slots[2][32];
+    std::uint64_t gen[2][32];  // which shuffle of its lane wrote a slot (stale = not participating)
     std::atomic<unsigned> live{0};
     std::unique_ptr<std::barrier<>> bar;  // thread mode
 };
@@ -150,7 +150,7 @@ struct Warp {
 struct ThreadState {         // one per CUDA thread of the running block
     dim3 tid;
     int lane = 0, warp = 0;
-    int xbuf = 0;            // which half of the double-buffered exchange is next
+    std::uint64_t nshfl = 0; // warp collectives done so far; its parity picks the buffer half
     int state = 0;           // fiber mode: 0 run, 1 wait block, 2 wait warp, 3 done
     void* fiber = nullptr;   // fiber mode: ucontext_t*
 };
@@ -171,13 +171,16 @@ inline T exchange(T v, int src_lane, bool valid) {
     static_assert(sizeof(T) <= sizeof(Slot), "warp exchange of a value over 8 bytes");
     ThreadState* s = self;
     Warp& w = my_warp();
-    int b = s->xbuf;
-    s->xbuf ^= 1;
+    const std::uint64_t g = ++s->nshfl;
+    const int b = (int)(g & 1);
     Slot slot = 0;
     std::memcpy(&slot, &v, sizeof(T));
     w.slots[b][s->lane] = slot;
+    w.gen[b][s->lane] = g;
     syncwarp();
-    if (!valid || !((w.live.load() >> src_lane) & 1u)) return v;
+    // a lane that did not write this round (exited, or absent from a partial warp)
+    // yields the caller's own value
+    if (!valid || w.gen[b][src_lane] != g) return v;
     T r;
     std::memcpy(&r, &w.slots[b][src_lane], sizeof(T));
     return r;
@@ -186,13 +189,25 @@ inline T exchange(T v, int src_lane, bool valid) {
 inline unsigned ballot(bool pred) {
     ThreadState* s = self;
     Warp& w = my_warp();
-    int b = s->xbuf;
-    s->xbuf ^= 1;
+    const std::uint64_t g = ++s->nshfl;
+    const int b = (int)(g & 1);
     w.slots[b][s->lane] = pred ? 1 : 0;
+    w.gen[b][s->lane] = g;
     syncwarp();
-    unsigned live = w.live.load(), r = 0;
+    unsigned r = 0;
     for (int l = 0; l < 32; ++l)
-        if (((live >> l) & 1u) && w.slots[b][l]) r |= 1u << l;
+        if (w.gen[b][l] == g && w.slots[b][l]) r |= 1u << l;
+    return r;
+}
+
+// lanes that took part in the latest collective of the calling lane
+inline unsigned participants() {
+    ThreadState* s = self;
+    Warp& w = my_warp();
+    const int b = (int)(s->nshfl & 1);
+    unsigned r = 0;
+    for (int l = 0; l < 32; ++l)
+        if (w.gen[b][l] == s->nshfl) r |= 1u << l;
     return r;
 }
 
@@ -231,8 +246,8 @@ inline T __shfl_up_sync(unsigned, T v, unsigned delta, int width = 32) {
 inline unsigned __ballot_sync(unsigned, int pred) { return minidl_emu::ballot(pred != 0); }
 inline int __any_sync(unsigned, int pred) { return minidl_emu::ballot(pred != 0) != 0; }
 inline int __all_sync(unsigned, int pred) {
-    unsigned live = minidl_emu::my_warp().live.load();
-    return minidl_emu::ballot(pred != 0) == live;
+    unsigned votes = minidl_emu::ballot(pred != 0);
+    return votes == minidl_emu::participants();
 }
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
 inline int __ffs(int x) { return __builtin_ffs(x); }

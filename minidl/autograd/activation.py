@@ -1,26 +1,107 @@
-"""PLACEHOLDER: being written by a helper."""
+"""Activations (relu, relu6, sigmoid, silu, tanh) and inverted dropout.
 
-def relu(*args, **kwargs):
-    raise NotImplementedError("relu")
+Each backward uses the backend's matching ``*_backward`` method on the saved
+forward input (the output for sigmoid), so a device can fuse them.
+"""
+from __future__ import annotations
 
-
-def relu6(*args, **kwargs):
-    raise NotImplementedError("relu6")
-
-
-def sigmoid(*args, **kwargs):
-    raise NotImplementedError("sigmoid")
+from ..random import generator
+from .function import Function
+from .math import Tanh
 
 
-def silu(*args, **kwargs):
-    raise NotImplementedError("silu")
+class ReLU(Function):
+    def forward(self, x):
+        self.save_for_backward(x)
+        return self.backend.relu(x)
+
+    def backward(self, gy):
+        return self.backend.relu_backward(self.saved[0], gy)
 
 
-def tanh(*args, **kwargs):
-    raise NotImplementedError("tanh")
+class ReLU6(Function):
+    def forward(self, x):
+        self.save_for_backward(x)
+        return self.backend.relu6(x)
+
+    def backward(self, gy):
+        return self.backend.relu6_backward(self.saved[0], gy)
 
 
-def dropout(*args, **kwargs):
-    raise NotImplementedError("dropout")
+class Sigmoid(Function):
+    def forward(self, x):
+        y = self.backend.sigmoid(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, gy):
+        return self.backend.sigmoid_backward(self.saved[0], gy)
 
 
+class SiLU(Function):
+    def forward(self, x):
+        self.save_for_backward(x)
+        return self.backend.silu(x)
+
+    def backward(self, gy):
+        return self.backend.silu_backward(self.saved[0], gy)
+
+
+class Dropout(Function):
+    """y = x * mask, mask = keep / (1 - p): the expected value of y equals x."""
+
+    def forward(self, x):
+        be = self.backend
+        draws = be.uniform(generator(self.device), 0.0, 1.0, x.shape, x.dtype)
+        self.mask = be.cast_like(be.where(be.less(draws, self.p), 0.0, 1.0 / (1.0 - self.p)), x)
+        return be.mul(x, self.mask)
+
+    def backward(self, gy):
+        return self.backend.mul(gy, self.mask)
+
+
+def _check_tensor(x, op):
+    from ..tensor import Tensor
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: expected a Tensor, got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a floating-point tensor, got dtype {x.dtype}")
+
+
+def relu(x):
+    _check_tensor(x, "relu")
+    return ReLU.apply(x)
+
+
+def relu6(x):
+    """min(max(x, 0), 6), as in MobileNet."""
+    _check_tensor(x, "relu6")
+    return ReLU6.apply(x)
+
+
+def sigmoid(x):
+    _check_tensor(x, "sigmoid")
+    return Sigmoid.apply(x)
+
+
+def silu(x):
+    """x * sigmoid(x) (also called swish)."""
+    _check_tensor(x, "silu")
+    return SiLU.apply(x)
+
+
+def tanh(x):
+    _check_tensor(x, "tanh")
+    return Tanh.apply(x)
+
+
+def dropout(x, p=0.5, training=True):
+    """Inverted dropout: zero each element with probability ``p`` and scale the kept
+    ones by 1/(1-p).  Identity when not training or p == 0.  The mask comes from
+    ``minidl.random.generator(x.device)``, so ``minidl.manual_seed`` reproduces it."""
+    _check_tensor(x, "dropout")
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout: expected a probability p in [0, 1), got {p!r}")
+    if not training or p == 0:
+        return x
+    return Dropout.apply(x, p=float(p), device=x.device)

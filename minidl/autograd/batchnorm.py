@@ -1,6 +1,125 @@
-"""PLACEHOLDER: being written by a helper."""
+"""Batch normalization over (N, C) or (N, C, H, W) inputs, per channel.
 
-def batch_norm(*args, **kwargs):
-    raise NotImplementedError("batch_norm")
+Training normalizes with the biased batch variance and updates the running
+statistics in place with the unbiased one (as PyTorch does); evaluation uses the
+running statistics, and gradients still reach x, weight and bias.
+"""
+from __future__ import annotations
+
+from .function import Function
 
 
+def _affine_params(be, weight, bias, channels, dtype):
+    gamma = be.ones((channels,), dtype) if weight is None else weight
+    beta = be.zeros((channels,), dtype) if bias is None else bias
+    return gamma, beta
+
+
+def _channel_shape(x):
+    """Shape that broadcasts a (C,) vector against x."""
+    return (1, x.shape[1]) + (1,) * (x.ndim - 2)
+
+
+def _reduce_axes(x):
+    return (0,) + tuple(range(2, x.ndim))
+
+
+class BatchNormTrain(Function):
+    """Batch statistics; ``stats`` (a dict attribute) receives the batch mean and
+    biased variance so that the caller can update the running statistics."""
+
+    def forward(self, x, weight, bias):
+        be = self.backend
+        gamma, beta = _affine_params(be, weight, bias, x.shape[1], x.dtype)
+        y, mean, var = be.batch_norm_train_forward(x, gamma, beta, self.eps)
+        self.save_for_backward(x, gamma, mean, var)
+        self.stats["mean"], self.stats["var"] = mean, var
+        return y
+
+    def backward(self, gy):
+        x, gamma, mean, var = self.saved
+        dx, dgamma, dbeta = self.backend.batch_norm_backward(x, gy, gamma, mean, var, self.eps)
+        return dx, dgamma, dbeta
+
+
+class BatchNormEval(Function):
+    """y = (x - running_mean) / sqrt(running_var + eps) * weight + bias; the running
+    statistics are constants (attributes ``mean`` and ``var``)."""
+
+    def forward(self, x, weight, bias):
+        be = self.backend
+        gamma, beta = _affine_params(be, weight, bias, x.shape[1], x.dtype)
+        self.save_for_backward(x, gamma)
+        return be.batch_norm_eval_forward(x, gamma, beta, self.mean, self.var, self.eps)
+
+    def backward(self, gy):
+        # Rarely used (frozen BN under fine-tuning), so generic ops suffice here.
+        be = self.backend
+        x, gamma = self.saved
+        shape, axes = _channel_shape(x), _reduce_axes(x)
+        invstd = be.cast_like(be.div(1.0, be.sqrt(be.add(self.var, self.eps))), gy)
+        dx = dgamma = dbeta = None
+        if self.needs_input_grad[0]:
+            dx = be.mul(gy, be.reshape(be.mul(gamma, invstd), shape))
+        if self.needs_input_grad[1]:
+            xhat = be.mul(be.sub(x, be.reshape(be.cast_like(self.mean, x), shape)),
+                          be.reshape(invstd, shape))
+            dgamma = be.sum(be.mul(gy, xhat), axis=axes)
+        if self.needs_input_grad[2]:
+            dbeta = be.sum(gy, axis=axes)
+        return dx, dgamma, dbeta
+
+
+def _check_vector(t, name, channels):
+    from ..tensor import Tensor
+    if t is None:
+        return
+    if not isinstance(t, Tensor):
+        raise TypeError(f"batch_norm: expected {name} to be a Tensor or None, got {type(t).__name__}")
+    if t.ndim != 1 or t.shape[0] != channels:
+        raise ValueError(
+            f"batch_norm: {name} has shape {t.shape} but input has {channels} channels "
+            f"(expected shape ({channels},))")
+
+
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """PyTorch's ``F.batch_norm``.  In training, ``running_mean``/``running_var``
+    (Tensors or None) are updated in place:
+    running = (1 - momentum) * running + momentum * batch statistic."""
+    from ..tensor import Tensor
+    if not isinstance(x, Tensor):
+        raise TypeError(f"batch_norm: expected a Tensor input, got {type(x).__name__}")
+    if x.ndim not in (2, 4):
+        raise ValueError(f"batch_norm: expected a 2-D (N, C) or 4-D (N, C, H, W) input, got shape {x.shape}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"batch_norm: expected a floating-point input, got dtype {x.dtype}")
+    channels = x.shape[1]
+    for t, name in ((weight, "weight"), (bias, "bias"), (running_mean, "running_mean"),
+                    (running_var, "running_var")):
+        _check_vector(t, name, channels)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("batch_norm: expected running_mean and running_var both given or both None")
+    if not eps > 0:
+        raise ValueError(f"batch_norm: expected eps > 0, got {eps}")
+
+    if not training:
+        if running_mean is None:
+            raise ValueError("batch_norm: running_mean and running_var are required in evaluation mode "
+                             "(training=False), got None")
+        return BatchNormEval.apply(x, weight, bias, mean=running_mean.data, var=running_var.data,
+                                   eps=float(eps))
+
+    count = x.size // channels if channels else 0
+    if count <= 1:
+        raise ValueError(f"batch_norm: expected more than 1 value per channel in training, "
+                         f"got input shape {x.shape}")
+    stats = {}
+    y = BatchNormTrain.apply(x, weight, bias, eps=float(eps), stats=stats)
+    if running_mean is not None:
+        be = x.backend
+        unbiased = be.mul(stats["var"], count / (count - 1))
+        for running, batch in ((running_mean, stats["mean"]), (running_var, unbiased)):
+            updated = be.add(be.mul(running.data, 1.0 - momentum), be.mul(batch, momentum))
+            running.data = be.cast_like(updated, running.data)
+    return y

@@ -1,14 +1,135 @@
-"""PLACEHOLDER: being written by a helper."""
+"""softmax, log_softmax and cross_entropy (integer labels, label smoothing).
 
-def softmax(*args, **kwargs):
-    raise NotImplementedError("softmax")
+The backend kernels work on rows of a 2-D array, so softmax over another axis
+moves that axis last and flattens the rest, then undoes it on the way out.
+"""
+from __future__ import annotations
 
-
-def log_softmax(*args, **kwargs):
-    raise NotImplementedError("log_softmax")
-
-
-def cross_entropy(*args, **kwargs):
-    raise NotImplementedError("cross_entropy")
+from .function import Function
 
 
+class Softmax(Function):
+    """(Log-)softmax along ``axis``; attribute ``log`` picks log-softmax."""
+
+    def _to_rows(self, a):
+        be = self.backend
+        if self.axis != a.ndim - 1:
+            a = be.ascontiguous(be.transpose(a, self.perm))
+        return be.reshape(a, (-1, a.shape[-1]))
+
+    def _from_rows(self, a):
+        be = self.backend
+        a = be.reshape(a, self.moved_shape)
+        if self.axis != len(self.moved_shape) - 1:
+            a = be.ascontiguous(be.transpose(a, self.inverse))
+        return a
+
+    def forward(self, x):
+        nd = x.ndim
+        self.perm = tuple(i for i in range(nd) if i != self.axis) + (self.axis,)
+        self.inverse = tuple(self.perm.index(i) for i in range(nd))
+        self.moved_shape = tuple(x.shape[i] for i in self.perm)
+        y = self.backend.softmax_forward(self._to_rows(x), self.log)
+        self.save_for_backward(y)
+        return self._from_rows(y)
+
+    def backward(self, gy):
+        (y,) = self.saved
+        return self._from_rows(self.backend.softmax_backward(y, self._to_rows(gy), self.log))
+
+
+class CrossEntropy(Function):
+    """Per-row loss reduced by ``reduction``; ``labels`` is an integer backend array."""
+
+    def forward(self, logits):
+        be = self.backend
+        loss, log_probs = be.cross_entropy_forward(logits, self.labels, self.label_smoothing)
+        self.save_for_backward(log_probs)
+        if self.reduction == "none":
+            return loss
+        total = be.sum(loss)
+        return be.cast_like(be.div(total, loss.shape[0]) if self.reduction == "mean" else total, loss)
+
+    def backward(self, gy):
+        be = self.backend
+        (log_probs,) = self.saved
+        rows = log_probs.shape[0]
+        if self.reduction == "none":
+            grad = gy
+        else:
+            scale = 1.0 / rows if self.reduction == "mean" else 1.0
+            grad = be.mul(be.broadcast_to(be.reshape(gy, (1,)), (rows,)), scale)
+        return be.cross_entropy_backward(log_probs, self.labels, self.label_smoothing,
+                                         be.cast_like(grad, log_probs))
+
+
+def _check_input(x, op):
+    from ..tensor import Tensor
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: expected a Tensor, got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a floating-point tensor, got dtype {x.dtype}")
+    if x.ndim == 0:
+        raise ValueError(f"{op}: expected a tensor with at least 1 dimension, got a scalar")
+
+
+def _axis(x, axis, op):
+    if not isinstance(axis, int) or not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"{op}: axis {axis!r} is out of range for a {x.ndim}-D tensor of shape {x.shape}")
+    return axis % x.ndim
+
+
+def softmax(x, axis=-1):
+    _check_input(x, "softmax")
+    return Softmax.apply(x, axis=_axis(x, axis, "softmax"), log=False)
+
+
+def log_softmax(x, axis=-1):
+    _check_input(x, "log_softmax")
+    return Softmax.apply(x, axis=_axis(x, axis, "log_softmax"), log=True)
+
+
+def _labels(logits, target):
+    """Integer labels (N,) as a backend array on the logits' device, range-checked."""
+    from ..tensor import Tensor
+    be = logits.backend
+    if isinstance(target, Tensor):
+        if target.device != logits.device:
+            raise ValueError(f"cross_entropy: target is on {target.device!r} but logits are on {logits.device!r}")
+        labels = target.data
+    else:
+        labels = be.asarray(target)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: expected integer class labels as target, got dtype {labels.dtype}")
+    rows, classes = logits.shape
+    if labels.ndim != 1 or labels.shape[0] != rows:
+        raise ValueError(f"cross_entropy: expected target of shape ({rows},) for logits of shape "
+                         f"{logits.shape}, got {tuple(labels.shape)}")
+    if rows:
+        low, high = int(be.min(labels)), int(be.max(labels))
+        if low < 0:
+            raise ValueError(f"cross_entropy: target contains label {low}, labels must be >= 0")
+        if high >= classes:
+            raise ValueError(f"cross_entropy: target contains label {high} but there are {classes} classes")
+    return be.astype(labels, "int64")
+
+
+def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0):
+    """Softmax cross-entropy of logits (N, K) against integer labels (N,).  With
+    ``label_smoothing`` eps the target distribution is (1 - eps) * onehot + eps / K."""
+    _check_input(logits, "cross_entropy")
+    if logits.ndim != 2:
+        raise ValueError(f"cross_entropy: expected logits of shape (N, K), got {logits.shape}")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
+            or not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1), got {label_smoothing!r}")
+    if logits.shape[1] == 0:
+        raise ValueError(f"cross_entropy: expected at least one class, got logits of shape {logits.shape}")
+    if reduction == "mean" and logits.shape[0] == 0:
+        raise ValueError("cross_entropy: the mean over an empty batch is undefined (logits of shape "
+                         f"{logits.shape})")
+    labels = _labels(logits, target)
+    return CrossEntropy.apply(logits, labels=labels, label_smoothing=float(label_smoothing),
+                              reduction=reduction)

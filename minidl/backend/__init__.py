@@ -45,3 +45,21 @@ def _make_cpu():
 register_backend("cpu", _make_cpu)
 
 __all__ = ["Backend", "get_backend", "register_backend", "available_devices"]
+
+
+# ---------------------------------------------------------------- kernel backends
+# 'emu' (our CUDA kernels run by the host emulation, NumPy arrays) and 'cuda' (CuPy
+# arrays + minidl._cuda); both KernelBackend (minidl/backend/kernel).  The factories
+# run on first use, so CuPy is never imported by importing minidl.
+def _make_emu():
+    from .kernel import make_emu_backend
+    return make_emu_backend()
+
+
+def _make_cuda():
+    from .kernel import make_cuda_backend
+    return make_cuda_backend()
+
+
+register_backend("emu", _make_emu)
+register_backend("cuda", _make_cuda)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, namedtuple
 
-import numpy as np  # dtype objects and host copies for state_dict only
+import numpy as np  # dtype objects only
 
 from ..autograd.function import no_grad
 from ..tensor import Tensor
@@ -21,7 +21,7 @@ LoadResult = namedtuple("LoadResult", ["missing_keys", "unexpected_keys"])
 
 def _host_copy(t):
     """A NumPy copy of a tensor's data (state dicts never alias live arrays)."""
-    return np.array(t.backend.to_numpy(t.data), copy=True)
+    return t.backend.to_numpy(t.data).copy()
 
 
 class Module:

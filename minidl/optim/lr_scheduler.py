@@ -13,7 +13,8 @@ Convention (as PyTorch's): building a scheduler sets the lr for t = 0; call
 Warmup composes with any schedule: ``LinearWarmup(opt, warmup_steps,
 after=CosineAnnealingLR(opt, T_max=total - warmup_steps))`` ramps the factor
 linearly from ``start_factor`` to 1 over ``warmup_steps`` and then follows
-``after`` with its clock starting at 0 when the warmup ends.  Only the outer
+``after`` with its clock starting at 0 when the warmup ends (so give ``after``
+the length of the post-warmup phase).  Only the outer
 scheduler is stepped; the inner one is used through its closed form.
 """
 from __future__ import annotations
@@ -49,14 +50,14 @@ class LRScheduler:
             group["lr"] = lr
         self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
-    def step(self, t=None):
-        """Advance one step, or jump to step ``t`` (e.g. a fractional epoch 2.5)."""
-        if t is None:
+    def step(self, epoch=None):
+        """Advance one step, or jump to step ``epoch`` (e.g. a fractional epoch 2.5)."""
+        if epoch is None:
             self.last_step += 1
         else:
-            if t < 0:
-                raise ValueError(f"{type(self).__name__}.step: expected a step >= 0, got {t!r}")
-            self.last_step = t
+            if epoch < 0:
+                raise ValueError(f"{type(self).__name__}.step: expected a step >= 0, got {epoch!r}")
+            self.last_step = epoch
         self._apply()
 
     def get_last_lr(self):

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np  # host copies for state_dict only
-
 from ..autograd.function import enable_grad, no_grad
 from ..tensor import Tensor
 
@@ -116,7 +114,10 @@ class Optimizer:
                         raise ValueError(f"{self._name}.step: gradient shape {p.grad.shape} does not "
                                          f"match parameter shape {p.shape}")
                     state = self.state.setdefault(id(p), {})
+                    dtype = p.dtype
                     self._update(group, p, p.grad.data, state)
+                    if p.dtype != dtype:  # e.g. a float64 grad must not promote a float32 param
+                        p.data = p.backend.astype(p.data, dtype)
         return loss
 
     def _update(self, group, param, grad, state):
@@ -133,7 +134,7 @@ class Optimizer:
         state = {}
         for i, p in enumerate(self._all_params()):
             if id(p) in self.state:
-                state[i] = {k: (np.array(p.backend.to_numpy(v), copy=True) if _is_array(v) else copy.copy(v))
+                state[i] = {k: (p.backend.to_numpy(v).copy() if _is_array(v) else copy.copy(v))
                             for k, v in self.state[id(p)].items()}
         groups, start = [], 0
         for g in self.param_groups:

@@ -72,20 +72,36 @@ def _row_max(x, r):
     return best
 
 
+# What _row_exp_sum also writes to out[r]: nothing, exp(x - top), or x - top.
+_STORE_NONE, _STORE_EXP, _STORE_SHIFTED = 0, 1, 2
+
+
 @njit(inline="always", fastmath=_FAST)
 def _row_exp_sum(x, r, top, out, store):
-    """sum_k exp(x[r, k] - top), also written to out[r] when ``store``."""
+    """(sum_k exp(x[r, k] - top), sum_k (x[r, k] - top)) in float64, and out[r]
+    written as ``store`` says (the second sum is dropped by the compiler when unused).
+
+    Log-softmax stores x - top and subtracts log(sum) in a later loop: written as
+    one expression, reassociation could turn (x - top) - log(sum) into
+    x - (top + log(sum)), which rounds to the ulp of a large ``top``."""
     classes = x.shape[1]
     total = 0.0
+    shifted_total = 0.0
     for start in range(0, classes, _BLOCK):
         part = x.dtype.type(0.0)
+        shifted_part = x.dtype.type(0.0)
         for k in range(start, min(start + _BLOCK, classes)):
-            e = fast_exp(x[r, k] - top)
-            if store:
+            d = x[r, k] - top
+            e = fast_exp(d)
+            if store == _STORE_EXP:
                 out[r, k] = e
+            elif store == _STORE_SHIFTED:
+                out[r, k] = d
             part += e
+            shifted_part += d
         total += part
-    return total
+        shifted_total += shifted_part
+    return total, shifted_total
 
 
 @njit(parallel=True, cache=True, fastmath=_FAST)
@@ -94,11 +110,11 @@ def _softmax_rows(x, y, log):
     for r in prange(rows):
         top = _row_max(x, r)
         if log:
-            shift = x.dtype.type(top + math.log(_row_exp_sum(x, r, top, y, False)))
+            log_total = y.dtype.type(math.log(_row_exp_sum(x, r, top, y, _STORE_SHIFTED)[0]))
             for k in range(classes):
-                y[r, k] = x[r, k] - shift
+                y[r, k] -= log_total
         else:
-            inv = x.dtype.type(1.0 / _row_exp_sum(x, r, top, y, True))
+            inv = x.dtype.type(1.0 / _row_exp_sum(x, r, top, y, _STORE_EXP)[0])
             for k in range(classes):
                 y[r, k] *= inv
 
@@ -130,17 +146,13 @@ def _cross_entropy_rows(logits, labels, smoothing, log_probs, loss):
     off = smoothing / classes
     for r in prange(rows):
         top = _row_max(logits, r)
-        lse = top + math.log(_row_exp_sum(logits, r, top, log_probs, False))
-        shift = logits.dtype.type(lse)
-        sum_lp = 0.0
-        for start in range(0, classes, _BLOCK):
-            part = logits.dtype.type(0.0)
-            for k in range(start, min(start + _BLOCK, classes)):
-                lp = logits[r, k] - shift
-                log_probs[r, k] = lp
-                part += lp
-            sum_lp += part
-        target_lp = np.float64(logits[r, labels[r]]) - lse
+        total, shifted_total = _row_exp_sum(logits, r, top, log_probs, _STORE_SHIFTED)
+        log_total64 = math.log(total)
+        log_total = logits.dtype.type(log_total64)
+        for k in range(classes):
+            log_probs[r, k] -= log_total
+        sum_lp = shifted_total - classes * log_total64
+        target_lp = np.float64(log_probs[r, labels[r]])
         loss[r] = -(1.0 - smoothing) * target_lp - off * sum_lp
 
 

@@ -1,0 +1,107 @@
+"""Activations and dropout against float64 loop references, with gradient checks."""
+import math
+
+import numpy as np
+import pytest
+
+import minidl
+import minidl.functional as F
+from helpers import gradcheck
+
+
+def sigmoid_ref(v):
+    return 1.0 / (1.0 + math.exp(-v)) if v >= 0 else math.exp(v) / (1.0 + math.exp(v))
+
+
+REFERENCES = {
+    "relu": lambda v: max(v, 0.0),
+    "relu6": lambda v: min(max(v, 0.0), 6.0),
+    "sigmoid": sigmoid_ref,
+    "silu": lambda v: v * sigmoid_ref(v),
+    "tanh": math.tanh,
+}
+
+
+def elementwise(fn, x):
+    return np.array([fn(float(v)) for v in x.reshape(-1)]).reshape(x.shape)
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_forward_matches_reference(name):
+    x = np.concatenate([np.random.default_rng(0).standard_normal(40) * 4,
+                        [-800.0, -30.0, 0.0, 5.999, 6.5, 30.0, 800.0]])
+    got = getattr(F, name)(minidl.tensor(x, dtype="float64")).numpy()
+    np.testing.assert_allclose(got, elementwise(REFERENCES[name], x), rtol=1e-12, atol=1e-300)
+    assert np.all(np.isfinite(got))
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_float32_forward(name):
+    x = np.random.default_rng(1).standard_normal((3, 5)).astype(np.float32) * 4
+    got = getattr(F, name)(minidl.tensor(x))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got.numpy(), elementwise(REFERENCES[name], x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_gradients(name):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 4)) * 4
+    # keep relu/relu6 inputs away from their kinks, where finite differences are undefined
+    x = np.where(np.abs(x) < 0.05, 0.3, x)
+    x = np.where(np.abs(x - 6) < 0.05, 6.3, x)
+    gradcheck(getattr(F, name), x)
+
+
+def test_swish_is_silu():
+    assert F.swish is F.silu
+
+
+def test_dropout_eval_and_zero_p_are_identity():
+    x = minidl.randn(4, 5)
+    assert F.dropout(x, 0.5, training=False) is x
+    assert F.dropout(x, 0.0, training=True) is x
+
+
+def test_dropout_train_mask_and_scale():
+    minidl.manual_seed(0)
+    p = 0.3
+    x = minidl.tensor(np.random.default_rng(3).uniform(1, 2, (200, 500)), dtype="float64")
+    y = F.dropout(x, p, training=True).numpy()
+    dropped = y == 0
+    assert abs(dropped.mean() - p) < 0.01
+    np.testing.assert_allclose(y[~dropped], x.numpy()[~dropped] / (1 - p), rtol=1e-12)
+
+
+def test_dropout_same_seed_same_mask():
+    x = minidl.ones(50, 50)
+    minidl.manual_seed(7)
+    a = F.dropout(x, 0.5).numpy()
+    b = F.dropout(x, 0.5).numpy()
+    minidl.manual_seed(7)
+    c = F.dropout(x, 0.5).numpy()
+    np.testing.assert_array_equal(a, c)
+    assert not np.array_equal(a, b)
+
+
+def test_dropout_gradient_is_mask_times_scale():
+    minidl.manual_seed(1)
+    x = minidl.tensor(np.random.default_rng(4).uniform(1, 2, (6, 7)), dtype="float64", requires_grad=True)
+    y = F.dropout(x, 0.4)
+    gy = np.random.default_rng(5).standard_normal((6, 7))
+    y.backward(minidl.tensor(gy, dtype="float64"))
+    mask = (y.numpy() != 0) / 0.6
+    np.testing.assert_allclose(x.grad.numpy(), gy * mask, rtol=1e-12)
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.0, 1.5, "0.5"])
+def test_dropout_rejects_bad_p(p):
+    with pytest.raises(ValueError, match=r"dropout: expected a probability p in \[0, 1\)"):
+        F.dropout(minidl.ones(2), p)
+
+
+def test_activation_type_errors():
+    with pytest.raises(TypeError, match="relu: expected a Tensor, got ndarray"):
+        F.relu(np.ones(3))
+    with pytest.raises(TypeError, match="sigmoid: expected a floating-point tensor, got dtype int64"):
+        F.sigmoid(minidl.tensor(np.arange(3)))

@@ -1,0 +1,301 @@
+"""conv2d and linear against naive float64 loop references, plus gradient checks.
+
+The CPU backend has three convolution paths (batch-inner im2col for small maps,
+image-major im2col for large ones, plain GEMM for 1x1) and a direct depthwise
+path; small test shapes normally take the first, so ``layout`` forces the others
+by lowering the small-map threshold.
+"""
+import numpy as np
+import pytest
+
+import minidl
+import minidl.functional as F
+from minidl.backend.cpu import conv as cpu_conv
+from helpers import as_tensor, gradcheck
+
+
+def reference_conv2d(x, w, b, stride, pads, dilation, groups):
+    """Plain-loop cross-correlation: explicit zero padding, dilation and groups."""
+    n_img, channels, height, width = x.shape
+    out_ch, group_ch, kh, kw = w.shape
+    top, bottom, left, right = pads
+    padded = np.zeros((n_img, channels, height + top + bottom, width + left + right))
+    padded[:, :, top:top + height, left:left + width] = x
+    out_h = (padded.shape[2] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    out_w = (padded.shape[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    per_group = out_ch // groups
+    y = np.zeros((n_img, out_ch, out_h, out_w))
+    for n in range(n_img):
+        for o in range(out_ch):
+            first_channel = (o // per_group) * group_ch
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    total = 0.0 if b is None else float(b[o])
+                    for ci in range(group_ch):
+                        for i in range(kh):
+                            for j in range(kw):
+                                total += (w[o, ci, i, j] * padded[n, first_channel + ci,
+                                                                  oh * stride[0] + i * dilation[0],
+                                                                  ow * stride[1] + j * dilation[1]])
+                    y[n, o, oh, ow] = total
+    return y
+
+
+def reference_linear(x, w, b):
+    lead = x.shape[:-1]
+    rows = x.reshape(-1, x.shape[-1])
+    y = np.zeros((rows.shape[0], w.shape[0]))
+    for r in range(rows.shape[0]):
+        for o in range(w.shape[0]):
+            total = 0.0 if b is None else float(b[o])
+            for i in range(w.shape[1]):
+                total += rows[r, i] * w[o, i]
+            y[r, o] = total
+    return y.reshape(lead + (w.shape[0],))
+
+
+def as_pads(padding):
+    if isinstance(padding, int):
+        return (padding,) * 4
+    if len(padding) == 2:
+        return (padding[0], padding[0], padding[1], padding[1])
+    return tuple(padding)
+
+
+# (x shape, weight shape, stride, padding, dilation, groups)
+CASES = {
+    "basic_3x3_pad1": ((2, 3, 5, 4), (3, 3, 3, 3), 1, 1, 1, 1),
+    "batch1_odd": ((1, 2, 7, 5), (3, 2, 3, 2), 1, 0, 1, 1),
+    "stride_gt_kernel": ((2, 2, 7, 7), (2, 2, 2, 2), 3, 0, 1, 1),
+    "pad_half_kernel_5x5": ((1, 1, 6, 5), (2, 1, 5, 5), 1, 2, 1, 1),
+    "asymmetric_pad": ((2, 2, 5, 6), (3, 2, 3, 3), (2, 1), (0, 2, 1, 0), 1, 1),
+    "dilation2": ((2, 2, 7, 7), (3, 2, 3, 3), 1, 2, 2, 1),
+    "dilation_rect_stride": ((1, 2, 7, 6), (2, 2, 2, 3), (1, 2), (1, 1), (2, 1), 1),
+    "groups2": ((2, 4, 5, 5), (6, 2, 3, 3), 1, 1, 1, 2),
+    "depthwise": ((2, 4, 5, 4), (4, 1, 3, 3), 1, 1, 1, 4),
+    "depthwise_mult2_stride2": ((2, 3, 7, 7), (6, 1, 3, 3), 2, (1, 2, 0, 1), 1, 3),
+    "depthwise_dilation2": ((1, 3, 7, 6), (3, 1, 3, 3), 1, 2, 2, 3),
+    "pointwise_1x1": ((2, 4, 5, 6), (3, 4, 1, 1), 1, 0, 1, 1),
+    "pointwise_groups2": ((2, 4, 4, 4), (6, 2, 1, 1), 1, 0, 1, 2),
+    "strided_1x1": ((2, 3, 7, 7), (2, 3, 1, 1), 2, 0, 1, 1),
+}
+
+
+@pytest.fixture(params=["batch_inner", "image_major"])
+def layout(request, monkeypatch):
+    if request.param == "image_major":
+        monkeypatch.setattr(cpu_conv, "SMALL_MAP_PIXELS", 0)
+    return request.param
+
+
+def _random_case(name, seed=0):
+    x_shape, w_shape, stride, padding, dilation, groups = CASES[name]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal(w_shape)
+    b = rng.standard_normal(w_shape[0])
+    return x, w, b, stride, padding, dilation, groups
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_conv2d_forward_matches_reference(name, layout):
+    x, w, b, stride, padding, dilation, groups = _random_case(name)
+    got = F.conv2d(as_tensor(x, False), as_tensor(w, False), as_tensor(b, False),
+                   stride=stride, padding=padding, dilation=dilation, groups=groups).numpy()
+    expected = reference_conv2d(x, w, b, _pair(stride), as_pads(padding), _pair(dilation), groups)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_conv2d_gradients(name):
+    x, w, b, stride, padding, dilation, groups = _random_case(name, seed=1)
+
+    def op(x_t, w_t, b_t):
+        return F.conv2d(x_t, w_t, b_t, stride=stride, padding=padding, dilation=dilation,
+                        groups=groups)
+
+    gradcheck(op, x, w, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["basic_3x3_pad1", "groups2", "pointwise_1x1", "asymmetric_pad"])
+def test_conv2d_gradients_image_major_layout(name, monkeypatch):
+    monkeypatch.setattr(cpu_conv, "SMALL_MAP_PIXELS", 0)
+    x, w, b, stride, padding, dilation, groups = _random_case(name, seed=2)
+
+    def op(x_t, w_t):
+        return F.conv2d(x_t, w_t, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+    gradcheck(op, x, w, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["basic_3x3_pad1", "depthwise_mult2_stride2", "groups2"])
+def test_conv2d_weight_grad_only_when_input_is_constant(name):
+    x, w, _, stride, padding, dilation, groups = _random_case(name, seed=3)
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    x_const, w_t = as_tensor(x, False), as_tensor(w, True)
+    F.conv2d(x_const, w_t, **kwargs).sum().backward()
+    x_t, w_full = as_tensor(x, True), as_tensor(w, True)
+    F.conv2d(x_t, w_full, **kwargs).sum().backward()
+    assert x_const.grad is None
+    np.testing.assert_allclose(w_t.grad.numpy(), w_full.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("size", [(7, 6), (8, 5)])
+def test_same_padding_gives_ceil_output_and_tf_pads(stride, size):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 2) + size)
+    w = rng.standard_normal((3, 2, 3, 4))
+    got = F.conv2d(as_tensor(x, False), as_tensor(w, False), stride=stride, padding="same").numpy()
+    pads = []
+    for length, k in zip(size, w.shape[2:]):  # TF: total = max((ceil(in/s)-1)*s + k - in, 0)
+        out = -(-length // stride)
+        total = max((out - 1) * stride + k - length, 0)
+        pads += [total // 2, total - total // 2]
+    expected = reference_conv2d(x, w, None, (stride, stride), tuple(pads), (1, 1), 1)
+    assert got.shape[2:] == (-(-size[0] // stride), -(-size[1] // stride))
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_same_padding_with_stride2_gradients():
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((2, 2, 6, 5)), rng.standard_normal((2, 2, 3, 3))
+    gradcheck(lambda a, k: F.conv2d(a, k, stride=2, padding="same"), x, w)
+
+
+def test_valid_padding_is_zero_padding():
+    rng = np.random.default_rng(6)
+    x, w = rng.standard_normal((1, 2, 5, 5)), rng.standard_normal((2, 2, 3, 3))
+    got = F.conv2d(as_tensor(x, False), as_tensor(w, False), padding="valid").numpy()
+    np.testing.assert_allclose(got, reference_conv2d(x, w, None, (1, 1), (0, 0, 0, 0), (1, 1), 1),
+                               rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("budget_bytes", [1, 3000])
+def test_chunked_columns_give_the_same_results(budget_bytes, monkeypatch):
+    """A tiny column budget forces several batch chunks (3000 B) or row blocks (1 B)."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((5, 3, 9, 8))
+    w = rng.standard_normal((4, 3, 3, 3))
+    kwargs = dict(stride=1, padding=(1, 2, 0, 1), dilation=1)
+    gy = rng.standard_normal((5, 4, 10, 7))
+
+    def run():
+        x_t, w_t = as_tensor(x), as_tensor(w)
+        y = F.conv2d(x_t, w_t, **kwargs)
+        y.backward(minidl.tensor(gy, dtype="float64"))
+        return y.numpy(), x_t.grad.numpy(), w_t.grad.numpy()
+
+    for small_map_pixels in (1024, 0):  # both column layouts
+        monkeypatch.setattr(cpu_conv, "SMALL_MAP_PIXELS", small_map_pixels)
+        whole = run()
+        geo = cpu_conv._Geometry(x, w, (1, 1), (1, 2, 0, 1), (1, 1), 1)
+        assert len(list(geo.blocks(x.dtype))) == 1
+        monkeypatch.setattr(cpu_conv, "COLUMN_BUFFER_BYTES", budget_bytes)
+        assert len(list(geo.blocks(x.dtype))) > 2
+        chunked = run()
+        monkeypatch.undo()
+        for a, b in zip(whole, chunked):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    expected = reference_conv2d(x, w, None, (1, 1), (1, 2, 0, 1), (1, 1), 1)
+    np.testing.assert_allclose(whole[0], expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["basic_3x3_pad1", "depthwise_mult2_stride2", "pointwise_1x1",
+                                  "dilation2"])
+def test_float32_agrees_with_float64(name, layout):
+    x, w, b, stride, padding, dilation, groups = _random_case(name, seed=8)
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    gy = None
+    results = {}
+    for dtype in ("float32", "float64"):
+        x_t = minidl.tensor(x, dtype=dtype, requires_grad=True)
+        w_t = minidl.tensor(w, dtype=dtype, requires_grad=True)
+        b_t = minidl.tensor(b, dtype=dtype, requires_grad=True)
+        y = F.conv2d(x_t, w_t, b_t, **kwargs)
+        assert y.dtype == np.dtype(dtype)
+        if gy is None:
+            gy = np.random.default_rng(9).standard_normal(y.shape)
+        y.backward(minidl.tensor(gy, dtype=dtype))
+        results[dtype] = [y.numpy(), x_t.grad.numpy(), w_t.grad.numpy(), b_t.grad.numpy()]
+    for single, double in zip(results["float32"], results["float64"]):
+        assert single.dtype == np.float32
+        np.testing.assert_allclose(single, double, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------- errors
+def _t(shape, dtype="float32"):
+    return minidl.tensor(np.zeros(shape), dtype=dtype)
+
+
+def test_conv2d_channel_mismatch_message():
+    with pytest.raises(ValueError, match=r"conv2d: input has 4 channels but weight expects 3 "
+                                         r"\(weight shape \(64, 3, 7, 7\)\)"):
+        F.conv2d(_t((1, 4, 16, 16)), _t((64, 3, 7, 7)))
+    with pytest.raises(ValueError, match=r"input has 6 channels but weight expects 4"):
+        F.conv2d(_t((1, 6, 8, 8)), _t((4, 2, 3, 3)), groups=2)
+
+
+def test_conv2d_argument_errors():
+    x = _t((1, 4, 8, 8))
+    with pytest.raises(ValueError, match=r"conv2d: expected a 4-D input .* got shape \(4, 8, 8\)"):
+        F.conv2d(_t((4, 8, 8)), _t((2, 4, 3, 3)))
+    with pytest.raises(ValueError, match=r"conv2d: expected a 4-D weight .* got shape \(2, 4, 3\)"):
+        F.conv2d(x, _t((2, 4, 3)))
+    with pytest.raises(ValueError, match=r"conv2d: groups=3 must divide .* input channels \(4\)"):
+        F.conv2d(x, _t((3, 1, 3, 3)), groups=3)
+    with pytest.raises(ValueError, match=r"output channels \(3\)"):
+        F.conv2d(x, _t((3, 2, 3, 3)), groups=2)
+    with pytest.raises(TypeError, match=r"conv2d: input dtype float32 does not match weight dtype float64"):
+        F.conv2d(x, _t((2, 4, 3, 3), "float64"))
+    with pytest.raises(ValueError, match=r"conv2d: stride must be positive, got 0"):
+        F.conv2d(x, _t((2, 4, 3, 3)), stride=0)
+    with pytest.raises(ValueError, match=r"conv2d: dilation must be positive, got \(1, -1\)"):
+        F.conv2d(x, _t((2, 4, 3, 3)), dilation=(1, -1))
+    with pytest.raises(ValueError, match=r"conv2d: padding must be non-negative"):
+        F.conv2d(x, _t((2, 4, 3, 3)), padding=-1)
+    with pytest.raises(ValueError, match=r"conv2d: padding string must be 'valid' or 'same', got 'full'"):
+        F.conv2d(x, _t((2, 4, 3, 3)), padding="full")
+    with pytest.raises(ValueError, match=r"conv2d: bias must have shape \(2,\)"):
+        F.conv2d(x, _t((2, 4, 3, 3)), _t((3,)))
+    with pytest.raises(ValueError, match=r"conv2d: output would be empty: input size 8x8 padded to "
+                                         r"8x8 is smaller than the kernel 5x5 \(dilated to 9x9\)"):
+        F.conv2d(x, _t((2, 4, 5, 5)), dilation=2)
+
+
+# ---------------------------------------------------------------- linear
+@pytest.mark.parametrize("x_shape", [(3, 5), (2, 3, 5), (5,)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear_matches_reference_and_gradcheck(x_shape, with_bias):
+    rng = np.random.default_rng(10)
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal((4, 5)), rng.standard_normal(4)
+    bias = b if with_bias else None
+    got = F.linear(as_tensor(x, False), as_tensor(w, False),
+                   as_tensor(b, False) if with_bias else None).numpy()
+    np.testing.assert_allclose(got, reference_linear(x, w, bias), rtol=1e-12, atol=1e-12)
+    if with_bias:
+        gradcheck(F.linear, x, w, b)
+    else:
+        gradcheck(F.linear, x, w)
+
+
+def test_linear_float32_output_dtype():
+    y = F.linear(_t((2, 5)), _t((3, 5)), _t((3,)))
+    assert y.dtype == np.float32 and y.shape == (2, 3)
+
+
+def test_linear_errors():
+    with pytest.raises(ValueError, match=r"linear: input has 100 features but weight expects 128 "
+                                         r"\(weight shape \(10, 128\)\)"):
+        F.linear(_t((2, 100)), _t((10, 128)))
+    with pytest.raises(ValueError, match=r"linear: expected a 2-D weight"):
+        F.linear(_t((2, 5)), _t((5,)))
+    with pytest.raises(TypeError, match=r"linear: input dtype float64 does not match weight dtype float32"):
+        F.linear(_t((2, 5), "float64"), _t((3, 5)))
+    with pytest.raises(ValueError, match=r"linear: bias must have shape \(3,\)"):
+        F.linear(_t((2, 5)), _t((3, 5)), _t((5,)))
