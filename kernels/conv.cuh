@@ -98,10 +98,14 @@ __global__ void conv_col2im_kernel(const T* __restrict__ col, T* __restrict__ dx
 
 // ------------------------------------------------------------------ implicit GEMM
 constexpr int kConvBM = 64, kConvBN = 64, kConvBK = 16, kConvThreads = 256;
+// Shared tiles are [kConvBK][64 + 1]: the pad keeps the transposed stores (a column
+// per thread group) from hitting one bank 16 times.
+constexpr int kConvLd = kConvBM + 1;
+static_assert(kConvBM == kConvBN, "one padded row length serves both tiles");
 
 // Thread (tx, ty) = (tid % 16, tid / 16) owns rows ty + 16*i and columns tx + 16*j.
 template <typename T>
-__device__ __forceinline__ void conv_tile_fma(T (*As)[kConvBM], T (*Bs)[kConvBN],
+__device__ __forceinline__ void conv_tile_fma(T (*As)[kConvLd], T (*Bs)[kConvLd],
                                               T (&acc)[4][4], int tx, int ty) {
 #pragma unroll
     for (int k = 0; k < kConvBK; ++k) {
@@ -122,8 +126,8 @@ template <typename T>
 __global__ void __launch_bounds__(kConvThreads)
 conv_igemm_fwd_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y,
                       ConvGeom g) {
-    __shared__ T As[kConvBK][kConvBM];
-    __shared__ T Bs[kConvBK][kConvBN];
+    __shared__ T As[kConvBK][kConvLd];
+    __shared__ T Bs[kConvBK][kConvLd];
     const int Cg = g.C / g.G, Og = g.O / g.G, KK = g.KH * g.KW, K = Cg * KK;
     const int L = g.HO * g.WO;
     const long long P = (long long)g.N * L;
@@ -194,8 +198,8 @@ template <typename T>
 __global__ void __launch_bounds__(kConvThreads)
 conv_igemm_bwd_data_kernel(const T* __restrict__ gy, const T* __restrict__ w, T* __restrict__ dx,
                            ConvGeom g) {
-    __shared__ T As[kConvBK][kConvBM];
-    __shared__ T Bs[kConvBK][kConvBN];
+    __shared__ T As[kConvBK][kConvLd];
+    __shared__ T Bs[kConvBK][kConvLd];
     const int Cg = g.C / g.G, Og = g.O / g.G, KK = g.KH * g.KW, K = Og * KK;
     const int HW = g.H * g.W, L = g.HO * g.WO;
     const long long P = (long long)g.N * HW;
@@ -275,8 +279,8 @@ template <typename T>
 __global__ void __launch_bounds__(kConvThreads)
 conv_igemm_bwd_weight_kernel(const T* __restrict__ x, const T* __restrict__ gy,
                              T* __restrict__ ws, ConvGeom g, int splits, long long chunk) {
-    __shared__ T As[kConvBK][kConvBM];
-    __shared__ T Bs[kConvBK][kConvBN];
+    __shared__ T As[kConvBK][kConvLd];
+    __shared__ T Bs[kConvBK][kConvLd];
     const int Cg = g.C / g.G, Og = g.O / g.G, KK = g.KH * g.KW, K = Cg * KK;
     const int L = g.HO * g.WO;
     const long long P = (long long)g.N * L;
