@@ -10,6 +10,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <string>
 
 #ifndef MINIDL_MODULE_NAME
 #error "MINIDL_MODULE_NAME must be defined (_cuda or _emu)"
@@ -103,9 +104,16 @@ void lrn_backward(uptr x, uptr y, uptr scale, uptr gy, uptr dx, int N, int C, in
 // ================================================================ end conv helper: declarations
 }  // namespace minidl
 
+#if MINIDL_IS_EMU
+std::string emu_selftest(const std::string& name);  // kernels/emu/selftest.cpp
+#endif
+
 PYBIND11_MODULE(MINIDL_MODULE_NAME, m) {
     m.doc() = "minidl kernels (" MINIDL_BACKEND_DOC ")";
     m.attr("emulated") = py::bool_(MINIDL_IS_EMU);
+#if MINIDL_IS_EMU
+    m.def("emu_selftest", &emu_selftest, "run a self-test of the host emulation by name");
+#endif
 
     // elementwise
     MINIDL_DEF_F(m, elementwise_relu_forward);

@@ -9,6 +9,8 @@ from .tensor import Tensor
 from . import functional
 from .functional import concat, cat, stack, split
 from . import metrics, nn, optim
+from . import io  # noqa: E402  (minidl.io.save / load: safetensors checkpoints)
+from .summary import summary  # noqa: E402  (minidl.summary(model, input_size))
 
 float32 = "float32"
 float64 = "float64"

@@ -85,3 +85,21 @@ def test_lrn_float32_backward_matches_float64():
 def test_lrn_errors(call, exc, message):
     with pytest.raises(exc, match=message):
         call()
+
+
+@pytest.mark.parametrize("beta", [0.75, 0.6])
+def test_lrn_large_input_takes_the_parallel_kernels(beta):
+    # above the backend's small-input cutoff; the backward is checked against the
+    # float64 small-input path, which the gradchecks above validate
+    x = np.random.default_rng(4).standard_normal((2, 20, 30, 31))
+    x[0, :, 0, 0] = 0.0  # zeros take the pow branch of the general-beta backward
+    gy = np.random.default_rng(5).standard_normal(x.shape)
+    t = minidl.tensor(x, dtype="float64", requires_grad=True)
+    y = F.local_response_norm(t, 5, 0.5, beta, 2.0)
+    np.testing.assert_allclose(y.numpy(), ref_lrn(x, 5, 0.5, beta, 2.0), rtol=1e-12)
+    y.backward(minidl.tensor(gy, dtype="float64"))
+    for n in range(2):
+        part = minidl.tensor(x[n:n + 1, :, :3, :4], dtype="float64", requires_grad=True)
+        F.local_response_norm(part, 5, 0.5, beta, 2.0).backward(
+            minidl.tensor(gy[n:n + 1, :, :3, :4], dtype="float64"))
+        np.testing.assert_allclose(t.grad.numpy()[n:n + 1, :, :3, :4], part.grad.numpy(), rtol=1e-10)

@@ -299,3 +299,38 @@ def test_type_errors_name_op_expected_and_given():
         F.max_pool2d(np.zeros((1, 1, 4, 4)), 2)
     with pytest.raises(TypeError, match="max_pool2d: expected kernel_size to be an int or a pair of ints, got 2.5"):
         F.max_pool2d(_x((1, 3, 8, 8)), 2.5)
+
+
+# ---------------------------------------------------------------- parallel kernels
+def test_large_inputs_take_the_parallel_kernels_and_match_references():
+    # inputs above the backend's small-input cutoff run the threaded kernels
+    x = distinct_values((2, 16, 35, 33), seed=8) - 0.5
+    gy = np.random.default_rng(9).standard_normal((2, 16, 17, 16))
+    xt = minidl.tensor(x, dtype="float32", requires_grad=True)
+    y = F.max_pool2d(xt, 3, 2)
+    want, winners = ref_max_pool(x, (3, 3), (2, 2), (0, 0), False)
+    np.testing.assert_allclose(y.numpy(), want, rtol=1e-6)
+    y.backward(minidl.tensor(gy, dtype="float32"))
+    np.testing.assert_allclose(xt.grad.numpy(), ref_max_pool_grad(x.shape, winners, gy), rtol=1e-5)
+
+    xt.grad = None
+    y = F.avg_pool2d(xt, 3, 2, 1, True, False)
+    k, s, p = (3, 3), (2, 2), (1, 1)
+    np.testing.assert_allclose(y.numpy(), ref_avg_pool(x, k, s, p, True, False), rtol=1e-5, atol=1e-6)
+    gy = np.random.default_rng(10).standard_normal(y.shape)
+    y.backward(minidl.tensor(gy, dtype="float32"))
+    np.testing.assert_allclose(xt.grad.numpy(), ref_avg_pool_grad(x.shape, gy, k, s, p, True, False),
+                               rtol=1e-5, atol=1e-6)
+
+    xt.grad = None
+    y = F.adaptive_avg_pool2d(xt, (6, 5))
+    np.testing.assert_allclose(y.numpy(), ref_adaptive_avg_pool(x, 6, 5), rtol=1e-5, atol=1e-6)
+    y.sum().backward()
+    # each input cell's gradient: the sum over the bins that contain it of 1 / bin area
+    ones = np.zeros(x.shape)
+    for oh in range(6):
+        h0, h1 = math.floor(oh * 35 / 6), math.ceil((oh + 1) * 35 / 6)
+        for ow in range(5):
+            w0, w1 = math.floor(ow * 33 / 5), math.ceil((ow + 1) * 33 / 5)
+            ones[:, :, h0:h1, w0:w1] += 1 / ((h1 - h0) * (w1 - w0))
+    np.testing.assert_allclose(xt.grad.numpy(), ones, rtol=1e-5)

@@ -110,6 +110,7 @@ class Function:
         if is_anomaly_enabled():
             _check_finite(fn, outputs, "forward")
         results = []
+        device = getattr(fn, "output_device", device)  # ToDevice: outputs live elsewhere
         for i, out in enumerate(outputs):
             t = Tensor._wrap(out, device, requires_grad=record)
             if record:

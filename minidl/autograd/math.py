@@ -13,6 +13,7 @@ class ToDevice(Function):
         from ..backend import get_backend
         self.src = self.backend
         self.dst = get_backend(self.device)
+        self.output_device = self.device
         return self.dst.asarray(self.src.to_numpy(x))
 
     def backward(self, gy):

@@ -9,10 +9,32 @@ padded input (never the ceil_mode overhang).
 """
 from __future__ import annotations
 
+import types
+
 import numpy as np
 from numba import njit, prange
 
 from ..base import Backend
+
+# Below this many elements a parallel launch costs more than the loop itself
+# (measured on a busy 2-core machine: a small LRN took 4 us serial, 75+ us parallel).
+SMALL_WORK = 1 << 15
+
+
+def serial_twin(kernel):
+    """The same Numba kernel compiled without threads (prange runs as range), for
+    inputs too small to share.  The twin gets its own qualified name, so its
+    on-disk cache entry never collides with the parallel one's."""
+    func = kernel.py_func
+    twin = types.FunctionType(func.__code__, func.__globals__, func.__name__ + "_serial",
+                              func.__defaults__, func.__closure__)
+    twin.__qualname__ = func.__qualname__ + "_serial"
+    twin.__doc__ = func.__doc__
+    return njit(cache=True)(twin)
+
+
+def pick(kernel, serial_kernel, n_elements):
+    return kernel if n_elements >= SMALL_WORK else serial_kernel
 
 
 def _planes(x):
@@ -89,22 +111,26 @@ def _max_pool_bwd(gy, argmax, dx):
             dx[p, argmax[p, o]] += gy[p, o]
 
 
+_max_pool_fwd_serial = serial_twin(_max_pool_fwd)
+_max_pool_bwd_serial = serial_twin(_max_pool_bwd)
+
+
 def max_pool2d_forward(x, kernel, stride, padding, ceil_mode):
     n, c, h, w = x.shape
     out_h, out_w = _output_hw(x.shape, kernel, stride, padding, ceil_mode)
     y = np.empty((n * c, out_h, out_w), dtype=x.dtype)
     index_dtype = np.int32 if h * w < 2 ** 31 else np.int64
     argmax = np.empty((n * c, out_h, out_w), dtype=index_dtype)
-    _max_pool_fwd(_planes(x), y, argmax, kernel[0], kernel[1], stride[0], stride[1],
-                  padding[0], padding[1])
+    pick(_max_pool_fwd, _max_pool_fwd_serial, x.size)(
+        _planes(x), y, argmax, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1])
     return y.reshape(n, c, out_h, out_w), argmax.reshape(n, c, out_h, out_w)
 
 
 def max_pool2d_backward(gy, argmax, x_shape):
     n, c, h, w = x_shape
     dx = np.empty((n * c, h * w), dtype=gy.dtype)
-    _max_pool_bwd(np.ascontiguousarray(gy).reshape(n * c, -1),
-                  np.ascontiguousarray(argmax).reshape(n * c, -1), dx)
+    pick(_max_pool_bwd, _max_pool_bwd_serial, dx.size)(
+        np.ascontiguousarray(gy).reshape(n * c, -1), np.ascontiguousarray(argmax).reshape(n * c, -1), dx)
     return dx.reshape(x_shape)
 
 
@@ -159,20 +185,26 @@ def _avg_pool_bwd(gy, dx, kh, kw, sh, sw, ph, pw, count_include_pad):
                         dx[p, i, j] += g
 
 
+_avg_pool_fwd_serial = serial_twin(_avg_pool_fwd)
+_avg_pool_bwd_serial = serial_twin(_avg_pool_bwd)
+
+
 def avg_pool2d_forward(x, kernel, stride, padding, ceil_mode, count_include_pad):
     n, c, h, w = x.shape
     out_h, out_w = _output_hw(x.shape, kernel, stride, padding, ceil_mode)
     y = np.empty((n * c, out_h, out_w), dtype=x.dtype)
-    _avg_pool_fwd(_planes(x), y, kernel[0], kernel[1], stride[0], stride[1],
-                  padding[0], padding[1], bool(count_include_pad))
+    pick(_avg_pool_fwd, _avg_pool_fwd_serial, x.size)(
+        _planes(x), y, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1],
+        bool(count_include_pad))
     return y.reshape(n, c, out_h, out_w)
 
 
 def avg_pool2d_backward(gy, x_shape, kernel, stride, padding, ceil_mode, count_include_pad):
     n, c, h, w = x_shape
     dx = np.empty((n * c, h, w), dtype=gy.dtype)
-    _avg_pool_bwd(_planes(gy), dx, kernel[0], kernel[1], stride[0], stride[1],
-                  padding[0], padding[1], bool(count_include_pad))
+    pick(_avg_pool_bwd, _avg_pool_bwd_serial, dx.size)(
+        _planes(gy), dx, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1],
+        bool(count_include_pad))
     return dx.reshape(x_shape)
 
 
@@ -215,16 +247,20 @@ def _adaptive_avg_bwd(gy, dx):
                         dx[p, i, j] += g
 
 
+_adaptive_avg_fwd_serial = serial_twin(_adaptive_avg_fwd)
+_adaptive_avg_bwd_serial = serial_twin(_adaptive_avg_bwd)
+
+
 def adaptive_avg_pool2d_forward(x, output_size):
     n, c, h, w = x.shape
     out_h, out_w = output_size
     y = np.empty((n * c, out_h, out_w), dtype=x.dtype)
-    _adaptive_avg_fwd(_planes(x), y)
+    pick(_adaptive_avg_fwd, _adaptive_avg_fwd_serial, x.size)(_planes(x), y)
     return y.reshape(n, c, out_h, out_w)
 
 
 def adaptive_avg_pool2d_backward(gy, x_shape):
     n, c, h, w = x_shape
     dx = np.empty((n * c, h, w), dtype=gy.dtype)
-    _adaptive_avg_bwd(_planes(gy), dx)
+    pick(_adaptive_avg_bwd, _adaptive_avg_bwd_serial, dx.size)(_planes(gy), dx)
     return dx.reshape(x_shape)

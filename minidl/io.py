@@ -1,0 +1,118 @@
+"""Checkpoints in the safetensors format: ``save(model_or_state_dict, path)`` and
+``load(path, model=None)``.
+
+A checkpoint holds the state dict (parameters and persistent buffers, by their
+dotted names) and nothing executable, so loading a file never runs code.  Writes
+are atomic: the bytes go to a temporary file in the target's directory, which is
+fsynced and then renamed over the target (``os.replace``), so a crash mid-write
+leaves the previous checkpoint intact and no half-written file under its name.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import OrderedDict
+
+import numpy as np
+
+from .nn.module import Module
+from .tensor import Tensor
+
+FORMAT = "minidl"
+
+
+def _safetensors_numpy():
+    try:
+        from safetensors import numpy as st_numpy
+    except ImportError:  # pragma: no cover - it is an install requirement
+        raise ImportError("minidl.io needs the 'safetensors' package (pip install safetensors)") from None
+    return st_numpy
+
+
+def _as_arrays(model_or_state_dict):
+    if isinstance(model_or_state_dict, Module):
+        return model_or_state_dict.state_dict()
+    if not hasattr(model_or_state_dict, "items"):
+        raise TypeError("save: expected a Module or a mapping of name -> array, got "
+                        f"{type(model_or_state_dict).__name__}")
+    arrays = OrderedDict()
+    for name, value in model_or_state_dict.items():
+        if not isinstance(name, str):
+            raise TypeError(f"save: expected str keys, got {name!r}")
+        if isinstance(value, Tensor):
+            value = value.backend.to_numpy(value.data)
+        elif not isinstance(value, np.ndarray):
+            raise TypeError(f"save: expected a NumPy array or a Tensor for {name!r}, "
+                            f"got {type(value).__name__}")
+        arrays[name] = value
+    return arrays
+
+
+def _fsync_dir(directory):
+    # makes the rename itself durable; not possible on every platform/filesystem
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save(model_or_state_dict, path, metadata=None):
+    """Write a Module's state dict (or a mapping of name -> NumPy array/Tensor) to
+    ``path`` as safetensors, atomically.  ``metadata``: optional str -> str pairs
+    stored in the header.  Returns ``path``."""
+    # np.require keeps 0-d arrays 0-d (np.ascontiguousarray would make them 1-d)
+    arrays = {name: np.require(a, requirements="C") for name, a in _as_arrays(model_or_state_dict).items()}
+    header = {"format": FORMAT}
+    for key, value in (metadata or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"save: metadata must map str to str, got {key!r}: {value!r}")
+        header[key] = value
+    blob = _safetensors_numpy().save(arrays, metadata=header)
+
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(directory)
+    return path
+
+
+def load(path, model=None, strict=True):
+    """Read a safetensors checkpoint.  Without ``model``: return the state dict (an
+    OrderedDict of name -> NumPy array).  With ``model``: load it into the model
+    (``strict`` as in ``Module.load_state_dict``; every missing, unexpected or
+    mis-shaped key is listed in one error) and return the model."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"load: no checkpoint file at {path!r}")
+    try:
+        arrays = _safetensors_numpy().load_file(path)
+    except Exception as e:
+        raise ValueError(f"load: {path!r} is not a readable safetensors file ({e})") from e
+    state = OrderedDict(sorted(arrays.items()))
+    if model is None:
+        return state
+    if not isinstance(model, Module):
+        raise TypeError(f"load: expected a minidl.nn.Module as model, got {type(model).__name__}")
+    try:
+        model.load_state_dict(state, strict=strict)
+    except ValueError as e:
+        raise ValueError(f"load: checkpoint {path!r} does not fit {type(model).__name__}:\n{e}") from e
+    return model
