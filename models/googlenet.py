@@ -141,7 +141,8 @@ class GoogLeNet(nn.Module):
         caffe_xavier_init_(self, conv_bias=0.2)
 
     def forward(self, x):
-        x = self.maxpool2(self.lrn2(self.conv3(self.conv2(self.lrn1(self.maxpool1(self.conv1(x)))))))
+        x = self.lrn1(self.maxpool1(self.conv1(x)))
+        x = self.maxpool2(self.lrn2(self.conv3(self.conv2(x))))
         x = self.maxpool3(self.inception3b(self.inception3a(x)))
         x = self.inception4a(x)
         aux1 = self.aux1(x) if self.aux1 is not None and self.training else None

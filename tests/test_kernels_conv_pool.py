@@ -1,6 +1,7 @@
 """Conv, depthwise, pooling and LRN kernels (kernels/{conv,depthwise,pool,lrn}.cu) against
 the CPU backend, forward and backward, through the kernel backends: ``emu`` (the CUDA
-kernels run by the host emulation, always) and ``cuda`` (skipped without a GPU).
+kernels run by the host emulation, always) and ``cuda`` (skipped, with the reason,
+without a usable GPU); MINIDL_KERNEL_DEVICES=cuda (or emu) restricts the devices.
 
 Shapes are tiny because the emulation runs every CUDA thread on the CPU; they still
 cover a single block, many blocks, sizes that are not multiples of the 64x64x16 conv
@@ -8,22 +9,39 @@ tiles, and the split-K weight gradient.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
+import minidl
 from minidl.backend import get_backend
 
 RTOL, ATOL = 1e-5, 1e-5
 
+_cuda_reason = None
+try:
+    minidl.cuda.require()
+except RuntimeError as e:
+    _cuda_reason = str(e)
 
-@pytest.fixture(params=["emu", "cuda"])
+
+def _devices():
+    """'emu' always, 'cuda' when usable; MINIDL_KERNEL_DEVICES (e.g. 'cuda') restricts."""
+    out = []
+    for d in os.environ.get("MINIDL_KERNEL_DEVICES", "emu,cuda").split(","):
+        d = d.strip()
+        if d == "emu":
+            out.append("emu")
+        elif d == "cuda":
+            out.append(pytest.param("cuda", marks=pytest.mark.skipif(
+                _cuda_reason is not None, reason=_cuda_reason or "")))
+    return out
+
+
+@pytest.fixture(params=_devices())
 def be(request):
-    try:
-        return get_backend(request.param)
-    except Exception as e:  # noqa: BLE001 - the reason is reported
-        if request.param == "cuda":
-            pytest.skip(f"no usable GPU for the cuda backend: {e}")
-        raise
+    return get_backend(request.param)
 
 
 @pytest.fixture(scope="module")

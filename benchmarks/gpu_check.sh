@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# One-command GPU check (<= 8 min on an H100):
+#   bash benchmarks/gpu_check.sh OUT_DIR
+# 1. builds minidl._cuda (and _emu) in place with nvcc (no network needed:
+#    --no-build-isolation uses the installed pybind11/cmake/ninja);
+# 2. runs the kernel tests on device cuda (tests/test_kernels_*.py with
+#    MINIDL_KERNEL_DEVICES=cuda) and, when present, the op tests;
+# 3. runs benchmarks/kernels.py --device cuda;
+# 4. writes build.log, tests.log, kernels_cuda.{md,json} and summary.md into OUT_DIR.
+set -uo pipefail
+OUT="${1:?usage: gpu_check.sh OUT_DIR}"
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+cd "$(dirname "$0")/.."
+export CMAKE_CUDA_ARCHITECTURES="${CMAKE_CUDA_ARCHITECTURES:-90}"   # the card at hand; CI builds 80-real;90
+export MINIDL_BUILD_JOBS="${MINIDL_BUILD_JOBS:-16}"
+summary="$OUT/summary.md"
+echo "# minidl GPU check $(date -u +%FT%TZ)" > "$summary"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >> "$summary" 2>&1 || true
+
+t0=$(date +%s)
+if python -m pip install -e . --no-build-isolation --no-deps > "$OUT/build.log" 2>&1; then
+    echo "- build: ok in $(( $(date +%s) - t0 )) s (CMAKE_CUDA_ARCHITECTURES=$CMAKE_CUDA_ARCHITECTURES)" >> "$summary"
+else
+    echo "- build: FAILED (see build.log)" >> "$summary"; tail -50 "$OUT/build.log"; exit 1
+fi
+python -c "import minidl, minidl._cuda; print('cuda available:', minidl.cuda.is_available())" >> "$summary" 2>&1
+
+t0=$(date +%s)
+tests=$(ls tests/test_kernels_*.py 2>/dev/null)
+MINIDL_KERNEL_DEVICES=cuda timeout 240 python -m pytest -q -rs $tests > "$OUT/tests.log" 2>&1
+rc=$?
+echo "- kernel tests on cuda: rc=$rc, $(tail -1 "$OUT/tests.log") ($(( $(date +%s) - t0 )) s)" >> "$summary"
+
+t0=$(date +%s)
+timeout 240 python benchmarks/kernels.py --device cuda --out "$OUT" > "$OUT/bench.log" 2>&1
+brc=$?
+echo "- benchmarks/kernels.py: rc=$brc ($(( $(date +%s) - t0 )) s)" >> "$summary"
+[ -f "$OUT/kernels_cuda.md" ] && cat "$OUT/kernels_cuda.md" >> "$summary"
+cat "$summary"
+[ "$rc" -eq 0 ] && [ "$brc" -eq 0 ]
