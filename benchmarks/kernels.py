@@ -424,12 +424,13 @@ def _maxpool_entry(shape_full):
             ry, ram = ctx.cpu.max_pool2d_forward(ctx.host(x), (3, 3), (2, 2), (1, 1), False)
             ctx.close(y, ry, what="y")
             np.testing.assert_array_equal(ctx.host(am), ram, err_msg="argmax")
-            ctx.close(be.max_pool2d_backward(gy, am, x.shape),
-                      ctx.cpu.max_pool2d_backward(ctx.host(gy), ram, shape), what="dx")
+            geom = ((3, 3), (2, 2), (1, 1))
+            ctx.close(be.max_pool2d_backward(gy, am, x.shape, *geom),
+                      ctx.cpu.max_pool2d_backward(ctx.host(gy), ram, shape, *geom), what="dx")
 
         def run():
             yy, aa = be.max_pool2d_forward(x, (3, 3), (2, 2), (1, 1), False)
-            be.max_pool2d_backward(gy, aa, x.shape)
+            be.max_pool2d_backward(gy, aa, x.shape, (3, 3), (2, 2), (1, 1))
         tr = None
         if ctx.torch is not None:
             tx, tg = ctx.t(x).clone().requires_grad_(True), ctx.t(gy)

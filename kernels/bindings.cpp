@@ -87,7 +87,6 @@ template <class T> void depthwise_backward_weight(uptr x, uptr gy, uptr dw, MINI
 template <class T> void pool_max_forward(uptr x, uptr y, uptr argmax, MINIDL_POOL_GEOM_TYPES, uptr stream);
 template <class T> void pool_max_backward(uptr gy, uptr argmax, uptr dx, MINIDL_POOL_GEOM_TYPES, uptr stream);
 template <class T>
-void pool_max_backward_plane(uptr gy, uptr argmax, uptr dx, int P, int plane_size, int outs, uptr stream);
 template <class T> void pool_avg_forward(uptr x, uptr y, MINIDL_POOL_GEOM_TYPES, bool count_include_pad, uptr stream);
 template <class T>
 void pool_avg_backward(uptr gy, uptr dx, MINIDL_POOL_GEOM_TYPES, bool count_include_pad, uptr stream);
@@ -153,7 +152,6 @@ PYBIND11_MODULE(MINIDL_MODULE_NAME, m) {
     MINIDL_DEF_F(m, depthwise_backward_weight);
     MINIDL_DEF_F(m, pool_max_forward);
     MINIDL_DEF_F(m, pool_max_backward);
-    MINIDL_DEF_F(m, pool_max_backward_plane);
     MINIDL_DEF_F(m, pool_avg_forward);
     MINIDL_DEF_F(m, pool_avg_backward);
     MINIDL_DEF_F(m, pool_adaptive_avg_forward);

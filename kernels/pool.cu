@@ -29,13 +29,6 @@ void pool_max_backward(std::uintptr_t gy, std::uintptr_t argmax, std::uintptr_t 
 }
 
 template <class T>
-void pool_max_backward_plane(std::uintptr_t gy, std::uintptr_t argmax, std::uintptr_t dx, int P, int plane_size,
-                             int outs, std::uintptr_t stream) {
-    MINIDL_LAUNCH(max_pool_bwd_plane_kernel<T>, grid_1d(P, 64), dim3(64), 0, stream, cp<T>(gy), cp<int>(argmax),
-                  mp<T>(dx), P, plane_size, outs);
-}
-
-template <class T>
 void pool_avg_forward(std::uintptr_t x, std::uintptr_t y, MINIDL_POOL_GEOM_PARAMS, bool count_include_pad,
                       std::uintptr_t stream) {
     MINIDL_LAUNCH(avg_pool_fwd_kernel<T>, grid_1d((long long)P * OH * OW, kThreads), dim3(kThreads), 0, stream,
@@ -77,8 +70,6 @@ void pool_global_avg_forward(std::uintptr_t x, std::uintptr_t y, int P, int HW, 
                                       std::uintptr_t);                                                           \
     template void pool_max_backward<T>(std::uintptr_t, std::uintptr_t, std::uintptr_t, MINIDL_GEOM_TYPES,         \
                                        std::uintptr_t);                                                          \
-    template void pool_max_backward_plane<T>(std::uintptr_t, std::uintptr_t, std::uintptr_t, int, int, int,       \
-                                             std::uintptr_t);                                                    \
     template void pool_avg_forward<T>(std::uintptr_t, std::uintptr_t, MINIDL_GEOM_TYPES, bool, std::uintptr_t);   \
     template void pool_avg_backward<T>(std::uintptr_t, std::uintptr_t, MINIDL_GEOM_TYPES, bool, std::uintptr_t);  \
     template void pool_adaptive_avg_forward<T>(std::uintptr_t, std::uintptr_t, int, int, int, int, int,           \

@@ -9,9 +9,7 @@
 //  * adaptive average: bins [floor(i*H/OH), ceil((i+1)*H/OH)).
 // Every kernel overwrites its output.  Backward passes are gathers: one thread per input
 // pixel visits the output windows that contain it, in row-major output order, so
-// overlapping windows (3x3/2) need no atomics and results are deterministic.  The one
-// exception is max_pool_bwd_plane_kernel, for an argmax whose pooling geometry is
-// unknown: one thread per plane scatters in output order (the CPU backend's loop).
+// overlapping windows (3x3/2) need no atomics and results are deterministic.
 #pragma once
 
 #include "common.cuh"
@@ -81,18 +79,6 @@ __global__ void max_pool_bwd_kernel(const T* __restrict__ gy, const int* __restr
                 if (argmax[o] == idx) acc += gy[o];
             }
         dx[i] = acc;
-    }
-}
-
-// One thread per plane: dx = 0, then dx[argmax[o]] += gy[o] in output order.
-template <typename T>
-__global__ void max_pool_bwd_plane_kernel(const T* __restrict__ gy, const int* __restrict__ argmax,
-                                          T* __restrict__ dx, int planes, int plane_size, int outs) {
-    for (int p = blockIdx.x * blockDim.x + threadIdx.x; p < planes; p += gridDim.x * blockDim.x) {
-        T* d = dx + (long long)p * plane_size;
-        for (int j = 0; j < plane_size; ++j) d[j] = T(0);
-        const long long off = (long long)p * outs;
-        for (int o = 0; o < outs; ++o) d[argmax[off + o]] += gy[off + o];
     }
 }
 

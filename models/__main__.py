@@ -4,8 +4,8 @@
     python -m minidl.models --table --models "resnet*"
     python -m minidl.models --plot zoo.png          # top-1 vs GMACs, bubble area ~ params
 
-Each model is built with 1000 classes; its trainable parameters are counted and
-its MACs traced by ``minidl.summary`` at the model's reference input size (with
+Each model is built with 1000 classes; the parameters its inference forward uses
+are counted (train-only aux heads are not, as in the references) and its MACs traced by ``minidl.summary`` at the model's reference input size (with
 ``shape_only``, so even the largest models take seconds).  The reference columns
 are the published numbers registered beside each definition; a check mark means
 the count equals the reference exactly (params) or lies within 0.5% (MACs).
@@ -13,6 +13,7 @@ the count equals the reference exactly (params) or lies within 0.5% (MACs).
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -46,13 +47,18 @@ class ZooRow:
 
 
 def count_model(name):
-    """Build ``name`` at 1000 classes and count its trainable params and GMACs."""
+    """Build ``name`` at 1000 classes and count the parameters of its inference network
+    (train-only aux heads are not counted, as in the references) and its GMACs."""
     info = model_info(name)
     model = info.constructor(num_classes=1000)
-    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     report = summary(model, info.input_size, print_table=False, shape_only=True)
-    return ZooRow(name, info.year, info.input_size, info.top1, info.top5, params, info.params,
-                  report.gmacs, info.gmacs)
+    return ZooRow(name, info.year, info.input_size, info.top1, info.top5, report.used_params,
+                  info.params, report.gmacs, info.gmacs)
+
+
+def _natural(name):
+    """resnet18 < resnet34 < resnet101: digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def _pct(value):
@@ -86,6 +92,7 @@ def plot(rows, path):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         raise SystemExit("--plot needs matplotlib, an optional extra: pip install 'minidl[plot]' "
                          "(or pip install matplotlib)")
@@ -100,6 +107,8 @@ def plot(rows, path):
     for r in rows:
         ax.annotate(r.name, (r.gmacs, r.top1), fontsize=7, ha="center", va="center")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("GMACs per image (counted by minidl, at each model's input size)")
     ax.set_ylabel("ImageNet top-1 accuracy (%)")
     ax.set_title("Accuracy vs. computation; bubble area proportional to parameters")
@@ -123,7 +132,7 @@ def main(argv=None):
     if not names:
         parser.error(f"no registered model matches {args.models!r}; registered: {list_models()}")
     start = time.perf_counter()
-    rows = sorted((count_model(n) for n in names), key=lambda r: (r.year or 0, r.name))
+    rows = sorted((count_model(n) for n in names), key=lambda r: (r.year or 0, _natural(r.name)))
     if args.table:
         print(format_table(rows))
         print(f"(counted in {time.perf_counter() - start:.1f} s)")

@@ -17,7 +17,8 @@ class MaxPool2d(Function):
         return y
 
     def backward(self, gy):
-        return self.backend.max_pool2d_backward(gy, self.argmax, self.x_shape)
+        return self.backend.max_pool2d_backward(
+            gy, self.argmax, self.x_shape, self.kernel, self.stride, self.padding)
 
 
 class AvgPool2d(Function):

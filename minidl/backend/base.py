@@ -263,8 +263,9 @@ class Backend:
         """-> (y, argmax): argmax holds the flat h*W+w index of each max in its input plane."""
         self._missing("max_pool2d_forward")
 
-    def max_pool2d_backward(self, gy, argmax, x_shape):
-        """-> dx of x_shape."""
+    def max_pool2d_backward(self, gy, argmax, x_shape, kernel, stride, padding):
+        """-> dx of x_shape.  The window geometry lets a GPU gather per input pixel
+        (no atomics where windows overlap); the CPU scatters by argmax alone."""
         self._missing("max_pool2d_backward")
 
     def avg_pool2d_forward(self, x, kernel, stride, padding, ceil_mode, count_include_pad):

@@ -126,7 +126,8 @@ def max_pool2d_forward(x, kernel, stride, padding, ceil_mode):
     return y.reshape(n, c, out_h, out_w), argmax.reshape(n, c, out_h, out_w)
 
 
-def max_pool2d_backward(gy, argmax, x_shape):
+def max_pool2d_backward(gy, argmax, x_shape, kernel=None, stride=None, padding=None):
+    # each plane scatters serially by argmax, so the window geometry is not needed here
     n, c, h, w = x_shape
     dx = np.empty((n * c, h * w), dtype=gy.dtype)
     pick(_max_pool_bwd, _max_pool_bwd_serial, dx.size)(
