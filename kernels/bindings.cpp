@@ -86,7 +86,6 @@ template <class T> void depthwise_backward_weight(uptr x, uptr gy, uptr dw, MINI
 // pool.cu: geometry (P = N*C, H, W, OH, OW, kh, kw, sh, sw, ph, pw); argmax int32
 template <class T> void pool_max_forward(uptr x, uptr y, uptr argmax, MINIDL_POOL_GEOM_TYPES, uptr stream);
 template <class T> void pool_max_backward(uptr gy, uptr argmax, uptr dx, MINIDL_POOL_GEOM_TYPES, uptr stream);
-template <class T>
 template <class T> void pool_avg_forward(uptr x, uptr y, MINIDL_POOL_GEOM_TYPES, bool count_include_pad, uptr stream);
 template <class T>
 void pool_avg_backward(uptr gy, uptr dx, MINIDL_POOL_GEOM_TYPES, bool count_include_pad, uptr stream);

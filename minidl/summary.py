@@ -13,16 +13,20 @@ The MACs are counted where the arithmetic happens, in the autograd ``Conv2d`` an
 ``Linear`` functions, so a module that calls ``F.conv2d`` itself (a convolutional
 form of a classifier, say) is counted too; they are charged to the innermost
 module being called.  ``shape_only=True`` skips the convolution and matrix
-arithmetic (those outputs become zeros of the right shape) while everything else
-runs, which makes full-resolution counts of large models cheap; shapes, params
-and MACs are exact either way, only the output values differ.
+arithmetic (those outputs become zeros of the right shape) and passes the input of
+batch norm, LRN and activations through unchanged, while everything else runs;
+that makes full-resolution counts of large models cheap.  Shapes, params and MACs
+are exact either way, only the output values differ.
 """
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
 
+from .autograd import activation as _act_ops
+from .autograd import batchnorm as _batchnorm_ops
 from .autograd import conv as _conv_ops
+from .autograd import lrn as _lrn_ops
 from .autograd.function import no_grad
 from .creation import zeros
 from .nn.module import Module
@@ -140,8 +144,18 @@ def _conv_output_shape(x, w, fn):
     return (n, w.shape[0], ho, wo)
 
 
+def _pass_through(fn, x, *rest):
+    return x
+
+
+# autograd functions whose output has their input's shape: skipped by shape_only
+_SHAPE_PRESERVING = (_batchnorm_ops.BatchNormEval, _lrn_ops.LocalResponseNorm, _act_ops.ReLU,
+                     _act_ops.ReLU6, _act_ops.Sigmoid, _act_ops.SiLU)
+
+
 class _Tracer:
-    """Patches ``Module.__call__`` and the conv/linear autograd functions for one forward."""
+    """Patches ``Module.__call__`` and the conv/linear autograd functions (class
+    attributes, so not while another thread runs a model) for one forward."""
 
     def __init__(self, model, shape_only):
         self.names = {id(m): name for name, m in model.named_modules()}
@@ -188,15 +202,19 @@ class _Tracer:
                 return fn.backend.zeros(shape, x.dtype)
             return linear_fwd(fn, x, w, b)
 
-        Module.__call__ = traced_call
-        _conv_ops.Conv2d.forward = traced_conv
-        _conv_ops.Linear.forward = traced_linear
+        patches = [(Module, "__call__", traced_call), (_conv_ops.Conv2d, "forward", traced_conv),
+                   (_conv_ops.Linear, "forward", traced_linear)]
+        if self.shape_only:
+            # shape-preserving layers pass their (all-zero) input through unchanged
+            patches += [(op, "forward", _pass_through) for op in _SHAPE_PRESERVING]
+        saved = [(owner, attr, owner.__dict__[attr]) for owner, attr, _ in patches]
         try:
+            for owner, attr, replacement in patches:
+                setattr(owner, attr, replacement)
             yield self
         finally:
-            Module.__call__ = call
-            _conv_ops.Conv2d.forward = conv_fwd
-            _conv_ops.Linear.forward = linear_fwd
+            for owner, attr, original in saved:
+                setattr(owner, attr, original)
 
     def record(self, module, own_macs, out, index):
         # a leaf gets a row; so does a composite module that owns parameters or does
