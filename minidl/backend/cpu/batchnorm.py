@@ -10,7 +10,9 @@ input's dtype, so they vectorize in float32.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from .parallel import parallel_kernel
 
 # Reassociation lets LLVM vectorize the reductions; NaN/inf semantics are kept.
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
@@ -30,7 +32,7 @@ def _per_channel(a, dtype):
     return np.ascontiguousarray(a, dtype=dtype).reshape(-1)
 
 
-@njit(parallel=True, cache=True, fastmath=_FAST)
+@parallel_kernel(fastmath=_FAST)
 def _train_forward(x, gamma, beta, eps, y, mean, var):
     n_batch, channels, m = x.shape
     count = n_batch * m
@@ -56,7 +58,7 @@ def _train_forward(x, gamma, beta, eps, y, mean, var):
         var[c] = v
 
 
-@njit(parallel=True, cache=True, fastmath=_FAST)
+@parallel_kernel(fastmath=_FAST)
 def _affine_forward(x, gamma, beta, mean, var, eps, y):
     n_batch, channels, m = x.shape
     for c in prange(channels):
@@ -68,7 +70,7 @@ def _affine_forward(x, gamma, beta, mean, var, eps, y):
                 y[n, c, i] = x[n, c, i] * a + b
 
 
-@njit(parallel=True, cache=True, fastmath=_FAST)
+@parallel_kernel(fastmath=_FAST)
 def _train_backward(x, gy, gamma, mean, var, eps, dx, dgamma, dbeta):
     n_batch, channels, m = x.shape
     count = n_batch * m
@@ -103,7 +105,7 @@ def batch_norm_train_forward(x, gamma, beta, eps):
     mean = np.empty(channels, dtype=x3.dtype)
     var = np.empty(channels, dtype=x3.dtype)
     if x3.size:
-        _train_forward(x3, _per_channel(gamma, np.float64), _per_channel(beta, np.float64),
+        _train_forward.sized(x3.size)(x3, _per_channel(gamma, np.float64), _per_channel(beta, np.float64),
                        float(eps), y, mean, var)
     return y.reshape(x.shape), mean, var
 
@@ -112,7 +114,7 @@ def batch_norm_eval_forward(x, gamma, beta, mean, var, eps):
     x3 = _as_ncm(x)
     y = np.empty_like(x3)
     if x3.size:
-        _affine_forward(x3, _per_channel(gamma, np.float64), _per_channel(beta, np.float64),
+        _affine_forward.sized(x3.size)(x3, _per_channel(gamma, np.float64), _per_channel(beta, np.float64),
                         _per_channel(mean, np.float64), _per_channel(var, np.float64),
                         float(eps), y)
     return y.reshape(x.shape)
@@ -126,6 +128,6 @@ def batch_norm_backward(x, gy, gamma, mean, var, eps):
     dgamma = np.empty(channels, dtype=x3.dtype)
     dbeta = np.empty(channels, dtype=x3.dtype)
     if x3.size:
-        _train_backward(x3, gy3, _per_channel(gamma, np.float64), _per_channel(mean, np.float64),
+        _train_backward.sized(x3.size)(x3, gy3, _per_channel(gamma, np.float64), _per_channel(mean, np.float64),
                         _per_channel(var, np.float64), float(eps), dx, dgamma, dbeta)
     return dx.reshape(x.shape), dgamma, dbeta

@@ -35,6 +35,8 @@ import threading
 import numpy as np
 from numba import njit, prange
 
+from .parallel import parallel_kernel
+
 COLUMN_BUFFER_BYTES = 64 << 20
 # Below this many output pixels per image the batch-inner layout (one wide GEMM) wins.
 SMALL_MAP_PIXELS = 1024
@@ -58,7 +60,7 @@ def _valid_range(offset, stride, size, out_size):
     return lo, hi
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _im2col(x, cols, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo, stride_b, stride_r):
     """cols[b * stride_b + r * stride_r + (oh - oh0) * wo + ow] = padded x of image n0 + b,
     with r = (c * kh + i) * kw + j; every element of the block is written (zeros included)."""
@@ -93,7 +95,7 @@ def _im2col(x, cols, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo, stri
                     cols[row + ow] = 0
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _col2im_add(cols, dx, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo, stride_b, stride_r):
     """dx[n0 + b] += the column gradients scattered back (inverse layout of _im2col).
     One thread owns one (image, channel) plane, so the additions never race."""
@@ -120,7 +122,7 @@ def _col2im_add(cols, dx, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo,
                             dx[n0 + b, c, ih, ow * sw + off_w] += cols[row + ow]
 
 
-@njit(parallel=True, cache=True, fastmath=True)
+@parallel_kernel(fastmath=True)
 def _depthwise_forward(x, w, y, sh, sw, pt, pl, dh, dw):
     n_img, channels, height, width = x.shape
     out_ch, _, kh, kw = w.shape
@@ -144,7 +146,7 @@ def _depthwise_forward(x, w, y, sh, sw, pt, pl, dh, dw):
                         y[n, o, oh, ow] += wv * x[n, c, ih, ow * sw + off_w]
 
 
-@njit(parallel=True, cache=True, fastmath=True)
+@parallel_kernel(fastmath=True)
 def _depthwise_backward(x, w, gy, dx, dw_parts, need_dx, need_dw, sh, sw, pt, pl, dh, dw):
     """dx (when need_dx) and dw_parts[n, o] = the weight gradient from image n alone."""
     n_img, channels, height, width = x.shape
@@ -257,12 +259,12 @@ class _Geometry:
         nb, rows = n1 - n0, oh1 - oh0
         size = nb * self.g * self.k * rows * self.wo
         cols = buf[:size]
-        _im2col(x, cols, n0, nb, oh0, rows, *self.loop_args, *self.strides(nb, rows))
+        _im2col.sized(size)(x, cols, n0, nb, oh0, rows, *self.loop_args, *self.strides(nb, rows))
         return self.shaped(cols, nb, rows)
 
     def col2im_add(self, dcols, dx, n0, n1, oh0, oh1):
         nb, rows = n1 - n0, oh1 - oh0
-        _col2im_add(dcols.reshape(-1), dx, n0, nb, oh0, rows, *self.loop_args,
+        _col2im_add.sized(dcols.size)(dcols.reshape(-1), dx, n0, nb, oh0, rows, *self.loop_args,
                     *self.strides(nb, rows))
 
     def shaped(self, flat, nb, rows):
@@ -296,7 +298,7 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     if _is_depthwise(x, groups):
         ho, wo = _output_size(x, w, stride, padding, dilation)
         y = np.empty((x.shape[0], w.shape[0], ho, wo), dtype=x.dtype)
-        _depthwise_forward(x, w, y, stride[0], stride[1], padding[0], padding[2],
+        _depthwise_forward.sized(y.size)(x, w, y, stride[0], stride[1], padding[0], padding[2],
                            dilation[0], dilation[1])
         return y
     geo = _Geometry(x, w, stride, padding, dilation, groups)
@@ -364,7 +366,7 @@ def _depthwise_backward_arrays(x, w, gy, stride, padding, dilation, need_dx, nee
     dx = np.empty_like(x) if need_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
     parts = (np.empty((n_img,) + w.shape[:1] + w.shape[2:], dtype=w.dtype) if need_dw
              else np.empty((1, 1, 1, 1), dtype=w.dtype))
-    _depthwise_backward(x, w, gy, dx, parts, need_dx, need_dw, stride[0], stride[1],
+    _depthwise_backward.sized(x.size)(x, w, gy, dx, parts, need_dx, need_dw, stride[0], stride[1],
                         padding[0], padding[2], dilation[0], dilation[1])
     dw = parts.sum(axis=0).reshape(w.shape) if need_dw else None
     return (dx if need_dx else None), dw

@@ -14,12 +14,12 @@ would leave cancellation residue after large values leave the window.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from .pool import pick, serial_twin
+from .parallel import parallel_kernel
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _lrn_fwd(x, y, scale, size, alpha, beta, k):
     n_img, chans, height, width = x.shape
     before, after = size // 2, (size - 1) // 2
@@ -58,7 +58,7 @@ def _lrn_fwd(x, y, scale, size, alpha, beta, k):
                     yf[off + w] = xf[off + w] * s ** -beta
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _lrn_bwd(x, y, scale, gy, dx, size, alpha, beta):
     """dx_c = gy_c * scale_c^-beta - 2*alpha*beta/size * x_c * sum_{c': c in window(c')} gy*y/scale.
 
@@ -102,20 +102,18 @@ def _lrn_bwd(x, y, scale, gy, dx, size, alpha, beta):
                     df[off + w] = gf[off + w] * neg_pow - coef * xv * acc[w]
 
 
-_lrn_fwd_serial = serial_twin(_lrn_fwd)
-_lrn_bwd_serial = serial_twin(_lrn_bwd)
 
 
 def lrn_forward(x, size, alpha, beta, k):
     x = np.ascontiguousarray(x)
     y = np.empty_like(x)
     scale = np.empty_like(x)
-    pick(_lrn_fwd, _lrn_fwd_serial, x.size)(x, y, scale, int(size), float(alpha), float(beta), float(k))
+    _lrn_fwd.sized(x.size)(x, y, scale, int(size), float(alpha), float(beta), float(k))
     return y, scale
 
 
 def lrn_backward(x, y, scale, gy, size, alpha, beta, k):
     x, y, scale, gy = (np.ascontiguousarray(a) for a in (x, y, scale, gy))
     dx = np.empty_like(x)
-    pick(_lrn_bwd, _lrn_bwd_serial, x.size)(x, y, scale, gy, dx, int(size), float(alpha), float(beta))
+    _lrn_bwd.sized(x.size)(x, y, scale, gy, dx, int(size), float(alpha), float(beta))
     return dx

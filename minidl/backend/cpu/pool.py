@@ -9,33 +9,11 @@ padded input (never the ceil_mode overhang).
 """
 from __future__ import annotations
 
-import types
-
 import numpy as np
 from numba import njit, prange
 
 from ..base import Backend
-
-# Below this many elements a parallel launch costs more than the loop itself
-# (measured on a busy 2-core machine: a small LRN took 4 us serial, 75+ us parallel).
-SMALL_WORK = 1 << 15
-
-
-def serial_twin(kernel):
-    """The same Numba kernel compiled without threads (prange runs as range), for
-    inputs too small to share.  The twin gets its own qualified name, so its
-    on-disk cache entry never collides with the parallel one's."""
-    func = kernel.py_func
-    twin = types.FunctionType(func.__code__, func.__globals__, func.__name__ + "_serial",
-                              func.__defaults__, func.__closure__)
-    twin.__qualname__ = func.__qualname__ + "_serial"
-    twin.__doc__ = func.__doc__
-    return njit(cache=True)(twin)
-
-
-def pick(kernel, serial_kernel, n_elements):
-    return kernel if n_elements >= SMALL_WORK else serial_kernel
-
+from .parallel import parallel_kernel
 
 def _planes(x):
     n, c, h, w = x.shape
@@ -49,7 +27,7 @@ def _output_hw(x_shape, kernel, stride, padding, ceil_mode):
 
 
 # ---------------------------------------------------------------- max pool
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _max_pool_fwd(x, y, argmax, kh, kw, sh, sw, ph, pw):
     """Separable: a max over each row's windows, then over kh of those row maxima.
 
@@ -99,7 +77,7 @@ def _max_pool_fwd(x, y, argmax, kh, kw, sh, sw, ph, pw):
                     argmax[p, oh, ow] = i * width + row_col[i, ow] if take else argmax[p, oh, ow]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _max_pool_bwd(gy, argmax, dx):
     planes = dx.shape[0]
     plane_size = dx.shape[1]
@@ -111,8 +89,6 @@ def _max_pool_bwd(gy, argmax, dx):
             dx[p, argmax[p, o]] += gy[p, o]
 
 
-_max_pool_fwd_serial = serial_twin(_max_pool_fwd)
-_max_pool_bwd_serial = serial_twin(_max_pool_bwd)
 
 
 def max_pool2d_forward(x, kernel, stride, padding, ceil_mode):
@@ -121,7 +97,7 @@ def max_pool2d_forward(x, kernel, stride, padding, ceil_mode):
     y = np.empty((n * c, out_h, out_w), dtype=x.dtype)
     index_dtype = np.int32 if h * w < 2 ** 31 else np.int64
     argmax = np.empty((n * c, out_h, out_w), dtype=index_dtype)
-    pick(_max_pool_fwd, _max_pool_fwd_serial, x.size)(
+    _max_pool_fwd.sized(x.size)(
         _planes(x), y, argmax, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1])
     return y.reshape(n, c, out_h, out_w), argmax.reshape(n, c, out_h, out_w)
 
@@ -130,7 +106,7 @@ def max_pool2d_backward(gy, argmax, x_shape, kernel=None, stride=None, padding=N
     # each plane scatters serially by argmax, so the window geometry is not needed here
     n, c, h, w = x_shape
     dx = np.empty((n * c, h * w), dtype=gy.dtype)
-    pick(_max_pool_bwd, _max_pool_bwd_serial, dx.size)(
+    _max_pool_bwd.sized(dx.size)(
         np.ascontiguousarray(gy).reshape(n * c, -1), np.ascontiguousarray(argmax).reshape(n * c, -1), dx)
     return dx.reshape(x_shape)
 
@@ -147,7 +123,7 @@ def _avg_window(o, stride, pad, kernel, size, count_include_pad):
     return start, end, padded_len if count_include_pad else end - start
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _avg_pool_fwd(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
     planes, height, width = x.shape
     out_h, out_w = y.shape[1], y.shape[2]
@@ -166,7 +142,7 @@ def _avg_pool_fwd(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
                 y[p, oh, ow] = total / (dh * dw)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _avg_pool_bwd(gy, dx, kh, kw, sh, sw, ph, pw, count_include_pad):
     planes, height, width = dx.shape
     out_h, out_w = gy.shape[1], gy.shape[2]
@@ -186,15 +162,13 @@ def _avg_pool_bwd(gy, dx, kh, kw, sh, sw, ph, pw, count_include_pad):
                         dx[p, i, j] += g
 
 
-_avg_pool_fwd_serial = serial_twin(_avg_pool_fwd)
-_avg_pool_bwd_serial = serial_twin(_avg_pool_bwd)
 
 
 def avg_pool2d_forward(x, kernel, stride, padding, ceil_mode, count_include_pad):
     n, c, h, w = x.shape
     out_h, out_w = _output_hw(x.shape, kernel, stride, padding, ceil_mode)
     y = np.empty((n * c, out_h, out_w), dtype=x.dtype)
-    pick(_avg_pool_fwd, _avg_pool_fwd_serial, x.size)(
+    _avg_pool_fwd.sized(x.size)(
         _planes(x), y, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1],
         bool(count_include_pad))
     return y.reshape(n, c, out_h, out_w)
@@ -203,14 +177,14 @@ def avg_pool2d_forward(x, kernel, stride, padding, ceil_mode, count_include_pad)
 def avg_pool2d_backward(gy, x_shape, kernel, stride, padding, ceil_mode, count_include_pad):
     n, c, h, w = x_shape
     dx = np.empty((n * c, h, w), dtype=gy.dtype)
-    pick(_avg_pool_bwd, _avg_pool_bwd_serial, dx.size)(
+    _avg_pool_bwd.sized(dx.size)(
         _planes(gy), dx, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1],
         bool(count_include_pad))
     return dx.reshape(x_shape)
 
 
 # ---------------------------------------------------------------- adaptive average pool
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _adaptive_avg_fwd(x, y):
     planes, height, width = x.shape
     out_h, out_w = y.shape[1], y.shape[2]
@@ -228,7 +202,7 @@ def _adaptive_avg_fwd(x, y):
                 y[p, oh, ow] = total / ((h1 - h0) * (w1 - w0))
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _adaptive_avg_bwd(gy, dx):
     planes, height, width = dx.shape
     out_h, out_w = gy.shape[1], gy.shape[2]
@@ -248,20 +222,18 @@ def _adaptive_avg_bwd(gy, dx):
                         dx[p, i, j] += g
 
 
-_adaptive_avg_fwd_serial = serial_twin(_adaptive_avg_fwd)
-_adaptive_avg_bwd_serial = serial_twin(_adaptive_avg_bwd)
 
 
 def adaptive_avg_pool2d_forward(x, output_size):
     n, c, h, w = x.shape
     out_h, out_w = output_size
     y = np.empty((n * c, out_h, out_w), dtype=x.dtype)
-    pick(_adaptive_avg_fwd, _adaptive_avg_fwd_serial, x.size)(_planes(x), y)
+    _adaptive_avg_fwd.sized(x.size)(_planes(x), y)
     return y.reshape(n, c, out_h, out_w)
 
 
 def adaptive_avg_pool2d_backward(gy, x_shape):
     n, c, h, w = x_shape
     dx = np.empty((n * c, h, w), dtype=gy.dtype)
-    pick(_adaptive_avg_bwd, _adaptive_avg_bwd_serial, dx.size)(_planes(gy), dx)
+    _adaptive_avg_bwd.sized(dx.size)(_planes(gy), dx)
     return dx.reshape(x_shape)

@@ -11,9 +11,10 @@ import math
 
 import numpy as np
 from llvmlite import ir
-import numba
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
+
+from .parallel import parallel_kernel
 
 # Reassociation lets LLVM vectorize the row reductions; NaN/inf semantics are kept.
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
@@ -104,7 +105,7 @@ def _row_exp_sum(x, r, top, out, store):
     return total, shifted_total
 
 
-@njit(parallel=True, cache=True, fastmath=_FAST)
+@parallel_kernel(fastmath=_FAST)
 def _softmax_rows(x, y, log):
     rows, classes = x.shape
     for r in prange(rows):
@@ -119,7 +120,7 @@ def _softmax_rows(x, y, log):
                 y[r, k] *= inv
 
 
-@njit(parallel=True, cache=True, fastmath=_FAST)
+@parallel_kernel(fastmath=_FAST)
 def _softmax_backward_rows(y, gy, log, dx):
     rows, classes = y.shape
     for r in prange(rows):
@@ -140,7 +141,7 @@ def _softmax_backward_rows(y, gy, log, dx):
                 dx[r, k] = y[r, k] * (gy[r, k] - s)
 
 
-@njit(parallel=True, cache=True, fastmath=_FAST)
+@parallel_kernel(fastmath=_FAST)
 def _cross_entropy_rows(logits, labels, smoothing, log_probs, loss):
     rows, classes = logits.shape
     off = smoothing / classes
@@ -156,7 +157,7 @@ def _cross_entropy_rows(logits, labels, smoothing, log_probs, loss):
         loss[r] = -(1.0 - smoothing) * target_lp - off * sum_lp
 
 
-@njit(parallel=True, cache=True, fastmath=_FAST)
+@parallel_kernel(fastmath=_FAST)
 def _cross_entropy_backward_rows(log_probs, labels, smoothing, grad, dlogits):
     rows, classes = log_probs.shape
     off = log_probs.dtype.type(smoothing / classes)
@@ -171,18 +172,6 @@ def _cross_entropy_backward_rows(log_probs, labels, smoothing, grad, dlogits):
 # gain ~20% on an idle machine but a parallel region can stall for milliseconds
 # when the cores are shared.
 _PARALLEL_MIN_SIZE = 1 << 20
-
-
-def _run(kernel, size, *args):
-    if size >= _PARALLEL_MIN_SIZE:
-        kernel(*args)
-        return
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        kernel(*args)
-    finally:
-        numba.set_num_threads(threads)
 
 
 def _rows(a, op):
@@ -200,7 +189,7 @@ def softmax_forward(x, log):
     x = _rows(x, "softmax_forward")
     y = np.empty_like(x)
     if x.size:
-        _run(_softmax_rows, x.size, x, y, bool(log))
+        _softmax_rows.sized(x.size, _PARALLEL_MIN_SIZE)(x, y, bool(log))
     return y
 
 
@@ -209,7 +198,7 @@ def softmax_backward(y, gy, log):
     gy = np.ascontiguousarray(gy, dtype=y.dtype)
     dx = np.empty_like(y)
     if y.size:
-        _run(_softmax_backward_rows, y.size, y, gy, bool(log), dx)
+        _softmax_backward_rows.sized(y.size, _PARALLEL_MIN_SIZE)(y, gy, bool(log), dx)
     return dx
 
 
@@ -218,7 +207,7 @@ def cross_entropy_forward(logits, labels, label_smoothing):
     log_probs = np.empty_like(logits)
     loss = np.empty(logits.shape[0], dtype=logits.dtype)
     if logits.size:
-        _run(_cross_entropy_rows, logits.size, logits, _labels(labels), float(label_smoothing),
+        _cross_entropy_rows.sized(logits.size, _PARALLEL_MIN_SIZE)(logits, _labels(labels), float(label_smoothing),
              log_probs, loss)
     return loss, log_probs
 
@@ -228,6 +217,6 @@ def cross_entropy_backward(log_probs, labels, label_smoothing, grad_per_row):
     grad = np.ascontiguousarray(grad_per_row, dtype=log_probs.dtype).reshape(-1)
     dlogits = np.empty_like(log_probs)
     if log_probs.size:
-        _run(_cross_entropy_backward_rows, log_probs.size, log_probs, _labels(labels),
+        _cross_entropy_backward_rows.sized(log_probs.size, _PARALLEL_MIN_SIZE)(log_probs, _labels(labels),
              float(label_smoothing), grad, dlogits)
     return dlogits
