@@ -8,12 +8,18 @@ from __future__ import annotations
 import numpy as np
 
 from ..base import Backend
-from . import batchnorm, conv, lrn, pool, softmax
+from . import batchnorm, conv, gemm, lrn, pool, softmax
 
 
 class CpuBackend(Backend):
     name = "cpu"
     xp = np
+
+    def __init__(self):
+        gemm.limit_blas_threads()
+
+    def matmul(self, a, b):
+        return gemm.matmul(a, b)
 
     conv2d_forward = staticmethod(conv.conv2d_forward)
     conv2d_backward = staticmethod(conv.conv2d_backward)

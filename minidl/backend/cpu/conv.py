@@ -35,6 +35,7 @@ import threading
 import numpy as np
 from numba import njit, prange
 
+from .gemm import matmul
 from .parallel import parallel_kernel
 
 COLUMN_BUFFER_BYTES = 64 << 20
@@ -306,7 +307,7 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     wg = w.reshape(geo.g, geo.og, geo.k)
     if _is_pointwise(w, stride, padding, geo.ho, geo.wo):
         p = geo.ho * geo.wo
-        np.matmul(wg, x.reshape(geo.n, geo.g, geo.cg, p), out=y.reshape(geo.n, geo.g, geo.og, p))
+        matmul(wg, x.reshape(geo.n, geo.g, geo.cg, p), out=y.reshape(geo.n, geo.g, geo.og, p))
         return y
     buf = geo.buffer(0, x.dtype)
     y5 = y.reshape(geo.n, geo.g, geo.og, geo.ho, geo.wo)
@@ -314,12 +315,12 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
         nb, rows = n1 - n0, oh1 - oh0
         cols = geo.im2col(x, buf, n0, n1, oh0, oh1)
         if geo.batch_inner:
-            out = np.matmul(wg, cols).reshape(geo.g, geo.og, nb, rows, geo.wo)
+            out = matmul(wg, cols).reshape(geo.g, geo.og, nb, rows, geo.wo)
             y5[n0:n1, :, :, oh0:oh1] = out.transpose(2, 0, 1, 3, 4)
         elif rows == geo.ho:
-            np.matmul(wg, cols, out=y5[n0:n1].reshape(nb, geo.g, geo.og, rows * geo.wo))
+            matmul(wg, cols, out=y5[n0:n1].reshape(nb, geo.g, geo.og, rows * geo.wo))
         else:
-            y5[n0:n1, :, :, oh0:oh1] = np.matmul(wg, cols).reshape(nb, geo.g, geo.og, rows, geo.wo)
+            y5[n0:n1, :, :, oh0:oh1] = matmul(wg, cols).reshape(nb, geo.g, geo.og, rows, geo.wo)
     return y
 
 
@@ -339,8 +340,8 @@ def conv2d_backward(x, w, gy, stride, padding, dilation, groups, need_dx=True, n
         p = geo.ho * geo.wo
         x4 = x.reshape(geo.n, geo.g, geo.cg, p)
         g4 = gy.reshape(geo.n, geo.g, geo.og, p)
-        dx = np.matmul(wg_t, g4).reshape(x.shape) if need_dx else None
-        dw = np.matmul(g4, x4.transpose(0, 1, 3, 2)).sum(axis=0).reshape(w.shape) if need_dw else None
+        dx = matmul(wg_t, g4).reshape(x.shape) if need_dx else None
+        dw = matmul(g4, x4.transpose(0, 1, 3, 2)).sum(axis=0).reshape(w.shape) if need_dw else None
         return dx, dw
 
     dx = np.zeros_like(x) if need_dx else None
@@ -352,11 +353,11 @@ def conv2d_backward(x, w, gy, stride, padding, dilation, groups, need_dx=True, n
         g = geo.gy_block(gy, n0, n1, oh0, oh1)
         if need_dw:
             cols = geo.im2col(x, col_buf, n0, n1, oh0, oh1)
-            part = np.matmul(g, np.swapaxes(cols, -1, -2))
+            part = matmul(g, np.swapaxes(cols, -1, -2))
             dw += part if geo.batch_inner else part.sum(axis=0)
         if need_dx:
             dcols = geo.shaped(dcol_buf[:nb * geo.g * geo.k * rows * geo.wo], nb, rows)
-            np.matmul(wg_t, g, out=dcols)
+            matmul(wg_t, g, out=dcols)
             geo.col2im_add(dcols, dx, n0, n1, oh0, oh1)
     return dx, (dw.reshape(w.shape) if need_dw else None)
 

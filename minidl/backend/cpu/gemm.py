@@ -1,0 +1,71 @@
+"""Matrix multiply for the CPU backend: single-threaded BLAS, split across our own threads.
+
+OpenBLAS's thread pool spin-waits between calls and needs all of its threads
+scheduled at once.  Interleaved with Numba's parallel loops (and, in training,
+with data-loader processes) on two cores, a 2-thread GEMM regularly waited a
+scheduler time slice: whole training steps ran 4-6x slower than with one BLAS
+thread.  So BLAS runs on one thread, and a large product is cut into row (or
+column) panels that a small pool of Python threads multiplies concurrently
+(NumPy releases the GIL inside BLAS; idle pool threads sleep, they never spin).
+
+``MINIDL_NUM_THREADS`` sets the number of threads (default: the usable cores).
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+# Below this many flops one thread does the whole product (a hand-off costs ~20-50 us).
+SPLIT_MIN_FLOPS = 1 << 23
+
+
+def _thread_count():
+    env = os.environ.get("MINIDL_NUM_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+THREADS = _thread_count()
+_pool = ThreadPoolExecutor(max_workers=THREADS - 1, thread_name_prefix="minidl-gemm") if THREADS > 1 else None
+
+
+def limit_blas_threads():
+    """Pin NumPy's BLAS to one thread (process-wide: documented in the README)."""
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(limits=1, user_api="blas")
+
+
+def _panels(length, parts):
+    bounds = np.linspace(0, length, parts + 1).astype(int)
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def matmul(a, b, out=None):
+    """``np.matmul(a, b, out=out)`` with large products split over THREADS threads."""
+    if a.ndim < 2 or b.ndim < 2:
+        return np.matmul(a, b, out=out)
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    if out is None:
+        out = np.empty(batch + (m, n), dtype=np.result_type(a.dtype, b.dtype))
+    flops = 2 * m * n * k * int(np.prod(batch, dtype=np.int64))
+    if _pool is None or flops < SPLIT_MIN_FLOPS or max(m, n) < 2 * THREADS:
+        return np.matmul(a, b, out=out)
+    jobs = []
+    if m >= n:   # row panels of a and out
+        for r0, r1 in _panels(m, THREADS):
+            jobs.append((a[..., r0:r1, :], b, out[..., r0:r1, :]))
+    else:        # column panels of b and out
+        for c0, c1 in _panels(n, THREADS):
+            jobs.append((a, b[..., c0:c1], out[..., c0:c1]))
+    futures = [_pool.submit(np.matmul, pa, pb, out=po) for pa, pb, po in jobs[1:]]
+    np.matmul(*jobs[0][:2], out=jobs[0][2])
+    for f in futures:
+        f.result()
+    return out
