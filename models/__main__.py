@@ -5,7 +5,8 @@
     python -m minidl.models --plot zoo.png          # top-1 vs GMACs, bubble area ~ params
 
 Each model is built with 1000 classes; the parameters its inference forward uses
-are counted (train-only aux heads are not, as in the references) and its MACs traced by ``minidl.summary`` at the model's reference input size (with
+are counted (train-only aux heads are not, as in the references) and its MACs
+traced by ``minidl.summary`` at the model's reference input size (with
 ``shape_only``, so even the largest models take seconds).  The reference columns
 are the published numbers registered beside each definition; a check mark means
 the count equals the reference exactly (params) or lies within 0.5% (MACs).
@@ -61,6 +62,10 @@ def _natural(name):
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
+def _gmacs(value):
+    return f"{value:.3f}" if value >= 0.1 else f"{value:.3g}"
+
+
 def _pct(value):
     return "-" if value is None else f"{value:.2f}"
 
@@ -70,7 +75,7 @@ def format_table(rows):
             "GMACs (minidl)", "GMACs (ref)", "")
     body = [(r.name, str(r.year or "-"), str(r.input_size), _pct(r.top1), _pct(r.top5),
              f"{r.params:,}", f"{r.ref_params:,}", "✓" if r.params_ok else "✗",
-             f"{r.gmacs:.3f}", f"{r.ref_gmacs:.3f}", "✓" if r.gmacs_ok else "✗") for r in rows]
+             _gmacs(r.gmacs), _gmacs(r.ref_gmacs), "✓" if r.gmacs_ok else "✗") for r in rows]
     widths = [max(len(line[i]) for line in [head] + body) for i in range(len(head))]
     right = {1, 2, 3, 4, 5, 6, 8, 9}
 
@@ -119,10 +124,12 @@ def plot(rows, path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m minidl.models", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m minidl.models",
+                                     description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", action="store_true", help="print the comparison table")
-    parser.add_argument("--plot", metavar="FILE.png", help="draw top-1 against GMACs (needs matplotlib)")
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help="draw top-1 against GMACs (needs matplotlib)")
     parser.add_argument("--models", default="*", metavar="PATTERN",
                         help="only the models matching this glob pattern (default: all)")
     args = parser.parse_args(argv)

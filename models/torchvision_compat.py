@@ -113,7 +113,8 @@ def load_torchvision_state_dict(model, state_dict, strict=True):
                              f"to {name!r}")
         array = _to_numpy(key, value)
         if tuple(array.shape) != tuple(targets[name].shape):
-            mis_shaped.append(f"{key} (expected {tuple(targets[name].shape)}, got {tuple(array.shape)})")
+            mis_shaped.append(f"{key} (expected {tuple(targets[name].shape)}, "
+                              f"got {tuple(array.shape)})")
             continue
         mapped[name], origin[name] = array, key
     missing = [n for n in targets if n not in mapped and not n.endswith("num_batches_tracked")]

@@ -1,4 +1,6 @@
-"""Activations and dropout against float64 loop references, with gradient checks."""
+"""Activations and dropout against float64 loop references, with gradient checks, on every
+device (the ``device`` fixture: cpu, emu, and cuda where there is a GPU).  Dropout masks
+come from ``minidl.random.generator(device)``, so ``manual_seed`` reproduces them."""
 import math
 
 import numpy as np
@@ -27,54 +29,54 @@ def elementwise(fn, x):
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCES))
-def test_forward_matches_reference(name):
+def test_forward_matches_reference(name, device):
     x = np.concatenate([np.random.default_rng(0).standard_normal(40) * 4,
                         [-800.0, -30.0, 0.0, 5.999, 6.5, 30.0, 800.0]])
-    got = getattr(F, name)(minidl.tensor(x, dtype="float64")).numpy()
+    got = getattr(F, name)(minidl.tensor(x, dtype="float64", device=device)).numpy()
     np.testing.assert_allclose(got, elementwise(REFERENCES[name], x), rtol=1e-12, atol=1e-300)
     assert np.all(np.isfinite(got))
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCES))
-def test_float32_forward(name):
+def test_float32_forward(name, device):
     x = np.random.default_rng(1).standard_normal((3, 5)).astype(np.float32) * 4
-    got = getattr(F, name)(minidl.tensor(x))
+    got = getattr(F, name)(minidl.tensor(x, device=device))
     assert got.dtype == np.float32
     np.testing.assert_allclose(got.numpy(), elementwise(REFERENCES[name], x), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCES))
-def test_gradients(name):
+def test_gradients(name, device):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((3, 4)) * 4
     # keep relu/relu6 inputs away from their kinks, where finite differences are undefined
     x = np.where(np.abs(x) < 0.05, 0.3, x)
     x = np.where(np.abs(x - 6) < 0.05, 6.3, x)
-    gradcheck(getattr(F, name), x)
+    gradcheck(getattr(F, name), x, device=device)
 
 
 def test_swish_is_silu():
     assert F.swish is F.silu
 
 
-def test_dropout_eval_and_zero_p_are_identity():
-    x = minidl.randn(4, 5)
+def test_dropout_eval_and_zero_p_are_identity(device):
+    x = minidl.randn(4, 5, device=device)
     assert F.dropout(x, 0.5, training=False) is x
     assert F.dropout(x, 0.0, training=True) is x
 
 
-def test_dropout_train_mask_and_scale():
+def test_dropout_train_mask_and_scale(device):
     minidl.manual_seed(0)
     p = 0.3
-    x = minidl.tensor(np.random.default_rng(3).uniform(1, 2, (200, 500)), dtype="float64")
+    x = minidl.tensor(np.random.default_rng(3).uniform(1, 2, (200, 500)), dtype="float64", device=device)
     y = F.dropout(x, p, training=True).numpy()
     dropped = y == 0
     assert abs(dropped.mean() - p) < 0.01
     np.testing.assert_allclose(y[~dropped], x.numpy()[~dropped] / (1 - p), rtol=1e-12)
 
 
-def test_dropout_same_seed_same_mask():
-    x = minidl.ones(50, 50)
+def test_dropout_same_seed_same_mask(device):
+    x = minidl.ones(50, 50, device=device)
     minidl.manual_seed(7)
     a = F.dropout(x, 0.5).numpy()
     b = F.dropout(x, 0.5).numpy()
@@ -84,12 +86,13 @@ def test_dropout_same_seed_same_mask():
     assert not np.array_equal(a, b)
 
 
-def test_dropout_gradient_is_mask_times_scale():
+def test_dropout_gradient_is_mask_times_scale(device):
     minidl.manual_seed(1)
-    x = minidl.tensor(np.random.default_rng(4).uniform(1, 2, (6, 7)), dtype="float64", requires_grad=True)
+    x = minidl.tensor(np.random.default_rng(4).uniform(1, 2, (6, 7)), dtype="float64", device=device,
+                      requires_grad=True)
     y = F.dropout(x, 0.4)
     gy = np.random.default_rng(5).standard_normal((6, 7))
-    y.backward(minidl.tensor(gy, dtype="float64"))
+    y.backward(minidl.tensor(gy, dtype="float64", device=device))
     mask = (y.numpy() != 0) / 0.6
     np.testing.assert_allclose(x.grad.numpy(), gy * mask, rtol=1e-12)
 

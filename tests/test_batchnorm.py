@@ -1,4 +1,5 @@
-"""batch_norm against a float64 loop reference: train/eval, running statistics, gradients."""
+"""batch_norm against a float64 loop reference: train/eval, running statistics, gradients,
+on every device (the ``device`` fixture: cpu, emu, and cuda where there is a GPU)."""
 import numpy as np
 import pytest
 
@@ -28,28 +29,28 @@ def rand(rng, *shape):
 
 @pytest.mark.parametrize("shape", [(4, 3, 5, 7), (1, 2, 3, 3), (6, 5), (3, 4, 1, 1)])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_train_forward_matches_reference(shape, dtype):
+def test_train_forward_matches_reference(shape, dtype, device):
     rng = np.random.default_rng(0)
     x = rand(rng, *shape) * 3 + 10  # offset checks the variance is cancellation-free
     c = shape[1]
     gamma, beta = rand(rng, c), rand(rng, c)
-    y = F.batch_norm(minidl.tensor(x, dtype=dtype), None, None, minidl.tensor(gamma, dtype=dtype),
-                     minidl.tensor(beta, dtype=dtype), training=True, eps=1e-5)
+    t = lambda a: minidl.tensor(a, dtype=dtype, device=device)
+    y = F.batch_norm(t(x), None, None, t(gamma), t(beta), training=True, eps=1e-5)
     ref, _, _ = bn_reference(x.astype(dtype), gamma.astype(dtype), beta.astype(dtype), 1e-5)
     tol = 1e-4 if dtype == "float32" else 1e-10
     np.testing.assert_allclose(y.numpy(), ref, rtol=tol, atol=tol)
     assert y.dtype == np.dtype(dtype)
 
 
-def test_running_statistics_after_two_steps():
+def test_running_statistics_after_two_steps(device):
     rng = np.random.default_rng(1)
     c, momentum = 3, 0.3
-    running_mean = minidl.tensor(np.zeros(c), dtype="float64")
-    running_var = minidl.tensor(np.ones(c), dtype="float64")
+    running_mean = minidl.tensor(np.zeros(c), dtype="float64", device=device)
+    running_var = minidl.tensor(np.ones(c), dtype="float64", device=device)
     expect_mean, expect_var = np.zeros(c), np.ones(c)
     for step in range(2):
         x = rand(rng, 4, c, 3, 2) * (step + 1) + step
-        F.batch_norm(minidl.tensor(x, dtype="float64"), running_mean, running_var,
+        F.batch_norm(minidl.tensor(x, dtype="float64", device=device), running_mean, running_var,
                      training=True, momentum=momentum)
         n = 4 * 3 * 2
         _, m, v = bn_reference(x, np.ones(c), np.zeros(c), 1e-5)
@@ -59,55 +60,56 @@ def test_running_statistics_after_two_steps():
     np.testing.assert_allclose(running_var.numpy(), expect_var, rtol=1e-12)
 
 
-def test_eval_uses_running_statistics_and_leaves_them():
+def test_eval_uses_running_statistics_and_leaves_them(device):
     rng = np.random.default_rng(2)
     x = rand(rng, 3, 4, 5, 5)
     mean, var = rand(rng, 4), rng.uniform(0.5, 2.0, 4)
     gamma, beta = rand(rng, 4), rand(rng, 4)
-    rm, rv = minidl.tensor(mean, dtype="float64"), minidl.tensor(var, dtype="float64")
-    y = F.batch_norm(minidl.tensor(x, dtype="float64"), rm, rv, minidl.tensor(gamma, dtype="float64"),
-                     minidl.tensor(beta, dtype="float64"), training=False, eps=1e-3)
+    t = lambda a: minidl.tensor(a, dtype="float64", device=device)
+    rm, rv = t(mean), t(var)
+    y = F.batch_norm(t(x), rm, rv, t(gamma), t(beta), training=False, eps=1e-3)
     ref, _, _ = bn_reference(x, gamma, beta, 1e-3, mean, var)
     np.testing.assert_allclose(y.numpy(), ref, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(rm.numpy(), mean)
     np.testing.assert_array_equal(rv.numpy(), var)
 
 
-def test_no_affine_parameters():
+def test_no_affine_parameters(device):
     x = np.random.default_rng(3).standard_normal((5, 3))
-    y = F.batch_norm(minidl.tensor(x, dtype="float64"), None, None, training=True)
+    y = F.batch_norm(minidl.tensor(x, dtype="float64", device=device), None, None, training=True)
     ref, _, _ = bn_reference(x, np.ones(3), np.zeros(3), 1e-5)
     np.testing.assert_allclose(y.numpy(), ref, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("shape", [(3, 2, 3, 2), (1, 3, 2, 3), (5, 3)])
-def test_train_gradients(shape):
+def test_train_gradients(shape, device):
     rng = np.random.default_rng(4)
     c = shape[1]
     x, gamma, beta = rand(rng, *shape), rand(rng, c), rand(rng, c)
     op = lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True, eps=1e-3)
-    gradcheck(op, x, gamma, beta, rtol=1e-5, atol=1e-7)
+    gradcheck(op, x, gamma, beta, rtol=1e-5, atol=1e-7, device=device)
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 2, 3), (4, 2)])
-def test_eval_gradients(shape):
+def test_eval_gradients(shape, device):
     rng = np.random.default_rng(5)
     c = shape[1]
     x, gamma, beta = rand(rng, *shape), rand(rng, c), rand(rng, c)
-    rm = minidl.tensor(rand(rng, c), dtype="float64")
-    rv = minidl.tensor(rng.uniform(0.5, 2, c), dtype="float64")
+    rm = minidl.tensor(rand(rng, c), dtype="float64", device=device)
+    rv = minidl.tensor(rng.uniform(0.5, 2, c), dtype="float64", device=device)
     op = lambda x, w, b: F.batch_norm(x, rm, rv, w, b, training=False)
-    gradcheck(op, x, gamma, beta)
+    gradcheck(op, x, gamma, beta, device=device)
 
 
-def test_float32_backward_matches_float64():
+def test_float32_backward_matches_float64(device):
     rng = np.random.default_rng(6)
     x, gy = rand(rng, 4, 8, 6, 6) + 5, rand(rng, 4, 8, 6, 6)
     grads = []
     for dtype in ("float32", "float64"):
-        xt = minidl.tensor(x, dtype=dtype, requires_grad=True)
-        w = minidl.tensor(np.linspace(0.5, 2, 8), dtype=dtype, requires_grad=True)
-        F.batch_norm(xt, None, None, w, None, training=True).backward(minidl.tensor(gy, dtype=dtype))
+        xt = minidl.tensor(x, dtype=dtype, requires_grad=True, device=device)
+        w = minidl.tensor(np.linspace(0.5, 2, 8), dtype=dtype, requires_grad=True, device=device)
+        y = F.batch_norm(xt, None, None, w, None, training=True)
+        y.backward(minidl.tensor(gy, dtype=dtype, device=device))
         grads.append((xt.grad.numpy(), w.grad.numpy()))
     for g32, g64 in zip(*grads):
         np.testing.assert_allclose(g32, g64, rtol=1e-3, atol=1e-4)

@@ -3,15 +3,20 @@
 The CPU backend has three convolution paths (batch-inner im2col for small maps,
 image-major im2col for large ones, plain GEMM for 1x1) and a direct depthwise
 path; small test shapes normally take the first, so ``layout`` forces the others
-by lowering the small-map threshold.
+by lowering the small-map threshold.  The kernel backends (emu, and cuda where
+there is a GPU) have two general paths, the implicit-GEMM kernels ("igemm") and
+im2col + GEMM ("im2col"), picked by ``backend.conv_algo``; ``conv_path`` runs the
+forward checks over every device and path, the gradient checks run on every device.
 """
 import numpy as np
 import pytest
 
 import minidl
 import minidl.functional as F
-from minidl.backend.cpu import conv as cpu_conv
+from conftest import device_params
 from helpers import as_tensor, gradcheck
+from minidl.backend import get_backend
+from minidl.backend.cpu import conv as cpu_conv
 
 
 def reference_conv2d(x, w, b, stride, pads, dilation, groups):
@@ -81,11 +86,35 @@ CASES = {
 }
 
 
-@pytest.fixture(params=["batch_inner", "image_major"])
-def layout(request, monkeypatch):
-    if request.param == "image_major":
+def _path_params(cpu_paths, kernel_paths):
+    """(device, path) params: CPU column layouts, kernel-backend conv algorithms."""
+    out = []
+    for p in device_params("cpu", "emu", "cuda"):
+        device = p.values[0]
+        for path in (cpu_paths if device == "cpu" else kernel_paths):
+            out.append(pytest.param((device, path), id=f"{device}-{path}", marks=p.marks))
+    return out
+
+
+def _use_path(device, path, monkeypatch):
+    if path == "image_major":
         monkeypatch.setattr(cpu_conv, "SMALL_MAP_PIXELS", 0)
-    return request.param
+    elif path in ("igemm", "im2col"):
+        monkeypatch.setattr(get_backend(device), "conv_algo", path, raising=False)
+    return device
+
+
+@pytest.fixture(params=_path_params(("batch_inner", "image_major"), ("igemm", "im2col")))
+def conv_path(request, monkeypatch):
+    """-> the device, with its convolution path selected (every path of every device)."""
+    return _use_path(*request.param, monkeypatch)
+
+
+@pytest.fixture(params=_path_params(("image_major",), ("im2col",)))
+def other_conv_path(request, monkeypatch):
+    """-> the device, with its non-default general path selected (CPU image-major
+    columns; im2col on the kernel backends, whose default is igemm)."""
+    return _use_path(*request.param, monkeypatch)
 
 
 def _random_case(name, seed=0):
@@ -102,9 +131,10 @@ def _pair(v):
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_conv2d_forward_matches_reference(name, layout):
+def test_conv2d_forward_matches_reference(name, conv_path):
     x, w, b, stride, padding, dilation, groups = _random_case(name)
-    got = F.conv2d(as_tensor(x, False), as_tensor(w, False), as_tensor(b, False),
+    dev = conv_path
+    got = F.conv2d(as_tensor(x, False, dev), as_tensor(w, False, dev), as_tensor(b, False, dev),
                    stride=stride, padding=padding, dilation=dilation, groups=groups).numpy()
     expected = reference_conv2d(x, w, b, _pair(stride), as_pads(padding), _pair(dilation), groups)
     assert got.shape == expected.shape
@@ -112,34 +142,33 @@ def test_conv2d_forward_matches_reference(name, layout):
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_conv2d_gradients(name):
+def test_conv2d_gradients(name, device):
     x, w, b, stride, padding, dilation, groups = _random_case(name, seed=1)
 
     def op(x_t, w_t, b_t):
         return F.conv2d(x_t, w_t, b_t, stride=stride, padding=padding, dilation=dilation,
                         groups=groups)
 
-    gradcheck(op, x, w, b, rtol=1e-5, atol=1e-7)
+    gradcheck(op, x, w, b, rtol=1e-5, atol=1e-7, device=device)
 
 
 @pytest.mark.parametrize("name", ["basic_3x3_pad1", "groups2", "pointwise_1x1", "asymmetric_pad"])
-def test_conv2d_gradients_image_major_layout(name, monkeypatch):
-    monkeypatch.setattr(cpu_conv, "SMALL_MAP_PIXELS", 0)
+def test_conv2d_gradients_other_path(name, other_conv_path):
     x, w, b, stride, padding, dilation, groups = _random_case(name, seed=2)
 
     def op(x_t, w_t):
         return F.conv2d(x_t, w_t, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
-    gradcheck(op, x, w, rtol=1e-5, atol=1e-7)
+    gradcheck(op, x, w, rtol=1e-5, atol=1e-7, device=other_conv_path)
 
 
 @pytest.mark.parametrize("name", ["basic_3x3_pad1", "depthwise_mult2_stride2", "groups2"])
-def test_conv2d_weight_grad_only_when_input_is_constant(name):
+def test_conv2d_weight_grad_only_when_input_is_constant(name, device):
     x, w, _, stride, padding, dilation, groups = _random_case(name, seed=3)
     kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-    x_const, w_t = as_tensor(x, False), as_tensor(w, True)
+    x_const, w_t = as_tensor(x, False, device), as_tensor(w, True, device)
     F.conv2d(x_const, w_t, **kwargs).sum().backward()
-    x_t, w_full = as_tensor(x, True), as_tensor(w, True)
+    x_t, w_full = as_tensor(x, True, device), as_tensor(w, True, device)
     F.conv2d(x_t, w_full, **kwargs).sum().backward()
     assert x_const.grad is None
     np.testing.assert_allclose(w_t.grad.numpy(), w_full.grad.numpy(), rtol=1e-12, atol=1e-12)
@@ -147,11 +176,12 @@ def test_conv2d_weight_grad_only_when_input_is_constant(name):
 
 @pytest.mark.parametrize("stride", [1, 2, 3])
 @pytest.mark.parametrize("size", [(7, 6), (8, 5)])
-def test_same_padding_gives_ceil_output_and_tf_pads(stride, size):
+def test_same_padding_gives_ceil_output_and_tf_pads(stride, size, device):
     rng = np.random.default_rng(4)
     x = rng.standard_normal((1, 2) + size)
     w = rng.standard_normal((3, 2, 3, 4))
-    got = F.conv2d(as_tensor(x, False), as_tensor(w, False), stride=stride, padding="same").numpy()
+    got = F.conv2d(as_tensor(x, False, device), as_tensor(w, False, device), stride=stride,
+                   padding="same").numpy()
     pads = []
     for length, k in zip(size, w.shape[2:]):  # TF: total = max((ceil(in/s)-1)*s + k - in, 0)
         out = -(-length // stride)
@@ -162,16 +192,16 @@ def test_same_padding_gives_ceil_output_and_tf_pads(stride, size):
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
 
 
-def test_same_padding_with_stride2_gradients():
+def test_same_padding_with_stride2_gradients(device):
     rng = np.random.default_rng(5)
     x, w = rng.standard_normal((2, 2, 6, 5)), rng.standard_normal((2, 2, 3, 3))
-    gradcheck(lambda a, k: F.conv2d(a, k, stride=2, padding="same"), x, w)
+    gradcheck(lambda a, k: F.conv2d(a, k, stride=2, padding="same"), x, w, device=device)
 
 
-def test_valid_padding_is_zero_padding():
+def test_valid_padding_is_zero_padding(device):
     rng = np.random.default_rng(6)
     x, w = rng.standard_normal((1, 2, 5, 5)), rng.standard_normal((2, 2, 3, 3))
-    got = F.conv2d(as_tensor(x, False), as_tensor(w, False), padding="valid").numpy()
+    got = F.conv2d(as_tensor(x, False, device), as_tensor(w, False, device), padding="valid").numpy()
     np.testing.assert_allclose(got, reference_conv2d(x, w, None, (1, 1), (0, 0, 0, 0), (1, 1), 1),
                                rtol=1e-10, atol=1e-10)
 
@@ -208,20 +238,21 @@ def test_chunked_columns_give_the_same_results(budget_bytes, monkeypatch):
 
 @pytest.mark.parametrize("name", ["basic_3x3_pad1", "depthwise_mult2_stride2", "pointwise_1x1",
                                   "dilation2"])
-def test_float32_agrees_with_float64(name, layout):
+def test_float32_agrees_with_float64(name, conv_path):
     x, w, b, stride, padding, dilation, groups = _random_case(name, seed=8)
+    dev = conv_path
     kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     gy = None
     results = {}
     for dtype in ("float32", "float64"):
-        x_t = minidl.tensor(x, dtype=dtype, requires_grad=True)
-        w_t = minidl.tensor(w, dtype=dtype, requires_grad=True)
-        b_t = minidl.tensor(b, dtype=dtype, requires_grad=True)
+        x_t = minidl.tensor(x, dtype=dtype, device=dev, requires_grad=True)
+        w_t = minidl.tensor(w, dtype=dtype, device=dev, requires_grad=True)
+        b_t = minidl.tensor(b, dtype=dtype, device=dev, requires_grad=True)
         y = F.conv2d(x_t, w_t, b_t, **kwargs)
         assert y.dtype == np.dtype(dtype)
         if gy is None:
             gy = np.random.default_rng(9).standard_normal(y.shape)
-        y.backward(minidl.tensor(gy, dtype=dtype))
+        y.backward(minidl.tensor(gy, dtype=dtype, device=dev))
         results[dtype] = [y.numpy(), x_t.grad.numpy(), w_t.grad.numpy(), b_t.grad.numpy()]
     for single, double in zip(results["float32"], results["float64"]):
         assert single.dtype == np.float32
@@ -271,17 +302,17 @@ def test_conv2d_argument_errors():
 # ---------------------------------------------------------------- linear
 @pytest.mark.parametrize("x_shape", [(3, 5), (2, 3, 5), (5,)])
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_linear_matches_reference_and_gradcheck(x_shape, with_bias):
+def test_linear_matches_reference_and_gradcheck(x_shape, with_bias, device):
     rng = np.random.default_rng(10)
     x, w, b = rng.standard_normal(x_shape), rng.standard_normal((4, 5)), rng.standard_normal(4)
     bias = b if with_bias else None
-    got = F.linear(as_tensor(x, False), as_tensor(w, False),
-                   as_tensor(b, False) if with_bias else None).numpy()
+    got = F.linear(as_tensor(x, False, device), as_tensor(w, False, device),
+                   as_tensor(b, False, device) if with_bias else None).numpy()
     np.testing.assert_allclose(got, reference_linear(x, w, bias), rtol=1e-12, atol=1e-12)
     if with_bias:
-        gradcheck(F.linear, x, w, b)
+        gradcheck(F.linear, x, w, b, device=device)
     else:
-        gradcheck(F.linear, x, w)
+        gradcheck(F.linear, x, w, device=device)
 
 
 def test_linear_float32_output_dtype():

@@ -9,37 +9,16 @@ tiles, and the split-K weight gradient.
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
-import minidl
+from conftest import KERNEL_DEVICES  # emu, cuda (skipped with the reason); see conftest
 from minidl.backend import get_backend
 
 RTOL, ATOL = 1e-5, 1e-5
 
-_cuda_reason = None
-try:
-    minidl.cuda.require()
-except RuntimeError as e:
-    _cuda_reason = str(e)
 
-
-def _devices():
-    """'emu' always, 'cuda' when usable; MINIDL_KERNEL_DEVICES (e.g. 'cuda') restricts."""
-    out = []
-    for d in os.environ.get("MINIDL_KERNEL_DEVICES", "emu,cuda").split(","):
-        d = d.strip()
-        if d == "emu":
-            out.append("emu")
-        elif d == "cuda":
-            out.append(pytest.param("cuda", marks=pytest.mark.skipif(
-                _cuda_reason is not None, reason=_cuda_reason or "")))
-    return out
-
-
-@pytest.fixture(params=_devices())
+@pytest.fixture(params=KERNEL_DEVICES)
 def be(request):
     return get_backend(request.param)
 

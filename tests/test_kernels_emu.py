@@ -9,7 +9,6 @@ Shapes are tiny: emulation runs every CUDA thread as a fiber.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -17,28 +16,10 @@ import numpy as np
 import pytest
 
 import minidl
+from conftest import CUDA_REASON as _cuda_reason
+from conftest import KERNEL_DEVICES as DEVICES  # emu, cuda (skipped with the reason); see conftest
 from minidl.backend import get_backend
 
-_cuda_reason = None
-try:
-    minidl.cuda.require()
-except RuntimeError as e:
-    _cuda_reason = str(e)
-
-
-def _devices():
-    want = os.environ.get("MINIDL_KERNEL_DEVICES", "emu,cuda").split(",")
-    out = []
-    for d in (w.strip() for w in want):
-        if d == "emu":
-            out.append("emu")
-        elif d == "cuda":
-            out.append(pytest.param("cuda", marks=pytest.mark.skipif(
-                _cuda_reason is not None, reason=_cuda_reason or "")))
-    return out
-
-
-DEVICES = _devices()
 DTYPES = [np.float32, np.float64]
 CPU = get_backend("cpu")
 

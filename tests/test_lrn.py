@@ -1,5 +1,6 @@
 """Local response normalization against a naive float64 loop reference of the
-Krizhevsky/Caffe/PyTorch definition, plus finite-difference gradient checks."""
+Krizhevsky/Caffe/PyTorch definition, plus finite-difference gradient checks, on every
+device (the ``device`` fixture: cpu, emu, and cuda where there is a GPU)."""
 import numpy as np
 import pytest
 
@@ -37,39 +38,40 @@ LRN_CASES = [
 
 
 @pytest.mark.parametrize("shape,size,alpha,beta,k", LRN_CASES)
-def test_lrn_matches_reference(shape, size, alpha, beta, k):
+def test_lrn_matches_reference(shape, size, alpha, beta, k, device):
     x = 3 * np.random.default_rng(0).standard_normal(shape)
     want = ref_lrn(x, size, alpha, beta, k)
     for dtype, rtol in (("float64", 1e-12), ("float32", 1e-5)):
-        y = F.local_response_norm(minidl.tensor(x, dtype=dtype), size, alpha, beta, k)
+        y = F.local_response_norm(minidl.tensor(x, dtype=dtype, device=device), size, alpha, beta, k)
         assert y.shape == shape and y.dtype == np.dtype(dtype)
         np.testing.assert_allclose(y.numpy(), want, rtol=rtol, atol=1e-6)
 
 
 @pytest.mark.parametrize("shape,size,alpha,beta,k", LRN_CASES)
-def test_lrn_gradcheck(shape, size, alpha, beta, k):
+def test_lrn_gradcheck(shape, size, alpha, beta, k, device):
     x = np.random.default_rng(1).standard_normal(shape)
     # the AlexNet alpha makes the cross-channel term tiny; check it with a strong alpha too
-    gradcheck(lambda t: F.local_response_norm(t, size, alpha, beta, k), x)
-    gradcheck(lambda t: F.local_response_norm(t, size, max(alpha, 1.0), beta, k), x)
+    gradcheck(lambda t: F.local_response_norm(t, size, alpha, beta, k), x, device=device)
+    gradcheck(lambda t: F.local_response_norm(t, size, max(alpha, 1.0), beta, k), x, device=device)
 
 
-def test_lrn_running_sum_has_no_cancellation_residue():
+def test_lrn_running_sum_has_no_cancellation_residue(device):
     # a large channel leaves the window; the channels after it must see only small values
     # (float32 running sums would leave ~1e-4 of 1e4 behind, far more than 3e-6)
     x = np.full((1, 12, 1, 2), 1e-3, dtype=np.float32)
     x[0, 0] = 1e2
-    y = F.local_response_norm(minidl.tensor(x), 3, 1.0, 0.75, 1e-6).numpy()
+    y = F.local_response_norm(minidl.tensor(x, device=device), 3, 1.0, 0.75, 1e-6).numpy()
     np.testing.assert_allclose(y, ref_lrn(x.astype(np.float64), 3, 1.0, 0.75, 1e-6), rtol=1e-5)
 
 
-def test_lrn_float32_backward_matches_float64():
+def test_lrn_float32_backward_matches_float64(device):
     x = np.random.default_rng(2).standard_normal((2, 10, 4, 5))
     gy = np.random.default_rng(3).standard_normal(x.shape)
     grads = []
     for dtype in ("float64", "float32"):
-        t = minidl.tensor(x, dtype=dtype, requires_grad=True)
-        F.local_response_norm(t, 5, 0.1, 0.75, 2.0).backward(minidl.tensor(gy, dtype=dtype))
+        t = minidl.tensor(x, dtype=dtype, requires_grad=True, device=device)
+        y = F.local_response_norm(t, 5, 0.1, 0.75, 2.0)
+        y.backward(minidl.tensor(gy, dtype=dtype, device=device))
         grads.append(t.grad.numpy())
     np.testing.assert_allclose(grads[1], grads[0], rtol=1e-4, atol=1e-6)
 
@@ -87,6 +89,8 @@ def test_lrn_errors(call, exc, message):
         call()
 
 
+# cpu only: the shape exists to reach the CPU backend's parallel kernels (emulating it
+# would be slow); the kernel backends' LRN is checked on small shapes above.
 @pytest.mark.parametrize("beta", [0.75, 0.6])
 def test_lrn_large_input_takes_the_parallel_kernels(beta):
     # above the backend's small-input cutoff; the backward is checked against the

@@ -1,5 +1,6 @@
 """Pooling against naive float64 loop references that spell out PyTorch's rules,
-plus finite-difference gradient checks."""
+plus finite-difference gradient checks, on every device (the ``device`` fixture:
+cpu, emu, and cuda where there is a GPU)."""
 import math
 
 import numpy as np
@@ -135,38 +136,38 @@ def _pairs(kernel, stride, pad):
 
 
 @pytest.mark.parametrize("shape,kernel,stride,pad,ceil_mode", POOL_CASES)
-def test_max_pool_matches_reference(shape, kernel, stride, pad, ceil_mode):
+def test_max_pool_matches_reference(shape, kernel, stride, pad, ceil_mode, device):
     x = np.random.default_rng(0).standard_normal(shape)
     k2, s2, p2 = _pairs(kernel, stride, pad)
     want, winners = ref_max_pool(x, k2, s2, p2, ceil_mode)
     gy = np.random.default_rng(1).standard_normal(want.shape)
     for dtype in ("float64", "float32"):
-        xt = minidl.tensor(x, dtype=dtype, requires_grad=True)
+        xt = minidl.tensor(x, dtype=dtype, requires_grad=True, device=device)
         y = F.max_pool2d(xt, kernel, stride, pad, ceil_mode)
         assert y.shape == want.shape and y.dtype == np.dtype(dtype)
         np.testing.assert_allclose(y.numpy(), want, rtol=1e-6)
-        y.backward(minidl.tensor(gy, dtype=dtype))
+        y.backward(minidl.tensor(gy, dtype=dtype, device=device))
         np.testing.assert_allclose(xt.grad.numpy(), ref_max_pool_grad(shape, winners, gy), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("shape,kernel,stride,pad,ceil_mode", POOL_CASES)
-def test_max_pool_gradcheck(shape, kernel, stride, pad, ceil_mode):
+def test_max_pool_gradcheck(shape, kernel, stride, pad, ceil_mode, device):
     # one plane keeps finite differences cheap; batches and channels are covered above
     x = distinct_values((1, 1) + shape[2:], seed=2)
-    gradcheck(lambda t: F.max_pool2d(t, kernel, stride, pad, ceil_mode), x)
+    gradcheck(lambda t: F.max_pool2d(t, kernel, stride, pad, ceil_mode), x, device=device)
 
 
 @pytest.mark.parametrize("shape,kernel,stride,pad,ceil_mode",
                          [((2, 2, 9, 9), 3, 2, 1, False), ((1, 2, 8, 7), 3, 2, 0, True), ((1, 1, 4, 4), 2, 2, 0, False)])
-def test_max_pool_all_equal_sends_gradient_to_first_cell(shape, kernel, stride, pad, ceil_mode):
+def test_max_pool_all_equal_sends_gradient_to_first_cell(shape, kernel, stride, pad, ceil_mode, device):
     x = np.full(shape, 0.5)
     k2, s2, p2 = _pairs(kernel, stride, pad)
     want, winners = ref_max_pool(x, k2, s2, p2, ceil_mode)
-    xt = minidl.tensor(x, dtype="float64", requires_grad=True)
+    xt = minidl.tensor(x, dtype="float64", requires_grad=True, device=device)
     y = F.max_pool2d(xt, kernel, stride, pad, ceil_mode)
     np.testing.assert_array_equal(y.numpy(), want)
     gy = np.ones(want.shape)
-    y.backward(minidl.tensor(gy, dtype="float64"))
+    y.backward(minidl.tensor(gy, dtype="float64", device=device))
     dx = xt.grad.numpy()
     # one unit of gradient per window, at the window's first (top-left valid) cell
     assert dx.sum() == want.size
@@ -174,9 +175,9 @@ def test_max_pool_all_equal_sends_gradient_to_first_cell(shape, kernel, stride, 
     assert tuple(winners[0, 0, 0, 0]) == (0, 0)  # the top-left window's first valid cell
 
 
-def test_max_pool_ignores_padding_for_negative_inputs():
+def test_max_pool_ignores_padding_for_negative_inputs(device):
     x = -np.ones((1, 1, 3, 3)) - np.arange(9).reshape(1, 1, 3, 3)
-    y = F.max_pool2d(minidl.tensor(x, dtype="float64"), 3, 1, 1).numpy()
+    y = F.max_pool2d(minidl.tensor(x, dtype="float64", device=device), 3, 1, 1).numpy()
     want, _ = ref_max_pool(x, (3, 3), (1, 1), (1, 1), False)
     np.testing.assert_array_equal(y, want)
     assert y.max() == -1.0  # a padded zero never wins
@@ -190,35 +191,35 @@ def test_max_pool_ignores_padding_for_negative_inputs():
     (13, 3, 2, 0, True, 6),
     (14, 3, 2, 0, True, 7),     # GoogLeNet-style ceil_mode
 ])
-def test_output_sizes_follow_pytorch(size, kernel, stride, pad, ceil_mode, expected):
+def test_output_sizes_follow_pytorch(size, kernel, stride, pad, ceil_mode, expected, device):
     assert ref_out_size(size, kernel, stride, pad, ceil_mode) == expected
-    x = minidl.tensor(np.zeros((1, 1, size, size), dtype=np.float32))
+    x = minidl.tensor(np.zeros((1, 1, size, size), dtype=np.float32), device=device)
     assert F.max_pool2d(x, kernel, stride, pad, ceil_mode).shape == (1, 1, expected, expected)
     assert F.avg_pool2d(x, kernel, stride, pad, ceil_mode).shape == (1, 1, expected, expected)
 
 
 @pytest.mark.parametrize("count_include_pad", [True, False])
 @pytest.mark.parametrize("shape,kernel,stride,pad,ceil_mode", POOL_CASES)
-def test_avg_pool_matches_reference(shape, kernel, stride, pad, ceil_mode, count_include_pad):
+def test_avg_pool_matches_reference(shape, kernel, stride, pad, ceil_mode, count_include_pad, device):
     x = np.random.default_rng(3).standard_normal(shape)
     k2, s2, p2 = _pairs(kernel, stride, pad)
     want = ref_avg_pool(x, k2, s2, p2, ceil_mode, count_include_pad)
     gy = np.random.default_rng(4).standard_normal(want.shape)
     for dtype in ("float64", "float32"):
-        xt = minidl.tensor(x, dtype=dtype, requires_grad=True)
+        xt = minidl.tensor(x, dtype=dtype, requires_grad=True, device=device)
         y = F.avg_pool2d(xt, kernel, stride, pad, ceil_mode, count_include_pad)
         assert y.shape == want.shape
         np.testing.assert_allclose(y.numpy(), want, rtol=1e-5, atol=1e-6)
-        y.backward(minidl.tensor(gy, dtype=dtype))
+        y.backward(minidl.tensor(gy, dtype=dtype, device=device))
         np.testing.assert_allclose(
             xt.grad.numpy(), ref_avg_pool_grad(shape, gy, k2, s2, p2, ceil_mode, count_include_pad),
             rtol=1e-5, atol=1e-6)
 
 
-def test_avg_pool_divisor_excludes_ceil_mode_overhang():
+def test_avg_pool_divisor_excludes_ceil_mode_overhang(device):
     # width 6, kernel 3, stride 2, pad 1, ceil_mode: windows start at -1, 1, 3, 5; the last
     # covers input column 5, padding column 6 and the ceil overhang column 7, which never counts.
-    x = minidl.tensor(np.ones((1, 1, 1, 6)), dtype="float64")
+    x = minidl.tensor(np.ones((1, 1, 1, 6)), dtype="float64", device=device)
     y = F.avg_pool2d(x, (1, 3), (1, 2), (0, 1), ceil_mode=True, count_include_pad=True).numpy()
     np.testing.assert_allclose(y[0, 0, 0], [2 / 3, 1.0, 1.0, 0.5])
     y = F.avg_pool2d(x, (1, 3), (1, 2), (0, 1), ceil_mode=True, count_include_pad=False).numpy()
@@ -230,9 +231,10 @@ def test_avg_pool_divisor_excludes_ceil_mode_overhang():
 
 @pytest.mark.parametrize("count_include_pad", [True, False])
 @pytest.mark.parametrize("shape,kernel,stride,pad,ceil_mode", POOL_CASES)
-def test_avg_pool_gradcheck(shape, kernel, stride, pad, ceil_mode, count_include_pad):
+def test_avg_pool_gradcheck(shape, kernel, stride, pad, ceil_mode, count_include_pad, device):
     x = np.random.default_rng(5).standard_normal((1, 1) + shape[2:])
-    gradcheck(lambda t: F.avg_pool2d(t, kernel, stride, pad, ceil_mode, count_include_pad), x)
+    gradcheck(lambda t: F.avg_pool2d(t, kernel, stride, pad, ceil_mode, count_include_pad), x,
+              device=device)
 
 
 # ---------------------------------------------------------------- adaptive / global
@@ -244,27 +246,27 @@ def test_avg_pool_gradcheck(shape, kernel, stride, pad, ceil_mode, count_include
     ((1, 1, 3, 4), (5, 6), (5, 6)),       # bigger than the input: bins repeat cells
     ((1, 2, 12, 12), (6, 6), (6, 6)),     # divisible
 ])
-def test_adaptive_avg_pool_matches_reference(shape, output_size, expected_hw):
+def test_adaptive_avg_pool_matches_reference(shape, output_size, expected_hw, device):
     x = np.random.default_rng(6).standard_normal(shape)
     want = ref_adaptive_avg_pool(x, *expected_hw)
     for dtype in ("float64", "float32"):
-        y = F.adaptive_avg_pool2d(minidl.tensor(x, dtype=dtype), output_size)
+        y = F.adaptive_avg_pool2d(minidl.tensor(x, dtype=dtype, device=device), output_size)
         assert y.shape == shape[:2] + expected_hw
         np.testing.assert_allclose(y.numpy(), want, rtol=1e-5, atol=1e-6)
     small = x[:1, :1, :7, :5]
-    gradcheck(lambda t: F.adaptive_avg_pool2d(t, output_size), small)
+    gradcheck(lambda t: F.adaptive_avg_pool2d(t, output_size), small, device=device)
 
 
-def test_global_avg_pool_matches_reference_and_gradients():
+def test_global_avg_pool_matches_reference_and_gradients(device):
     x = np.random.default_rng(7).standard_normal((2, 3, 5, 7))
     want = np.zeros((2, 3, 1, 1))
     for i in range(5):
         for j in range(7):
             want[:, :, 0, 0] += x[:, :, i, j] / 35
-    y = F.global_avg_pool2d(minidl.tensor(x, dtype="float64"))
+    y = F.global_avg_pool2d(minidl.tensor(x, dtype="float64", device=device))
     assert y.shape == (2, 3, 1, 1)
     np.testing.assert_allclose(y.numpy(), want, rtol=1e-12)
-    gradcheck(F.global_avg_pool2d, x[:1, :2])
+    gradcheck(F.global_avg_pool2d, x[:1, :2], device=device)
 
 
 # ---------------------------------------------------------------- errors
@@ -302,6 +304,8 @@ def test_type_errors_name_op_expected_and_given():
 
 
 # ---------------------------------------------------------------- parallel kernels
+# cpu only: these shapes exist to reach the CPU backend's threaded Numba kernels, and the
+# kernel backends' pooling is checked on small shapes above on every device.
 def test_large_inputs_take_the_parallel_kernels_and_match_references():
     # inputs above the backend's small-input cutoff run the threaded kernels
     x = distinct_values((2, 16, 35, 33), seed=8) - 0.5

@@ -1,4 +1,6 @@
-"""softmax, log_softmax, cross_entropy and top-k accuracy against float64 loop references."""
+"""softmax, log_softmax, cross_entropy and top-k accuracy against float64 loop references;
+the softmax and cross-entropy checks run on every device (the ``device`` fixture: cpu,
+emu, and cuda where there is a GPU)."""
 import math
 
 import numpy as np
@@ -8,6 +10,14 @@ import minidl
 import minidl.functional as F
 from helpers import gradcheck
 from minidl.metrics import topk_accuracy, topk_correct
+
+
+# A known kernel bug (kernels/softmax.cuh): log-softmax and cross-entropy compute
+# x - (max + log(sum)), so in float32 the log-sum-exp rounds at the logits' magnitude
+# (an error of ~3e-5 at |x| ~ 1000); (x - max) - log(sum) would not.  strict: when the
+# kernel is fixed these xpass, which fails and prompts removing the mark.
+KERNEL_LSE_ROUNDING = pytest.mark.xfail(
+    strict=True, reason="kernels/softmax.cuh rounds max + log(sum) in float32 (large logits)")
 
 
 def softmax_row_ref(row):
@@ -39,10 +49,10 @@ def cross_entropy_ref(logits, labels, smoothing):
 @pytest.mark.parametrize("log", [False, True])
 @pytest.mark.parametrize("shape,axis", [((4, 7), -1), ((3, 5), 0), ((2, 3, 4, 5), 1), ((2, 3, 4), 2), ((6,), 0)])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_softmax_matches_reference(log, shape, axis, dtype):
+def test_softmax_matches_reference(log, shape, axis, dtype, device):
     x = np.random.default_rng(0).standard_normal(shape) * 5
     fn = F.log_softmax if log else F.softmax
-    got = fn(minidl.tensor(x, dtype=dtype), axis=axis)
+    got = fn(minidl.tensor(x, dtype=dtype, device=device), axis=axis)
     tol = 1e-5 if dtype == "float32" else 1e-12
     np.testing.assert_allclose(got.numpy(), softmax_ref(x.astype(dtype), axis, log), rtol=tol, atol=tol)
     assert got.dtype == np.dtype(dtype) and got.shape == shape
@@ -50,37 +60,39 @@ def test_softmax_matches_reference(log, shape, axis, dtype):
 
 @pytest.mark.parametrize("log", [False, True])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_softmax_large_logits_stay_finite(log, dtype):
+def test_softmax_large_logits_stay_finite(log, dtype, device, request):
+    if log and dtype == "float32" and device != "cpu":
+        request.applymarker(KERNEL_LSE_ROUNDING)
     x = np.array([[1000.0, -1000.0, 999.0], [-1000.0, -1000.0, -1001.0]])
     fn = F.log_softmax if log else F.softmax
-    got = fn(minidl.tensor(x, dtype=dtype)).numpy()
+    got = fn(minidl.tensor(x, dtype=dtype, device=device)).numpy()
     assert np.all(np.isfinite(got))
     np.testing.assert_allclose(got, softmax_ref(x, 1, log), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("log", [False, True])
 @pytest.mark.parametrize("shape,axis", [((3, 5), -1), ((2, 3, 2, 2), 1), ((4, 3), 0)])
-def test_softmax_gradients(log, shape, axis):
+def test_softmax_gradients(log, shape, axis, device):
     x = np.random.default_rng(1).standard_normal(shape) * 2
     fn = F.log_softmax if log else F.softmax
-    gradcheck(lambda t: fn(t, axis=axis), x)
+    gradcheck(lambda t: fn(t, axis=axis), x, device=device)
 
 
-def test_float32_softmax_wide_rows():
+def test_float32_softmax_wide_rows(device):
     # wider than the kernel's summation block, with a vectorized exp in float32
     x = np.random.default_rng(2).standard_normal((3, 1000)) * 10
-    got = F.softmax(minidl.tensor(x, dtype="float32")).numpy()
+    got = F.softmax(minidl.tensor(x, dtype="float32", device=device)).numpy()
     np.testing.assert_allclose(got, softmax_ref(x.astype(np.float32), 1, False), rtol=2e-5, atol=1e-9)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_cross_entropy_matches_reference(reduction, smoothing, dtype):
+def test_cross_entropy_matches_reference(reduction, smoothing, dtype, device):
     rng = np.random.default_rng(3)
     logits, labels = rng.standard_normal((6, 9)) * 3, rng.integers(0, 9, 6)
-    loss = F.cross_entropy(minidl.tensor(logits, dtype=dtype), labels, reduction=reduction,
-                           label_smoothing=smoothing)
+    loss = F.cross_entropy(minidl.tensor(logits, dtype=dtype, device=device), labels,
+                           reduction=reduction, label_smoothing=smoothing)
     per_row = cross_entropy_ref(logits.astype(dtype), labels, smoothing)
     expected = {"mean": per_row.mean(), "sum": per_row.sum(), "none": per_row}[reduction]
     tol = 1e-5 if dtype == "float32" else 1e-12
@@ -90,18 +102,22 @@ def test_cross_entropy_matches_reference(reduction, smoothing, dtype):
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
-def test_cross_entropy_gradients(reduction, smoothing):
+def test_cross_entropy_gradients(reduction, smoothing, device):
     rng = np.random.default_rng(4)
-    logits, labels = rng.standard_normal((5, 4)) * 2, minidl.tensor(rng.integers(0, 4, 5))
-    gradcheck(lambda t: F.cross_entropy(t, labels, reduction=reduction, label_smoothing=smoothing), logits)
+    logits, labels = rng.standard_normal((5, 4)) * 2, minidl.tensor(rng.integers(0, 4, 5), device=device)
+    gradcheck(lambda t: F.cross_entropy(t, labels, reduction=reduction, label_smoothing=smoothing), logits,
+              device=device)
 
 
-def test_cross_entropy_large_logits_and_nan():
-    logits = np.array([[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 999.0]], dtype=np.float32)
-    loss = F.cross_entropy(minidl.tensor(logits), [0, 2], reduction="none").numpy()
-    np.testing.assert_allclose(loss, [0.0, 1.0 + math.log1p(math.exp(-1.0))], rtol=1e-5, atol=1e-6)
-    bad = F.cross_entropy(minidl.tensor([[0.0, float("nan")], [1.0, 2.0]]), [0, 1])
+def test_cross_entropy_large_logits_and_nan(device, request):
+    if device != "cpu":
+        request.applymarker(KERNEL_LSE_ROUNDING)
+    bad = F.cross_entropy(minidl.tensor([[0.0, float("nan")], [1.0, 2.0]], device=device), [0, 1])
     assert not minidl.isfinite(bad)
+    logits = np.array([[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 999.0]], dtype=np.float32)
+    loss = F.cross_entropy(minidl.tensor(logits, device=device), [0, 2], reduction="none").numpy()
+    assert np.all(np.isfinite(loss))
+    np.testing.assert_allclose(loss, [0.0, 1.0 + math.log1p(math.exp(-1.0))], rtol=1e-5, atol=1e-6)
 
 
 def test_cross_entropy_errors():

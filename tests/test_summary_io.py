@@ -62,6 +62,7 @@ HAND_MACS = {
 def test_summary_counts_params_and_macs_by_hand():
     net = HandNet()
     rep = minidl.summary(net, (16, 16), batch_size=2, print_table=False)
+    assert isinstance(rep, summary_module.ModelSummary) and rep.input_shape == (2, 3, 16, 16)
     assert rep.total_params == 224 + 16 + 576 + 64 + 20 + 15
     assert rep.unused_params == 15 and rep.used_params == 900
     assert rep.trainable_params == rep.total_params
@@ -98,6 +99,13 @@ def test_summary_shape_only_gives_the_same_counts_and_restores_modes(capsys):
     # the patched hooks are gone: a normal forward still builds a graph
     out = net(minidl.randn(1, 3, 16, 16))
     assert out.requires_grad
+
+
+def test_summary_takes_the_channels_from_the_first_conv():
+    gray = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 6 * 6, 3))
+    rep = minidl.summary(gray, 8, print_table=False)
+    assert rep.input_shape == (1, 1, 8, 8) and rep.total_macs == 2 * 36 * 9 + 3 * 72
+    assert minidl.summary(gray, (1, 8, 8), print_table=False).total_macs == rep.total_macs
 
 
 def test_summary_rejects_bad_arguments():
@@ -268,10 +276,38 @@ def tv_densenet121_keys(num_classes=1000, old_style=False):
     return keys
 
 
+def tv_efficientnet_b0_keys(num_classes=1000):
+    keys = {"features.0.0.weight": (32, 3, 3, 3), **_bn("features.0.1", 32)}
+    cin = 32
+    # torchvision's B0 table: expand ratio, kernel, output channels, layers
+    for stage, (t, k, c, n) in enumerate([(1, 3, 16, 1), (6, 3, 24, 2), (6, 5, 40, 2), (6, 3, 80, 3),
+                                          (6, 5, 112, 3), (6, 5, 192, 4), (6, 3, 320, 1)], start=1):
+        for j in range(n):
+            p, hidden, i = f"features.{stage}.{j}.block", cin * t, 0
+            if t != 1:
+                keys[f"{p}.0.0.weight"] = (hidden, cin, 1, 1)
+                keys.update(_bn(f"{p}.0.1", hidden))
+                i = 1
+            keys[f"{p}.{i}.0.weight"] = (hidden, 1, k, k)
+            keys.update(_bn(f"{p}.{i}.1", hidden))
+            squeeze = max(1, cin // 4)
+            se = f"{p}.{i + 1}"
+            keys.update({f"{se}.fc1.weight": (squeeze, hidden, 1, 1), f"{se}.fc1.bias": (squeeze,),
+                         f"{se}.fc2.weight": (hidden, squeeze, 1, 1), f"{se}.fc2.bias": (hidden,)})
+            keys[f"{p}.{i + 2}.0.weight"] = (c, hidden, 1, 1)
+            keys.update(_bn(f"{p}.{i + 2}.1", c))
+            cin = c
+    keys["features.8.0.weight"] = (1280, 320, 1, 1)
+    keys.update(_bn("features.8.1", 1280))
+    keys.update({"classifier.1.weight": (num_classes, 1280), "classifier.1.bias": (num_classes,)})
+    return keys
+
+
 TV_LAYOUTS = {  # name -> (key generator, torchvision's parameter count at 1000 classes)
     "resnet18": (tv_resnet18_keys, 11_689_512),
     "mobilenet_v2": (tv_mobilenet_v2_keys, 3_504_872),
     "densenet121": (tv_densenet121_keys, 7_978_856),
+    "efficientnet_b0": (tv_efficientnet_b0_keys, 5_288_548),
 }
 
 
@@ -425,3 +461,21 @@ def test_resnet18_logits_match_pytorch():
     with minidl.no_grad():
         got = model(minidl.tensor(x)).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------- python -m minidl.models
+def test_models_cli_table_and_plot(tmp_path, capsys, monkeypatch):
+    _needs("resnet18")
+    from minidl.models.__main__ import main
+    assert main(["--table", "--models", "resnet18"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet18" in out and "11,689,512" in out and "1.814" in out and "✓" in out
+    with pytest.raises(SystemExit):
+        main(["--table", "--models", "no_such_model*"])
+    monkeypatch.setitem(sys.modules, "matplotlib", None)      # as if it were not installed
+    with pytest.raises(SystemExit, match="pip install 'minidl\\[plot\\]'"):
+        main(["--plot", str(tmp_path / "zoo.png"), "--models", "resnet18"])
+    monkeypatch.undo()
+    pytest.importorskip("matplotlib", reason="matplotlib (the 'plot' extra) is not installed")
+    assert main(["--plot", str(tmp_path / "zoo.png"), "--models", "resnet18"]) == 0
+    assert (tmp_path / "zoo.png").stat().st_size > 0

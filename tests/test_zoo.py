@@ -14,6 +14,7 @@ forward at the reference size (conv/linear arithmetic skipped), which costs
 seconds even for EfficientNet-B7 at 600 px.  Only inception_v3's aux-head check
 (a forward at 299 px) is marked slow.
 """
+import sys
 import time
 
 import numpy as np
@@ -22,6 +23,7 @@ import pytest
 import minidl
 import minidl.models as models
 
+input_channels = sys.modules["minidl.summary"].input_channels   # minidl.summary is the function
 NAMES = models.list_models()
 MAC_TOLERANCE = 0.005
 
@@ -54,7 +56,7 @@ def test_zoo(name):
 
     # forward and backward in train mode at the reduced test size
     model.train()
-    x = minidl.randn(2, 3, info.test_size, info.test_size)
+    x = minidl.randn(2, input_channels(model), info.test_size, info.test_size)
     start = time.perf_counter()
     outs = _outputs(model(x))
     loss = outs[0].mean()
@@ -81,7 +83,7 @@ def test_zoo_aux_heads(name):
     """Aux heads: extra logits in train mode only, at the reference input size."""
     info = models.model_info(name)
     model = models.create(name, num_classes=10)
-    x = minidl.randn(2, 3, info.input_size, info.input_size)  # 2: batch statistics in train mode
+    x = minidl.randn(2, input_channels(model), info.input_size, info.input_size)  # 2: BN batch stats
     with minidl.no_grad():
         outs = _outputs(model.train()(x))
         assert len(outs) == AUX_MODELS[name]

@@ -1,7 +1,8 @@
 """Activations (relu, relu6, sigmoid, silu, tanh) and inverted dropout.
 
 Each backward uses the backend's matching ``*_backward`` method on the saved
-forward input (the output for sigmoid), so a device can fuse them.
+forward input (the output for sigmoid), so a device can fuse them; dropout's
+mask-apply is the backend's ``dropout_apply``/``dropout_backward``.
 """
 from __future__ import annotations
 
@@ -48,16 +49,17 @@ class SiLU(Function):
 
 
 class Dropout(Function):
-    """y = x * mask, mask = keep / (1 - p): the expected value of y equals x."""
+    """y = x * mask, mask = keep / (1 - p) with keep = (u >= p) for uniform draws u from
+    the device's generator: the expected value of y equals x."""
 
     def forward(self, x):
         be = self.backend
         draws = be.uniform(generator(self.device), 0.0, 1.0, x.shape, x.dtype)
-        self.mask = be.cast_like(be.where(be.less(draws, self.p), 0.0, 1.0 / (1.0 - self.p)), x)
-        return be.mul(x, self.mask)
+        y, self.mask = be.dropout_apply(x, draws, self.p)
+        return y
 
     def backward(self, gy):
-        return self.backend.mul(gy, self.mask)
+        return self.backend.dropout_backward(gy, self.mask)
 
 
 def _check_tensor(x, op):

@@ -118,8 +118,9 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     y = BatchNormTrain.apply(x, weight, bias, eps=float(eps), stats=stats)
     if running_mean is not None:
         be = x.backend
-        unbiased = be.mul(stats["var"], count / (count - 1))
-        for running, batch in ((running_mean, stats["mean"]), (running_var, unbiased)):
-            updated = be.add(be.mul(running.data, 1.0 - momentum), be.mul(batch, momentum))
-            running.data = be.cast_like(updated, running.data)
+        # updated in place on fresh copies, then rebound: the running tensors' previous
+        # arrays (which may alias the caller's) are left as they were
+        new_mean, new_var = be.copy(running_mean.data), be.copy(running_var.data)
+        be.batch_norm_update_running(new_mean, new_var, stats["mean"], stats["var"], momentum, count)
+        running_mean.data, running_var.data = new_mean, new_var
     return y

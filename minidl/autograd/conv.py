@@ -1,8 +1,9 @@
 """Convolution and fully connected layers: ``conv2d`` and ``linear``.
 
 The convolution itself is a backend kernel (im2col + GEMM on the CPU); the bias
-is added here with generic backend ops, and its gradient is the sum of the
-output gradient over batch and space.
+is added by the backend's ``bias_add`` (a fused kernel on cuda/emu), and its
+gradient, the sum of the output gradient over batch and space, by
+``bias_add_backward``.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ class Conv2d(Function):
         self.save_for_backward(x, weight)
         y = be.conv2d_forward(x, weight, self.stride, self.padding, self.dilation, self.groups)
         if bias is not None:
-            y = be.add(y, be.reshape(bias, (1, -1, 1, 1)))
+            y = be.bias_add(y, bias)
         return y
 
     def backward(self, gy):
@@ -30,7 +31,7 @@ class Conv2d(Function):
             dx, dw = be.conv2d_backward(x, weight, gy, self.stride, self.padding, self.dilation,
                                         self.groups, need_dx=need_dx, need_dw=need_dw)
         if self.needs_input_grad[2]:
-            db = be.sum(gy, axis=(0, 2, 3))
+            db = be.bias_add_backward(gy)
         return dx, dw, db
 
 

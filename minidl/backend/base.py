@@ -335,3 +335,60 @@ class Backend:
 
     def less_equal(self, a, b):
         return a <= b
+
+    # ---------------------------------------------------------- fused extras (appended)
+    # Generic versions over xp with the exact semantics of the fused kernels that the
+    # kernel backends (cuda, emu) bind instead: bias-add and dropout
+    # (kernels/elementwise.cu), the SGD step (kernels/optim.cu), the batch-norm running
+    # statistics (kernels/batchnorm.cu).  sgd_update and batch_norm_update_running work
+    # IN PLACE on their first arguments (the kernel backends launch their kernel on
+    # C-contiguous arrays of one dtype and use these generic versions otherwise).
+    def bias_add(self, x, b):
+        """y = x + b over channel axis 1: x (N, C, ...), b (C,)."""
+        return x + self.cast_like(b, x).reshape((1, -1) + (1,) * (x.ndim - 2))
+
+    def bias_add_backward(self, gy):
+        """db (C,) = gy summed over every axis but 1."""
+        return self.xp.sum(gy, axis=(0,) + tuple(range(2, gy.ndim)))
+
+    def dropout_apply(self, x, u, p):
+        """Inverted dropout from uniform draws ``u`` in [0, 1) shaped like x: keep = u >= p
+        -> (y = x * mask, mask = keep / (1 - p)), both in x's dtype."""
+        mask = self.xp.where(u >= p, 1.0 / (1.0 - p), 0.0).astype(x.dtype, copy=False)
+        return x * mask, mask
+
+    def dropout_backward(self, gy, mask):
+        return self.cast_like(gy, mask) * mask
+
+    def sgd_update(self, param, grad, buf, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                   nesterov=False, first_step=False):
+        """One SGD step IN PLACE on ``param`` (and the momentum buffer ``buf``, shaped like
+        param; None when momentum == 0), PyTorch semantics::
+
+            d = grad + weight_decay * param
+            buf = d                                    (first_step: buf is written, not read)
+            buf = momentum * buf + (1 - dampening) * d (later steps)
+            d = d + momentum * buf  if nesterov  else  buf   (when momentum != 0)
+            param -= lr * d
+        """
+        d = self.cast_like(grad, param)
+        if weight_decay != 0:
+            d = d + weight_decay * param
+        if momentum != 0:
+            if first_step:
+                buf[...] = d
+            else:
+                buf *= momentum
+                buf += (1 - dampening) * d
+            d = d + momentum * buf if nesterov else buf
+        param -= lr * d
+
+    def batch_norm_update_running(self, running_mean, running_var, mean, var, momentum, count):
+        """IN PLACE: running = (1 - momentum) * running + momentum * batch statistic, the
+        biased batch variance ``var`` made unbiased by count / (count - 1) (count = values
+        per channel > 1)."""
+        unbias = count / (count - 1)
+        running_mean *= 1 - momentum
+        running_mean += momentum * self.cast_like(mean, running_mean)
+        running_var *= 1 - momentum
+        running_var += momentum * self.cast_like(var, running_var) * unbias

@@ -29,17 +29,20 @@ class SGD(Optimizer):
                              f"momentum={group['momentum']!r}, dampening={group['dampening']!r}")
 
     def _update(self, group, p, grad, state):
+        """One fused step (``Backend.sgd_update``: a single kernel on cuda/emu).  It runs
+        in place on a fresh copy of the parameter, which is then rebound, so arrays that
+        alias the old ``p.data`` are never changed; the momentum buffer belongs to the
+        optimizer and is updated in place (created, in the parameter's dtype, on the
+        first step with momentum)."""
         be = p.backend
-        lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
-        g = grad
-        if wd != 0:
-            g = be.add(g, be.mul(p.data, wd))
+        momentum = group["momentum"]
+        buf, first_step = None, False
         if momentum != 0:
             buf = state.get("momentum_buffer")
             if buf is None:
-                buf = be.copy(g)
-            else:
-                buf = be.add(be.mul(buf, momentum), be.mul(g, 1.0 - group["dampening"]))
-            state["momentum_buffer"] = buf
-            g = be.add(g, be.mul(buf, momentum)) if group["nesterov"] else buf
-        p.data = be.sub(p.data, be.mul(g, lr))
+                buf, first_step = be.empty(p.shape, p.dtype), True
+                state["momentum_buffer"] = buf
+        param = be.copy(p.data)
+        be.sgd_update(param, grad, buf, group["lr"], momentum, group["dampening"], group["weight_decay"],
+                      group["nesterov"], first_step=first_step)
+        p.data = param

@@ -1,7 +1,10 @@
 """Batch-norm family (kernels/batchnorm.cu) for KernelBackend: training forward
 (batch statistics), inference forward, backward (dx, dgamma, dbeta), with the base
-contract's signatures; plus the extra ``batch_norm_update_running`` (in place)."""
+contract's signatures; and ``batch_norm_update_running`` (in place; the running-stat
+update of minidl.autograd.batchnorm)."""
 from __future__ import annotations
+
+from ..base import Backend
 
 __all__ = ["batch_norm_train_forward", "batch_norm_eval_forward", "batch_norm_backward",
            "batch_norm_update_running"]
@@ -65,12 +68,17 @@ def batch_norm_backward(be, x, gy, gamma, mean, var, eps):
 
 def batch_norm_update_running(be, running_mean, running_var, mean, var, momentum, count):
     """In place: running = (1 - momentum) * running + momentum * batch statistic, the
-    variance made unbiased with count / (count - 1).  Running arrays must be
-    contiguous, of the batch statistics' dtype."""
+    variance made unbiased with count / (count - 1); the batch statistics are cast to
+    the running stats' dtype."""
     c = int(running_mean.shape[0])
     for a in (running_mean, running_var):
-        if not a.flags.c_contiguous or a.shape != (c,):
-            raise ValueError("batch_norm_update_running: running stats must be contiguous (C,) arrays")
+        if a.shape != (c,):
+            raise ValueError(f"batch_norm_update_running: expected running stats of shape ({c},), got "
+                             f"{tuple(running_mean.shape)} and {tuple(running_var.shape)}")
+    if (running_var.dtype != running_mean.dtype or not running_mean.flags.c_contiguous
+            or not running_var.flags.c_contiguous):
+        # the kernel updates two contiguous arrays of one dtype; the generic version any
+        return Backend.batch_norm_update_running(be, running_mean, running_var, mean, var, momentum, count)
     mean = _vec(be, mean, c, running_mean, "mean", "batch_norm_update_running")
     var = _vec(be, var, c, running_mean, "var", "batch_norm_update_running")
     be.kernel("batchnorm_update_running", running_mean.dtype)(

@@ -1,12 +1,14 @@
 """Elementwise family (kernels/elementwise.cu, kernels/optim.cu) for KernelBackend:
 activations, bias-add, dropout mask-apply and the fused SGD update.
 
-Contract methods: relu, relu_backward, relu6, relu6_backward, sigmoid,
-sigmoid_backward (takes the forward output), silu, silu_backward.  Extras (not in
-the base contract, used where autograd/optim opt in): bias_add, bias_add_backward,
-dropout_apply, dropout_backward, sgd_update.
+Contract methods (generic versions in minidl/backend/base.py): relu, relu_backward,
+relu6, relu6_backward, sigmoid, sigmoid_backward (takes the forward output), silu,
+silu_backward; bias_add, bias_add_backward (Conv2d's bias), dropout_apply,
+dropout_backward (Dropout), sgd_update (optim.SGD, in place).
 """
 from __future__ import annotations
+
+from ..base import Backend
 
 __all__ = ["relu", "relu_backward", "relu6", "relu6_backward", "sigmoid", "sigmoid_backward",
            "silu", "silu_backward", "bias_add", "bias_add_backward", "dropout_apply",
@@ -112,15 +114,20 @@ def dropout_backward(be, gy, mask):
 def sgd_update(be, param, grad, buf, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
                first_step=False):
     """In-place fused SGD step on contiguous ``param`` (and momentum ``buf``, which may
-    be None when momentum == 0), PyTorch semantics; returns None."""
-    if not (param.flags.c_contiguous and grad.flags.c_contiguous):
-        raise ValueError("sgd_update: param and grad must be C-contiguous")
-    if grad.dtype != param.dtype or grad.shape != param.shape:
+    be None when momentum == 0), PyTorch semantics (see Backend.sgd_update); ``grad``
+    is cast to param's dtype (and made contiguous) when needed; a non-contiguous param
+    or buffer, or a buffer of another dtype, takes the generic version; returns None."""
+    if grad.shape != param.shape:
         raise ValueError(f"sgd_update: grad {grad.dtype}{tuple(grad.shape)} does not match param "
                          f"{param.dtype}{tuple(param.shape)}")
-    if momentum != 0 and (buf is None or buf.shape != param.shape or buf.dtype != param.dtype
-                          or not buf.flags.c_contiguous):
-        raise ValueError("sgd_update: momentum needs a contiguous buffer shaped like param")
+    if momentum != 0 and (buf is None or buf.shape != param.shape):
+        raise ValueError(f"sgd_update: momentum needs a buffer of the param's shape {tuple(param.shape)}")
+    if not param.flags.c_contiguous or (momentum != 0 and (buf.dtype != param.dtype
+                                                           or not buf.flags.c_contiguous)):
+        # the kernel updates contiguous arrays of one dtype in place; the generic version any
+        return Backend.sgd_update(be, param, grad, buf, lr, momentum, dampening, weight_decay, nesterov,
+                                  first_step)
+    grad = be.c(be.cast_like(grad, param))
     be.kernel("optim_sgd_update", param.dtype)(
         be.ptr(param), be.ptr(grad), be.ptr(buf) if buf is not None else 0, param.size, float(lr),
         float(momentum), float(dampening), float(weight_decay), bool(nesterov), bool(first_step), be.stream())

@@ -1,0 +1,28 @@
+"""minidl.data: datasets (ImageNet, image folders, IDX/Fashion-MNIST), seeded transforms and
+a DataLoader with worker processes.
+
+    from minidl.data import ImageNet, DataLoader, train_transform
+    ds = ImageNet("/data/imagenet", "train", transform=train_transform(224))
+    loader = DataLoader(ds, batch_size=256, shuffle=True, num_workers=2, seed=0)
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        for images, labels in loader:   # float32 N x 3 x 224 x 224, int64 N
+            ...
+"""
+from .folder import (IMG_EXTENSIONS, CorruptImageError, Dataset, ImageFolder, load_image,
+                     sample_rng)
+from .idx import FASHION_MNIST_DEFAULT_ROOT, MNIST, FashionMNIST, IDXDataset, read_idx
+from .imagenet import ImageNet, imagenet_class_names, imagenet_wnids
+from .loader import DataLoader
+from . import transforms
+from .transforms import (IMAGENET_MEAN, IMAGENET_STD, CenterCrop, Compose, Normalize,
+                         RandomCrop, RandomHorizontalFlip, RandomResizedCrop, Resize, TenCrop,
+                         ToArray, eval_transform, ten_crop_transform, train_transform)
+
+__all__ = ["Dataset", "ImageFolder", "ImageNet", "IDXDataset", "FashionMNIST", "MNIST",
+           "DataLoader", "CorruptImageError", "read_idx", "load_image", "sample_rng",
+           "imagenet_wnids", "imagenet_class_names", "transforms", "Compose",
+           "RandomResizedCrop", "RandomCrop", "RandomHorizontalFlip", "Resize", "CenterCrop",
+           "TenCrop", "ToArray", "Normalize", "IMAGENET_MEAN", "IMAGENET_STD",
+           "train_transform", "eval_transform", "ten_crop_transform",
+           "FASHION_MNIST_DEFAULT_ROOT", "IMG_EXTENSIONS"]
