@@ -50,68 +50,52 @@ def _inputs(kind, spec, seed=0):
                 labels=rng.integers(0, spec["k"], spec["n"]))
 
 
-def _minidl_fns(kind, spec):
-    import minidl
-    import minidl.functional as F
+class _Framework:
+    """The few calls where minidl and PyTorch differ; the functional APIs match."""
+
+    def __init__(self, name):
+        self.name = name
+        if name == "minidl":
+            import minidl
+            import minidl.functional as F
+            self.F, self.no_grad = F, minidl.no_grad
+            self.tensor = lambda a, grad=False: minidl.tensor(a, requires_grad=grad)
+            self.ones = lambda c: minidl.ones(c, requires_grad=True)
+            self.zeros = lambda c, grad=True: minidl.zeros(c, requires_grad=grad)
+        else:
+            import torch
+            import torch.nn.functional as F
+            self.F, self.no_grad = F, torch.no_grad
+            self.tensor = lambda a, grad=False: torch.tensor(a, requires_grad=grad)
+            self.ones = lambda c: torch.ones(c, requires_grad=True)
+            self.zeros = lambda c, grad=True: torch.zeros(c, requires_grad=grad)
+
+
+def _fns(framework, kind, spec):
+    """-> (forward, forward+backward) closures of one case in one framework."""
+    fw, F = framework, framework.F
     arrs = _inputs(kind, spec)
-    x = minidl.tensor(arrs["x"], requires_grad=True)
+    x = fw.tensor(arrs["x"], grad=True)
     if kind == "conv":
-        w = minidl.tensor(arrs["w"], requires_grad=True)
+        w = fw.tensor(arrs["w"], grad=True)
         op = lambda: F.conv2d(x, w, None, stride=spec["s"], padding=spec["p"], groups=spec["groups"])
     elif kind == "maxpool":
         op = lambda: F.max_pool2d(x, 3, 2)
     elif kind == "lrn":
         op = lambda: F.local_response_norm(x, 5, alpha=1e-4, beta=0.75, k=2.0)
     elif kind == "bn":
-        gamma = minidl.ones(spec["c"], requires_grad=True)
-        beta = minidl.zeros(spec["c"], requires_grad=True)
-        rm, rv = minidl.zeros(spec["c"]), minidl.ones(spec["c"])
+        gamma, beta = fw.ones(spec["c"]), fw.zeros(spec["c"])
+        rm, rv = fw.zeros(spec["c"], grad=False), fw.ones(spec["c"]).detach()
         op = lambda: F.batch_norm(x, rm, rv, gamma, beta, training=True)
     else:
-        labels = minidl.tensor(arrs["labels"])
+        labels = fw.tensor(arrs["labels"])
         op = lambda: F.cross_entropy(x, labels)
-    with minidl.no_grad():
+    with fw.no_grad():
         y0 = op()
-    gy = minidl.tensor(np.random.default_rng(1).standard_normal(y0.shape).astype(np.float32))
+    gy = fw.tensor(np.random.default_rng(1).standard_normal(tuple(y0.shape)).astype(np.float32))
 
     def fwd():
-        with minidl.no_grad():
-            op()
-
-    def fwd_bwd():
-        x.grad = None
-        y = op()
-        y.backward(gy)
-
-    return fwd, fwd_bwd
-
-
-def _torch_fns(kind, spec):
-    import torch
-    import torch.nn.functional as TF
-    arrs = _inputs(kind, spec)
-    x = torch.tensor(arrs["x"], requires_grad=True)
-    if kind == "conv":
-        w = torch.tensor(arrs["w"], requires_grad=True)
-        op = lambda: TF.conv2d(x, w, None, stride=spec["s"], padding=spec["p"], groups=spec["groups"])
-    elif kind == "maxpool":
-        op = lambda: TF.max_pool2d(x, 3, 2)
-    elif kind == "lrn":
-        op = lambda: TF.local_response_norm(x, 5, alpha=1e-4, beta=0.75, k=2.0)
-    elif kind == "bn":
-        gamma = torch.ones(spec["c"], requires_grad=True)
-        beta = torch.zeros(spec["c"], requires_grad=True)
-        rm, rv = torch.zeros(spec["c"]), torch.ones(spec["c"])
-        op = lambda: TF.batch_norm(x, rm, rv, gamma, beta, training=True)
-    else:
-        labels = torch.tensor(arrs["labels"])
-        op = lambda: TF.cross_entropy(x, labels)
-    with torch.no_grad():
-        y0 = op()
-    gy = torch.tensor(np.random.default_rng(1).standard_normal(tuple(y0.shape)).astype(np.float32))
-
-    def fwd():
-        with torch.no_grad():
+        with fw.no_grad():
             op()
 
     def fwd_bwd():
@@ -134,6 +118,7 @@ def _torch_worker(conn, threads):
     import torch
     torch.set_num_threads(threads)
     fns = {}
+    framework = _Framework("torch")
     conn.send(("ready", torch.__version__))
     while True:
         msg = conn.recv()
@@ -141,7 +126,7 @@ def _torch_worker(conn, threads):
             return
         name, mode, reps = msg
         if name not in fns:
-            fns[name] = _torch_fns(*CASES[name])
+            fns[name] = _fns(framework, *CASES[name])
             for f in fns[name]:
                 f()  # warm-up
         conn.send(_time_block(fns[name][0 if mode == "fwd" else 1], reps))
@@ -173,33 +158,33 @@ def main(argv=None):
     if torch_conn is None:
         print("# PyTorch is not installed: printing minidl times only", file=sys.stderr)
 
-    from threadpoolctl import threadpool_limits
+    os.environ["MINIDL_NUM_THREADS"] = str(args.threads)  # read when minidl is imported
     import numba
     numba.set_num_threads(args.threads)
     rows = []
-    with threadpool_limits(args.threads):
-        for name, (kind, spec) in CASES.items():
-            if args.only and args.only not in name:
-                continue
-            fns = _minidl_fns(kind, spec)
-            for f in fns:
-                f()  # warm-up (and Numba compilation)
-            for mode, fn in (("fwd", fns[0]), ("fwd+bwd", fns[1])):
-                ours, theirs = [], []
-                for _ in range(args.rounds):
-                    ours += _time_block(fn, args.reps)
-                    if torch_conn is not None:
-                        time.sleep(0.02)  # let OpenBLAS threads stop spinning
-                        torch_conn.send((name, mode, args.reps))
-                        theirs += torch_conn.recv()
-                row = dict(op=name, mode=mode, minidl_ms=statistics.median(ours))
-                if theirs:
-                    row["torch_ms"] = statistics.median(theirs)
-                    row["ratio"] = row["minidl_ms"] / row["torch_ms"]
-                rows.append(row)
-                print(f"{name:32s} {mode:8s} minidl {row['minidl_ms']:9.2f} ms"
-                      + (f"   torch {row['torch_ms']:9.2f} ms   ratio {row['ratio']:.2f}x" if theirs else ""),
-                      flush=True)
+    framework = _Framework("minidl")
+    for name, (kind, spec) in CASES.items():
+        if args.only and args.only not in name:
+            continue
+        fns = _fns(framework, kind, spec)
+        for f in fns:
+            f()  # warm-up (and Numba compilation)
+        for mode, fn in (("fwd", fns[0]), ("fwd+bwd", fns[1])):
+            ours, theirs = [], []
+            for _ in range(args.rounds):
+                ours += _time_block(fn, args.reps)
+                if torch_conn is not None:
+                    time.sleep(0.02)  # let OpenBLAS threads stop spinning
+                    torch_conn.send((name, mode, args.reps))
+                    theirs += torch_conn.recv()
+            row = dict(op=name, mode=mode, minidl_ms=statistics.median(ours))
+            if theirs:
+                row["torch_ms"] = statistics.median(theirs)
+                row["ratio"] = row["minidl_ms"] / row["torch_ms"]
+            rows.append(row)
+            print(f"{name:32s} {mode:8s} minidl {row['minidl_ms']:9.2f} ms"
+                  + (f"   torch {row['torch_ms']:9.2f} ms   ratio {row['ratio']:.2f}x" if theirs else ""),
+                  flush=True)
     if torch_conn is not None:
         torch_conn.send(None)
 
