@@ -209,11 +209,13 @@ def test_start_up_errors(imagenet, tmp_path):
 
 def test_image_folder_and_grayscale_mode(tmp_path):
     _jpeg(str(tmp_path / "cat" / "1.jpg"), 20, 10)
+    _picture(20, 10, 1).convert("CMYK").save(tmp_path / "cat" / "3.jpg")  # ImageNet has some
     (tmp_path / "dog").mkdir()
     Image.fromarray(np.full((10, 20), 200, np.uint8)).save(tmp_path / "dog" / "2.png")
     ds = D.ImageFolder(tmp_path)
-    assert ds.classes == ["cat", "dog"] and list(ds.targets) == [0, 1]
-    img, label = ds[1]  # a grayscale PNG converted to RGB
+    assert ds.classes == ["cat", "dog"] and list(ds.targets) == [0, 0, 1]
+    assert ds[1][0].shape == (3, 10, 20)  # CMYK converted to RGB
+    img, label = ds[2]  # a grayscale PNG converted to RGB
     assert img.shape == (3, 10, 20) and img.dtype == np.float32 and label == 1
     np.testing.assert_allclose(img, 200 / 255, rtol=1e-6)
     gray = D.ImageFolder(tmp_path, mode="L")
@@ -277,6 +279,9 @@ def test_ten_crop_matches_corner_center_and_flipped_crops():
     np.testing.assert_array_equal(crops[5], full[:, :20, ::-1][:, :, :24])  # flipped top-left
     out = D.ten_crop_transform(24, 28)(img, None)
     assert out.shape == (10, 3, 24, 24)
+    path = "/nonexistent/x.jpg"
+    with pytest.raises(D.CorruptImageError, match="cannot decode image '/nonexistent/x.jpg'"):
+        D.load_image(path)
 
 
 def test_draft_decoding_of_large_jpeg_stays_close_to_full_decode(tmp_path):
@@ -286,9 +291,15 @@ def test_draft_decoding_of_large_jpeg_stays_close_to_full_decode(tmp_path):
     slow = D.load_image(path, T.Compose([T.Resize(224, draft=False), T.ToArray()]))
     assert fast.shape == slow.shape == (3, 224, 298)
     assert np.abs(fast - slow).mean() < 0.02  # DCT-domain 1/2 or 1/4 scaling vs. bilinear
+    rrc = T.RandomResizedCrop(100, scale=(0.5, 1.0))
     with Image.open(path) as img:  # the crop box is mapped to the drafted coordinates
-        out = T.RandomResizedCrop(100, scale=(0.9, 1.0))(img, np.random.default_rng(0))
-        assert img.size != (1200, 900) and out.size == (100, 100)
+        fast = np.asarray(rrc(img, np.random.default_rng(0)), np.float32)
+        assert img.size != (1200, 900)
+    with Image.open(path) as img:
+        img.load()
+        slow = np.asarray(rrc(img, np.random.default_rng(0)), np.float32)
+    assert fast.shape == slow.shape == (100, 100, 3)
+    assert np.abs(fast - slow).mean() < 5  # of 255; a misplaced box differs by ~40
 
 
 # ------------------------------------------------------------------ DataLoader
