@@ -80,7 +80,10 @@ class CMakeBuild(build_ext):
         if outdir != src_pkg.resolve():
             for so in outdir.glob("_*.*"):
                 if so.suffix in (".so", ".pyd"):
-                    shutil.copy2(so, src_pkg / so.name)
+                    # copy then rename: overwriting a loaded module in place crashes its users
+                    tmp = src_pkg / (so.name + ".tmp")
+                    shutil.copy2(so, tmp)
+                    os.replace(tmp, src_pkg / so.name)
 
 
 setup(
