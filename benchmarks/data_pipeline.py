@@ -113,7 +113,8 @@ def stage_costs(path):
 def _cpu_seconds():
     """CPU seconds of this process, its live children (the loader's persistent workers,
     read from /proc) and its finished children."""
-    own, gone = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    gone = resource.getrusage(resource.RUSAGE_CHILDREN)
     total = own.ru_utime + own.ru_stime + gone.ru_utime + gone.ru_stime
     ticks = os.sysconf("SC_CLK_TCK")
     for child in mp.active_children():
@@ -169,8 +170,8 @@ def main():
                              "cpu_ms_per_image": statistics.median(cpu_ms)}
     load_after = os.getloadavg()
 
-    print(f"\n{len(ds)} JPEGs 500x375 (mean {np.mean(sizes) / 1024:.0f} KB), batch "
-          f"{args.batch_size} of {tuple(shape)}, RandomResizedCrop(224) + flip + ToArray + "
+    print(f"\n{len(ds)} JPEGs 500x375 (mean {np.mean(sizes) / 1024:.0f} KB), batches of "
+          f"{args.batch_size} x {'x'.join(map(str, shape[1:]))}, RandomResizedCrop(224) + flip + ToArray + "
           f"Normalize, {os.cpu_count()} CPUs, load average before {load_before[0]:.2f} / "
           f"after {load_after[0]:.2f}\n")
     # CPU ms per image, summed over all processes, does not depend on what else runs

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import math
 import os
 import sys
 import time
@@ -158,9 +157,15 @@ def build_dataset(dataset, root, train, image_size=None, val_resize=None, crop="
 
 
 def dataset_channels(ds):
-    image, _ = ds[0]
-    image = np.asarray(image)
-    return image.shape[-3]
+    """Channels of the dataset's images, from the first sample that decodes."""
+    from minidl.data import CorruptImageError
+    for index in range(min(len(ds), 50)):
+        try:
+            image, _ = ds[index]
+        except CorruptImageError:
+            continue
+        return np.asarray(image).shape[-3]
+    raise UsageError(f"none of the first {min(len(ds), 50)} images of {ds!r} could be decoded")
 
 
 # ------------------------------------------------------------------ evaluation
@@ -215,8 +220,10 @@ def _num_outputs(model, loader):
 def format_table(rows):
     """rows: list of (label, value) -> an aligned two-column text table."""
     width = max(len(label) for label, _ in rows)
-    line = "-" * (width + 14)
-    return "\n".join([line] + [f"{label:<{width}}  {value:>11}" for label, value in rows] + [line])
+    value_width = max(len(value) for _, value in rows)
+    line = "-" * (width + 2 + value_width)
+    return "\n".join([line] + [f"{label:<{width}}  {value:>{value_width}}" for label, value in rows]
+                     + [line])
 
 
 # ------------------------------------------------------------------ CLI

@@ -14,7 +14,6 @@ skipped; the exit status is then 1.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import numpy as np

@@ -6,7 +6,7 @@
     minidl-train --resume runs/r50/last.json       # continue exactly where it stopped
 
 Options come from three layers: built-in defaults < the recipe (``--recipe``, default
-``auto``: the paper recipe of the model's family, see minidl/models/recipes.py) < the
+``auto``: the paper recipe of the model's family, see models/recipes.py) < the
 flags given.  ``--lr`` given explicitly is used as is; the recipe's lr is scaled
 linearly with ``--batch-size`` where the paper does.  LR schedules count in epochs and
 are evaluated at fractional epochs every step; warmup precedes the schedule.

@@ -121,7 +121,7 @@ RECIPES = {r.name: r for r in [
             "(B7), stochastic depth (survival 0.8); image size per variant"),
     _R("lenet5", "LeCun et al., Gradient-Based Learning Applied to Document Recognition (1998); "
        "modern optimizer settings for a short CPU run", opt="sgd", lr=0.1, batch_size=128,
-       scale_lr=True, epochs=4, sched="cosine", momentum=0.9, nesterov=True, wd=5e-4,
+       scale_lr=True, epochs=3, sched="cosine", momentum=0.9, nesterov=True, wd=5e-4,
        no_wd_on_norm_and_bias=True, warmup_epochs=0.2, label_smoothing=0.0, image_size=28,
        val_resize=28,
        note="the 1998 paper trains 20 epochs with a stochastic diagonal Levenberg-Marquardt "

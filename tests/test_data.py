@@ -6,6 +6,7 @@ import gzip
 import logging
 import multiprocessing as mp
 import os
+import sys
 import time
 
 import numpy as np
@@ -161,6 +162,18 @@ def test_val_devkit_without_train_takes_classes_from_meta_mat(imagenet, tmp_path
     assert _val_mapping(ds) == _expected_val()
 
 
+def test_meta_mat_without_scipy_names_the_package(imagenet, tmp_path, monkeypatch):
+    root = tmp_path / "devkit"
+    root.mkdir()
+    os.symlink(imagenet["devkit"] / "val", root / "val")
+    (root / "ILSVRC2012_validation_ground_truth.txt").write_text("1\n2\n3\n1\n2\n3\n")
+    (root / "meta.mat").write_bytes(b"not read")
+    monkeypatch.setitem(sys.modules, "scipy", None)  # makes "import scipy.io" fail
+    monkeypatch.setitem(sys.modules, "scipy.io", None)
+    with pytest.raises(ImportError, match=r"meta.mat' needs scipy \(pip install scipy\)"):
+        D.ImageNet(root, "val")
+
+
 def test_val_kaggle_solution_csv(imagenet):
     ds = D.ImageNet(imagenet["kaggle"], "val")
     assert ds.layout == "kaggle" and ds.classes == WNIDS
@@ -174,7 +187,8 @@ def test_unknown_wnid_in_val_labels_is_a_clear_error(imagenet, tmp_path):
     os.symlink(imagenet["folders"] / "train", root / "train")
     os.symlink(imagenet["kaggle"] / "val", root / "val")
     rows = ["ImageId,PredictionString"] + [
-        f"{_val_name(k)[:-5]},{'n07777777' if k == 2 else w} 1 1 5 5" for k, w in VAL_LABELS.items()]
+        f"{_val_name(k)[:-5]},{'n07777777' if k == 2 else w} 1 1 5 5"
+        for k, w in VAL_LABELS.items()]
     (root / "LOC_val_solution.csv").write_text("\n".join(rows) + "\n")
     with pytest.raises(ValueError, match=r"1 wnids that are not among the 3 classes.*n07777777"):
         D.ImageNet(root, "val")
@@ -303,6 +317,16 @@ def test_draft_decoding_of_large_jpeg_stays_close_to_full_decode(tmp_path):
 
 
 # ------------------------------------------------------------------ DataLoader
+def _children_since(before):
+    """multiprocessing children started since ``before`` and still alive (other tests may
+    hold loaders of their own)."""
+    return {p.pid for p in mp.active_children()} - before
+
+
+def _children_now():
+    return {p.pid for p in mp.active_children()}
+
+
 def _all_batches(loader):
     return [(x.copy(), y.copy()) for x, y in loader]
 
@@ -386,7 +410,29 @@ class _BadShape(D.Dataset):
         return np.zeros((2, 2 + (index == 4)), np.float32), 0
 
 
+class _GlobalRandom(D.Dataset):
+    """Draws from the global NumPy generator, as careless user code does."""
+
+    def __len__(self):
+        return 8
+
+    def load(self, index, rng):
+        return np.full((1,), np.random.random(), np.float32), index
+
+
+def test_workers_seed_the_global_generators_per_worker_and_epoch():
+    loader = D.DataLoader(_GlobalRandom(), batch_size=1, num_workers=2)
+    epoch0 = np.concatenate([x for x, _ in loader]).ravel()
+    # forked workers that kept the parent's state would repeat each other's numbers
+    assert len(set(epoch0.tolist())) == len(epoch0)
+    loader.set_epoch(1)
+    epoch1 = np.concatenate([x for x, _ in loader]).ravel()
+    assert not set(epoch0.tolist()) & set(epoch1.tolist())
+    loader.close()
+
+
 def test_dying_worker_raises_a_clear_error_not_a_hang():
+    before = _children_now()
     loader = D.DataLoader(_DiesInWorker(), batch_size=2, num_workers=2, timeout=30)
     start = time.monotonic()
     with pytest.raises(RuntimeError, match=r"DataLoader worker \d \(pid \d+\) died "
@@ -395,7 +441,7 @@ def test_dying_worker_raises_a_clear_error_not_a_hang():
             pass
     assert time.monotonic() - start < 10
     gc.collect()
-    assert not mp.active_children()
+    assert not _children_since(before)
 
 
 def test_worker_exception_is_reraised_with_its_message():
@@ -411,11 +457,12 @@ def test_workers_persist_across_epochs_and_survive_an_abandoned_epoch(imagenet):
     reference = D.DataLoader(ds, batch_size=2, shuffle=True, seed=1)
     reference.set_epoch(1)
     expected = _all_batches(reference)
+    before = _children_now()
     loader = D.DataLoader(ds, batch_size=2, shuffle=True, num_workers=2, seed=1, prefetch=2)
     it = iter(loader)
     next(it)  # leave epoch 0 after one batch, with batches still in flight
     del it
-    pids = sorted(p.pid for p in mp.active_children())
+    pids = _children_since(before)
     assert len(pids) == 2
     loader.set_epoch(1)
     first = iter(loader)
@@ -426,13 +473,14 @@ def test_workers_persist_across_epochs_and_survive_an_abandoned_epoch(imagenet):
     for (x0, y0), (x, y) in zip(expected, got):
         np.testing.assert_array_equal(x0, x)
         np.testing.assert_array_equal(y0, y)
-    assert sorted(p.pid for p in mp.active_children()) == pids  # the same processes
+    assert _children_since(before) == pids  # the same processes
     loader.close()
-    assert not mp.active_children()
+    assert not _children_since(before)
     assert sum(len(y) for _, y in loader) == 3 * TRAIN_PER_CLASS  # restarts after close
+    assert len(_children_since(before)) == 2
     del loader
     gc.collect()
-    assert not mp.active_children()  # garbage collection stops them too
+    assert not _children_since(before)  # garbage collection stops them too
 
 
 # ------------------------------------------------------------------ IDX

@@ -11,7 +11,8 @@ a DataLoader with worker processes.
 """
 from .folder import (IMG_EXTENSIONS, CorruptImageError, Dataset, ImageFolder, load_image,
                      sample_rng)
-from .idx import FASHION_MNIST_DEFAULT_ROOT, MNIST, FashionMNIST, IDXDataset, read_idx
+from .idx import (FASHION_MNIST_DEFAULT_ROOT, FASHION_MNIST_MEAN, FASHION_MNIST_STD, MNIST,
+                  FashionMNIST, IDXDataset, read_idx)
 from .imagenet import ImageNet, imagenet_class_names, imagenet_wnids
 from .loader import DataLoader
 from . import transforms
@@ -25,4 +26,5 @@ __all__ = ["Dataset", "ImageFolder", "ImageNet", "IDXDataset", "FashionMNIST", "
            "RandomResizedCrop", "RandomCrop", "RandomHorizontalFlip", "Resize", "CenterCrop",
            "TenCrop", "ToArray", "Normalize", "IMAGENET_MEAN", "IMAGENET_STD",
            "train_transform", "eval_transform", "ten_crop_transform",
-           "FASHION_MNIST_DEFAULT_ROOT", "IMG_EXTENSIONS"]
+           "FASHION_MNIST_DEFAULT_ROOT", "FASHION_MNIST_MEAN", "FASHION_MNIST_STD",
+           "IMG_EXTENSIONS"]

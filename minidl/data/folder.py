@@ -216,7 +216,8 @@ class ImageFileDataset(Dataset):
         return self.path(index)
 
     def load(self, index, rng):
-        return load_image(self.path(index), self.transform, rng, self.mode), int(self.targets[index])
+        image = load_image(self.path(index), self.transform, rng, self.mode)
+        return image, int(self.targets[index])
 
     def __repr__(self):
         return (f"{type(self).__name__}(root='{self.root}', samples={len(self)}, "

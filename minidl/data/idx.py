@@ -15,11 +15,14 @@ from PIL import Image
 
 from .folder import Dataset
 
-__all__ = ["read_idx", "IDXDataset", "FashionMNIST", "MNIST", "FASHION_MNIST_DEFAULT_ROOT"]
+__all__ = ["read_idx", "IDXDataset", "FashionMNIST", "MNIST", "FASHION_MNIST_DEFAULT_ROOT",
+           "FASHION_MNIST_MEAN", "FASHION_MNIST_STD"]
 
 FASHION_MNIST_DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
                          "Shirt", "Sneaker", "Bag", "Ankle boot"]
+# per-pixel mean and std of the 60000 training images, scaled to [0, 1] (for Normalize)
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -86,7 +89,7 @@ class IDXDataset(Dataset):
         label = int(self.targets[index])
         if self.transform is None:
             return self.images[index][None].astype(np.float32) * np.float32(1 / 255), label
-        img = self.transform(Image.fromarray(self.images[index], mode="L"), rng)
+        img = self.transform(Image.fromarray(self.images[index]), rng)  # 2-D uint8: mode L
         if isinstance(img, Image.Image):
             img = np.asarray(img, np.float32)[None] * np.float32(1 / 255)
         return img, label

@@ -234,8 +234,11 @@ class DataLoader:
 
     ``len(loader)`` is the number of batches (a batch whose samples were all unreadable is
     left out, so an epoch can yield fewer).  Call ``set_epoch(e)`` before each epoch to
-    reshuffle and re-seed the augmentation; ``timeout`` (seconds, None = no limit) bounds
-    the wait for one batch.
+    reshuffle and re-seed the augmentation.  ``prefetch`` is the number of batches in
+    flight per worker; ``timeout`` (seconds, None = no limit) bounds the wait for one
+    batch.  A dataset with a ``get_batch(indices)`` method that returns a batch (IDX data
+    without a transform) is read whole batches at a time in this process, without workers.
+    ``close()`` (or ``with DataLoader(...) as loader:``) stops the workers.
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, num_workers=0, seed=0,

@@ -6,18 +6,22 @@ those three numbers, never on the process or the order in which samples are draw
 Transforms take a PIL image and return a PIL image or, from ``ToArray`` on, a float32
 CHW NumPy array.
 
-JPEG decoding (Pillow, chosen deliberately).  Measured on this 2-core machine for a
-500x375 JPEG: Pillow decodes it in about the same time as simplejpeg's accurate mode
-and ~40% slower than simplejpeg's fast-DCT mode, which visibly changes pixels (max
-error 100/255 at edges).  Pillow also decodes the odd files ImageNet contains (CMYK and
-grayscale JPEGs, a PNG named .JPEG) and reports truncated files, needs no extra
-dependency, and supports ``draft()``: libjpeg's DCT-domain downscaling by 1/2, 1/4 or
-1/8 while decoding.  ``RandomResizedCrop`` and ``Resize`` receive the still-undecoded
-image from the dataset and call ``draft()`` when the region they keep is at least twice
-the output size, so large photos decode at a fraction of the cost (for a 500x375 photo
-cropped to 224 the region is almost never that large, and the image decodes at full
-size).  pillow-simd, a drop-in replacement with faster resizing, is used automatically
-when installed instead of Pillow, but is not required.
+JPEG decoding: Pillow, chosen deliberately.  Measured here (CPU time, best of 9, a 52 KB
+500x375 JPEG): Pillow 1.5-1.6 ms, simplejpeg 1.0 ms, simplejpeg with fast DCT and
+upsampling 0.85-0.93 ms (and visibly different pixels).  The whole training sample
+(decode + RandomResizedCrop + flip + ToArray + Normalize) costs ~2.7 ms with Pillow, so
+simplejpeg would save ~20% of it, and only for JPEGs.  We keep Pillow alone because
+(1) augmented pixels then do not depend on which optional decoder a machine has, so a
+seed reproduces a run anywhere; (2) Pillow reads every file ImageNet actually holds
+(CMYK and grayscale JPEGs, a PNG named .JPEG) and reports truncated ones; (3) it is one
+dependency instead of two code paths; (4) at ~2.7 ms of CPU per sample, two idle cores
+already exceed the 250 images/s target (benchmarks/data_pipeline.py).  Pillow's ``draft()`` gives DCT-domain downscaling by 1/2, 1/4
+or 1/8 while decoding (0.8-1.1 ms instead of 1.5 ms at 1/2): ``RandomResizedCrop`` and
+``Resize`` receive the still-undecoded image from the dataset and call it when the
+region they keep is at least twice the output size, which pays off for large photos.
+For a 500x375 photo cropped to 224 the region is never that large (upsampling from a
+half-size decode would lose detail), so those decode at full size.  pillow-simd, a
+drop-in replacement with faster resizing, works unchanged but is not required.
 """
 from __future__ import annotations
 
