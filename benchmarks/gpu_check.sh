@@ -3,8 +3,8 @@
 #   bash benchmarks/gpu_check.sh OUT_DIR
 # 1. builds minidl._cuda (and _emu) in place with nvcc (no network needed:
 #    --no-build-isolation uses the installed pybind11/cmake/ninja);
-# 2. runs the kernel tests on device cuda (tests/test_kernels_*.py with
-#    MINIDL_KERNEL_DEVICES=cuda) and, when present, the op tests;
+# 2. runs on device cuda the kernel tests, the op tests and the end-to-end
+#    training-step test (MINIDL_KERNEL_DEVICES=cuda, -k cuda);
 # 3. runs benchmarks/kernels.py --device cuda;
 # 4. writes build.log, tests.log, kernels_cuda.{md,json} and summary.md into OUT_DIR.
 set -uo pipefail
@@ -19,21 +19,24 @@ echo "# minidl GPU check $(date -u +%FT%TZ)" > "$summary"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >> "$summary" 2>&1 || true
 
 t0=$(date +%s)
-if python -m pip install -e . --no-build-isolation --no-deps > "$OUT/build.log" 2>&1; then
+if python3 -m pip install -e . --no-build-isolation --no-deps > "$OUT/build.log" 2>&1; then
     echo "- build: ok in $(( $(date +%s) - t0 )) s (CMAKE_CUDA_ARCHITECTURES=$CMAKE_CUDA_ARCHITECTURES)" >> "$summary"
 else
     echo "- build: FAILED (see build.log)" >> "$summary"; tail -50 "$OUT/build.log"; exit 1
 fi
-python -c "import minidl, minidl._cuda; print('cuda available:', minidl.cuda.is_available())" >> "$summary" 2>&1
+python3 -c "import minidl, minidl._cuda; print('cuda available:', minidl.cuda.is_available())" >> "$summary" 2>&1
 
 t0=$(date +%s)
-tests=$(ls tests/test_kernels_*.py 2>/dev/null)
-MINIDL_KERNEL_DEVICES=cuda timeout 240 python -m pytest -q -rs $tests > "$OUT/tests.log" 2>&1
+# kernel tests, the foundation's op tests and the end-to-end training steps, cuda only
+tests="$(ls tests/test_kernels_*.py) tests/test_device_end_to_end.py tests/test_conv.py tests/test_pool.py
+       tests/test_lrn.py tests/test_batchnorm.py tests/test_activation.py tests/test_softmax.py"
+MINIDL_KERNEL_DEVICES=cuda timeout 240 python3 -m pytest -q -rs -p no:cacheprovider -k cuda $tests \
+    > "$OUT/tests.log" 2>&1
 rc=$?
-echo "- kernel tests on cuda: rc=$rc, $(tail -1 "$OUT/tests.log") ($(( $(date +%s) - t0 )) s)" >> "$summary"
+echo "- tests on cuda: rc=$rc, $(tail -1 "$OUT/tests.log") ($(( $(date +%s) - t0 )) s)" >> "$summary"
 
 t0=$(date +%s)
-timeout 240 python benchmarks/kernels.py --device cuda --out "$OUT" > "$OUT/bench.log" 2>&1
+timeout 240 python3 benchmarks/kernels.py --device cuda --out "$OUT" > "$OUT/bench.log" 2>&1
 brc=$?
 echo "- benchmarks/kernels.py: rc=$brc ($(( $(date +%s) - t0 )) s)" >> "$summary"
 [ -f "$OUT/kernels_cuda.md" ] && cat "$OUT/kernels_cuda.md" >> "$summary"

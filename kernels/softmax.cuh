@@ -65,9 +65,9 @@ __global__ void softmax_forward_kernel(const T* __restrict__ x, T* __restrict__ 
     T s = T(0);
     for (int k = r.tid; k < K; k += r.nthr) s += exp_(xr[k] - m);
     s = row_sum<WARP>(s, scratch);
-    if (log) {
-        T lse = m + log_(s);
-        for (int k = r.tid; k < K; k += r.nthr) yr[k] = xr[k] - lse;
+    if (log) {  // (x - m) - log(s): m + log(s) would round at the scale of the logits
+        const T log_s = log_(s);
+        for (int k = r.tid; k < K; k += r.nthr) yr[k] = (xr[k] - m) - log_s;
     } else {
         T inv = T(1) / s;
         for (int k = r.tid; k < K; k += r.nthr) yr[k] = exp_(xr[k] - m) * inv;
@@ -109,17 +109,17 @@ __global__ void cross_entropy_forward_kernel(const T* __restrict__ x, const long
     T s = T(0);
     for (int k = r.tid; k < K; k += r.nthr) s += exp_(xr[k] - m);
     s = row_sum<WARP>(s, scratch);
-    const T lse = m + log_(s);
+    const T log_s = log_(s);  // (x - m) - log(s), as in softmax_forward_kernel
     T sl = T(0);
     for (int k = r.tid; k < K; k += r.nthr) {
-        T v = xr[k] - lse;
+        T v = (xr[k] - m) - log_s;
         lr[k] = v;
         sl += v;
     }
     sl = row_sum<WARP>(sl, scratch);
     if (r.tid == 0) {
         long long lab = labels[r.row];
-        loss[r.row] = -(T(1) - eps) * (xr[lab] - lse) - eps / T(K) * sl;
+        loss[r.row] = -(T(1) - eps) * ((xr[lab] - m) - log_s) - eps / T(K) * sl;
     }
 }
 

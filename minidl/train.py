@@ -115,6 +115,7 @@ def resolve_config(given, saved=None):
         return cfg
     model = given.get("model", cfg["model"])
     recipe_name = given.get("recipe", cfg["recipe"])
+    recipe = None
     if recipe_name != "none":
         from minidl.models import recipes
         import_zoo()
@@ -126,8 +127,9 @@ def resolve_config(given, saved=None):
             recipe = None  # a model without a family recipe: plain defaults
         if recipe is not None:
             cfg.update(recipes.resolve(recipe, given.get("batch_size"), given.get("epochs")))
-            cfg["recipe"] = recipe.name
     cfg.update(given)
+    if recipe_name != "none" and recipe is not None:
+        cfg["recipe"] = recipe.name  # "auto" resolved
     if cfg["dataset"] in ("fashion-mnist", "mnist"):
         # the recipes' image sizes are ImageNet's; 28x28 data stays 28x28 unless asked
         cfg["image_size"] = given.get("image_size", 28)
@@ -374,7 +376,7 @@ class Trainer:
         if st["batch"] >= self.steps_per_epoch:
             return {"data_s": 0.0, "compute_s": 0.0, "images": 0}
         batches = epoch_batches(self.train_loader, st["epoch"], st["batch"], cfg["workers"])
-        bar = _progress(self.steps_per_epoch, st["batch"], f"epoch {st['epoch'] + 1}/{cfg['epochs']}")
+        bar = ProgressBar(self.steps_per_epoch, st["batch"], f"epoch {st['epoch'] + 1}/{cfg['epochs']}")
         timing = {"data_s": 0.0, "compute_s": 0.0, "images": 0}
         iterator = iter(batches)
         try:
@@ -410,7 +412,7 @@ class Trainer:
         return timing
 
     def validate(self):
-        bar = _progress(min(len(self.val_loader), self.cfg["limit_val_batches"] or len(self.val_loader)),
+        bar = ProgressBar(min(len(self.val_loader), self.cfg["limit_val_batches"] or len(self.val_loader)),
                         0, "  validate")
         result = evaluate(self.model, self.val_loader, self.spec, self.cfg["device"],
                           limit_batches=self.cfg["limit_val_batches"], stop=self.stop,
@@ -472,7 +474,7 @@ def _fmt(value):
     return "n/a" if value is None else f"{value:.4f}"
 
 
-class _progress:
+class ProgressBar:
     """A tqdm bar with loss, lr, images/s and data vs compute time (plain lines without tqdm)."""
 
     def __init__(self, total, initial, desc):

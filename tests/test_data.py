@@ -47,7 +47,7 @@ def _val_name(k):
 
 @pytest.fixture(scope="module")
 def imagenet(tmp_path_factory):
-    """A tiny ILSVRC tree: train/ with one random-bytes and one truncated JPEG, and
+    """A tiny ILSVRC tree: train/ with one non-image and one truncated JPEG, and
     validation in the three layouts (one root each, sharing train/ through a symlink)."""
     base = tmp_path_factory.mktemp("imagenet")
     train = base / "folders" / "train"
@@ -55,7 +55,7 @@ def imagenet(tmp_path_factory):
         for i in range(TRAIN_PER_CLASS):
             size = (64, 48) if i % 2 == 0 else (48, 64)
             _jpeg(str(train / wnid / f"{wnid}_{i}.JPEG"), *size, seed=10 * c + i)
-    (train / WNIDS[1] / f"{WNIDS[1]}_corrupt.JPEG").write_bytes(os.urandom(700))
+    (train / WNIDS[1] / f"{WNIDS[1]}_corrupt.JPEG").write_bytes(b"not a JPEG at all " * 40)
     good = (train / WNIDS[2] / f"{WNIDS[2]}_0.JPEG").read_bytes()
     (train / WNIDS[2] / f"{WNIDS[2]}_truncated.JPEG").write_bytes(good[:len(good) // 2])
     bad = {str(train / WNIDS[1] / f"{WNIDS[1]}_corrupt.JPEG"),

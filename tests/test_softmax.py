@@ -12,14 +12,6 @@ from helpers import gradcheck
 from minidl.metrics import topk_accuracy, topk_correct
 
 
-# A known kernel bug (kernels/softmax.cuh): log-softmax and cross-entropy compute
-# x - (max + log(sum)), so in float32 the log-sum-exp rounds at the logits' magnitude
-# (an error of ~3e-5 at |x| ~ 1000); (x - max) - log(sum) would not.  strict: when the
-# kernel is fixed these xpass, which fails and prompts removing the mark.
-KERNEL_LSE_ROUNDING = pytest.mark.xfail(
-    strict=True, reason="kernels/softmax.cuh rounds max + log(sum) in float32 (large logits)")
-
-
 def softmax_row_ref(row):
     top = max(row)
     exps = [math.exp(v - top) for v in row]
@@ -60,9 +52,7 @@ def test_softmax_matches_reference(log, shape, axis, dtype, device):
 
 @pytest.mark.parametrize("log", [False, True])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_softmax_large_logits_stay_finite(log, dtype, device, request):
-    if log and dtype == "float32" and device != "cpu":
-        request.applymarker(KERNEL_LSE_ROUNDING)
+def test_softmax_large_logits_stay_finite(log, dtype, device):
     x = np.array([[1000.0, -1000.0, 999.0], [-1000.0, -1000.0, -1001.0]])
     fn = F.log_softmax if log else F.softmax
     got = fn(minidl.tensor(x, dtype=dtype, device=device)).numpy()
@@ -109,9 +99,7 @@ def test_cross_entropy_gradients(reduction, smoothing, device):
               device=device)
 
 
-def test_cross_entropy_large_logits_and_nan(device, request):
-    if device != "cpu":
-        request.applymarker(KERNEL_LSE_ROUNDING)
+def test_cross_entropy_large_logits_and_nan(device):
     bad = F.cross_entropy(minidl.tensor([[0.0, float("nan")], [1.0, 2.0]], device=device), [0, 1])
     assert not minidl.isfinite(bad)
     logits = np.array([[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 999.0]], dtype=np.float32)

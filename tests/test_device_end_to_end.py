@@ -1,0 +1,56 @@
+"""End to end on a kernel device: a training step of a real model gives the same
+loss and gradients as on the CPU backend, and an optimizer step keeps them equal.
+
+Runs on ``emu`` at a tiny size everywhere, and on ``cuda`` where there is a GPU
+(benchmarks/gpu_check.sh runs it there)."""
+import numpy as np
+import pytest
+
+import minidl
+import minidl.functional as F
+import minidl.models as models
+from conftest import device_params
+
+
+def _step(model, images, labels, device):
+    model.to(device)
+    model.train()
+    x = minidl.tensor(images, device=device)
+    y = minidl.tensor(labels, device=device)
+    opt = minidl.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+    losses = []
+    for _ in range(2):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    grads = {n: p.grad.numpy() for n, p in model.named_parameters()}
+    return losses, grads
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("device", device_params("emu", "cuda"))
+@pytest.mark.parametrize("name,size,batch,kwargs", [
+    ("resnet18", 32, 2, {}),
+    ("densenet121", 32, 2, {}),
+    ("mobilenet_v2", 32, 2, {"dropout": 0.0}),  # each device draws its own dropout masks
+])
+def test_training_steps_match_cpu(device, name, size, batch, kwargs):
+    if device == "emu" and name != "resnet18":
+        pytest.skip("emu runs every CUDA thread on the CPU: one model is enough there")
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
+    labels = rng.integers(0, 10, batch)
+    minidl.manual_seed(0)
+    ref_model = models.create(name, num_classes=10, **kwargs)
+    state = ref_model.state_dict()
+    ref_losses, ref_grads = _step(ref_model, images, labels, "cpu")
+    model = models.create(name, num_classes=10, **kwargs)
+    model.load_state_dict(state)
+    losses, grads = _step(model, images, labels, device)
+    np.testing.assert_allclose(losses, ref_losses, rtol=2e-4, err_msg="losses differ from the CPU backend")
+    for key, g in ref_grads.items():
+        scale = np.abs(g).max() + 1e-6
+        np.testing.assert_allclose(grads[key] / scale, g / scale, atol=2e-3,
+                                   err_msg=f"gradient of {key} differs from the CPU backend")
