@@ -13,7 +13,9 @@ from conftest import device_params
 
 
 def _step(model, images, labels, device):
-    model.to(device)
+    # float64, batch 4: at 1x1 spatial size the last BatchNorms normalize over the batch
+    # alone, and over 2 values they amplify rounding differences beyond any tolerance
+    model.to(device, dtype="float64")
     model.train()
     x = minidl.tensor(images, device=device)
     y = minidl.tensor(labels, device=device)
@@ -32,15 +34,17 @@ def _step(model, images, labels, device):
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("device", device_params("emu", "cuda"))
 @pytest.mark.parametrize("name,size,batch,kwargs", [
-    ("resnet18", 32, 2, {}),
-    ("densenet121", 32, 2, {}),
-    ("mobilenet_v2", 32, 2, {"dropout": 0.0}),  # each device draws its own dropout masks
+    ("resnet18", 32, 4, {}),
+    ("densenet121", 32, 4, {}),
+    ("mobilenet_v2", 32, 4, {"dropout": 0.0}),  # each device draws its own dropout masks
 ])
 def test_training_steps_match_cpu(device, name, size, batch, kwargs):
-    if device == "emu" and name != "resnet18":
-        pytest.skip("emu runs every CUDA thread on the CPU: one model is enough there")
+    if device == "emu":  # emu runs every CUDA thread on the CPU: one small model there
+        if name != "resnet18":
+            pytest.skip("emu runs every CUDA thread on the CPU: resnet18 alone covers it")
+        size = 16
     rng = np.random.default_rng(0)
-    images = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
+    images = rng.standard_normal((batch, 3, size, size))
     labels = rng.integers(0, 10, batch)
     minidl.manual_seed(0)
     ref_model = models.create(name, num_classes=10, **kwargs)
@@ -49,8 +53,8 @@ def test_training_steps_match_cpu(device, name, size, batch, kwargs):
     model = models.create(name, num_classes=10, **kwargs)
     model.load_state_dict(state)
     losses, grads = _step(model, images, labels, device)
-    np.testing.assert_allclose(losses, ref_losses, rtol=2e-4, err_msg="losses differ from the CPU backend")
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-8, err_msg="losses differ from the CPU backend")
     for key, g in ref_grads.items():
-        scale = np.abs(g).max() + 1e-6
-        np.testing.assert_allclose(grads[key] / scale, g / scale, atol=2e-3,
+        scale = np.abs(g).max() + 1e-12
+        np.testing.assert_allclose(grads[key] / scale, g / scale, atol=1e-7,
                                    err_msg=f"gradient of {key} differs from the CPU backend")
