@@ -54,7 +54,10 @@ def test_training_steps_match_cpu(device, name, size, batch, kwargs):
     model.load_state_dict(state)
     losses, grads = _step(model, images, labels, device)
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-8, err_msg="losses differ from the CPU backend")
+    # BatchNorm over a handful of values makes some gradients huge and others
+    # cancel to rounding noise (a bias feeding a conv + BN has a true gradient of 0),
+    # so the tolerance is relative to the largest gradient of the whole model
+    scale = max(np.abs(g).max() for g in ref_grads.values())
     for key, g in ref_grads.items():
-        scale = np.abs(g).max() + 1e-12
-        np.testing.assert_allclose(grads[key] / scale, g / scale, atol=1e-7,
+        np.testing.assert_allclose(grads[key], g, rtol=1e-6, atol=1e-7 * scale,
                                    err_msg=f"gradient of {key} differs from the CPU backend")
