@@ -398,9 +398,12 @@ for _n in (B, B50):
         for _mode in ("fwd", "bwd"):
             entry("conv", f"conv {_k}x{_k}/{_s} {_c}->{_o} {_mode}", f"({_n},{_c},{_hw},{_hw})")(
                 _conv_entry(_n, _c, _hw, _o, _k, _s, _p, mode=_mode))
-for _mode in ("fwd", "bwd"):
-    entry("conv", f"conv 3x3/1 64->64 {_mode} (im2col+cuBLAS)", f"({B},64,56,56)")(
-        _conv_entry(B, 64, 56, 64, 3, 1, 1, mode=_mode, algo="im2col"))
+for _args in ((64, 56, 64, 3, 1, 1), (256, 56, 64, 1, 1, 0), (3, 224, 64, 7, 2, 3), (512, 7, 512, 3, 1, 1),
+              (128, 56, 128, 3, 2, 1)):  # the fallback path, for choosing between the two
+    _c, _hw, _o, _k, _s, _p = _args
+    for _mode in ("fwd", "bwd"):
+        entry("conv", f"conv {_k}x{_k}/{_s} {_c}->{_o} {_mode} (im2col+cuBLAS)", f"({B},{_c},{_hw},{_hw})")(
+            _conv_entry(B, _c, _hw, _o, _k, _s, _p, mode=_mode, algo="im2col"))
 for _args in ((64, 56, 256, 1, 1, 0), (128, 56, 128, 3, 2, 1), (256, 14, 256, 3, 1, 1)):  # ResNet-50 layers
     _c, _hw, _o, _k, _s, _p = _args
     for _mode in ("fwd", "bwd"):
