@@ -4,11 +4,15 @@ Dispatch, the same for both array modules:
   * 1x1, stride 1, no padding: a plain (grouped) GEMM through ``xp.matmul``;
   * groups == channels (> 1): the dedicated depthwise kernels;
   * otherwise the algorithm named by ``backend.conv_algo`` (default from the
-    environment variable MINIDL_CONV_ALGO, else "igemm"):
+    environment variable MINIDL_CONV_ALGO, else "auto"):
       "igemm"   our tiled shared-memory implicit-GEMM kernels (forward,
                 backward-data, backward-weight with split-K slices summed here);
       "im2col"  the im2col / col2im kernels with the GEMMs done by ``xp.matmul``
-                (cuBLAS on cuda), over chunks of the batch to bound the col buffer.
+                (cuBLAS on cuda), over chunks of the batch to bound the col buffer;
+      "auto"    igemm, except where im2col + cuBLAS measured faster on an H200
+                (benchmarks/results/gpu_h200): small output maps (< 256 pixels, e.g.
+                512 channels at 7x7: 0.25 vs 0.69 ms) and the backward of strided
+                convolutions (the 7x7/2 stem: 0.70 vs 12.2 ms).
 Every function returns fresh arrays (the backend contract).
 """
 from __future__ import annotations
@@ -24,8 +28,9 @@ def _c(be, first, *rest):
     return (first,) + tuple(be.c(be.cast_like(a, first)) for a in rest)
 
 
-ALGOS = ("igemm", "im2col")
-DEFAULT_ALGO = os.environ.get("MINIDL_CONV_ALGO", "igemm")
+ALGOS = ("auto", "igemm", "im2col")
+DEFAULT_ALGO = os.environ.get("MINIDL_CONV_ALGO", "auto")
+_SMALL_MAP = 256               # output pixels below which "auto" takes im2col
 _COL_BUDGET = 1 << 26          # elements of one im2col chunk (256 MB of float32)
 _WGRAD_TARGET_BLOCKS = 264     # backward-weight split-K: about 2 blocks per H100 SM
 _WGRAD_MIN_PIXELS = 128        # ... but at least this many output pixels per slice
@@ -58,10 +63,13 @@ def _is_depthwise(x, groups):
     return groups > 1 and groups == x.shape[1]
 
 
-def _algo(be):
+def _algo(be, backward, stride, ho, wo):
     algo = getattr(be, "conv_algo", None) or DEFAULT_ALGO
     if algo not in ALGOS:
         raise ValueError(f"conv2d: conv_algo must be one of {ALGOS}, got {algo!r}")
+    if algo == "auto":
+        small = ho * wo < _SMALL_MAP
+        algo = "im2col" if small or (backward and tuple(stride) != (1, 1)) else "igemm"
     return algo
 
 
@@ -82,7 +90,7 @@ def conv2d_forward(be, x, w, stride, padding, dilation, groups):
     y = xp.empty((n, o, ho, wo), dtype=x.dtype)
     if _is_depthwise(x, groups):
         be.kernel("depthwise_forward", x.dtype)(be.ptr(x), be.ptr(w), be.ptr(y), *g, be.stream())
-    elif _algo(be) == "igemm":
+    elif _algo(be, False, stride, ho, wo) == "igemm":
         be.kernel("conv_igemm_forward", x.dtype)(be.ptr(x), be.ptr(w), be.ptr(y), *g, be.stream())
     else:
         im2col = be.kernel("conv_im2col", x.dtype)
@@ -135,7 +143,7 @@ def conv2d_backward(be, x, w, gy, stride, padding, dilation, groups, need_dx=Tru
         return dx, dw
 
     kk = cg * kh * kw
-    if _algo(be) == "igemm":
+    if _algo(be, True, stride, ho, wo) == "igemm":
         if need_dx:
             dx = xp.empty_like(x)
             be.kernel("conv_igemm_backward_data", x.dtype)(
