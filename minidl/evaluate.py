@@ -41,7 +41,6 @@ class UsageError(Exception):
 # ------------------------------------------------------------------ models
 def import_zoo():
     import minidl.models as zoo
-    from minidl.models import lenet  # noqa: F401  (registers lenet5, lenet5_bn_w2)
     return zoo
 
 

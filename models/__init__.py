@@ -22,3 +22,4 @@ from . import vgg  # noqa: F401
 from . import googlenet  # noqa: F401
 from . import inception_v2  # noqa: F401
 from . import inception_v3  # noqa: F401
+from . import lenet  # noqa: F401

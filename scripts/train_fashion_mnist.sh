@@ -10,8 +10,6 @@ if [ ! -e "$DATA/train-images-idx3-ubyte.gz" ] && [ "$(id -u)" = 0 ]; then
     apt-get update && apt-get install -y dataset-fashion-mnist
 fi
 python3 -m pip install -e .
-# idle OpenMP threads should yield the two cores to the Numba/BLAS work at once
-export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 OUT="${OUT:-runs/fashion-mnist}"
 start=$(date +%s)
 python3 -m minidl.train --model lenet5_bn_w2 --dataset fashion-mnist --device cpu --output "$OUT" "$@"
