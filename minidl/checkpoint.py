@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import random as py_random
-import tempfile
 import uuid
 
 import numpy as np
@@ -47,22 +46,7 @@ def _sha256(path):
 
 def write_json_atomic(path, obj):
     """Write ``obj`` as JSON to ``path`` through a temp file, fsync and os.replace."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    mio._fsync_dir(directory)
+    mio.atomic_write(path, json.dumps(obj, indent=1, sort_keys=True))
 
 
 def rng_state():

@@ -77,12 +77,19 @@ def save(model_or_state_dict, path, metadata=None):
         header[key] = value
     blob = _safetensors_numpy().save(arrays, metadata=header)
 
+    return atomic_write(path, blob)
+
+
+def atomic_write(path, data):
+    """Write ``data`` (bytes or str) to ``path`` atomically: a temporary file in the
+    same folder, fsync, rename over ``path``, fsync of the folder.  A crash at any
+    point leaves either the old file or the new one, never a partial one."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
+        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
