@@ -5,8 +5,6 @@
 namespace minidl {
 
 namespace {
-template <class T> const T* cp(std::uintptr_t p) { return reinterpret_cast<const T*>(p); }
-template <class T> T* mp(std::uintptr_t p) { return reinterpret_cast<T*>(p); }
 inline int channel_threads(long long M) { return M >= 8192 ? 512 : (M >= 1024 ? 256 : (M >= 128 ? 128 : 64)); }
 }  // namespace
 

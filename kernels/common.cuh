@@ -55,6 +55,13 @@ inline dim3 grid_1d(long long n, int threads, unsigned cap = 65535u * 4u) {
     return dim3((unsigned)b);
 }
 
+// Launchers receive device addresses as integers (CuPy's a.data.ptr, NumPy's
+// a.ctypes.data); cp/mp cast them back to typed pointers.
+template <class T> const T* cp(std::uintptr_t p) { return reinterpret_cast<const T*>(p); }
+template <class T> T* mp(std::uintptr_t p) { return reinterpret_cast<T*>(p); }
+
+constexpr int kThreads = 256;  // block size of the 1-D elementwise/gather launches
+
 inline void check_cuda(cudaError_t err, const char* what) {
     if (err != cudaSuccess)
         throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(err));

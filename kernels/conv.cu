@@ -5,18 +5,7 @@
 // bindings.cpp as conv_<op>_f32 / _f64.
 #include "conv.cuh"
 
-#define MINIDL_CONV_GEOM_PARAMS                                                                  \
-    int N, int C, int H, int W, int O, int KH, int KW, int HO, int WO, int sh, int sw, int pt, int pl, \
-        int dh, int dw, int G
-#define MINIDL_CONV_GEOM ConvGeom{N, C, H, W, O, KH, KW, HO, WO, sh, sw, pt, pl, dh, dw, G}
-
 namespace minidl {
-
-namespace {
-constexpr int kThreads = 256;
-template <class T> const T* cp(std::uintptr_t p) { return reinterpret_cast<const T*>(p); }
-template <class T> T* mp(std::uintptr_t p) { return reinterpret_cast<T*>(p); }
-}  // namespace
 
 // col (n_count, C*KH*KW, HO*WO) <- images [n0, n0 + n_count) of x
 template <class T>

@@ -38,6 +38,12 @@ struct ConvGeom {
     int G;            // groups
 };
 
+// The launchers' geometry arguments (conv.cu, depthwise.cu), packed into a ConvGeom.
+#define MINIDL_CONV_GEOM_PARAMS                                                                  \
+    int N, int C, int H, int W, int O, int KH, int KW, int HO, int WO, int sh, int sw, int pt, int pl, \
+        int dh, int dw, int G
+#define MINIDL_CONV_GEOM ConvGeom{N, C, H, W, O, KH, KW, HO, WO, sh, sw, pt, pl, dh, dw, G}
+
 // ------------------------------------------------------------------ im2col / col2im
 // col (n_count, C*KH*KW, HO*WO) for images [n0, n0 + n_count).
 template <typename T>

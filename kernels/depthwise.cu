@@ -3,17 +3,9 @@
 // float and double instantiations are bound in bindings.cpp as depthwise_<op>_f32 / _f64.
 #include "depthwise.cuh"
 
-#define MINIDL_CONV_GEOM_PARAMS                                                                  \
-    int N, int C, int H, int W, int O, int KH, int KW, int HO, int WO, int sh, int sw, int pt, int pl, \
-        int dh, int dw, int G
-#define MINIDL_CONV_GEOM ConvGeom{N, C, H, W, O, KH, KW, HO, WO, sh, sw, pt, pl, dh, dw, G}
-
 namespace minidl {
 
 namespace {
-constexpr int kThreads = 256;
-template <class T> const T* cp(std::uintptr_t p) { return reinterpret_cast<const T*>(p); }
-template <class T> T* mp(std::uintptr_t p) { return reinterpret_cast<T*>(p); }
 
 void check_depthwise(const char* op, int C, int O, int G) {
     if (G != C || O % C != 0)

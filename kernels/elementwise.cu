@@ -5,12 +5,6 @@
 
 namespace minidl {
 
-namespace {
-constexpr int kThreads = 256;
-template <class T> const T* cp(std::uintptr_t p) { return reinterpret_cast<const T*>(p); }
-template <class T> T* mp(std::uintptr_t p) { return reinterpret_cast<T*>(p); }
-}  // namespace
-
 #define MINIDL_UNARY_LAUNCHER(op)                                                                  \
     template <class T>                                                                             \
     void elementwise_##op##_forward(std::uintptr_t x, std::uintptr_t y, long long n, std::uintptr_t stream) { \

@@ -5,12 +5,6 @@
 
 namespace minidl {
 
-namespace {
-constexpr int kThreads = 256;
-template <class T> const T* cp(std::uintptr_t p) { return reinterpret_cast<const T*>(p); }
-template <class T> T* mp(std::uintptr_t p) { return reinterpret_cast<T*>(p); }
-}  // namespace
-
 template <class T>
 void lrn_forward(std::uintptr_t x, std::uintptr_t y, std::uintptr_t scale, int N, int C, int HW, int size,
                  double alpha, double beta, double k, std::uintptr_t stream) {

@@ -8,12 +8,6 @@
 
 namespace minidl {
 
-namespace {
-constexpr int kThreads = 256;
-template <class T> const T* cp(std::uintptr_t p) { return reinterpret_cast<const T*>(p); }
-template <class T> T* mp(std::uintptr_t p) { return reinterpret_cast<T*>(p); }
-}  // namespace
-
 template <class T>
 void pool_max_forward(std::uintptr_t x, std::uintptr_t y, std::uintptr_t argmax, MINIDL_POOL_GEOM_PARAMS,
                       std::uintptr_t stream) {

@@ -9,8 +9,6 @@ namespace {
 constexpr int kWarpRowMaxK = 1024;  // up to this many columns: one warp per row
 constexpr int kRowsPerBlock = 4;    // warp variant: 128 threads = 4 rows
 constexpr int kBlockThreads = 256;  // block variant
-template <class T> const T* cp(std::uintptr_t p) { return reinterpret_cast<const T*>(p); }
-template <class T> T* mp(std::uintptr_t p) { return reinterpret_cast<T*>(p); }
 inline bool use_warp(int K) { return K <= kWarpRowMaxK; }
 inline dim3 warp_grid(int N) { return dim3(ceil_div(N, kRowsPerBlock)); }
 }  // namespace
