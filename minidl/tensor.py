@@ -19,7 +19,23 @@ def _normalize_dtype(dtype):
     return None if dtype is None else np.dtype(dtype)
 
 
-class Tensor:
+class Conversions:
+    """``cpu()/cuda()/float()/double()`` shorthands over ``to()``, shared by Tensor and Module."""
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def float(self):
+        return self.to(dtype=np.float32)
+
+    def double(self):
+        return self.to(dtype=np.float64)
+
+
+class Tensor(Conversions):
     __array_priority__ = 1000  # numpy scalars/arrays on the left defer to our operators
 
     def __init__(self, data, dtype=None, device="cpu", requires_grad=False):
@@ -111,18 +127,6 @@ class Tensor:
         if dtype is not None and np.dtype(dtype) != out.dtype:
             out = Cast.apply(out, dtype=np.dtype(dtype))
         return out
-
-    def cpu(self):
-        return self.to("cpu")
-
-    def cuda(self):
-        return self.to("cuda")
-
-    def float(self):
-        return self.to(dtype=np.float32)
-
-    def double(self):
-        return self.to(dtype=np.float64)
 
     def detach(self):
         return Tensor._wrap(self.data, self.device)

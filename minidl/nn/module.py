@@ -13,7 +13,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np  # dtype objects only
 
 from ..autograd.function import no_grad
-from ..tensor import Tensor
+from ..tensor import Conversions, Tensor
 from .parameter import Parameter
 
 LoadResult = namedtuple("LoadResult", ["missing_keys", "unexpected_keys"])
@@ -24,7 +24,7 @@ def _host_copy(t):
     return t.backend.to_numpy(t.data).copy()
 
 
-class Module:
+class Module(Conversions):
     """Base class: subclasses call ``super().__init__()`` and define ``forward``."""
 
     def __init__(self):
@@ -250,18 +250,6 @@ class Module:
                     if b is not None:
                         convert(b)
         return self
-
-    def cpu(self):
-        return self.to("cpu")
-
-    def cuda(self):
-        return self.to("cuda")
-
-    def float(self):
-        return self.to(dtype=np.float32)
-
-    def double(self):
-        return self.to(dtype=np.float64)
 
     # ------------------------------------------------------------ state
     def _state_items(self):
