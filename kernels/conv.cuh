@@ -70,6 +70,26 @@ __global__ void conv_im2col_kernel(const T* __restrict__ x, T* __restrict__ col,
     }
 }
 
+// Calls visit(tap, ho * WO + wo) for every tap (kh * KW + kw) and output pixel whose
+// window reads input pixel (hi, wi): the gather at the heart of every backward-data
+// pass that avoids atomics (col2im here, depthwise_bwd_data_kernel).
+template <class Visit>
+__device__ __forceinline__ void for_each_output_reading(const ConvGeom& g, int hi, int wi, Visit&& visit) {
+    for (int kh = 0; kh < g.KH; ++kh) {
+        const int hh = hi + g.pt - kh * g.dh;
+        if (hh < 0 || hh % g.sh) continue;
+        const int ho = hh / g.sh;
+        if (ho >= g.HO) continue;
+        for (int kw = 0; kw < g.KW; ++kw) {
+            const int ww = wi + g.pl - kw * g.dw;
+            if (ww < 0 || ww % g.sw) continue;
+            const int wo = ww / g.sw;
+            if (wo >= g.WO) continue;
+            visit(kh * g.KW + kw, ho * g.WO + wo);
+        }
+    }
+}
+
 // dx for images [n0, n0 + n_count) from their col gradients; one thread per input pixel.
 template <typename T>
 __global__ void conv_col2im_kernel(const T* __restrict__ col, T* __restrict__ dx, ConvGeom g,
@@ -85,19 +105,7 @@ __global__ void conv_col2im_kernel(const T* __restrict__ col, T* __restrict__ dx
         r /= g.H;  // = n_local * C + c
         const T* crow = col + r * KK * L;
         T acc = T(0);
-        for (int kh = 0; kh < g.KH; ++kh) {
-            const int hh = hi + g.pt - kh * g.dh;
-            if (hh < 0 || hh % g.sh) continue;
-            const int ho = hh / g.sh;
-            if (ho >= g.HO) continue;
-            for (int kw = 0; kw < g.KW; ++kw) {
-                const int ww = wi + g.pl - kw * g.dw;
-                if (ww < 0 || ww % g.sw) continue;
-                const int wo = ww / g.sw;
-                if (wo >= g.WO) continue;
-                acc += crow[(long long)(kh * g.KW + kw) * L + (long long)ho * g.WO + wo];
-            }
-        }
+        for_each_output_reading(g, hi, wi, [&](int tap, int out) { acc += crow[tap * L + out]; });
         dx[(long long)n0 * g.C * g.H * g.W + i] = acc;
     }
 }

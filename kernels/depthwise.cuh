@@ -60,19 +60,7 @@ __global__ void depthwise_bwd_data_kernel(const T* __restrict__ gy, const T* __r
             const int o = c * mult + j;
             const T* gp = gy + (n * g.O + o) * L;
             const T* wp = w + (long long)o * KK;
-            for (int kh = 0; kh < g.KH; ++kh) {
-                const int hh = hi + g.pt - kh * g.dh;
-                if (hh < 0 || hh % g.sh) continue;
-                const int ho = hh / g.sh;
-                if (ho >= g.HO) continue;
-                for (int kw = 0; kw < g.KW; ++kw) {
-                    const int ww = wi + g.pl - kw * g.dw;
-                    if (ww < 0 || ww % g.sw) continue;
-                    const int wo = ww / g.sw;
-                    if (wo >= g.WO) continue;
-                    acc += gp[ho * g.WO + wo] * wp[kh * g.KW + kw];
-                }
-            }
+            for_each_output_reading(g, hi, wi, [&](int tap, int out) { acc += gp[out] * wp[tap]; });
         }
         dx[i] = acc;
     }

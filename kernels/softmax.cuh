@@ -52,6 +52,19 @@ __device__ __forceinline__ T row_max(T v, T* scratch) {
 template <class T> __device__ __forceinline__ T lowest_() { return T(-1e300); }
 template <> __device__ __forceinline__ float lowest_<float>() { return -3.0e38f; }
 
+// The row's maximum m and sum of exp(x - m), reduced over the row's threads: the
+// shared first half of softmax and cross-entropy.
+template <class T, bool WARP>
+__device__ __forceinline__ void row_max_and_exp_sum(const T* xr, int K, const RowCtx<WARP>& r, T* scratch,
+                                                    T& m, T& s) {
+    m = lowest_<T>();
+    for (int k = r.tid; k < K; k += r.nthr) m = xr[k] > m ? xr[k] : m;
+    m = row_max<WARP>(m, scratch);
+    s = T(0);
+    for (int k = r.tid; k < K; k += r.nthr) s += exp_(xr[k] - m);
+    s = row_sum<WARP>(s, scratch);
+}
+
 template <class T, bool WARP>
 __global__ void softmax_forward_kernel(const T* __restrict__ x, T* __restrict__ y, int N, int K, int log) {
     __shared__ T scratch[32];
@@ -59,12 +72,8 @@ __global__ void softmax_forward_kernel(const T* __restrict__ x, T* __restrict__ 
     if (r.row >= N) return;
     const T* xr = x + r.row * K;
     T* yr = y + r.row * K;
-    T m = lowest_<T>();
-    for (int k = r.tid; k < K; k += r.nthr) m = xr[k] > m ? xr[k] : m;
-    m = row_max<WARP>(m, scratch);
-    T s = T(0);
-    for (int k = r.tid; k < K; k += r.nthr) s += exp_(xr[k] - m);
-    s = row_sum<WARP>(s, scratch);
+    T m, s;
+    row_max_and_exp_sum<T, WARP>(xr, K, r, scratch, m, s);
     if (log) {  // (x - m) - log(s): m + log(s) would round at the scale of the logits
         const T log_s = log_(s);
         for (int k = r.tid; k < K; k += r.nthr) yr[k] = (xr[k] - m) - log_s;
@@ -103,12 +112,8 @@ __global__ void cross_entropy_forward_kernel(const T* __restrict__ x, const long
     if (r.row >= N) return;
     const T* xr = x + r.row * K;
     T* lr = logp + r.row * K;
-    T m = lowest_<T>();
-    for (int k = r.tid; k < K; k += r.nthr) m = xr[k] > m ? xr[k] : m;
-    m = row_max<WARP>(m, scratch);
-    T s = T(0);
-    for (int k = r.tid; k < K; k += r.nthr) s += exp_(xr[k] - m);
-    s = row_sum<WARP>(s, scratch);
+    T m, s;
+    row_max_and_exp_sum<T, WARP>(xr, K, r, scratch, m, s);
     const T log_s = log_(s);  // (x - m) - log(s), as in softmax_forward_kernel
     T sl = T(0);
     for (int k = r.tid; k < K; k += r.nthr) {
