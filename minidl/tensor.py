@@ -10,6 +10,9 @@ import numpy as np  # dtype objects and scalar checks only
 
 from .backend import get_backend
 from .autograd import function as _function
+from .autograd.math import (Abs, Add, Cast, Clamp, Clone, Div, Exp, Log, MatMul, Max, Mean, Mul, Neg, Pow,
+                            PowScalar, Sqrt, Sub, Sum, Tanh, ToDevice, Var)
+from .autograd.shape import BroadcastTo, GetItem, Permute, Reshape
 
 DEFAULT_DTYPE = np.float32
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))
@@ -119,7 +122,6 @@ class Tensor(Conversions):
         return self.numpy().tolist()
 
     def to(self, device=None, dtype=None):
-        from .autograd.math import ToDevice, Cast
         out = self
         if device is not None and _device_name(device) != self.device:
             get_backend(device)  # raises a clear error for an unknown or absent device
@@ -132,7 +134,6 @@ class Tensor(Conversions):
         return Tensor._wrap(self.data, self.device)
 
     def clone(self):
-        from .autograd.math import Clone
         return Clone.apply(self)
 
     def requires_grad_(self, flag=True):
@@ -165,60 +166,47 @@ class Tensor(Conversions):
         return self, self._coerce(other)
 
     def __add__(self, other):
-        from .autograd.math import Add
         return Add.apply(*self._operands(other))
 
     def __radd__(self, other):
-        from .autograd.math import Add
         return Add.apply(*self._operands(other)[::-1])
 
     def __sub__(self, other):
-        from .autograd.math import Sub
         return Sub.apply(*self._operands(other))
 
     def __rsub__(self, other):
-        from .autograd.math import Sub
         return Sub.apply(*self._operands(other)[::-1])
 
     def __mul__(self, other):
-        from .autograd.math import Mul
         return Mul.apply(*self._operands(other))
 
     def __rmul__(self, other):
-        from .autograd.math import Mul
         return Mul.apply(*self._operands(other)[::-1])
 
     def __truediv__(self, other):
-        from .autograd.math import Div
         return Div.apply(*self._operands(other))
 
     def __rtruediv__(self, other):
-        from .autograd.math import Div
         return Div.apply(*self._operands(other)[::-1])
 
     def __pow__(self, other):
-        from .autograd.math import Pow, PowScalar
         if isinstance(other, (int, float, np.number)):
             return PowScalar.apply(self, exponent=float(other))
         return Pow.apply(*self._operands(other))
 
     def __rpow__(self, other):
-        from .autograd.math import Pow
         return Pow.apply(*self._operands(other)[::-1])
 
     def __neg__(self):
-        from .autograd.math import Neg
         return Neg.apply(self)
 
     def __pos__(self):
         return self
 
     def __matmul__(self, other):
-        from .autograd.math import MatMul
         return MatMul.apply(*self._operands(other))
 
     def __rmatmul__(self, other):
-        from .autograd.math import MatMul
         return MatMul.apply(*self._operands(other)[::-1])
 
     # comparisons give tensors that never require grad
@@ -257,27 +245,21 @@ class Tensor(Conversions):
 
     # ------------------------------------------------------------ unary
     def exp(self):
-        from .autograd.math import Exp
         return Exp.apply(self)
 
     def log(self):
-        from .autograd.math import Log
         return Log.apply(self)
 
     def sqrt(self):
-        from .autograd.math import Sqrt
         return Sqrt.apply(self)
 
     def tanh(self):
-        from .autograd.math import Tanh
         return Tanh.apply(self)
 
     def abs(self):
-        from .autograd.math import Abs
         return Abs.apply(self)
 
     def clamp(self, min=None, max=None):
-        from .autograd.math import Clamp
         return Clamp.apply(self, lo=min, hi=max)
 
     def relu(self):
@@ -290,19 +272,15 @@ class Tensor(Conversions):
 
     # ------------------------------------------------------------ reductions
     def sum(self, axis=None, keepdims=False):
-        from .autograd.math import Sum
         return Sum.apply(self, axis=_norm_axis(axis, self.ndim, "sum"), keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False):
-        from .autograd.math import Mean
         return Mean.apply(self, axis=_norm_axis(axis, self.ndim, "mean"), keepdims=keepdims)
 
     def max(self, axis=None, keepdims=False):
-        from .autograd.math import Max
         return Max.apply(self, axis=_norm_axis(axis, self.ndim, "max"), keepdims=keepdims)
 
     def var(self, axis=None, keepdims=False, ddof=0):
-        from .autograd.math import Var
         return Var.apply(self, axis=_norm_axis(axis, self.ndim, "var"), keepdims=keepdims, ddof=ddof)
 
     def argmax(self, axis=None):
@@ -310,7 +288,6 @@ class Tensor(Conversions):
 
     # ------------------------------------------------------------ shape
     def reshape(self, *shape):
-        from .autograd.shape import Reshape
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         return Reshape.apply(self, shape=_resolve_shape(shape, self.size, "reshape"))
@@ -339,7 +316,6 @@ class Tensor(Conversions):
         return self.transpose()
 
     def permute(self, *axes):
-        from .autograd.shape import Permute
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
         nd = self.ndim
@@ -361,14 +337,12 @@ class Tensor(Conversions):
         return self.reshape(self.shape[:dim] + self.shape[dim + 1:])
 
     def expand(self, *shape):
-        from .autograd.shape import BroadcastTo
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         shape = tuple(s if s != -1 else self.shape[i - (len(shape) - self.ndim)] for i, s in enumerate(shape))
         return BroadcastTo.apply(self, shape=shape)
 
     def __getitem__(self, index):
-        from .autograd.shape import GetItem
         if isinstance(index, Tensor):
             index = index.data
         elif isinstance(index, tuple):

@@ -89,8 +89,9 @@ class StochasticDepth(nn.Module):
 
 
 def init_conv_bn_linear(model, conv_mode="fan_out", linear_std=0.01):
-    """torchvision's MobileNet-style init: Kaiming-normal convs (bias 0), BN gamma 1 /
-    beta 0, Linear N(0, linear_std) with bias 0."""
+    """torchvision's init of ResNet/MobileNet-style models: Kaiming-normal convs (bias 0),
+    BN gamma 1 / beta 0, Linear N(0, linear_std) with bias 0 (``linear_std=None`` keeps
+    the Linear layers' default init, as torchvision's ResNet does)."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode=conv_mode, nonlinearity="relu")
@@ -99,6 +100,6 @@ def init_conv_bn_linear(model, conv_mode="fan_out", linear_std=0.01):
         elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
+        elif isinstance(m, nn.Linear) and linear_std is not None:
             nn.init.normal_(m.weight, 0.0, linear_std)
             nn.init.zeros_(m.bias)

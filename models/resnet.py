@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from minidl import nn
 
+from .layers import init_conv_bn_linear
 from .registry import register_model
 
 # name -> (block, blocks per stage, groups, width_per_group)
@@ -121,12 +122,7 @@ class ResNet(nn.Module):
         self._init_weights(zero_init_residual)
 
     def _init_weights(self, zero_init_residual):
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn_linear(self, linear_std=None)
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, (BasicBlock, Bottleneck)):

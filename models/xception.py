@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from minidl import nn
 
+from .layers import init_conv_bn_linear
 from .registry import register_model
 
 # entry, middle and exit flow: (in, out, separable convs, stride, relu first, grow first)
@@ -87,12 +88,7 @@ class Xception(nn.Module):
         self.bn4 = nn.BatchNorm2d(2048)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(2048, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn_linear(self, linear_std=None)
 
     def forward(self, x):
         x = self.relu(self.bn1(self.conv1(x)))

@@ -3,6 +3,7 @@ definition: y = x * (k + alpha/size * sum of x^2 over the size-channel window)^-
 from __future__ import annotations
 
 from .function import Function
+from .pool import check_nchw_input
 
 
 class LocalResponseNorm(Function):
@@ -17,14 +18,8 @@ class LocalResponseNorm(Function):
 
 
 def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
-    from ..tensor import Tensor
     op = "local_response_norm"
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{op}: expected a Tensor input, got {type(x).__name__}")
-    if x.ndim != 4:
-        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
-    if x.dtype.kind != "f":
-        raise TypeError(f"{op}: expected a floating-point input, got dtype {x.dtype}")
+    check_nchw_input(x, op)
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise ValueError(f"{op}: expected size to be a positive int, got {size!r}")
     return LocalResponseNorm.apply(x, size=size, alpha=float(alpha), beta=float(beta), k=float(k))

@@ -43,7 +43,8 @@ class AdaptiveAvgPool2d(Function):
 
 
 # ---------------------------------------------------------------- argument checks
-def _check_input(x, op):
+def check_nchw_input(x, op):
+    """A floating-point 4-D Tensor (N, C, H, W), or a TypeError/ValueError naming ``op``."""
     from ..tensor import Tensor
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}: expected a Tensor input, got {type(x).__name__}")
@@ -65,7 +66,7 @@ def _pair(value, name, op):
 
 def _pool_args(x, kernel_size, stride, padding, ceil_mode, op):
     """Validate pooling arguments -> (kernel, stride, padding) as (h, w) pairs."""
-    _check_input(x, op)
+    check_nchw_input(x, op)
     kernel = _pair(kernel_size, "kernel_size", op)
     stride = kernel if stride is None else _pair(stride, "stride", op)
     padding = _pair(padding, "padding", op)
@@ -104,7 +105,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
 def adaptive_avg_pool2d(x, output_size):
     """``output_size`` is an int or an (h, w) pair; None in the pair keeps that input size."""
     op = "adaptive_avg_pool2d"
-    _check_input(x, op)
+    check_nchw_input(x, op)
     if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
         size = tuple(x.shape[2 + i] if s is None else s for i, s in enumerate(output_size))
     else:
@@ -119,5 +120,5 @@ def adaptive_avg_pool2d(x, output_size):
 
 def global_avg_pool2d(x):
     """Mean over H and W -> (N, C, 1, 1)."""
-    _check_input(x, "global_avg_pool2d")
+    check_nchw_input(x, "global_avg_pool2d")
     return AdaptiveAvgPool2d.apply(x, output_size=(1, 1))

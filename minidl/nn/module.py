@@ -15,6 +15,7 @@ import numpy as np  # dtype objects only
 from ..autograd.function import no_grad
 from ..tensor import Conversions, Tensor
 from .parameter import Parameter
+from .utils import zero_grad_
 
 LoadResult = namedtuple("LoadResult", ["missing_keys", "unexpected_keys"])
 
@@ -207,13 +208,7 @@ class Module(Conversions):
         return self
 
     def zero_grad(self, set_to_none=True):
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad.data = p.backend.zeros_like(p.grad.data)
+        zero_grad_(self.parameters(), set_to_none)
 
     def apply(self, fn):
         """Call ``fn`` on every submodule (children first) and then on self."""

@@ -49,3 +49,15 @@ def clip_grad_value_(parameters, clip_value):
         raise ValueError(f"clip_grad_value_: expected clip_value >= 0, got {clip_value!r}")
     for g in _grads(parameters, "clip_grad_value_"):
         g.data = g.backend.clip(g.data, -clip_value, clip_value)
+
+
+def zero_grad_(parameters, set_to_none=True):
+    """Drop (or zero in place) the gradients of ``parameters``: Module.zero_grad and
+    Optimizer.zero_grad."""
+    for p in parameters:
+        if p.grad is None:
+            continue
+        if set_to_none:
+            p.grad = None
+        else:
+            p.grad.data = p.backend.zeros_like(p.grad.data)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 
 from ..autograd.function import enable_grad, no_grad
+from ..nn.utils import zero_grad_
 from ..tensor import Tensor
 
 
@@ -89,14 +90,7 @@ class Optimizer:
 
     # ------------------------------------------------------------ stepping
     def zero_grad(self, set_to_none=True):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad.data = p.backend.zeros_like(p.grad.data)
+        zero_grad_((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def step(self, closure=None):
         """One update of every parameter that has a gradient.  ``closure`` (optional)
