@@ -133,7 +133,8 @@ class FashionMNIST(IDXDataset):
     The default root is where Debian's ``dataset-fashion-mnist`` package puts them."""
 
     def __init__(self, root=FASHION_MNIST_DEFAULT_ROOT, train=True, transform=None):
-        hint = ("install it with 'apt-get install dataset-fashion-mnist' (Debian/Ubuntu), "
+        hint = (f"install it with: sudo apt-get install -y dataset-fashion-mnist (Debian/Ubuntu; "
+                f"it puts the IDX files in {FASHION_MNIST_DEFAULT_ROOT}), "
                 "or pass the folder holding the IDX files with --data DIR")
         images, labels = _split_files(root if root is not None else FASHION_MNIST_DEFAULT_ROOT,
                                       train, "FashionMNIST", hint)
