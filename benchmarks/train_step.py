@@ -1,0 +1,468 @@
+"""Whole training steps of zoo models: minidl against PyTorch (optional), on the CPU or a GPU.
+
+    python benchmarks/train_step.py --device cpu [--models resnet50,mobilenet_v2] [--batch-sizes 16]
+    python benchmarks/train_step.py --device cuda            # batch 64 by default
+    python benchmarks/train_step.py --torch-python /path/to/venv/bin/python   # torch elsewhere
+
+One step is what a training loop does: zero_grad, forward, cross-entropy with label
+smoothing 0.1, backward, SGD (momentum 0.9, weight decay 1e-4), on synthetic data that
+stays on the device.  Each framework runs in its own process (on a shared CPU, two
+frameworks' thread pools in one process distort both), and the two alternate in rounds:
+minidl round, torch round, minidl round, ...; each reports the median and best over all
+its timed steps.  GPU steps are timed with CUDA events and a final synchronization, CPU
+steps with the wall clock.
+
+PyTorch is a comparison only: it needs torch and torchvision (torchvision's parameter
+names are minidl's, so both start from the same weights).  Where they are missing the
+script prints minidl alone and says why.  Torch modes: ``strict`` (fp32, TF32 off),
+``default`` (cuDNN TF32 and ``cudnn.benchmark`` on; GPU only) and ``amp`` (autocast +
+GradScaler + channels_last; GPU only).  Before timing, one forward pass with dropout
+and stochastic depth off checks that both frameworks' losses agree in strict fp32.
+
+Reported per model and batch size: images/s (median, best), milliseconds per step,
+host time per step (time to enqueue a step; on the CPU it is the step), peak memory
+(CPU: the worker process's peak resident set; GPU: the memory pool's high-water mark)
+and, where the backend counts them, kernel launches and device-to-host transfers per
+step.  Results: benchmarks/results/<device>/train_step.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+DEFAULT_MODELS = ("resnet50", "mobilenet_v2", "efficientnet_b0", "densenet121", "vgg16", "alexnet_owt")
+LR, MOMENTUM, WEIGHT_DECAY, SMOOTHING = 0.1, 0.9, 1e-4, 0.1
+SEED = 0
+
+
+def synthetic_batch(batch, size, classes=1000):
+    rng = np.random.default_rng(SEED)
+    x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
+    return x, rng.integers(0, classes, batch).astype(np.int64)
+
+
+def peak_rss_mb():
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+# ------------------------------------------------------------------ the two sides
+class MinidlSide:
+    name = "minidl"
+
+    def __init__(self, device, threads):
+        os.environ.setdefault("MINIDL_NUM_THREADS", str(threads))
+        import minidl
+        import minidl.functional as F
+        import minidl.models as models
+        self.minidl, self.F, self.models, self.device = minidl, F, models, device
+        if device == "cuda":
+            import cupy
+            self.cupy = cupy
+
+    def version(self):
+        return self.minidl.__version__
+
+    def setup(self, model_name, batch, size, weights_path):
+        mdl = self.minidl
+        mdl.manual_seed(SEED)
+        self.model = self.models.create(model_name).to(self.device)
+        self.model.train()
+        # state_dict holds backend arrays: NumPy, or CuPy (.get() copies to the host)
+        state = {k: np.asarray(v.get() if hasattr(v, "get") else v) for k, v in self.model.state_dict().items()}
+        np.savez(weights_path, **state)
+        x, y = synthetic_batch(batch, size)
+        self.x = mdl.tensor(x, device=self.device)
+        self.y = mdl.tensor(y, device=self.device)
+        self.opt = mdl.optim.SGD(self.model.parameters(), lr=LR, momentum=MOMENTUM,
+                                 weight_decay=WEIGHT_DECAY)
+
+    def _loss(self):
+        out = self.model(self.x)
+        if isinstance(out, tuple):
+            out = out[0]
+        return self.F.cross_entropy(out, self.y, label_smoothing=SMOOTHING)
+
+    def check_loss(self):
+        saved = _disable_dropout(self.model, (self.minidl.nn.Dropout,), ("StochasticDepth",))
+        loss = float(self._loss().item())
+        _restore_dropout(saved)
+        return loss
+
+    def step(self):
+        self.opt.zero_grad()
+        loss = self._loss()
+        loss.backward()
+        self.opt.step()
+
+    def timer(self):
+        return _CupyTimer(self.cupy) if self.device == "cuda" else _WallTimer()
+
+    def peak_memory_mb(self):
+        if self.device == "cuda":
+            return self.cupy.get_default_memory_pool().total_bytes() / 2**20
+        return peak_rss_mb()
+
+    def counters(self):
+        stats = getattr(self.x.backend, "stats", None)
+        return dict(stats()) if callable(stats) else None
+
+
+class TorchSide:
+    name = "torch"
+
+    def __init__(self, device, threads, mode):
+        import torch
+        import torchvision  # noqa: F401  (the models)
+        self.torch, self.device, self.mode = torch, device, mode
+        torch.set_num_threads(threads)
+        if device == "cuda":
+            strict = mode == "strict"
+            torch.backends.cuda.matmul.allow_tf32 = not strict
+            torch.backends.cudnn.allow_tf32 = not strict
+            torch.backends.cudnn.benchmark = not strict
+        self.scaler = torch.amp.GradScaler("cuda") if mode == "amp" else None
+
+    def version(self):
+        import torchvision
+        return f"{self.torch.__version__} (torchvision {torchvision.__version__})"
+
+    def setup(self, model_name, batch, size, weights_path):
+        import torchvision.models as tvm
+        torch = self.torch
+        name = "alexnet" if model_name == "alexnet_owt" else model_name
+        self.model = getattr(tvm, name)(weights=None)
+        state = {k: torch.from_numpy(v) for k, v in np.load(weights_path).items()}
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        if [k for k in missing if not k.endswith("num_batches_tracked")] or unexpected:
+            raise RuntimeError(f"torch {name}: weights do not map: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        self.model.to(self.device).train()
+        x, y = synthetic_batch(batch, size)
+        self.x = torch.from_numpy(x).to(self.device)
+        self.y = torch.from_numpy(y).to(self.device)
+        if self.mode == "amp":
+            self.model = self.model.to(memory_format=torch.channels_last)
+            self.x = self.x.contiguous(memory_format=torch.channels_last)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+        self.loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=SMOOTHING)
+
+    def check_loss(self):
+        from torchvision.ops import StochasticDepth
+        saved = _disable_dropout(self.model, (self.torch.nn.Dropout, StochasticDepth), ())
+        loss = float(self.loss_fn(self.model(self.x), self.y))
+        _restore_dropout(saved)
+        return loss
+
+    def step(self):
+        torch = self.torch
+        self.opt.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            with torch.autocast("cuda", dtype=dtype):
+                loss = self.loss_fn(self.model(self.x), self.y)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            self.loss_fn(self.model(self.x), self.y).backward()
+            self.opt.step()
+
+    def timer(self):
+        return _TorchTimer(self.torch) if self.device == "cuda" else _WallTimer()
+
+    def peak_memory_mb(self):
+        if self.device == "cuda":
+            return self.torch.cuda.max_memory_allocated() / 2**20
+        return peak_rss_mb()
+
+    def counters(self):
+        return None
+
+
+def _disable_dropout(model, classes, class_names):
+    saved = []
+    for m in model.modules():
+        if isinstance(m, classes) or type(m).__name__ in class_names:
+            saved.append((m, m.p))
+            m.p = 0.0
+    return saved
+
+
+def _restore_dropout(saved):
+    for m, p in saved:
+        m.p = p
+
+
+class _WallTimer:
+    def start(self):
+        self.t0 = time.perf_counter()
+
+    def stop_ms(self):
+        return (time.perf_counter() - self.t0) * 1e3
+
+
+class _CupyTimer:
+    def __init__(self, cupy):
+        self.cupy = cupy
+
+    def start(self):
+        self.a, self.b = self.cupy.cuda.Event(), self.cupy.cuda.Event()
+        self.a.record()
+
+    def stop_ms(self):
+        self.b.record()
+        self.b.synchronize()
+        return self.cupy.cuda.get_elapsed_time(self.a, self.b)
+
+
+class _TorchTimer:
+    def __init__(self, torch):
+        self.torch = torch
+
+    def start(self):
+        self.a = self.torch.cuda.Event(enable_timing=True)
+        self.b = self.torch.cuda.Event(enable_timing=True)
+        self.a.record()
+
+    def stop_ms(self):
+        self.b.record()
+        self.b.synchronize()
+        return self.a.elapsed_time(self.b)
+
+
+# ------------------------------------------------------------------ worker process
+def worker(conn, side_name, device, threads, mode):
+    """Serves one framework: ('setup', ...) -> loss check; ('time', n) -> per-step timings."""
+    try:
+        side = MinidlSide(device, threads) if side_name == "minidl" else TorchSide(device, threads, mode)
+        conn.send(("ready", side.version()))
+    except Exception as e:  # noqa: BLE001 - reported to the parent, which carries on without it
+        conn.send(("unavailable", f"{type(e).__name__}: {e}"))
+        return
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        try:
+            if msg[0] == "setup":
+                side.setup(*msg[1:])
+                conn.send(("ok", side.check_loss()))
+            elif msg[0] == "time":
+                steps_ms, host_ms = [], []
+                timer = side.timer()
+                for _ in range(msg[1]):
+                    timer.start()
+                    t0 = time.perf_counter()
+                    side.step()
+                    host_ms.append((time.perf_counter() - t0) * 1e3)
+                    steps_ms.append(timer.stop_ms())
+                conn.send(("ok", dict(step_ms=steps_ms, host_ms=host_ms, peak_mb=side.peak_memory_mb(),
+                                      counters=side.counters())))
+        except Exception as e:  # noqa: BLE001
+            conn.send(("error", f"{type(e).__name__}: {e}"))
+
+
+class Remote:
+    """A framework in a process of its own (spawned; optionally another interpreter)."""
+
+    def __init__(self, side_name, device, threads, mode=None, python=None):
+        ctx = mp.get_context("spawn")
+        if python:
+            ctx.set_executable(python)
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=worker, args=(child, side_name, device, threads, mode), daemon=True)
+        self.proc.start()
+        status, self.info = self.conn.recv()
+        self.ok = status == "ready"
+
+    def call(self, *msg):
+        self.conn.send(msg)
+        status, value = self.conn.recv()
+        if status != "ok":
+            raise RuntimeError(value)
+        return value
+
+    def close(self):
+        self.conn.send(None)
+        self.proc.join(10)
+
+
+# ------------------------------------------------------------------ driver
+def summarize(batch, timings):
+    step_ms = [t for r in timings for t in r["step_ms"]]
+    host_ms = [t for r in timings for t in r["host_ms"]]
+    med = statistics.median(step_ms)
+    out = dict(images_per_s_median=batch * 1e3 / med, images_per_s_best=batch * 1e3 / min(step_ms),
+               step_ms_median=med, host_ms_median=statistics.median(host_ms),
+               peak_memory_mb=max(r["peak_mb"] for r in timings))
+    counters = timings[-1]["counters"]
+    out["counters_per_step"] = counters
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--models", default=",".join(DEFAULT_MODELS))
+    ap.add_argument("--batch-sizes", default=None, help="comma-separated (default: 64 on a GPU, 16 on the CPU)")
+    ap.add_argument("--image-size", type=int, default=224)
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps per model before the rounds")
+    ap.add_argument("--steps", type=int, default=3, help="timed steps per round")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per framework")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads per framework")
+    ap.add_argument("--torch-modes", default=None, help="strict,default,amp (default: strict on the CPU, all on a GPU)")
+    ap.add_argument("--torch-python", default=None, help="interpreter with torch+torchvision (default: this one)")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--out-dir", default=None)
+    args = ap.parse_args(argv)
+    if min(args.steps, args.rounds, args.image_size) < 1 or args.warmup < 0:
+        ap.error("--steps, --rounds and --image-size must be positive, --warmup non-negative")
+    batches = [int(b) for b in (args.batch_sizes or ("64" if args.device == "cuda" else "16")).split(",")]
+    modes = (args.torch_modes or ("strict,default,amp" if args.device == "cuda" else "strict")).split(",")
+    if args.device == "cpu" and set(modes) - {"strict"}:
+        ap.error("on the CPU only the torch mode 'strict' exists (TF32 and AMP are GPU modes)")
+
+    ours = Remote("minidl", args.device, args.threads)
+    if not ours.ok:
+        sys.exit(f"train_step: minidl could not start on {args.device}: {ours.info}")
+    theirs = {}
+    if not args.no_torch:
+        for mode in modes:
+            r = Remote("torch", args.device, args.threads, mode, args.torch_python)
+            if r.ok:
+                theirs[mode] = r
+            else:
+                print(f"# PyTorch comparison unavailable ({r.info}); minidl alone", file=sys.stderr)
+                break
+    torch_version = next(iter(theirs.values())).info if theirs else None
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in args.models.split(","):
+            for batch in batches:
+                weights = os.path.join(tmp, f"{model}.npz")
+                row = dict(model=model, batch=batch, image_size=args.image_size)
+                try:
+                    row["minidl_check_loss"] = ours.call("setup", model, batch, args.image_size, weights)
+                    for mode, r in theirs.items():
+                        row[f"torch_{mode}_check_loss"] = r.call("setup", model, batch, args.image_size, weights)
+                    if args.warmup:
+                        ours.call("time", args.warmup)
+                        for r in theirs.values():
+                            r.call("time", args.warmup)
+                    timings = {"minidl": []}
+                    for _ in range(args.rounds):
+                        timings["minidl"].append(ours.call("time", args.steps))
+                        for mode, r in theirs.items():
+                            time.sleep(0.05)  # let the other side's threads stop spinning
+                            timings.setdefault(mode, []).append(r.call("time", args.steps))
+                except RuntimeError as e:
+                    row["error"] = str(e)
+                    print(f"{model} batch {batch}: {e}", file=sys.stderr)
+                    rows.append(row)
+                    continue
+                row["minidl"] = summarize(batch, timings["minidl"])
+                for mode in theirs:
+                    row[f"torch_{mode}"] = summarize(batch, timings[mode])
+                    row[f"ratio_vs_{mode}"] = row["minidl"]["step_ms_median"] / row[f"torch_{mode}"]["step_ms_median"]
+                if "strict" in theirs:
+                    a, b = row["minidl_check_loss"], row["torch_strict_check_loss"]
+                    row["loss_agrees"] = abs(a - b) <= 1e-3 * max(1.0, abs(b))
+                rows.append(row)
+                print(_line(row), flush=True)
+    ours.close()
+    for r in theirs.values():
+        r.close()
+
+    device_tag = "cpu" if args.device == "cpu" else _gpu_tag()
+    out_dir = args.out_dir or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", device_tag)
+    os.makedirs(out_dir, exist_ok=True)
+    meta = dict(machine=dict(platform=platform.platform(), processor=_cpu_name(), cpus=os.cpu_count(),
+                             threads=args.threads, device=device_tag),
+                minidl=ours.info, torch=torch_version, torch_modes=list(theirs), warmup=args.warmup,
+                steps=args.steps, rounds=args.rounds, image_size=args.image_size,
+                step=f"zero_grad, forward, CE (label smoothing {SMOOTHING}), backward, "
+                     f"SGD (lr {LR}, momentum {MOMENTUM}, wd {WEIGHT_DECAY})",
+                date=time.strftime("%Y-%m-%d %H:%M:%S"), rows=rows)
+    with open(os.path.join(out_dir, "train_step.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+    table = _markdown(rows, list(theirs), meta)
+    with open(os.path.join(out_dir, "train_step.md"), "w") as f:
+        f.write(table)
+    print("\n" + table)
+    print(f"wrote {out_dir}/train_step.{{json,md}}")
+
+
+def _line(row):
+    m = row["minidl"]
+    s = f"{row['model']:16s} batch {row['batch']:3d}  minidl {m['images_per_s_median']:8.1f} img/s ({m['step_ms_median']:.0f} ms)"
+    for key in row:
+        if key.startswith("ratio_vs_"):
+            s += f"  {key[9:]} {row['torch_' + key[9:]]['images_per_s_median']:8.1f} img/s  ratio {row[key]:.2f}x"
+    return s
+
+
+def _markdown(rows, modes, meta):
+    head = ["model", "batch", "minidl img/s (median / best)", "minidl ms/step", "host ms/step", "peak MB"]
+    for mode in modes:
+        head += [f"torch {mode} img/s", f"time ratio vs {mode}", f"torch {mode} peak MB"]
+    if "strict" in modes:
+        head.append("first loss minidl / torch")
+    lines = [f"Machine: {meta['machine']}; minidl {meta['minidl']}; torch {meta['torch']}; "
+             f"{meta['rounds']} rounds x {meta['steps']} steps per side, alternating; "
+             f"image size {meta['image_size']}; {meta['date']}.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['batch']} | error: {r['error']} |")
+            continue
+        m = r["minidl"]
+        cells = [r["model"], str(r["batch"]), f"{m['images_per_s_median']:.1f} / {m['images_per_s_best']:.1f}",
+                 f"{m['step_ms_median']:.1f}", f"{m['host_ms_median']:.1f}", f"{m['peak_memory_mb']:.0f}"]
+        for mode in modes:
+            t = r[f"torch_{mode}"]
+            cells += [f"{t['images_per_s_median']:.1f}", f"{r[f'ratio_vs_{mode}']:.2f}x", f"{t['peak_memory_mb']:.0f}"]
+        if "strict" in modes:
+            cells.append(f"{r['minidl_check_loss']:.4f} / {r['torch_strict_check_loss']:.4f}"
+                         + ("" if r["loss_agrees"] else " DIFFER"))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Time ratio = minidl step time / torch step time (below 1 is faster). "
+                 "Kernel launches and device-to-host transfers per step: "
+                 + ("see the JSON" if any(r.get("minidl", {}).get("counters_per_step") for r in rows)
+                    else "not counted by this backend yet") + ".")
+    return "\n".join(lines) + "\n"
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _gpu_tag():
+    try:
+        name = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                              text=True, timeout=20).stdout.splitlines()[0]
+        return "gpu_" + name.lower().replace("nvidia", "").strip().split()[0].split("-")[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "gpu"
+
+
+if __name__ == "__main__":
+    main()
