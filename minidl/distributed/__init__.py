@@ -13,6 +13,8 @@ minidl Tensors in place and return a handle with ``wait()`` when ``async_op=True
 from __future__ import annotations
 
 import os
+import socket
+import sys
 
 import numpy as np  # host buffers of MPI collectives
 
@@ -38,8 +40,15 @@ def init_process_group(backend="auto", device="cpu", timeout=None, abort_on_erro
         import cupy
         cupy.cuda.Device(get_local_rank() % cupy.cuda.runtime.getDeviceCount()).use()
     _group = NCCLGroup(timeout=timeout) if backend == "nccl" else MPIGroup(timeout=timeout)
-    if abort_on_error and _group.size > 1:
-        install_abort_on_error(_group)
+    if _group.size > 1:
+        if abort_on_error:
+            install_abort_on_error(_group)
+        # the launcher reports a killed process by its pid: this line maps pids to ranks
+        where = _group.all_gather_object((os.getpid(), socket.gethostname()))
+        if _group.rank == 0:
+            print(f"minidl.distributed: {_group.size} ranks ({_group.backend}): "
+                  + ", ".join(f"rank {r} = pid {pid} on {host}" for r, (pid, host) in enumerate(where)),
+                  file=sys.stderr, flush=True)
     return _group
 
 
