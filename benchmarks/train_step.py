@@ -243,6 +243,9 @@ class _TorchTimer:
 # ------------------------------------------------------------------ worker process
 def worker(conn, side_name, device, threads, mode):
     """Serves one framework: ('setup', ...) -> loss check; ('time', n) -> per-step timings."""
+    import sysconfig
+    for key in ("platlib", "purelib"):  # spawn copied the parent's sys.path: put this interpreter's first
+        sys.path.insert(0, sysconfig.get_paths()[key])
     try:
         side = MinidlSide(device, threads) if side_name == "minidl" else TorchSide(device, threads, mode)
         conn.send(("ready", side.version()))
