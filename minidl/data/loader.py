@@ -239,10 +239,13 @@ class DataLoader:
     batch.  A dataset with a ``get_batch(indices)`` method that returns a batch (IDX data
     without a transform) is read whole batches at a time in this process, without workers.
     ``close()`` (or ``with DataLoader(...) as loader:``) stops the workers.
+    ``sampler`` (e.g. ``minidl.distributed.DistributedSampler``): an object with
+    ``indices()``, ``__len__`` and ``set_epoch(e)`` that chooses the samples of each epoch
+    in place of ``shuffle``.
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, num_workers=0, seed=0,
-                 drop_last=False, prefetch=2, timeout=None, mp_context=None):
+                 drop_last=False, prefetch=2, timeout=None, mp_context=None, sampler=None):
         if int(batch_size) < 1:
             raise ValueError(f"DataLoader: batch_size must be >= 1, got {batch_size}")
         if int(num_workers) < 0:
@@ -254,9 +257,12 @@ class DataLoader:
         except TypeError:
             raise TypeError(f"DataLoader: dataset must have a length, got "
                             f"{type(dataset).__name__}") from None
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: give shuffle=True or a sampler, not both (the sampler shuffles)")
         if mp_context is None:
             mp_context = "fork" if sys.platform.startswith("linux") else "spawn"
         self.dataset = dataset
+        self.sampler = sampler
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.num_workers = int(num_workers)
@@ -278,12 +284,15 @@ class DataLoader:
         self.epoch = int(epoch)
 
     def __len__(self):
-        n = len(self.dataset)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def order(self, epoch=None):
         """The sample indices of ``epoch`` (default: the current one) in iteration order."""
         epoch = self.epoch if epoch is None else int(epoch)
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+            return np.asarray(self.sampler.indices(), dtype=np.int64)
         n = len(self.dataset)
         if not self.shuffle:
             return np.arange(n, dtype=np.int64)
