@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 
+import numpy as np  # the host buffers MPI reduces
+
 from ..autograd.function import no_grad
 from ..nn.module import Module
 from . import broadcast, group
@@ -163,15 +165,28 @@ class DistributedDataParallel(Module):
             self._finish()
 
     def _launch(self, bucket):
+        """Copy the bucket's gradients into its flat buffer (allocated once: host memory for
+        MPI, device memory for NCCL) and start its all-reduce."""
         be = bucket.params[0].backend
-        flat = be.concat([be.reshape(p.grad.data, (-1,)) for p in bucket.params], 0)
-        bucket.buffer = flat if self.group.backend == "nccl" else be.to_numpy(flat)
+        nccl = self.group.backend == "nccl"
+        if bucket.buffer is None:
+            n = sum(int(p.numel()) for p in bucket.params)
+            dtype = bucket.params[0].data.dtype
+            bucket.buffer = be.empty((n,), dtype) if nccl else np.empty(n, dtype)
+        offset = 0
+        for p in bucket.params:
+            n = int(p.numel())
+            grad = p.grad.data if nccl else be.to_numpy(p.grad.data)
+            bucket.buffer[offset:offset + n] = grad.reshape(-1)
+            offset += n
         bucket.work = self.group.all_reduce(bucket.buffer, "avg")
         self._launched += 1
         pending = sum(len(b.params) - b.ready for b in self._buckets)
         self.launch_log.append((bucket.index, pending))
 
     def _finish(self):
+        """Wait for every bucket; the averaged gradients become views of the bucket buffers
+        (copied to the device for cuda tensors reduced over MPI)."""
         for bucket in self._buckets:
             bucket.work.wait()
             be = bucket.params[0].backend
@@ -181,7 +196,7 @@ class DistributedDataParallel(Module):
                 piece = bucket.buffer[offset:offset + n].reshape(p.shape)
                 p.grad.data = be.asarray(piece, dtype=p.grad.data.dtype)
                 offset += n
-            bucket.ready, bucket.work, bucket.buffer = 0, None, None
+            bucket.ready, bucket.work = 0, None
         self._launched = 0
 
     def state_dict(self):
