@@ -181,6 +181,7 @@ def _maximum(a, b):
 
 
 @register_model(params=145_920_872, gmacs=2.801, input_size=231, year=2013, top1=60.72,
+                recipe="overfeat", eval_resize=256,
                 top5=82.88, paper="Sermanet et al., OverFeat, ICLR 2014, fast model (top-1/top-5: "
                 "the paper's Table 2 validation errors 39.28/17.12, 1 fast model, 1 scale, coarse "
                 "stride)",
@@ -190,6 +191,7 @@ def overfeat_fast(num_classes=1000, **kwargs):
 
 
 @register_model(params=144_656_488, gmacs=5.355, input_size=221, year=2013, top1=64.26,
+                recipe="overfeat", eval_resize=256,
                 top5=85.82, paper="Sermanet et al., OverFeat, ICLR 2014, accurate model (top-1/"
                 "top-5: the paper's Table 2 validation errors 35.74/14.18, 1 accurate model, 4 "
                 "scales, fine stride; the paper gives no single-scale number for it)", test_size=221)

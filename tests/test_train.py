@@ -287,6 +287,34 @@ def test_recipes_resolve_for_every_registered_model():
         recipes.recipe_for_model("transformer")
 
 
+def test_every_registered_model_names_an_existing_recipe_and_its_eval_sizes():
+    for name in models.list_models():
+        info = models.model_info(name)
+        assert info.recipe in recipes.RECIPES, (name, info.recipe)
+        assert info.eval_resize >= info.input_size and 0 < info.crop_pct <= 1, name
+        recipe = recipes.recipe_for_model(name)
+        assert (recipe.image_size, recipe.val_resize) == (info.input_size, info.eval_resize), name
+    assert models.model_info("efficientnet_b3").eval_resize == 342
+    assert models.model_info("resnet50").crop_pct == 0.875
+    assert {n: models.model_info(n).aux_weight for n in ("googlenet", "inception_v3", "resnet50")} == \
+        {"googlenet": 0.3, "inception_v3": 0.4, "resnet50": None}
+    # a recipe for other data keeps its own resolution
+    assert recipes.get_recipe("densenet_cifar", "densenet121").image_size == 32
+    with pytest.raises(ValueError, match="eval_resize >= input_size"):
+        models.register_model(params=1, gmacs=0.0, input_size=224, recipe="resnet", eval_resize=200,
+                              name="too_small_resize")(lambda num_classes=1000: None)
+
+
+def test_train_takes_sizes_and_aux_weight_from_the_registry():
+    cfg = train.resolve_config(train.parse_args(["--model", "inception_v3", "--dataset", "imagenet",
+                                                 "--recipe", "none"]))
+    assert (cfg["image_size"], cfg["val_resize"]) == (299, 342)
+    cfg = train.resolve_config(train.parse_args(["--model", "efficientnet_b4", "--dataset", "imagenet"]))
+    assert (cfg["image_size"], cfg["val_resize"], cfg["recipe"]) == (380, 434, "efficientnet")
+    cfg = train.resolve_config(train.parse_args(["--model", "googlenet", "--dataset", "fashion-mnist"]))
+    assert (cfg["image_size"], cfg["val_resize"]) == (28, None)
+
+
 def test_linear_lr_scaling():
     resnet = recipes.get_recipe("auto", "resnet50")
     assert recipes.scaled_lr(resnet, 256) == pytest.approx(0.1)

@@ -21,7 +21,8 @@ import numpy as np
 import minidl
 import minidl.functional as F
 from minidl.tools.checkpoint import CheckpointError
-from minidl.tools.evaluate import IDX_STATS, InputSpec, UsageError, build_model, load_weights_spec
+from minidl.tools.common import (IDX_STATS, InputSpec, UsageError, build_model, eval_sizes,
+                                 load_weights_spec)
 
 
 def parse_args(argv=None):
@@ -75,8 +76,12 @@ def run(args):
     minidl.io.load(file, model)
     model.to(args.device).eval()
     spec = InputSpec.from_json(meta["input"]) if "input" in meta else InputSpec()
-    image_size = args.image_size or meta.get("image_size") or (28 if grayscale else 224)
+    image_size = args.image_size or meta.get("image_size")
     val_resize = args.val_resize or meta.get("val_resize")
+    if grayscale:
+        image_size = image_size or 28
+    else:
+        image_size, val_resize = eval_sizes(model_name, image_size, val_resize)
     top = max(1, min(args.top, num_classes))
     failures = 0
     for path in args.images:

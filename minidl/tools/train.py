@@ -34,8 +34,9 @@ import minidl
 import minidl.functional as F
 from minidl import optim
 from minidl.tools.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, weights_path
-from minidl.tools.evaluate import (DATASETS, InputSpec, UsageError, build_dataset, build_model,
-                                   dataset_channels, evaluate, format_table, import_zoo)
+from minidl.tools.common import (DATASETS, InputSpec, UsageError, build_dataset, build_model,
+                                 dataset_channels, eval_sizes, evaluate, format_table, import_zoo,
+                                 registered_model)
 
 DEFAULTS = dict(model="lenet5_bn_w2", dataset="fashion-mnist", data=None, device="cpu", epochs=10,
                 batch_size=128, opt="sgd", lr=0.1, momentum=0.9, nesterov=False, wd=1e-4,
@@ -48,7 +49,6 @@ DEFAULTS = dict(model="lenet5_bn_w2", dataset="fashion-mnist", data=None, device
 # settings that may change when resuming without changing the run's arithmetic
 RUNTIME_KEYS = {"device", "workers", "output", "epochs", "max_steps", "limit_val_batches",
                 "checkpoint_minutes", "resume", "data"}
-AUX_WEIGHTS = {"googlenet": 0.3, "inception_v3": 0.4}   # torchvision's reference weights
 
 
 # ------------------------------------------------------------------ arguments
@@ -85,7 +85,8 @@ def parse_args(argv=None):
     a("--image-size", type=int)
     a("--val-resize", type=int)
     a("--model-kwargs", type=json.loads, help='JSON options for the model, e.g. \'{"dropout": 0.3}\'')
-    a("--aux-weight", type=float, help="weight of auxiliary-head losses (GoogLeNet 0.3, Inception-v3 0.4)")
+    a("--aux-weight", type=float, help="weight of auxiliary-head losses (default: the model's, as "
+                                         "registered: GoogLeNet 0.3, Inception-v3 0.4)")
     a("--workers", type=int)
     a("--seed", type=int)
     a("--output", help="run folder (default runs/minidl)")
@@ -124,16 +125,18 @@ def resolve_config(given, saved=None):
         except ValueError as e:
             if recipe_name != "auto" or "recipe" in given:
                 raise UsageError(str(e)) from None
-            recipe = None  # a model without a family recipe: plain defaults
+            recipe = None  # an unregistered model: build_model reports it
         if recipe is not None:
             cfg.update(recipes.resolve(recipe, given.get("batch_size"), given.get("epochs")))
     cfg.update(given)
     if recipe_name != "none" and recipe is not None:
         cfg["recipe"] = recipe.name  # "auto" resolved
     if cfg["dataset"] in ("fashion-mnist", "mnist"):
-        # the recipes' image sizes are ImageNet's; 28x28 data stays 28x28 unless asked
+        # the models' image sizes are ImageNet's; 28x28 data stays 28x28 unless asked
         cfg["image_size"] = given.get("image_size", 28)
         cfg["val_resize"] = given.get("val_resize")
+    else:
+        cfg["image_size"], cfg["val_resize"] = eval_sizes(model, cfg["image_size"], cfg["val_resize"])
     return cfg
 
 
@@ -282,7 +285,7 @@ class Trainer:
             raise UsageError(f"the training set has {len(self.train_set)} images, fewer than one batch "
                              f"of {cfg['batch_size']}; lower --batch-size")
         self.aux_weight = cfg["aux_weight"] if cfg["aux_weight"] is not None else \
-            AUX_WEIGHTS.get(cfg["model"], 0.3)
+            registered_model(cfg["model"]).aux_weight
         self.state = {"epoch": 0, "batch": 0, "step": 0, "loss_sum": 0.0, "loss_count": 0,
                       "best_top1": None, "skipped_steps": 0}
         self.resumed = checkpoint is not None
@@ -318,6 +321,9 @@ class Trainer:
         ls = self.cfg["label_smoothing"] or 0.0
         if isinstance(outputs, (tuple, list)):
             loss = F.cross_entropy(outputs[0], labels, label_smoothing=ls)
+            if self.aux_weight is None:
+                raise UsageError(f"model {self.cfg['model']!r} returns auxiliary outputs but registers "
+                                 "no aux_weight; pass --aux-weight")
             for aux in outputs[1:]:
                 if aux is not None:
                     loss = loss + F.cross_entropy(aux, labels, label_smoothing=ls) * self.aux_weight
