@@ -110,7 +110,7 @@ class AlexNetOWT(nn.Module):
 @register_model(params=60_965_224, gmacs=0.724, input_size=227, year=2012, top1=63.3, top5=84.6,
                 recipe="alexnet", eval_resize=256,
                 paper="Krizhevsky et al., ImageNet Classification with Deep CNNs, NIPS 2012 "
-                      "(top-1/top-5: the lecture's table)",
+                      "(top-1/top-5: the survey's table, models/README.md)",
                 test_size=227)
 def alexnet(num_classes=1000, **kwargs):
     return AlexNet(num_classes=num_classes, **kwargs)

@@ -200,6 +200,6 @@ def efficientnet_b6(num_classes=1000, **kwargs):
 
 @register_model(params=66_347_960, gmacs=37.746, input_size=600, year=2019, top1=84.4, top5=97.1,
                 recipe="efficientnet", eval_resize=686,
-                paper=f"{_PAPER}; accuracy from the lecture's table", test_size=64)
+                paper=f"{_PAPER}; accuracy from the survey's table (models/README.md)", test_size=64)
 def efficientnet_b7(num_classes=1000, **kwargs):
     return _build("efficientnet_b7", num_classes, **kwargs)

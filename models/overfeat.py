@@ -1,5 +1,5 @@
 """OverFeat (Sermanet et al., ICLR 2014): the "fast" (Table 1) and "accurate"
-(Table 3 of the arXiv v4 paper, "Table 2" in the issue) classifiers, with the fully
+(Table 3 of the arXiv v4 paper) classifiers, with the fully
 connected layers in their convolutional form, the paper's offset max pooling and its
 multi-scale classification.
 

@@ -167,9 +167,9 @@ def resnet50(num_classes=1000, **kwargs):
 
 
 @register_model(params=44_549_160, gmacs=7.801, input_size=224, year=2015, top1=78.25,
-                recipe="resnet",
-                top5=93.95, paper="He et al., Deep Residual Learning (2015), v1.5; "
-                                  "accuracy from the lecture's table", test_size=64)
+                top5=93.95, recipe="resnet",
+                paper="He et al., Deep Residual Learning (2015), v1.5; accuracy from the survey's "
+                      "table (models/README.md)", test_size=64)
 def resnet101(num_classes=1000, **kwargs):
     return _build("resnet101", num_classes, **kwargs)
 

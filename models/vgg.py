@@ -68,7 +68,7 @@ _PAPER = "Simonyan & Zisserman, Very Deep Convolutional Networks, ICLR 2015"
 
 @register_model(params=138_357_544, gmacs=15.470, input_size=224, year=2014, top1=74.4, top5=91.9,
                 recipe="vgg",
-                paper=_PAPER + ", config D (top-1/top-5: the lecture's table)", test_size=32)
+                paper=_PAPER + ", config D (top-1/top-5: the survey's table, models/README.md)", test_size=32)
 def vgg16(num_classes=1000, **kwargs):
     return VGG("D", num_classes=num_classes, **kwargs)
 

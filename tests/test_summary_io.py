@@ -49,6 +49,9 @@ class HandNet(nn.Module):
         return self.fc(self.fc(self.pool(self.own(self.features(x)))))
 
 
+# OwnConv's functional 1x1 convolution: its output elements * in_channels * 1 * 1
+OWN_MACS = {OwnConv: lambda module, args, out: out.numel() * module.weight.shape[1]}
+
 # batch 2, 16x16 input: conv1 16x16 out, pool -> 8x8, conv2 (8-3)//2+1 = 3x3
 HAND_MACS = {
     "features.0": 2 * 8 * 16 * 16 * 3 * 3 * 3,       # 110,592
@@ -60,7 +63,7 @@ HAND_MACS = {
 
 def test_summary_counts_params_and_macs_by_hand():
     net = HandNet()
-    rep = minidl.summary(net, (16, 16), batch_size=2, print_table=False)
+    rep = minidl.summary(net, (16, 16), batch_size=2, print_table=False, custom_macs=OWN_MACS)
     assert isinstance(rep, summary_module.ModelSummary) and rep.input_shape == (2, 3, 16, 16)
     assert rep.total_params == 224 + 16 + 576 + 64 + 20 + 15
     assert rep.unused_params == 15 and rep.used_params == 900
@@ -86,11 +89,12 @@ def test_summary_shape_only_gives_the_same_counts_and_restores_modes(capsys):
     net = HandNet()
     net.train()
     net.features[1].eval()
-    full = minidl.summary(net, (3, 16, 16), batch_size=2)
+    full = minidl.summary(net, (3, 16, 16), batch_size=2, custom_macs=OWN_MACS)
     printed = capsys.readouterr().out
     assert "Total params:" in printed and "features.4" in printed
     assert "122,176" in printed and "61.088 KMACs per sample" in printed
-    fast = minidl.summary(net, 16, batch_size=2, shape_only=True, print_table=False)
+    fast = minidl.summary(net, 16, batch_size=2, shape_only=True, print_table=False,
+                          custom_macs=OWN_MACS)
     assert (fast.total_macs, fast.total_params) == (full.total_macs, full.total_params)
     assert [r.output_shape for r in fast.rows] == [r.output_shape for r in full.rows]
     assert net.training and net.fc.training and not net.features[1].training
@@ -125,6 +129,12 @@ def test_summary_restores_patches_after_an_error():
     with pytest.raises(RuntimeError, match="boom"):
         minidl.summary(Broken(), 8, print_table=False)
     assert nn.Module.__call__ is call
+    net = nn.Sequential(nn.Conv2d(3, 2, 1), nn.ReLU(), Broken())
+    with pytest.raises(RuntimeError, match="boom"):
+        minidl.summary(net, 8, print_table=False, shape_only=True)
+    for module in net.modules():                 # no hook and no shape-only forward is left
+        assert not module._forward_pre_hooks and not module._forward_hooks
+        assert "forward" not in vars(module)
 
 
 # ---------------------------------------------------------------- io
