@@ -157,11 +157,10 @@ class GoogLeNet(nn.Module):
 
 
 @register_model(params=6_998_552, gmacs=1.583, input_size=224, year=2014, top1=69.778, top5=89.93,
-                recipe="googlenet", aux_weight=0.3,
                 paper="Szegedy et al., Going Deeper with Convolutions, CVPR 2015 (paper version; "
                       "params without the aux heads, i.e. googlenet(aux_logits=False); top-5: the "
                       "paper's 1-model 1-crop error 10.07%; the paper gives no top-1, so top-1 is "
                       "torchvision's published single-crop for its BN variant)",
-                test_size=64)
+                test_size=64, recipe="googlenet", aux_weight=0.3)
 def googlenet(num_classes=1000, **kwargs):
     return GoogLeNet(num_classes=num_classes, **kwargs)

@@ -57,8 +57,7 @@ _PAPER = ("LeCun et al., Gradient-Based Learning Applied to Document Recognition
 
 
 @register_model(params=146_156, gmacs=0.000735, input_size=28, year=1998, paper=_PAPER,
-                recipe="lenet5", eval_resize=28,
-                test_size=28)
+                test_size=28, recipe="lenet5", eval_resize=28)
 def lenet5(num_classes=1000, in_channels=3, **kwargs):
     return LeNet5(num_classes=num_classes, in_channels=in_channels, **kwargs)
 

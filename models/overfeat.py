@@ -181,11 +181,10 @@ def _maximum(a, b):
 
 
 @register_model(params=145_920_872, gmacs=2.801, input_size=231, year=2013, top1=60.72,
-                recipe="overfeat", eval_resize=256,
                 top5=82.88, paper="Sermanet et al., OverFeat, ICLR 2014, fast model (top-1/top-5: "
                 "the paper's Table 2 validation errors 39.28/17.12, 1 fast model, 1 scale, coarse "
                 "stride)",
-                test_size=231)
+                test_size=231, recipe="overfeat", eval_resize=256)
 def overfeat_fast(num_classes=1000, **kwargs):
     return OverFeat(_FAST, num_classes=num_classes, **kwargs)
 

@@ -159,9 +159,8 @@ def resnet34(num_classes=1000, **kwargs):
 
 
 @register_model(params=25_557_032, gmacs=4.089, input_size=224, year=2015, top1=76.130,
-                recipe="resnet",
                 top5=92.862, paper=f"He et al., Deep Residual Learning (2015), v1.5; {_TV}",
-                test_size=64)
+                test_size=64, recipe="resnet")
 def resnet50(num_classes=1000, **kwargs):
     return _build("resnet50", num_classes, **kwargs)
 
@@ -175,25 +174,22 @@ def resnet101(num_classes=1000, **kwargs):
 
 
 @register_model(params=60_192_808, gmacs=11.514, input_size=224, year=2015, top1=78.312,
-                recipe="resnet",
                 top5=94.046, paper=f"He et al., Deep Residual Learning (2015), v1.5; {_TV}",
-                test_size=64)
+                test_size=64, recipe="resnet")
 def resnet152(num_classes=1000, **kwargs):
     return _build("resnet152", num_classes, **kwargs)
 
 
 @register_model(params=25_028_904, gmacs=4.230, input_size=224, year=2016, top1=77.618,
-                recipe="resnext",
                 top5=93.698, paper=f"Xie et al., Aggregated Residual Transformations (ResNeXt, "
-                                   f"2016); {_TV}", test_size=64)
+                                   f"2016); {_TV}", test_size=64, recipe="resnext")
 def resnext50_32x4d(num_classes=1000, **kwargs):
     return _build("resnext50_32x4d", num_classes, **kwargs)
 
 
 @register_model(params=88_791_336, gmacs=16.414, input_size=224, year=2016, top1=79.312,
-                recipe="resnext",
                 top5=94.526, paper=f"Xie et al., Aggregated Residual Transformations (ResNeXt, "
-                                   f"2016); {_TV}", test_size=64)
+                                   f"2016); {_TV}", test_size=64, recipe="resnext")
 def resnext101_32x8d(num_classes=1000, **kwargs):
     return _build("resnext101_32x8d", num_classes, **kwargs)
 

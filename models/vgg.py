@@ -74,24 +74,21 @@ def vgg16(num_classes=1000, **kwargs):
 
 
 @register_model(params=143_667_240, gmacs=19.632, input_size=224, year=2014, top1=72.376,
-                recipe="vgg",
                 top5=90.876, paper=_PAPER + ", config E (top-1/top-5: torchvision's published "
-                "single-crop)", test_size=32)
+                "single-crop)", test_size=32, recipe="vgg")
 def vgg19(num_classes=1000, **kwargs):
     return VGG("E", num_classes=num_classes, **kwargs)
 
 
 @register_model(params=138_365_992, gmacs=15.470, input_size=224, year=2015, top1=73.360,
-                recipe="vgg",
                 top5=91.516, paper=_PAPER + ", config D + batch norm (torchvision's vgg16_bn; "
-                "top-1/top-5: torchvision's published single-crop)", test_size=32)
+                "top-1/top-5: torchvision's published single-crop)", test_size=32, recipe="vgg")
 def vgg16_bn(num_classes=1000, **kwargs):
     return VGG("D", batch_norm=True, num_classes=num_classes, **kwargs)
 
 
 @register_model(params=143_678_248, gmacs=19.632, input_size=224, year=2015, top1=74.218,
-                recipe="vgg",
                 top5=91.842, paper=_PAPER + ", config E + batch norm (torchvision's vgg19_bn; "
-                "top-1/top-5: torchvision's published single-crop)", test_size=32)
+                "top-1/top-5: torchvision's published single-crop)", test_size=32, recipe="vgg")
 def vgg19_bn(num_classes=1000, **kwargs):
     return VGG("E", batch_norm=True, num_classes=num_classes, **kwargs)
