@@ -19,6 +19,7 @@ Shapes, params and MACs are exact either way, only the output values differ.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, field
 
 from .. import functional as F
@@ -140,15 +141,8 @@ def _input_shape(input_size, batch_size, channels):
     return (batch_size,) + dims
 
 
-def _numel(shape):
-    count = 1
-    for d in shape:
-        count *= d
-    return count
-
-
 def _conv_macs(module, args, out):
-    return out.numel() * _numel(module.weight.shape[1:])   # (in_channels / groups) * kh * kw
+    return out.numel() * math.prod(module.weight.shape[1:])   # (in_channels / groups) * kh * kw
 
 
 def _linear_macs(module, args, out):
@@ -192,7 +186,8 @@ class _Tracer:
         self.modules = [m for _, m in model.named_modules()]
         self.names = {id(m): name for name, m in model.named_modules()}
         self.shape_only = shape_only
-        self.mac_rules = {**MAC_RULES, **(custom_macs or {})}
+        # the caller's rules first: the first class a module is an instance of decides
+        self.mac_rules = list((custom_macs or {}).items()) + list(MAC_RULES.items())
         self.starts = []         # len(rows) at each open call: a composite's row goes first
         self.rows = []
         self.seen_params = set()
@@ -202,7 +197,7 @@ class _Tracer:
 
     def after(self, module, args, out):
         index = self.starts.pop()
-        rule = next((rule for cls, rule in self.mac_rules.items() if isinstance(module, cls)), None)
+        rule = next((rule for cls, rule in self.mac_rules if isinstance(module, cls)), None)
         self.record(module, 0 if rule is None else int(rule(module, args, out)), out, index)
 
     @contextlib.contextmanager
