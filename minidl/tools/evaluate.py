@@ -5,9 +5,11 @@ validation set, with a center crop, ten crops, or OverFeat's multi-scale evaluat
     minidl-eval --weights w.safetensors --model resnet50 --dataset imagenet --data /data/imagenet \\
         --crop ten
 
-Top-k: a sample counts as correct when its true label is among the k highest scores.  Ten-crop averages the softmax of the ten crops; OverFeat's
-multi-scale averages its per-scale spatial maxima (models/overfeat.py).  Prints a
-table and writes JSON (``--output``).
+Top-k: a sample counts as correct when its true label is among the k highest scores.
+Ten-crop averages the softmax of the ten crops; OverFeat's multi-scale averages its
+per-scale spatial maxima (models/overfeat.py).  Prints a table and writes JSON
+(``--output``).  The model's image sizes default to those recorded in the weights, else
+to the model's registered ones.
 """
 from __future__ import annotations
 
