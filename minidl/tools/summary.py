@@ -19,6 +19,7 @@ Shapes, params and MACs are exact either way, only the output values differ.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -158,19 +159,24 @@ _SHAPE_PRESERVING = (normalization.BatchNorm1d, normalization.BatchNorm2d,
                      layers.SiLU, layers.Tanh)
 
 
+@functools.lru_cache(maxsize=None)
+def _conv_output_plane(size, kernel, stride, padding, dilation):
+    """The spatial output size of a convolution, from the op itself run on one channel
+    (a kh x kw kernel over one H x W plane of zeros): no copy of its geometry here."""
+    plane = F.conv2d(zeros(1, 1, *size), zeros(1, 1, *kernel), stride=stride, padding=padding,
+                     dilation=dilation)
+    return tuple(plane.shape[2:])
+
+
 def _zeros_like_output(module):
     """A forward for shape_only: zeros of the layer's output shape, without its arithmetic."""
     def forward(x):
         if isinstance(module, layers.Linear):
             shape = tuple(x.shape[:-1]) + (module.out_features,)
         else:
-            # the spatial output size of one channel through the same convolution
-            # (a kh x kw kernel over one H x W plane): the op's own geometry, cheaply
-            plane = zeros(1, 1, *x.shape[2:], dtype=x.dtype, device=x.device)
-            kernel = zeros(1, 1, *module.weight.shape[2:], dtype=x.dtype, device=x.device)
-            spatial = F.conv2d(plane, kernel, stride=module.stride, padding=module.padding,
-                               dilation=module.dilation).shape[2:]
-            shape = (x.shape[0], module.out_channels) + tuple(spatial)
+            spatial = _conv_output_plane(tuple(x.shape[2:]), tuple(module.weight.shape[2:]),
+                                         module.stride, module.padding, module.dilation)
+            shape = (x.shape[0], module.out_channels) + spatial
         return zeros(*shape, dtype=x.dtype, device=x.device)
     return forward
 
