@@ -1,4 +1,5 @@
-"""CPU op benchmark: minidl against PyTorch-CPU (optional) on the shapes of issue 2.
+"""CPU op benchmark: minidl against PyTorch-CPU (optional) on layer shapes of the zoo's
+models (ResNet, VGG, MobileNet convolutions, AlexNet LRN, ...; see CASES).
 
     python benchmarks/cpu_ops.py [--rounds 7] [--reps 3] [--only conv3x3]
 

@@ -1,4 +1,4 @@
-"""The lecture's comparison table, counted by minidl itself.
+"""The zoo's comparison table (models/README.md), counted by minidl itself.
 
     python -m minidl.models --table                 # every registered model
     python -m minidl.models --table --models "resnet*"
@@ -19,11 +19,11 @@ import sys
 import time
 from dataclasses import dataclass
 
-from minidl import summary
+from minidl.tools.summary import summary
 
 from . import list_models, model_info
 
-MAC_TOLERANCE = 0.005   # relative; the issue's bound for counted vs published MACs
+MAC_TOLERANCE = 0.005   # relative bound for counted vs published MACs
 
 
 @dataclass

@@ -109,8 +109,8 @@ class AlexNetOWT(nn.Module):
 
 @register_model(params=60_965_224, gmacs=0.724, input_size=227, year=2012, top1=63.3, top5=84.6,
                 paper="Krizhevsky et al., ImageNet Classification with Deep CNNs, NIPS 2012 "
-                      "(top-1/top-5: the lecture's table)",
-                test_size=227)
+                      "(top-1/top-5: the survey's table, models/README.md)",
+                test_size=227, recipe="alexnet", eval_resize=256)
 def alexnet(num_classes=1000, **kwargs):
     return AlexNet(num_classes=num_classes, **kwargs)
 
@@ -118,6 +118,6 @@ def alexnet(num_classes=1000, **kwargs):
 @register_model(params=61_100_840, gmacs=0.714, input_size=224, year=2014, top1=56.522, top5=79.066,
                 paper="Krizhevsky, One weird trick for parallelizing CNNs, 2014 "
                       "(torchvision's alexnet; top-1/top-5: torchvision's published single-crop)",
-                test_size=64)
+                test_size=64, recipe="alexnet")
 def alexnet_owt(num_classes=1000, **kwargs):
     return AlexNetOWT(num_classes=num_classes, **kwargs)

@@ -110,25 +110,25 @@ _TV = "torchvision IMAGENET1K_V1 single-crop accuracy"
 
 
 @register_model(params=7_978_856, gmacs=2.834, input_size=224, year=2016, top1=74.434, top5=91.972,
-                paper=_paper(_TV), test_size=64)
+                paper=_paper(_TV), test_size=64, recipe="densenet")
 def densenet121(num_classes=1000, **kwargs):
     return DenseNet(DENSENET_CONFIGS["densenet121"], num_classes=num_classes, **kwargs)
 
 
 @register_model(params=14_149_480, gmacs=3.360, input_size=224, year=2016, top1=75.600, top5=92.806,
-                paper=_paper(_TV), test_size=64)
+                paper=_paper(_TV), test_size=64, recipe="densenet")
 def densenet169(num_classes=1000, **kwargs):
     return DenseNet(DENSENET_CONFIGS["densenet169"], num_classes=num_classes, **kwargs)
 
 
 @register_model(params=20_013_928, gmacs=4.291, input_size=224, year=2016, top1=76.896, top5=93.370,
-                paper=_paper(_TV), test_size=64)
+                paper=_paper(_TV), test_size=64, recipe="densenet")
 def densenet201(num_classes=1000, **kwargs):
     return DenseNet(DENSENET_CONFIGS["densenet201"], num_classes=num_classes, **kwargs)
 
 
 @register_model(params=33_337_704, gmacs=5.752, input_size=224, year=2016, top1=77.85, top5=93.88,
                 paper=_paper("accuracy from the paper's Table 3 (single crop, 22.15/6.12 error)"),
-                test_size=64)
+                test_size=64, recipe="densenet")
 def densenet264(num_classes=1000, **kwargs):
     return DenseNet(DENSENET_CONFIGS["densenet264"], num_classes=num_classes, **kwargs)

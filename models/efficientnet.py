@@ -150,48 +150,49 @@ _ACC = "accuracy from the paper's Table 2 (single crop)"
 
 
 @register_model(params=5_288_548, gmacs=0.386, input_size=224, year=2019, top1=77.1, top5=93.3,
-                paper=f"{_PAPER}; {_ACC}", test_size=64)
+                paper=f"{_PAPER}; {_ACC}", test_size=64, recipe="efficientnet", eval_resize=256)
 def efficientnet_b0(num_classes=1000, **kwargs):
     return _build("efficientnet_b0", num_classes, **kwargs)
 
 
 @register_model(params=7_794_184, gmacs=0.687, input_size=240, year=2019, top1=79.1, top5=94.4,
-                paper=f"{_PAPER}; {_ACC}", test_size=64)
+                paper=f"{_PAPER}; {_ACC}", test_size=64, recipe="efficientnet", eval_resize=274)
 def efficientnet_b1(num_classes=1000, **kwargs):
     return _build("efficientnet_b1", num_classes, **kwargs)
 
 
 @register_model(params=9_109_994, gmacs=0.994, input_size=260, year=2019, top1=80.1, top5=94.9,
-                paper=f"{_PAPER}; {_ACC}", test_size=64)
+                paper=f"{_PAPER}; {_ACC}", test_size=64, recipe="efficientnet", eval_resize=298)
 def efficientnet_b2(num_classes=1000, **kwargs):
     return _build("efficientnet_b2", num_classes, **kwargs)
 
 
 @register_model(params=12_233_232, gmacs=1.827, input_size=300, year=2019, top1=81.6, top5=95.7,
-                paper=f"{_PAPER}; {_ACC}", test_size=64)
+                paper=f"{_PAPER}; {_ACC}", test_size=64, recipe="efficientnet", eval_resize=342)
 def efficientnet_b3(num_classes=1000, **kwargs):
     return _build("efficientnet_b3", num_classes, **kwargs)
 
 
 @register_model(params=19_341_616, gmacs=4.394, input_size=380, year=2019, top1=82.9, top5=96.4,
-                paper=f"{_PAPER}; {_ACC}", test_size=64)
+                paper=f"{_PAPER}; {_ACC}", test_size=64, recipe="efficientnet", eval_resize=434)
 def efficientnet_b4(num_classes=1000, **kwargs):
     return _build("efficientnet_b4", num_classes, **kwargs)
 
 
 @register_model(params=30_389_784, gmacs=10.266, input_size=456, year=2019, top1=83.6, top5=96.7,
-                paper=f"{_PAPER}; {_ACC}", test_size=64)
+                paper=f"{_PAPER}; {_ACC}", test_size=64, recipe="efficientnet", eval_resize=522)
 def efficientnet_b5(num_classes=1000, **kwargs):
     return _build("efficientnet_b5", num_classes, **kwargs)
 
 
 @register_model(params=43_040_704, gmacs=19.068, input_size=528, year=2019, top1=84.0, top5=96.8,
-                paper=f"{_PAPER}; {_ACC}", test_size=64)
+                paper=f"{_PAPER}; {_ACC}", test_size=64, recipe="efficientnet", eval_resize=604)
 def efficientnet_b6(num_classes=1000, **kwargs):
     return _build("efficientnet_b6", num_classes, **kwargs)
 
 
 @register_model(params=66_347_960, gmacs=37.746, input_size=600, year=2019, top1=84.4, top5=97.1,
-                paper=f"{_PAPER}; accuracy from the lecture's table", test_size=64)
+                recipe="efficientnet", eval_resize=686,
+                paper=f"{_PAPER}; accuracy from the survey's table (models/README.md)", test_size=64)
 def efficientnet_b7(num_classes=1000, **kwargs):
     return _build("efficientnet_b7", num_classes, **kwargs)

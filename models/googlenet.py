@@ -161,6 +161,6 @@ class GoogLeNet(nn.Module):
                       "params without the aux heads, i.e. googlenet(aux_logits=False); top-5: the "
                       "paper's 1-model 1-crop error 10.07%; the paper gives no top-1, so top-1 is "
                       "torchvision's published single-crop for its BN variant)",
-                test_size=64)
+                test_size=64, recipe="googlenet", aux_weight=0.3)
 def googlenet(num_classes=1000, **kwargs):
     return GoogLeNet(num_classes=num_classes, **kwargs)

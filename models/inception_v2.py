@@ -92,6 +92,6 @@ class InceptionV2(nn.Module):
 @register_model(params=11_295_240, gmacs=2.033, input_size=224, year=2015, top1=74.8, top5=None,
                 paper="Ioffe & Szegedy, Batch Normalization, ICML 2015 (BN-Inception; top-1: the "
                       "paper's Figure 3, BN-x30 single crop; it gives no single-crop top-5)",
-                test_size=64)
+                test_size=64, recipe="inception_v2")
 def inception_v2(num_classes=1000, **kwargs):
     return InceptionV2(num_classes=num_classes, **kwargs)

@@ -222,6 +222,6 @@ class Inception3(nn.Module):
                 top5=93.450, paper="Szegedy et al., Rethinking the Inception Architecture, CVPR "
                 "2016 (torchvision layout; params without the aux head, i.e. "
                 "inception_v3(aux_logits=False); top-1/top-5: torchvision's published single-crop)",
-                test_size=75)
+                test_size=75, recipe="inception_v3", aux_weight=0.4)
 def inception_v3(num_classes=1000, **kwargs):
     return Inception3(num_classes=num_classes, **kwargs)

@@ -57,12 +57,13 @@ _PAPER = ("LeCun et al., Gradient-Based Learning Applied to Document Recognition
 
 
 @register_model(params=146_156, gmacs=0.000735, input_size=28, year=1998, paper=_PAPER,
-                test_size=28)
+                test_size=28, recipe="lenet5", eval_resize=28)
 def lenet5(num_classes=1000, in_channels=3, **kwargs):
     return LeNet5(num_classes=num_classes, in_channels=in_channels, **kwargs)
 
 
 @register_model(params=412_724, gmacs=0.002066, input_size=28, year=1998,
+                recipe="lenet5", eval_resize=28,
                 paper=_PAPER + "; width 2 and batch norm (not in the paper)", test_size=28)
 def lenet5_bn_w2(num_classes=1000, in_channels=3, **kwargs):
     kwargs = {"width": 2, "batch_norm": True, **kwargs}

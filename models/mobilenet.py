@@ -119,6 +119,7 @@ class MobileNetV2(nn.Module):
 
 
 @register_model(params=4_231_976, gmacs=0.569, input_size=224, year=2017, top1=70.9, top5=89.9,
+                recipe="mobilenet_v1",
                 paper="Howard et al., MobileNets (2017); accuracy of TF-slim's published "
                       "MobileNet_v1_1.0_224 (the paper gives 70.6 top-1 only)", test_size=64)
 def mobilenet_v1(num_classes=1000, alpha=1.0, rho=1.0, **kwargs):
@@ -129,6 +130,6 @@ def mobilenet_v1(num_classes=1000, alpha=1.0, rho=1.0, **kwargs):
 
 @register_model(params=3_504_872, gmacs=0.301, input_size=224, year=2018, top1=71.878, top5=90.286,
                 paper="Sandler et al., MobileNetV2 (2018); torchvision IMAGENET1K_V1 single-crop "
-                      "accuracy", test_size=64)
+                      "accuracy", test_size=64, recipe="mobilenet_v2")
 def mobilenet_v2(num_classes=1000, width_mult=1.0, **kwargs):
     return MobileNetV2(num_classes=num_classes, width_mult=width_mult, **kwargs)

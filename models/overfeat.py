@@ -1,5 +1,5 @@
 """OverFeat (Sermanet et al., ICLR 2014): the "fast" (Table 1) and "accurate"
-(Table 3 of the arXiv v4 paper, "Table 2" in the issue) classifiers, with the fully
+(Table 3 of the arXiv v4 paper) classifiers, with the fully
 connected layers in their convolutional form, the paper's offset max pooling and its
 multi-scale classification.
 
@@ -184,12 +184,13 @@ def _maximum(a, b):
                 top5=82.88, paper="Sermanet et al., OverFeat, ICLR 2014, fast model (top-1/top-5: "
                 "the paper's Table 2 validation errors 39.28/17.12, 1 fast model, 1 scale, coarse "
                 "stride)",
-                test_size=231)
+                test_size=231, recipe="overfeat", eval_resize=256)
 def overfeat_fast(num_classes=1000, **kwargs):
     return OverFeat(_FAST, num_classes=num_classes, **kwargs)
 
 
 @register_model(params=144_656_488, gmacs=5.355, input_size=221, year=2013, top1=64.26,
+                recipe="overfeat", eval_resize=256,
                 top5=85.82, paper="Sermanet et al., OverFeat, ICLR 2014, accurate model (top-1/"
                 "top-5: the paper's Table 2 validation errors 35.74/14.18, 1 accurate model, 4 "
                 "scales, fine stride; the paper gives no single-scale number for it)", test_size=221)

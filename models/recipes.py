@@ -3,8 +3,10 @@ their citation, for ``minidl-train --recipe NAME``.
 
 A recipe gives the optimizer, the learning rate and the batch size it was published
 with, the schedule (in epochs), regularization (weight decay, label smoothing,
-dropout, stochastic depth) and the image sizes.  ``resolve(name, batch_size)`` turns it
-into training options; where the paper (or its reference implementation) scales the
+dropout, stochastic depth).  Each registered model names its recipe
+(``@register_model(recipe=...)``) and supplies the image sizes; a recipe for other data
+(``densenet_cifar``) fixes its own.  ``resolve(recipe, batch_size)`` turns it into
+training options; where the paper (or its reference implementation) scales the
 learning rate linearly with the batch, ``lr = lr * batch_size / base_batch``
 (Goyal et al., "Accurate, Large Minibatch SGD", 2017).  Where a paper decays "when the
 validation error stops improving", the recipe fixes the epochs at which that happened
@@ -14,6 +16,8 @@ in the paper's run and says so in ``note``.  Milestones may be fractions of the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+
+from .registry import list_models, model_info
 
 
 @dataclass(frozen=True)
@@ -39,8 +43,8 @@ class Recipe:
     clip_grad_norm: float | None = None
     rmsprop_alpha: float = 0.9
     rmsprop_eps: float = 1e-3
-    image_size: int = 224
-    val_resize: int = 256
+    image_size: int | None = None         # None: the model's input_size (models/registry.py)
+    val_resize: int | None = None         # None: the model's eval_resize
     model_kwargs: dict = field(default_factory=dict)
     note: str = ""
 
@@ -49,13 +53,12 @@ _R = Recipe
 RECIPES = {r.name: r for r in [
     _R("alexnet", "Krizhevsky, Sutskever & Hinton, ImageNet Classification with Deep CNNs (NIPS 2012), "
        "Sec. 5", opt="sgd", lr=0.01, batch_size=128, epochs=90, sched="step", step_size=30,
-       momentum=0.9, wd=5e-4, image_size=224, model_kwargs={"dropout": 0.5},
+       momentum=0.9, wd=5e-4, model_kwargs={"dropout": 0.5},
        note="the paper divides the lr by 10 when the validation error plateaus (3 times in ~90 "
             "epochs); fixed here as every 30 epochs"),
     _R("overfeat", "Sermanet et al., OverFeat (ICLR 2014), Sec. 3.1", opt="sgd", lr=5e-2,
        batch_size=128, epochs=90, sched="multistep", milestones=(30, 50, 60, 70, 80), gamma=0.5,
-       momentum=0.6, wd=1e-5, image_size=221, val_resize=256, model_kwargs={"dropout": 0.5},
-       note="image_size: 221 for overfeat_accurate, 231 for overfeat_fast"),
+       momentum=0.6, wd=1e-5, model_kwargs={"dropout": 0.5}),
     _R("vgg", "Simonyan & Zisserman, Very Deep Convolutional Networks (ICLR 2015), Sec. 3.1",
        opt="sgd", lr=0.01, batch_size=256, epochs=74, sched="multistep", milestones=(30, 50, 65),
        momentum=0.9, wd=5e-4, model_kwargs={"dropout": 0.5},
@@ -73,7 +76,6 @@ RECIPES = {r.name: r for r in [
     _R("inception_v3", "Szegedy et al., Rethinking the Inception Architecture (CVPR 2016), Sec. 8",
        opt="rmsprop", lr=0.045, batch_size=32, epochs=100, sched="step", step_size=2, gamma=0.94,
        rmsprop_alpha=0.9, rmsprop_eps=1.0, wd=4e-5, label_smoothing=0.1, clip_grad_norm=2.0,
-       image_size=299, val_resize=342,
        note="RMSprop decay 0.9, eps 1.0, lr 0.045 x0.94 every 2 epochs, gradient clipping at 2.0, "
             "label smoothing 0.1 (batch 32 per replica, 50 replicas); wd 4e-5 from TF-slim; "
             "aux loss x0.4"),
@@ -96,8 +98,7 @@ RECIPES = {r.name: r for r in [
        val_resize=32, model_kwargs={"drop_rate": 0.2},
        note="CIFAR/SVHN schedule: /10 at 50% and 75% of the epochs"),
     _R("xception", "Chollet, Xception (CVPR 2017), Sec. 4.3", opt="sgd", lr=0.045, batch_size=32,
-       epochs=100, sched="step", step_size=2, gamma=0.94, momentum=0.9, wd=1e-5, image_size=299,
-       val_resize=333,
+       epochs=100, sched="step", step_size=2, gamma=0.94, momentum=0.9, wd=1e-5,
        note="SGD momentum 0.9, lr 0.045 x0.94 every 2 epochs, wd 1e-5; the paper's dropout 0.5 "
             "before the classifier is not in the zoo's Xception; no batch size is given (32 "
             "assumed, not scaled)"),
@@ -122,64 +123,46 @@ RECIPES = {r.name: r for r in [
     _R("lenet5", "LeCun et al., Gradient-Based Learning Applied to Document Recognition (1998); "
        "modern optimizer settings for a short CPU run", opt="sgd", lr=0.1, batch_size=128,
        scale_lr=True, epochs=3, sched="cosine", momentum=0.9, nesterov=True, wd=5e-4,
-       no_wd_on_norm_and_bias=True, warmup_epochs=0.2, label_smoothing=0.0, image_size=28,
-       val_resize=28,
+       no_wd_on_norm_and_bias=True, warmup_epochs=0.2, label_smoothing=0.0,
        note="the 1998 paper trains 20 epochs with a stochastic diagonal Levenberg-Marquardt "
             "method; this recipe is a few-epoch SGD+cosine run that reaches ~90%+ on "
             "Fashion-MNIST on 2 CPU cores"),
 ]}
 
-# registered model name prefix -> recipe (first match wins; longest prefixes first)
-FAMILIES = (("resnext", "resnext"), ("resnet", "resnet"), ("densenet", "densenet"),
-            ("alexnet", "alexnet"), ("overfeat", "overfeat"), ("vgg", "vgg"),
-            ("googlenet", "googlenet"), ("inception_v2", "inception_v2"),
-            ("inception_v3", "inception_v3"), ("xception", "xception"),
-            ("mobilenet_v1", "mobilenet_v1"), ("mobilenet_v2", "mobilenet_v2"),
-            ("efficientnet", "efficientnet"), ("lenet5", "lenet5"))
-
-_EFFICIENTNET_SIZES = {"b0": (224, 256), "b1": (240, 274), "b2": (260, 298), "b3": (300, 342),
-                       "b4": (380, 434), "b5": (456, 522), "b6": (528, 604), "b7": (600, 686)}
-
-
 def list_recipes():
     return sorted(RECIPES)
 
 
+def sized_for(recipe, info):
+    """``recipe`` with the image sizes of the registered model ``info`` where it fixes none."""
+    return replace(recipe, image_size=recipe.image_size or info.input_size,
+                   val_resize=recipe.val_resize or info.eval_resize)
+
+
 def recipe_for_model(model_name):
-    """The recipe of a registered model's family, sized for that variant."""
-    for prefix, recipe_name in FAMILIES:
-        if model_name.startswith(prefix):
-            recipe = RECIPES[recipe_name]
-            break
-    else:
-        raise ValueError(f"recipes: no recipe for model {model_name!r}; expected a name starting with "
-                         f"one of {[p for p, _ in FAMILIES]}, or pass --recipe with one of {list_recipes()}")
-    if model_name == "overfeat_fast":
-        recipe = replace(recipe, image_size=231, val_resize=256)
-    if recipe.name == "efficientnet":
-        size, resize = _EFFICIENTNET_SIZES.get(model_name.rsplit("_", 1)[-1], (224, 256))
-        recipe = replace(recipe, image_size=size, val_resize=resize)
-    return recipe
+    """The recipe a registered model names, at the model's image sizes."""
+    try:
+        info = model_info(model_name)
+    except ValueError as e:
+        raise ValueError(f"recipes: no recipe for model {model_name!r}: {e}") from None
+    if info.recipe not in RECIPES:
+        raise ValueError(f"recipes: model {model_name!r} names the recipe {info.recipe!r}; expected "
+                         f"one of {list_recipes()}")
+    return sized_for(RECIPES[info.recipe], info)
 
 
 def get_recipe(name, model_name=None):
-    """``name``: a recipe name, or "auto" for the recipe of ``model_name``'s family."""
+    """``name``: a recipe name, or "auto" for the recipe ``model_name`` registers.  With a
+    registered ``model_name``, the recipe comes at that model's image sizes."""
     if name == "auto":
         if model_name is None:
             raise ValueError("recipes: --recipe auto needs --model")
         return recipe_for_model(model_name)
     if name not in RECIPES:
         raise ValueError(f"recipes: unknown recipe {name!r}; expected 'auto' or one of {list_recipes()}")
-    family = recipe_for_model_or_none(model_name) if model_name else None
-    # the family's own recipe comes sized for the variant (EfficientNet-B3: 300 px ...)
-    return family if family is not None and family.name == name else RECIPES[name]
-
-
-def recipe_for_model_or_none(model_name):
-    try:
-        return recipe_for_model(model_name)
-    except ValueError:
-        return None
+    if model_name in list_models():
+        return sized_for(RECIPES[name], model_info(model_name))
+    return RECIPES[name]
 
 
 def scaled_lr(recipe, batch_size):

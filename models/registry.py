@@ -1,14 +1,23 @@
 """The model registry: ``@register_model(...)`` on every public constructor.
 
-Each registration records the published reference numbers beside the
-definition: year, paper, ImageNet top-1/top-5 (single-crop, as the lecture's
-comparison table gives them), trainable parameters and MACs at the reference
-input size.  ``create(name)`` builds a model; ``list_models(pattern)`` lists names.
+A registration holds everything about a model beside its definition:
+
+- its input: the reference resolution (``input_size``, square) and the evaluation
+  preprocessing, a resize of the shorter side to ``eval_resize`` followed by the center
+  crop (``crop_pct = input_size / eval_resize``);
+- its training: the name of its recipe in ``recipes.RECIPES`` and, for models with
+  auxiliary classifiers, the weight of their losses;
+- its published reference numbers: year, source, ImageNet top-1/top-5 (single crop),
+  trainable parameters and MACs at the reference input size.
+
+``create(name)`` builds a model; ``list_models(pattern)`` lists names.
 """
 from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
+
+DEFAULT_CROP_PCT = 0.875   # 224 of 256: the resize-and-crop of most ImageNet evaluations
 
 
 @dataclass(frozen=True)
@@ -18,26 +27,41 @@ class ModelInfo:
     params: int                      # trainable parameters at 1000 classes
     gmacs: float                     # conv + linear multiply-accumulates, in billions
     input_size: int                  # reference input resolution (square)
+    eval_resize: int                 # evaluation: shorter side resized to this, then center-cropped
+    recipe: str                      # name of the training recipe in models/recipes.py
+    aux_weight: float | None = None  # weight of the auxiliary classifiers' losses (None: no aux heads)
     year: int | None = None
     top1: float | None = None        # published ImageNet top-1 accuracy, %
     top5: float | None = None        # published ImageNet top-5 accuracy, %
-    paper: str = ""
+    paper: str = ""                  # the source of the architecture and of the numbers
     test_size: int | None = None     # smallest resolution the architecture accepts cheaply (tests)
+
+    @property
+    def crop_pct(self):
+        """The center crop's share of the resized image's shorter side."""
+        return self.input_size / self.eval_resize
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def register_model(*, params, gmacs, input_size, year=None, top1=None, top5=None, paper="",
-                   test_size=None, name=None):
-    """Decorator for a public model constructor ``fn(num_classes=1000, **kw) -> Module``."""
+def register_model(*, params, gmacs, input_size, recipe, eval_resize=None, aux_weight=None,
+                   year=None, top1=None, top5=None, paper="", test_size=None, name=None):
+    """Decorator for a public model constructor ``fn(num_classes=1000, **kw) -> Module``.
+    ``eval_resize`` defaults to ``input_size / DEFAULT_CROP_PCT`` (256 for 224)."""
 
     def wrap(fn):
         key = name or fn.__name__
         if key in _REGISTRY:
             raise ValueError(f"register_model: {key!r} is already registered")
-        _REGISTRY[key] = ModelInfo(key, fn, params, gmacs, input_size, year, top1, top5, paper,
-                                   test_size)
+        resize = eval_resize if eval_resize is not None else int(round(input_size / DEFAULT_CROP_PCT))
+        if resize < input_size:
+            raise ValueError(f"register_model: {key!r}: expected eval_resize >= input_size "
+                             f"({input_size}), got {resize}")
+        _REGISTRY[key] = ModelInfo(
+            name=key, constructor=fn, params=params, gmacs=gmacs, input_size=input_size,
+            eval_resize=resize, recipe=recipe, aux_weight=aux_weight, year=year, top1=top1,
+            top5=top5, paper=paper, test_size=test_size)
         fn.model_info = _REGISTRY[key]
         return fn
 

@@ -145,12 +145,14 @@ _TV = "torchvision IMAGENET1K_V1 single-crop accuracy"
 
 
 @register_model(params=11_689_512, gmacs=1.814, input_size=224, year=2015, top1=69.758,
+                recipe="resnet",
                 top5=89.078, paper=f"He et al., Deep Residual Learning (2015); {_TV}", test_size=64)
 def resnet18(num_classes=1000, **kwargs):
     return _build("resnet18", num_classes, **kwargs)
 
 
 @register_model(params=21_797_672, gmacs=3.664, input_size=224, year=2015, top1=73.314,
+                recipe="resnet",
                 top5=91.420, paper=f"He et al., Deep Residual Learning (2015); {_TV}", test_size=64)
 def resnet34(num_classes=1000, **kwargs):
     return _build("resnet34", num_classes, **kwargs)
@@ -158,40 +160,42 @@ def resnet34(num_classes=1000, **kwargs):
 
 @register_model(params=25_557_032, gmacs=4.089, input_size=224, year=2015, top1=76.130,
                 top5=92.862, paper=f"He et al., Deep Residual Learning (2015), v1.5; {_TV}",
-                test_size=64)
+                test_size=64, recipe="resnet")
 def resnet50(num_classes=1000, **kwargs):
     return _build("resnet50", num_classes, **kwargs)
 
 
 @register_model(params=44_549_160, gmacs=7.801, input_size=224, year=2015, top1=78.25,
-                top5=93.95, paper="He et al., Deep Residual Learning (2015), v1.5; "
-                                  "accuracy from the lecture's table", test_size=64)
+                top5=93.95, recipe="resnet",
+                paper="He et al., Deep Residual Learning (2015), v1.5; accuracy from the survey's "
+                      "table (models/README.md)", test_size=64)
 def resnet101(num_classes=1000, **kwargs):
     return _build("resnet101", num_classes, **kwargs)
 
 
 @register_model(params=60_192_808, gmacs=11.514, input_size=224, year=2015, top1=78.312,
                 top5=94.046, paper=f"He et al., Deep Residual Learning (2015), v1.5; {_TV}",
-                test_size=64)
+                test_size=64, recipe="resnet")
 def resnet152(num_classes=1000, **kwargs):
     return _build("resnet152", num_classes, **kwargs)
 
 
 @register_model(params=25_028_904, gmacs=4.230, input_size=224, year=2016, top1=77.618,
                 top5=93.698, paper=f"Xie et al., Aggregated Residual Transformations (ResNeXt, "
-                                   f"2016); {_TV}", test_size=64)
+                                   f"2016); {_TV}", test_size=64, recipe="resnext")
 def resnext50_32x4d(num_classes=1000, **kwargs):
     return _build("resnext50_32x4d", num_classes, **kwargs)
 
 
 @register_model(params=88_791_336, gmacs=16.414, input_size=224, year=2016, top1=79.312,
                 top5=94.526, paper=f"Xie et al., Aggregated Residual Transformations (ResNeXt, "
-                                   f"2016); {_TV}", test_size=64)
+                                   f"2016); {_TV}", test_size=64, recipe="resnext")
 def resnext101_32x8d(num_classes=1000, **kwargs):
     return _build("resnext101_32x8d", num_classes, **kwargs)
 
 
 @register_model(params=83_455_272, gmacs=15.460, input_size=224, year=2016, top1=79.6, top5=94.7,
+                recipe="resnext",
                 paper="Xie et al., Aggregated Residual Transformations (ResNeXt, 2016); accuracy "
                       "from the paper's Table 5 (224x224 single crop, 20.4/5.3 error)", test_size=64)
 def resnext101_64x4d(num_classes=1000, **kwargs):

@@ -67,27 +67,28 @@ _PAPER = "Simonyan & Zisserman, Very Deep Convolutional Networks, ICLR 2015"
 
 
 @register_model(params=138_357_544, gmacs=15.470, input_size=224, year=2014, top1=74.4, top5=91.9,
-                paper=_PAPER + ", config D (top-1/top-5: the lecture's table)", test_size=32)
+                recipe="vgg",
+                paper=_PAPER + ", config D (top-1/top-5: the survey's table, models/README.md)", test_size=32)
 def vgg16(num_classes=1000, **kwargs):
     return VGG("D", num_classes=num_classes, **kwargs)
 
 
 @register_model(params=143_667_240, gmacs=19.632, input_size=224, year=2014, top1=72.376,
                 top5=90.876, paper=_PAPER + ", config E (top-1/top-5: torchvision's published "
-                "single-crop)", test_size=32)
+                "single-crop)", test_size=32, recipe="vgg")
 def vgg19(num_classes=1000, **kwargs):
     return VGG("E", num_classes=num_classes, **kwargs)
 
 
 @register_model(params=138_365_992, gmacs=15.470, input_size=224, year=2015, top1=73.360,
                 top5=91.516, paper=_PAPER + ", config D + batch norm (torchvision's vgg16_bn; "
-                "top-1/top-5: torchvision's published single-crop)", test_size=32)
+                "top-1/top-5: torchvision's published single-crop)", test_size=32, recipe="vgg")
 def vgg16_bn(num_classes=1000, **kwargs):
     return VGG("D", batch_norm=True, num_classes=num_classes, **kwargs)
 
 
 @register_model(params=143_678_248, gmacs=19.632, input_size=224, year=2015, top1=74.218,
                 top5=91.842, paper=_PAPER + ", config E + batch norm (torchvision's vgg19_bn; "
-                "top-1/top-5: torchvision's published single-crop)", test_size=32)
+                "top-1/top-5: torchvision's published single-crop)", test_size=32, recipe="vgg")
 def vgg19_bn(num_classes=1000, **kwargs):
     return VGG("E", batch_norm=True, num_classes=num_classes, **kwargs)

@@ -102,6 +102,7 @@ class Xception(nn.Module):
 
 
 @register_model(params=22_855_952, gmacs=8.357, input_size=299, year=2016, top1=79.0, top5=94.5,
+                recipe="xception", eval_resize=333,
                 paper="Chollet, Xception: Deep Learning with Depthwise Separable Convolutions "
                       "(2016); accuracy from the paper's Table 1 (single crop)", test_size=64)
 def xception(num_classes=1000):

@@ -200,6 +200,48 @@ def test_repr_is_nested_and_shows_layer_arguments():
     assert repr(nn.Dropout(0.2)) == "Dropout(p=0.2)"
 
 
+# ---------------------------------------------------------------- forward hooks
+def test_forward_hooks_see_and_replace_inputs_and_outputs_in_order():
+    net = Small()
+    calls = []
+
+    def pre(module, args):
+        calls.append(("pre", type(module).__name__, args[0].shape))
+        return args[0] * 2.0                     # a single value replaces the one argument
+
+    def post_first(module, args, out):
+        calls.append(("post", type(module).__name__, args[0].shape, out.shape))
+
+    def post_second(module, args, out):
+        return out + 1.0
+
+    x = minidl.randn(2, 3, 3, 3)
+    plain = net.conv(x).numpy()
+    handles = [net.conv.register_forward_pre_hook(pre), net.conv.register_forward_hook(post_first),
+               net.conv.register_forward_hook(post_second)]
+    hooked = net.conv(x).numpy()
+    expected = 2.0 * (plain - net.conv.bias.numpy()[:, None, None]) + net.conv.bias.numpy()[:, None, None] + 1.0
+    np.testing.assert_allclose(hooked, expected, rtol=1e-5, atol=1e-5)
+    assert calls == [("pre", "Conv2d", (2, 3, 3, 3)), ("post", "Conv2d", (2, 3, 3, 3), (2, 8, 1, 1))]
+    net(x)                                       # hooks also fire when called from a parent
+    assert len(calls) == 4
+    for handle in handles:
+        handle.remove()
+    handles[0].remove()                          # removing twice is harmless
+    np.testing.assert_array_equal(net.conv(x).numpy(), plain)
+    assert len(calls) == 4
+
+
+def test_forward_pre_hook_tuple_replaces_all_arguments_and_handle_is_a_context_manager():
+    cat = nn.Concat(1)
+    a, b = minidl.ones(1, 2), minidl.zeros(1, 3)
+    with cat.register_forward_pre_hook(lambda module, args: (args[1], args[0])):
+        np.testing.assert_array_equal(cat(a, b).numpy(), [[0, 0, 0, 1, 1]])
+    np.testing.assert_array_equal(cat(a, b).numpy(), [[1, 1, 0, 0, 0]])
+    with pytest.raises(TypeError, match="callable"):
+        cat.register_forward_hook("not a hook")
+
+
 # ---------------------------------------------------------------- containers
 def test_sequential_and_module_list_and_dict():
     a, b, c = nn.ReLU(), nn.Tanh(), nn.Sigmoid()

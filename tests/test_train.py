@@ -1,10 +1,9 @@
-"""minidl-train / minidl-eval / minidl-predict, checkpoints and recipes.
+"""minidl-train / minidl-eval / minidl-predict and training checkpoints.
 
 Datasets are built in tmp dirs: a small Fashion-MNIST-format IDX set (class-dependent
 patterns + noise) and a tiny ILSVRC-layout JPEG set made with Pillow.
 """
 import gzip
-import inspect
 import json
 import os
 import re
@@ -19,9 +18,8 @@ import pytest
 
 import minidl
 import minidl.models as models
-from minidl import checkpoint as ckpt
-from minidl import train
-from minidl.models import recipes
+from minidl.tools import checkpoint as ckpt
+from minidl.tools import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
@@ -187,7 +185,7 @@ def test_checkpoint_failed_write_keeps_the_previous(tmp_path, monkeypatch):
 
 _KILL_WRITER = """
 import sys, numpy as np, minidl
-from minidl import checkpoint as ckpt
+from minidl.tools import checkpoint as ckpt
 model = minidl.nn.Linear(1024, 2048)
 for step in range(1, 100000):
     model.weight.data[...] = step
@@ -264,45 +262,13 @@ def test_train_then_evaluate_on_ilsvrc_layout(tmp_path):
 
 
 def test_evaluate_errors_are_clear(tmp_path, capsys):
-    from minidl import evaluate
+    from minidl.tools import evaluate
     assert evaluate.main(["--weights", str(tmp_path / "nothing.json")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
-# ------------------------------------------------------------------ recipes
-def test_recipes_resolve_for_every_registered_model():
-    cheap = {}
-    for name in models.list_models():
-        recipe = recipes.recipe_for_model(name)
-        options = recipes.resolve(recipe, batch_size=64)
-        assert options["lr"] > 0 and options["epochs"] > 0, name
-        cheap.setdefault(recipe.name, name)
-        info = models.model_info(name)
-        if info.params < 30_000_000 and cheap[recipe.name] == name:  # one build per family
-            models.create(name, num_classes=10, **options["model_kwargs"])
-    for name, cls in (("vgg16", models.vgg.VGG), ("overfeat_fast", models.overfeat.OverFeat)):
-        kwargs = recipes.resolve(recipes.recipe_for_model(name))["model_kwargs"]
-        assert set(kwargs) <= set(inspect.signature(cls.__init__).parameters), name
-    with pytest.raises(ValueError, match="no recipe for model"):
-        recipes.recipe_for_model("transformer")
-
-
-def test_linear_lr_scaling():
-    resnet = recipes.get_recipe("auto", "resnet50")
-    assert recipes.scaled_lr(resnet, 256) == pytest.approx(0.1)
-    assert recipes.scaled_lr(resnet, 1024) == pytest.approx(0.4)
-    assert recipes.scaled_lr(resnet, 32) == pytest.approx(0.0125)
-    eff = recipes.get_recipe("auto", "efficientnet_b3")
-    assert recipes.scaled_lr(eff, 4096) == pytest.approx(0.256)
-    assert eff.image_size == 300 and eff.label_smoothing == 0.1 and eff.warmup_epochs > 0
-    alex = recipes.get_recipe("alexnet")
-    assert recipes.scaled_lr(alex, 512) == 0.01  # the paper does not scale
-    assert recipes.resolve(recipes.get_recipe("densenet_cifar"), epochs=40)["milestones"] == [20, 30]
-    inc = recipes.resolve(recipes.get_recipe("auto", "inception_v3"))
-    assert (inc["opt"], inc["rmsprop_eps"], inc["gamma"], inc["step_size"]) == ("rmsprop", 1.0, 0.94, 2)
-
-    # flags given override the recipe; the recipe's lr follows --batch-size
-    cfg = train.resolve_config(train.parse_args(["--model", "resnet18", "--batch-size", "512"]))
-    assert cfg["lr"] == pytest.approx(0.2) and cfg["recipe"] == "resnet" and cfg["wd"] == 1e-4
-    cfg = train.resolve_config(train.parse_args(["--model", "resnet18", "--batch-size", "512", "--lr", "0.3"]))
-    assert cfg["lr"] == 0.3 and cfg["milestones"] == [30, 60, 90]
+def test_import_minidl_leaves_the_tools_unloaded():
+    code = ("import sys, minidl; loaded = [m for m in sys.modules if m.startswith('minidl.tools')]; "
+            "assert not loaded, loaded; assert callable(minidl.summary); "
+            "assert 'minidl.tools.summary' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -12,7 +12,8 @@ For each model:
 One model at 1000 classes serves all checks; the MAC count takes a shape-only
 forward at the reference size (conv/linear arithmetic skipped), which costs
 seconds even for EfficientNet-B7 at 600 px.  Only inception_v3's aux-head check
-(a forward at 299 px) is marked slow.
+(a forward at 299 px) is marked slow.  ``python -m minidl.models`` prints this comparison
+as a table (and a plot).
 """
 import sys
 import time
@@ -22,8 +23,8 @@ import pytest
 
 import minidl
 import minidl.models as models
+from minidl.tools.summary import input_channels
 
-input_channels = sys.modules["minidl.summary"].input_channels   # minidl.summary is the function
 NAMES = models.list_models()
 MAC_TOLERANCE = 0.005
 
@@ -90,3 +91,20 @@ def test_zoo_aux_heads(name):
         assert all(o.shape == (2, 10) for o in outs)
         out = model.eval()(x[:1])
         assert not isinstance(out, (tuple, list)) and out.shape == (1, 10)
+
+
+# ---------------------------------------------------------------- python -m minidl.models
+def test_models_cli_table_and_plot(tmp_path, capsys, monkeypatch):
+    from minidl.models.__main__ import main
+    assert main(["--table", "--models", "resnet18"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet18" in out and "11,689,512" in out and "1.814" in out and "✓" in out
+    with pytest.raises(SystemExit):
+        main(["--table", "--models", "no_such_model*"])
+    monkeypatch.setitem(sys.modules, "matplotlib", None)      # as if it were not installed
+    with pytest.raises(SystemExit, match="pip install 'minidl\\[plot\\]'"):
+        main(["--plot", str(tmp_path / "zoo.png"), "--models", "resnet18"])
+    monkeypatch.undo()
+    pytest.importorskip("matplotlib", reason="matplotlib (the 'plot' extra) is not installed")
+    assert main(["--plot", str(tmp_path / "zoo.png"), "--models", "resnet18"]) == 0
+    assert (tmp_path / "zoo.png").stat().st_size > 0

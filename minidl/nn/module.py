@@ -4,10 +4,13 @@ Assigning a ``Parameter``, a ``Module`` or (through ``register_buffer``) a
 buffer Tensor to an attribute registers it, so that ``parameters()``,
 ``state_dict()``, ``train()/eval()`` and ``to(device)`` reach the whole tree.
 Names are dotted paths (``features.0.weight``), as in PyTorch, so state dicts
-line up with PyTorch's naming.
+line up with PyTorch's naming.  Forward hooks (``register_forward_pre_hook``,
+``register_forward_hook``) observe or replace a module's inputs and output, with
+PyTorch's semantics.
 """
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict, namedtuple
 
 import numpy as np  # dtype objects only
@@ -18,6 +21,26 @@ from .parameter import Parameter
 from .utils import zero_grad_
 
 LoadResult = namedtuple("LoadResult", ["missing_keys", "unexpected_keys"])
+
+
+class RemovableHandle:
+    """Returned by the ``register_*_hook`` methods: ``remove()`` unregisters the hook (a
+    second call does nothing); used as a context manager, it removes the hook on exit."""
+
+    _ids = itertools.count()
+
+    def __init__(self, hooks):
+        self._hooks = hooks
+        self.id = next(RemovableHandle._ids)
+
+    def remove(self):
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
 
 
 def _host_copy(t):
@@ -33,6 +56,8 @@ class Module(Conversions):
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_non_persistent", set())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
         object.__setattr__(self, "training", True)
 
     # ------------------------------------------------------------ registration
@@ -308,7 +333,42 @@ class Module(Conversions):
         raise NotImplementedError(f"{type(self).__name__}: forward() is not implemented")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        d = self.__dict__
+        pre_hooks, hooks = d.get("_forward_pre_hooks"), d.get("_forward_hooks")
+        if pre_hooks:
+            for hook in list(pre_hooks.values()):
+                result = hook(self, args)
+                if result is not None:
+                    args = result if isinstance(result, tuple) else (result,)
+        output = self.forward(*args, **kwargs)
+        if hooks:
+            for hook in list(hooks.values()):
+                result = hook(self, args, output)
+                if result is not None:
+                    output = result
+        return output
+
+    # ------------------------------------------------------------ hooks
+    def _add_hook(self, registry, hook, what):
+        if not callable(hook):
+            raise TypeError(f"{type(self).__name__}.{what}: expected a callable, got {type(hook).__name__}")
+        self._require_init("a hook")
+        hooks = self.__dict__[registry]
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
+
+    def register_forward_pre_hook(self, hook):
+        """``hook(module, args)`` runs before every ``forward``, with the positional
+        arguments as a tuple; a result other than None replaces them (a tuple, or a
+        single value).  Hooks run in registration order.  Returns a ``RemovableHandle``."""
+        return self._add_hook("_forward_pre_hooks", hook, "register_forward_pre_hook")
+
+    def register_forward_hook(self, hook):
+        """``hook(module, args, output)`` runs after every ``forward``; a result other
+        than None replaces the output.  Hooks run in registration order.  Returns a
+        ``RemovableHandle``."""
+        return self._add_hook("_forward_hooks", hook, "register_forward_hook")
 
     # ------------------------------------------------------------ repr
     def extra_repr(self):

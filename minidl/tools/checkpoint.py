@@ -25,8 +25,8 @@ import uuid
 
 import numpy as np
 
-from . import io as mio
-from . import random as mrandom
+from .. import io as mio
+from .. import random as mrandom
 
 MANIFEST_FORMAT = "minidl-checkpoint-1"
 

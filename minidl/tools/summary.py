@@ -1,37 +1,34 @@
 """``minidl.summary(model, input_size)``: a per-layer complexity report.
 
-Runs one forward pass (eval mode, no autograd) on a zero input and records, for
-every leaf module call in execution order, its output shape, its parameters
-(each distinct Parameter counted once, at its first use) and its multiply-
-accumulates.  MACs count convolutions and fully connected layers only, with no
-bias adds, as the lecture's tables do:
+Runs one forward pass (eval mode, no autograd) on a zero input with forward hooks on
+every module of the model, and records, for every module call in execution order, its
+output shape, its parameters (each distinct Parameter counted once, at its first use)
+and its multiply-accumulates.  MACs count convolutions and fully connected layers only,
+with no bias adds, from the shapes the hooks see:
 
-    conv:   N * Cout * Hout * Wout * (Cin / groups) * kh * kw
-    linear: N * out_features * in_features   (N = all leading dimensions)
+    Conv2d: output elements * (in_channels / groups) * kh * kw
+    Linear: output elements * in_features
 
-The MACs are counted where the arithmetic happens, in the autograd ``Conv2d`` and
-``Linear`` functions, so a module that calls ``F.conv2d`` itself (a convolutional
-form of a classifier, say) is counted too; they are charged to the innermost
-module being called.  ``shape_only=True`` skips the convolution and matrix
-arithmetic (those outputs become zeros of the right shape) and passes the input of
-batch norm, LRN and activations through unchanged, while everything else runs;
-that makes full-resolution counts of large models cheap.  Shapes, params and MACs
-are exact either way, only the output values differ.
+A module that does such arithmetic itself (``F.conv2d`` in its own ``forward``) is
+counted through ``custom_macs``.  ``shape_only=True`` gives the convolution and linear
+layers a forward that returns zeros of their output's shape, and the batch norm, LRN
+and activation layers one that returns their input, for the duration of the call;
+everything else runs.  That makes full-resolution counts of large models cheap.
+Shapes, params and MACs are exact either way, only the output values differ.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
+import math
 from dataclasses import dataclass, field
 
-from .autograd import activation as _act_ops
-from .autograd import batchnorm as _batchnorm_ops
-from .autograd import conv as _conv_ops
-from .autograd import lrn as _lrn_ops
-from .autograd.function import no_grad
-from .creation import zeros
-from .nn.layers import Conv2d
-from .nn.module import Module
-from .tensor import Tensor
+from .. import functional as F
+from ..autograd.function import no_grad
+from ..creation import zeros
+from ..nn import layers, normalization
+from ..nn.module import Module
+from ..tensor import Tensor
 
 
 @dataclass
@@ -69,7 +66,7 @@ class ModelSummary:
 
     @property
     def gmacs(self):
-        """MACs per sample, in billions (the unit of the lecture's tables)."""
+        """MACs per sample, in billions (the unit of the reference tables)."""
         return self.total_macs / self.batch_size / 1e9
 
     def table(self):
@@ -124,7 +121,7 @@ def _shape_of(out):
 def input_channels(model, default=3):
     """The input channels a model expects: its first convolution's ``in_channels``."""
     for m in model.modules():
-        if isinstance(m, Conv2d):
+        if isinstance(m, layers.Conv2d):
             return m.in_channels
     return default
 
@@ -145,101 +142,112 @@ def _input_shape(input_size, batch_size, channels):
     return (batch_size,) + dims
 
 
-def _conv_output_shape(x, w, fn):
-    n, _, h, wd = x.shape
-    top, bottom, left, right = fn.padding
-    ho = (h + top + bottom - fn.dilation[0] * (w.shape[2] - 1) - 1) // fn.stride[0] + 1
-    wo = (wd + left + right - fn.dilation[1] * (w.shape[3] - 1) - 1) // fn.stride[1] + 1
-    return (n, w.shape[0], ho, wo)
+def _conv_macs(module, args, out):
+    return out.numel() * math.prod(module.weight.shape[1:])   # (in_channels / groups) * kh * kw
 
 
-def _pass_through(fn, x, *rest):
+def _linear_macs(module, args, out):
+    return out.numel() * module.in_features
+
+
+# module type -> MACs of one call, from the module and the shapes its hooks see
+MAC_RULES = {layers.Conv2d: _conv_macs, layers.Linear: _linear_macs}
+
+# layers whose output has their input's shape: shape_only passes the input through
+_SHAPE_PRESERVING = (normalization.BatchNorm1d, normalization.BatchNorm2d,
+                     normalization.LocalResponseNorm, layers.ReLU, layers.ReLU6, layers.Sigmoid,
+                     layers.SiLU, layers.Tanh)
+
+
+@functools.lru_cache(maxsize=None)
+def _conv_output_plane(size, kernel, stride, padding, dilation):
+    """The spatial output size of a convolution, from the op itself run on one channel
+    (a kh x kw kernel over one H x W plane of zeros): no copy of its geometry here."""
+    plane = F.conv2d(zeros(1, 1, *size), zeros(1, 1, *kernel), stride=stride, padding=padding,
+                     dilation=dilation)
+    return tuple(plane.shape[2:])
+
+
+def _zeros_like_output(module):
+    """A forward for shape_only: zeros of the layer's output shape, without its arithmetic."""
+    def forward(x):
+        if isinstance(module, layers.Linear):
+            shape = tuple(x.shape[:-1]) + (module.out_features,)
+        else:
+            spatial = _conv_output_plane(tuple(x.shape[2:]), tuple(module.weight.shape[2:]),
+                                         module.stride, module.padding, module.dilation)
+            shape = (x.shape[0], module.out_channels) + spatial
+        return zeros(*shape, dtype=x.dtype, device=x.device)
+    return forward
+
+
+def _pass_through(x, *rest, **kwargs):
     return x
 
 
-# autograd functions whose output has their input's shape: skipped by shape_only
-_SHAPE_PRESERVING = (_batchnorm_ops.BatchNormEval, _lrn_ops.LocalResponseNorm, _act_ops.ReLU,
-                     _act_ops.ReLU6, _act_ops.Sigmoid, _act_ops.SiLU)
-
-
 class _Tracer:
-    """Patches ``Module.__call__`` and the conv/linear autograd functions (class
-    attributes, so not while another thread runs a model) for one forward."""
+    """Forward hooks on every module of one model, for one forward."""
 
-    def __init__(self, model, shape_only):
+    def __init__(self, model, shape_only, custom_macs):
+        self.modules = [m for _, m in model.named_modules()]
         self.names = {id(m): name for name, m in model.named_modules()}
         self.shape_only = shape_only
-        self.stack = []          # [module, macs charged to this call]
+        # the caller's rules first: the first class a module is an instance of decides
+        self.mac_rules = list((custom_macs or {}).items()) + list(MAC_RULES.items())
+        self.starts = []         # len(rows) at each open call: a composite's row goes first
         self.rows = []
         self.seen_params = set()
 
-    def charge(self, macs):
-        if self.stack:
-            self.stack[-1][1] += macs
+    def before(self, module, args):
+        self.starts.append(len(self.rows))
+
+    def after(self, module, args, out):
+        index = self.starts.pop()
+        rule = next((rule for cls, rule in self.mac_rules if isinstance(module, cls)), None)
+        self.record(module, 0 if rule is None else int(rule(module, args, out)), out, index)
 
     @contextlib.contextmanager
     def active(self):
-        tracer = self
-        call, conv_fwd, linear_fwd = Module.__call__, _conv_ops.Conv2d.forward, _conv_ops.Linear.forward
-
-        def traced_call(module, *args, **kwargs):
-            frame = [module, 0]
-            tracer.stack.append(frame)
-            index = len(tracer.rows)
-            try:
-                out = call(module, *args, **kwargs)
-            finally:
-                tracer.stack.pop()
-            tracer.record(module, frame[1], out, index)
-            return out
-
-        def traced_conv(fn, x, w, b=None):
-            shape = _conv_output_shape(x, w, fn)
-            n_out = shape[0] * shape[1] * shape[2] * shape[3]
-            tracer.charge(n_out * w.shape[1] * w.shape[2] * w.shape[3])
-            if tracer.shape_only:
-                return fn.backend.zeros(shape, x.dtype)
-            return conv_fwd(fn, x, w, b)
-
-        def traced_linear(fn, x, w, b=None):
-            shape = tuple(x.shape[:-1]) + (w.shape[0],)
-            n_out = 1
-            for d in shape:
-                n_out *= d
-            tracer.charge(n_out * w.shape[1])
-            if tracer.shape_only:
-                return fn.backend.zeros(shape, x.dtype)
-            return linear_fwd(fn, x, w, b)
-
-        patches = [(Module, "__call__", traced_call), (_conv_ops.Conv2d, "forward", traced_conv),
-                   (_conv_ops.Linear, "forward", traced_linear)]
-        if self.shape_only:
-            # shape-preserving layers pass their (all-zero) input through unchanged
-            patches += [(op, "forward", _pass_through) for op in _SHAPE_PRESERVING]
-        saved = [(owner, attr, owner.__dict__[attr]) for owner, attr, _ in patches]
+        handles, replaced = [], []
         try:
-            for owner, attr, replacement in patches:
-                setattr(owner, attr, replacement)
+            for module in self.modules:
+                handles.append(module.register_forward_pre_hook(self.before))
+                handles.append(module.register_forward_hook(self.after))
+                if self.shape_only:
+                    forward = _replacement_forward(module)
+                    if forward is not None:
+                        # an instance attribute shadows the class's forward for this call only
+                        module.__dict__["forward"] = forward
+                        replaced.append(module)
             yield self
         finally:
-            for owner, attr, original in saved:
-                setattr(owner, attr, original)
+            for handle in handles:
+                handle.remove()
+            for module in replaced:
+                del module.__dict__["forward"]
 
     def record(self, module, own_macs, out, index):
-        # a leaf gets a row; so does a composite module that owns parameters or does
-        # conv/linear arithmetic itself (not through a child module)
+        # a leaf gets a row; so does a composite module that owns parameters or counts
+        # MACs of its own (arithmetic not done by a child module)
         own = [p for p in module._parameters.values() if p is not None]
         if module._modules and not own and not own_macs:
             return
         new = [p for p in own if id(p) not in self.seen_params]
         self.seen_params.update(id(p) for p in new)
-        name = self.names.get(id(module), f"<{type(module).__name__} outside the model>")
-        # rows in call order: a composite's own row goes before its children's rows
-        self.rows.insert(index, LayerRow(name, type(module).__name__, _shape_of(out),
-                                         sum(p.numel() for p in new), own_macs))
+        self.rows.insert(index, LayerRow(self.names[id(module)], type(module).__name__,
+                                         _shape_of(out), sum(p.numel() for p in new), own_macs))
 
 
-def summary(model, input_size, batch_size=1, print_table=True, shape_only=False, device=None):
+def _replacement_forward(module):
+    if isinstance(module, (layers.Conv2d, layers.Linear)):
+        return _zeros_like_output(module)
+    if isinstance(module, _SHAPE_PRESERVING):
+        return _pass_through
+    return None
+
+
+def summary(model, input_size, batch_size=1, print_table=True, shape_only=False, device=None,
+            custom_macs=None):
     """Trace one forward of ``model`` on a zero batch of ``input_size`` (an int for a
     square image, (H, W) or (C, H, W); without C, the channels are the first
     convolution's ``in_channels``) and report per-layer output shapes,
@@ -248,6 +256,8 @@ def summary(model, input_size, batch_size=1, print_table=True, shape_only=False,
 
     The forward runs in eval mode under ``no_grad``; every module's mode is restored
     afterwards.  ``device`` defaults to the device of the model's first parameter.
+    ``custom_macs`` maps a module class to ``fn(module, args, output) -> MACs`` for
+    modules that compute convolutions or products themselves; it extends ``MAC_RULES``.
     """
     if not isinstance(model, Module):
         raise TypeError(f"summary: expected a minidl.nn.Module, got {type(model).__name__}")
@@ -257,7 +267,7 @@ def summary(model, input_size, batch_size=1, print_table=True, shape_only=False,
         device = params[0].device if params else "cpu"
     dtype = params[0].dtype if params else "float32"
     modes = [(m, m.training) for m in model.modules()]
-    tracer = _Tracer(model, shape_only)
+    tracer = _Tracer(model, shape_only, custom_macs)
     try:
         model.eval()
         with no_grad(), tracer.active():

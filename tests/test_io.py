@@ -1,9 +1,7 @@
-"""minidl.summary (params/MACs against hand counts), minidl.io (safetensors round
-trip, atomic writes, mismatch reports) and load_torchvision_state_dict (synthetic
-state dicts written from torchvision's layouts; logits against a pure-PyTorch
-ResNet-18 where torch is installed)."""
+"""minidl.io (safetensors round trip, atomic writes, mismatch reports) and
+load_torchvision_state_dict (synthetic state dicts written from torchvision's layouts;
+logits against a pure-PyTorch ResNet-18 where torch is installed)."""
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -11,121 +9,8 @@ import pytest
 import minidl
 import minidl.io as mio
 import minidl.models as models
-from minidl import functional as F
 from minidl import nn
 from minidl.models.torchvision_compat import torchvision_key
-
-summary_module = sys.modules["minidl.summary"]   # minidl.summary is the function
-
-
-# ---------------------------------------------------------------- summary
-class OwnConv(nn.Module):
-    """A composite with its own parameter and a functional conv, plus a child."""
-
-    def __init__(self):
-        super().__init__()
-        self.weight = nn.Parameter(minidl.randn(4, 16, 1, 1))
-        self.act = nn.ReLU()
-
-    def forward(self, x):
-        return self.act(F.conv2d(x, self.weight))
-
-
-class HandNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1),                        # 224 params
-            nn.BatchNorm2d(8),                                    # 16
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 3, stride=2, groups=2, bias=False),  # 576
-        )
-        self.own = OwnConv()                                      # 64
-        self.pool = nn.GlobalAvgPool2d()
-        self.fc = nn.Linear(4, 4)                                 # 20, called twice
-        self.aux = nn.Linear(4, 3)                                # 15, never called
-
-    def forward(self, x):
-        return self.fc(self.fc(self.pool(self.own(self.features(x)))))
-
-
-# batch 2, 16x16 input: conv1 16x16 out, pool -> 8x8, conv2 (8-3)//2+1 = 3x3
-HAND_MACS = {
-    "features.0": 2 * 8 * 16 * 16 * 3 * 3 * 3,       # 110,592
-    "features.4": 2 * 16 * 3 * 3 * (8 // 2) * 3 * 3,  # 10,368
-    "own": 2 * 4 * 3 * 3 * 16,                        # 1,152
-    "fc": 2 * 4 * 4,                                  # 32 per call
-}
-
-
-def test_summary_counts_params_and_macs_by_hand():
-    net = HandNet()
-    rep = minidl.summary(net, (16, 16), batch_size=2, print_table=False)
-    assert isinstance(rep, summary_module.ModelSummary) and rep.input_shape == (2, 3, 16, 16)
-    assert rep.total_params == 224 + 16 + 576 + 64 + 20 + 15
-    assert rep.unused_params == 15 and rep.used_params == 900
-    assert rep.trainable_params == rep.total_params
-    assert rep.total_macs == sum(HAND_MACS.values()) + HAND_MACS["fc"]
-    assert rep.macs_per_sample == rep.total_macs // 2
-    assert rep.output_shape == (2, 4)
-    rows = {}
-    for r in rep.rows:
-        rows.setdefault(r.name, []).append(r)
-    assert [r.name for r in rep.rows] == ["features.0", "features.1", "features.2", "features.3",
-                                          "features.4", "own", "own.act", "pool", "fc", "fc"]
-    assert rows["features.0"][0].output_shape == (2, 8, 16, 16)
-    assert rows["features.4"][0].output_shape == (2, 16, 3, 3)
-    assert rows["features.4"][0].macs == HAND_MACS["features.4"]
-    assert rows["own"][0].macs == HAND_MACS["own"] and rows["own"][0].params == 64
-    assert [r.params for r in rows["fc"]] == [20, 0]        # a shared layer counts once
-    assert [r.macs for r in rows["fc"]] == [32, 32]
-    assert rows["pool"][0].type == "GlobalAvgPool2d"
-
-
-def test_summary_shape_only_gives_the_same_counts_and_restores_modes(capsys):
-    net = HandNet()
-    net.train()
-    net.features[1].eval()
-    full = minidl.summary(net, (3, 16, 16), batch_size=2)
-    printed = capsys.readouterr().out
-    assert "Total params:" in printed and "features.4" in printed
-    assert "122,176" in printed and "61.088 KMACs per sample" in printed
-    fast = minidl.summary(net, 16, batch_size=2, shape_only=True, print_table=False)
-    assert (fast.total_macs, fast.total_params) == (full.total_macs, full.total_params)
-    assert [r.output_shape for r in fast.rows] == [r.output_shape for r in full.rows]
-    assert net.training and net.fc.training and not net.features[1].training
-    assert minidl.is_grad_enabled()
-    # the patched hooks are gone: a normal forward still builds a graph
-    out = net(minidl.randn(1, 3, 16, 16))
-    assert out.requires_grad
-
-
-def test_summary_takes_the_channels_from_the_first_conv():
-    gray = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 6 * 6, 3))
-    rep = minidl.summary(gray, 8, print_table=False)
-    assert rep.input_shape == (1, 1, 8, 8) and rep.total_macs == 2 * 36 * 9 + 3 * 72
-    assert minidl.summary(gray, (1, 8, 8), print_table=False).total_macs == rep.total_macs
-
-
-def test_summary_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="input_size"):
-        minidl.summary(HandNet(), (1, 2, 3, 4), print_table=False)
-    with pytest.raises(ValueError, match="batch_size"):
-        minidl.summary(HandNet(), 16, batch_size=0, print_table=False)
-    with pytest.raises(TypeError, match="Module"):
-        minidl.summary(object(), 16)
-
-
-def test_summary_restores_patches_after_an_error():
-    class Broken(nn.Module):
-        def forward(self, x):
-            raise RuntimeError("boom")
-
-    call = nn.Module.__call__
-    with pytest.raises(RuntimeError, match="boom"):
-        minidl.summary(Broken(), 8, print_table=False)
-    assert nn.Module.__call__ is call
 
 
 # ---------------------------------------------------------------- io
@@ -329,14 +214,8 @@ def _param_count(keys):
                if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
 
 
-def _needs(name):
-    if name not in models.list_models():
-        pytest.skip(f"{name} is not registered yet")
-
-
 @pytest.mark.parametrize("name", sorted(TV_LAYOUTS))
 def test_torchvision_state_dict_maps_every_key(name):
-    _needs(name)
     make_keys, tv_params = TV_LAYOUTS[name]
     keys = make_keys(num_classes=10)
     assert _param_count(make_keys()) == tv_params        # the layout list itself is right
@@ -351,7 +230,6 @@ def test_torchvision_state_dict_maps_every_key(name):
 
 
 def test_torchvision_old_style_densenet_keys():
-    _needs("densenet121")
     keys = tv_densenet121_keys(num_classes=10, old_style=True)
     assert "features.denseblock1.denselayer1.norm.1.weight" in keys
     assert torchvision_key("features.denseblock1.denselayer1.norm.1.weight") == \
@@ -366,7 +244,6 @@ def test_torchvision_old_style_densenet_keys():
 
 
 def test_torchvision_errors_list_the_keys():
-    _needs("resnet18")
     model = models.create("resnet18", num_classes=10)
     sd = synthetic_state_dict(tv_resnet18_keys(num_classes=10))
     old = {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
@@ -386,14 +263,12 @@ def test_torchvision_errors_list_the_keys():
 
 @pytest.mark.parametrize("name, hint", [("googlenet", "paper"), ("alexnet", "alexnet_owt")])
 def test_torchvision_refuses_models_without_a_counterpart(name, hint):
-    _needs(name)
     model = models.create(name, num_classes=10)
     with pytest.raises(ValueError, match=hint):
         models.load_torchvision_state_dict(model, {})
 
 
 def test_torchvision_inception_v3_aux_keys_dropped_without_the_head():
-    _needs("inception_v3")
     model = models.create("inception_v3", num_classes=10, aux_logits=False)
     sd = {k: v for k, v in model.state_dict().items()}
     sd["AuxLogits.fc.weight"] = np.zeros((10, 768), np.float32)
@@ -448,7 +323,6 @@ def _torch_resnet18(torch, num_classes):
 
 def test_resnet18_logits_match_pytorch():
     torch = pytest.importorskip("torch", reason="PyTorch is not installed (optional comparison)")
-    _needs("resnet18")
     sd = synthetic_state_dict(tv_resnet18_keys(num_classes=10), seed=2)
     ref = _torch_resnet18(torch, 10)
     ref.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in sd.items()}, strict=True)
@@ -461,21 +335,3 @@ def test_resnet18_logits_match_pytorch():
     with minidl.no_grad():
         got = model(minidl.tensor(x)).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-
-
-# ---------------------------------------------------------------- python -m minidl.models
-def test_models_cli_table_and_plot(tmp_path, capsys, monkeypatch):
-    _needs("resnet18")
-    from minidl.models.__main__ import main
-    assert main(["--table", "--models", "resnet18"]) == 0
-    out = capsys.readouterr().out
-    assert "resnet18" in out and "11,689,512" in out and "1.814" in out and "✓" in out
-    with pytest.raises(SystemExit):
-        main(["--table", "--models", "no_such_model*"])
-    monkeypatch.setitem(sys.modules, "matplotlib", None)      # as if it were not installed
-    with pytest.raises(SystemExit, match="pip install 'minidl\\[plot\\]'"):
-        main(["--plot", str(tmp_path / "zoo.png"), "--models", "resnet18"])
-    monkeypatch.undo()
-    pytest.importorskip("matplotlib", reason="matplotlib (the 'plot' extra) is not installed")
-    assert main(["--plot", str(tmp_path / "zoo.png"), "--models", "resnet18"]) == 0
-    assert (tmp_path / "zoo.png").stat().st_size > 0
