@@ -10,7 +10,6 @@ from . import functional
 from .functional import concat, cat, stack, split
 from . import metrics, nn, optim
 from . import io  # noqa: E402  (minidl.io.save / load: safetensors checkpoints)
-from .summary import summary  # noqa: E402  (minidl.summary(model, input_size))
 
 float32 = "float32"
 float64 = "float64"
@@ -27,13 +26,20 @@ __all__ = ["Tensor", "tensor", "zeros", "ones", "full", "zeros_like", "ones_like
 # only on demand (device 'cuda').  A source checkout without a build still imports.
 from . import cuda  # noqa: E402
 
+_EMU_IMPORT_ERROR = None
 try:
     from . import _emu  # noqa: E402,F401
 except ImportError as _e:  # pragma: no cover - only without a build
     _EMU_IMPORT_ERROR = (f"minidl._emu is not built ({_e}); run 'pip install -e .' in the minidl "
                          "checkout (needs CMake and a C++20 compiler)")
 
-    def __getattr__(name):
-        if name == "_emu":
-            raise ImportError(_EMU_IMPORT_ERROR)
-        raise AttributeError(f"module 'minidl' has no attribute {name!r}")
+
+def __getattr__(name):
+    # minidl.summary(model, input_size) lives in minidl.tools, which `import minidl` leaves
+    # unloaded; it is imported on first use
+    if name == "summary":
+        from .tools.summary import summary
+        return summary
+    if name == "_emu" and _EMU_IMPORT_ERROR is not None:
+        raise ImportError(_EMU_IMPORT_ERROR)
+    raise AttributeError(f"module 'minidl' has no attribute {name!r}")

@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from minidl import summary
+from minidl.tools.summary import summary
 
 from . import list_models, model_info
 

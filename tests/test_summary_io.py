@@ -14,8 +14,7 @@ import minidl.models as models
 from minidl import functional as F
 from minidl import nn
 from minidl.models.torchvision_compat import torchvision_key
-
-summary_module = sys.modules["minidl.summary"]   # minidl.summary is the function
+from minidl.tools import summary as summary_module
 
 
 # ---------------------------------------------------------------- summary

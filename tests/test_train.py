@@ -19,8 +19,8 @@ import pytest
 
 import minidl
 import minidl.models as models
-from minidl import checkpoint as ckpt
-from minidl import train
+from minidl.tools import checkpoint as ckpt
+from minidl.tools import train
 from minidl.models import recipes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -187,7 +187,7 @@ def test_checkpoint_failed_write_keeps_the_previous(tmp_path, monkeypatch):
 
 _KILL_WRITER = """
 import sys, numpy as np, minidl
-from minidl import checkpoint as ckpt
+from minidl.tools import checkpoint as ckpt
 model = minidl.nn.Linear(1024, 2048)
 for step in range(1, 100000):
     model.weight.data[...] = step
@@ -264,7 +264,7 @@ def test_train_then_evaluate_on_ilsvrc_layout(tmp_path):
 
 
 def test_evaluate_errors_are_clear(tmp_path, capsys):
-    from minidl import evaluate
+    from minidl.tools import evaluate
     assert evaluate.main(["--weights", str(tmp_path / "nothing.json")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
@@ -306,3 +306,10 @@ def test_linear_lr_scaling():
     assert cfg["lr"] == pytest.approx(0.2) and cfg["recipe"] == "resnet" and cfg["wd"] == 1e-4
     cfg = train.resolve_config(train.parse_args(["--model", "resnet18", "--batch-size", "512", "--lr", "0.3"]))
     assert cfg["lr"] == 0.3 and cfg["milestones"] == [30, 60, 90]
+
+
+def test_import_minidl_leaves_the_tools_unloaded():
+    code = ("import sys, minidl; loaded = [m for m in sys.modules if m.startswith('minidl.tools')]; "
+            "assert not loaded, loaded; assert callable(minidl.summary); "
+            "assert 'minidl.tools.summary' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

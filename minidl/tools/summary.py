@@ -23,15 +23,15 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 
-from .autograd import activation as _act_ops
-from .autograd import batchnorm as _batchnorm_ops
-from .autograd import conv as _conv_ops
-from .autograd import lrn as _lrn_ops
-from .autograd.function import no_grad
-from .creation import zeros
-from .nn.layers import Conv2d
-from .nn.module import Module
-from .tensor import Tensor
+from ..autograd import activation as _act_ops
+from ..autograd import batchnorm as _batchnorm_ops
+from ..autograd import conv as _conv_ops
+from ..autograd import lrn as _lrn_ops
+from ..autograd.function import no_grad
+from ..creation import zeros
+from ..nn.layers import Conv2d
+from ..nn.module import Module
+from ..tensor import Tensor
 
 
 @dataclass

@@ -26,8 +26,8 @@ import uuid
 
 import numpy as np
 
-from . import io as mio
-from . import random as mrandom
+from .. import io as mio
+from .. import random as mrandom
 
 MANIFEST_FORMAT = "minidl-checkpoint-1"
 # the array files save_checkpoint names: TAG-<step>-<id>[.optim].safetensors

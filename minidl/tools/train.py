@@ -1,0 +1,582 @@
+"""minidl-train (``python -m minidl.train``): train a model of the zoo.
+
+    minidl-train                                   # LeNet-5 (BN, width 2) on Fashion-MNIST, CPU
+    minidl-train --model resnet50 --dataset imagenet --data /data/imagenet --recipe auto \\
+        --batch-size 256 --workers 8 --device cuda --output runs/r50
+    minidl-train --resume runs/r50/last.json       # continue exactly where it stopped
+
+Options come from three layers: built-in defaults < the recipe (``--recipe``, default
+``auto``: the paper recipe of the model's family, see models/recipes.py) < the
+flags given.  ``--lr`` given explicitly is used as is; the recipe's lr is scaled
+linearly with ``--batch-size`` where the paper does.  LR schedules count in epochs and
+are evaluated at fractional epochs every step; warmup precedes the schedule.
+
+Writes into ``--output``: ``last.json`` / ``best.json`` checkpoints (weights in
+safetensors beside them; see minidl/checkpoint.py), ``log.jsonl`` (one record per
+epoch), ``curves.png`` (with matplotlib) and ``results.json``.  Ctrl-C or SIGTERM saves
+``last`` after the current step and exits with status 128 + signal number; a second
+Ctrl-C aborts at once.  ``--resume`` restores weights, optimizer, schedule, RNG states
+and the position in the epoch, so the continued run is bit-identical on the CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+import minidl
+import minidl.functional as F
+from minidl import optim
+from minidl.tools.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, weights_path
+from minidl.tools.evaluate import (DATASETS, InputSpec, UsageError, build_dataset, build_model,
+                                   dataset_channels, evaluate, format_table, import_zoo)
+
+DEFAULTS = dict(model="lenet5_bn_w2", dataset="fashion-mnist", data=None, device="cpu", epochs=10,
+                batch_size=128, opt="sgd", lr=0.1, momentum=0.9, nesterov=False, wd=1e-4,
+                no_wd_on_norm_and_bias=False, sched="cosine", step_size=30, milestones=[30, 60, 90],
+                gamma=0.1, power=1.0, warmup_epochs=0.0, label_smoothing=0.0, clip_grad_norm=None,
+                rmsprop_alpha=0.9, rmsprop_eps=1e-3, image_size=None, val_resize=None, workers=0,
+                seed=0, output="runs/minidl", recipe="auto", model_kwargs={}, skip_nonfinite=False,
+                max_steps=None, limit_train_batches=None, limit_val_batches=None,
+                checkpoint_minutes=30.0, aux_weight=None)
+# settings that may change when resuming without changing the run's arithmetic
+RUNTIME_KEYS = {"device", "workers", "output", "epochs", "max_steps", "limit_val_batches",
+                "checkpoint_minutes", "resume", "data"}
+AUX_WEIGHTS = {"googlenet": 0.3, "inception_v3": 0.4}   # torchvision's reference weights
+
+
+# ------------------------------------------------------------------ arguments
+def parse_args(argv=None):
+    """Only the flags actually given end up in the namespace (defaults are SUPPRESSed),
+    so the recipe can fill in the rest."""
+    p = argparse.ArgumentParser(prog="minidl-train", description=__doc__.split("\n\n")[0],
+                                argument_default=argparse.SUPPRESS,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+    a("--model", help=f"registered model (default {DEFAULTS['model']}; python -m minidl.models)")
+    a("--dataset", choices=DATASETS, help="default fashion-mnist")
+    a("--data", help="dataset root (fashion-mnist default: /usr/share/datasets/fashion-mnist)")
+    a("--device", choices=("cpu", "cuda", "emu"), help="default cpu (emu: debugging only)")
+    a("--epochs", type=int)
+    a("--batch-size", type=int)
+    a("--opt", choices=("sgd", "rmsprop", "adam", "adamw"))
+    a("--lr", type=float, help="learning rate, used as given (the recipe's is scaled by batch size)")
+    a("--momentum", type=float)
+    a("--nesterov", action=argparse.BooleanOptionalAction)
+    a("--wd", type=float, help="weight decay")
+    a("--no-wd-on-norm-and-bias", dest="no_wd_on_norm_and_bias", action="store_const", const=True,
+      help="no weight decay on batch-norm parameters and biases")
+    a("--sched", choices=("step", "multistep", "cosine", "poly", "exp"))
+    a("--step-size", type=float, help="step: epochs between decays")
+    a("--milestones", type=lambda s: [float(v) for v in s.split(",")], help="multistep: e.g. 30,60,90")
+    a("--gamma", type=float, help="step/multistep/exp decay factor (exp: per epoch)")
+    a("--power", type=float, help="poly: exponent")
+    a("--warmup-epochs", type=float)
+    a("--label-smoothing", type=float)
+    a("--clip-grad-norm", type=float)
+    a("--rmsprop-alpha", type=float)
+    a("--rmsprop-eps", type=float)
+    a("--image-size", type=int)
+    a("--val-resize", type=int)
+    a("--model-kwargs", type=json.loads, help='JSON options for the model, e.g. \'{"dropout": 0.3}\'')
+    a("--aux-weight", type=float, help="weight of auxiliary-head losses (GoogLeNet 0.3, Inception-v3 0.4)")
+    a("--workers", type=int)
+    a("--seed", type=int)
+    a("--output", help="run folder (default runs/minidl)")
+    a("--resume", help="checkpoint to continue (a run folder or its last.json)")
+    a("--weights", help="initial weights (.safetensors or a checkpoint), e.g. with --evaluate")
+    a("--evaluate", action="store_true", help="only evaluate (--resume or --weights) and exit")
+    a("--recipe", help="'auto' (the model family's paper recipe), 'none', or a recipe name")
+    a("--skip-nonfinite", action="store_true", help="skip steps whose loss is NaN/inf instead of stopping")
+    a("--max-steps", type=int, help="stop (with a checkpoint) after this many steps in total")
+    a("--limit-train-batches", type=int, help="use only the first N batches of each epoch")
+    a("--limit-val-batches", type=int)
+    a("--checkpoint-minutes", type=float, help="also save 'last' this often within an epoch (default 30)")
+    return vars(p.parse_args(argv))
+
+
+def resolve_config(given, saved=None):
+    """defaults < recipe (or the checkpoint's settings) < flags given."""
+    cfg = dict(DEFAULTS)
+    if saved is not None:
+        cfg.update(saved)
+        cfg["max_steps"] = None  # a limit of the interrupted process, not of the run
+        changed = sorted(k for k in given if k not in RUNTIME_KEYS and given[k] != saved.get(k))
+        if changed:
+            print(f"minidl-train: note: overriding the checkpoint's {', '.join(changed)}; "
+                  "the continuation is then no longer exact", file=sys.stderr)
+        cfg.update(given)
+        return cfg
+    model = given.get("model", cfg["model"])
+    recipe_name = given.get("recipe", cfg["recipe"])
+    recipe = None
+    if recipe_name != "none":
+        from minidl.models import recipes
+        import_zoo()
+        try:
+            recipe = recipes.get_recipe(recipe_name, model)
+        except ValueError as e:
+            if recipe_name != "auto" or "recipe" in given:
+                raise UsageError(str(e)) from None
+            recipe = None  # a model without a family recipe: plain defaults
+        if recipe is not None:
+            cfg.update(recipes.resolve(recipe, given.get("batch_size"), given.get("epochs")))
+    cfg.update(given)
+    if recipe_name != "none" and recipe is not None:
+        cfg["recipe"] = recipe.name  # "auto" resolved
+    if cfg["dataset"] in ("fashion-mnist", "mnist"):
+        # the recipes' image sizes are ImageNet's; 28x28 data stays 28x28 unless asked
+        cfg["image_size"] = given.get("image_size", 28)
+        cfg["val_resize"] = given.get("val_resize")
+    return cfg
+
+
+# ------------------------------------------------------------------ optimizer and schedule
+def parameter_groups(model, wd, no_wd_on_norm_and_bias):
+    if not no_wd_on_norm_and_bias:
+        return [{"params": list(model.parameters()), "weight_decay": wd}]
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)  # biases and norm scales/shifts are 1-d
+    return [g for g in ({"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0})
+            if g["params"]]
+
+
+def build_optimizer(cfg, model):
+    groups = parameter_groups(model, cfg["wd"], cfg["no_wd_on_norm_and_bias"])
+    name, lr = cfg["opt"], cfg["lr"]
+    if name == "sgd":
+        return optim.SGD(groups, lr=lr, momentum=cfg["momentum"], nesterov=bool(cfg["nesterov"]))
+    if name == "rmsprop":
+        return optim.RMSprop(groups, lr=lr, alpha=cfg["rmsprop_alpha"], eps=cfg["rmsprop_eps"],
+                             momentum=cfg["momentum"])
+    if name == "adam":
+        return optim.Adam(groups, lr=lr)
+    return optim.AdamW(groups, lr=lr)
+
+
+def build_scheduler(cfg, optimizer):
+    """A closed-form schedule in epochs (fractional epochs allowed), after the warmup."""
+    s = optim.lr_scheduler
+    warmup, epochs, name = float(cfg["warmup_epochs"] or 0), cfg["epochs"], cfg["sched"]
+    if name == "step":
+        sched = s.StepLR(optimizer, step_size=cfg["step_size"], gamma=cfg["gamma"])
+    elif name == "multistep":
+        sched = s.MultiStepLR(optimizer, milestones=sorted(cfg["milestones"]), gamma=cfg["gamma"])
+    elif name == "cosine":
+        sched = s.CosineAnnealingLR(optimizer, T_max=max(epochs - warmup, 1e-9))
+    elif name == "poly":
+        sched = s.PolyLR(optimizer, total_steps=max(epochs - warmup, 1e-9), power=cfg["power"])
+    else:
+        sched = s.ExponentialLR(optimizer, gamma=cfg["gamma"])
+    if warmup > 0:
+        sched = s.LinearWarmup(optimizer, warmup, after=sched, start_factor=0.01)
+    return sched
+
+
+# ------------------------------------------------------------------ data
+class _EpochRemainder:
+    """The samples of an epoch from batch ``start`` on, in the loader's order, fetched with
+    their original indices so that each keeps its augmentation: mid-epoch resume skips the
+    consumed batches without decoding them."""
+
+    def __init__(self, dataset, indices):
+        self.dataset, self.indices = dataset, np.asarray(indices, dtype=np.int64)
+        self.classes = getattr(dataset, "classes", [])
+
+    def __len__(self):
+        return len(self.indices)
+
+    def get(self, index, seed=0, epoch=0):
+        return self.dataset.get(int(self.indices[index]), seed, epoch)
+
+    def get_batch(self, indices):
+        get_batch = getattr(self.dataset, "get_batch", None)
+        return None if get_batch is None else get_batch(self.indices[np.asarray(indices)])
+
+    def describe(self, index):
+        return self.dataset.describe(int(self.indices[index]))
+
+
+def epoch_batches(loader, epoch, start_batch, workers):
+    """An iterable over ``loader``'s batches of ``epoch`` from ``start_batch`` on."""
+    from minidl.data import DataLoader
+    loader.set_epoch(epoch)
+    if start_batch == 0:
+        return loader
+    rest = loader.order(epoch)[start_batch * loader.batch_size:]
+    view = DataLoader(_EpochRemainder(loader.dataset, rest), batch_size=loader.batch_size,
+                      shuffle=False, num_workers=workers, seed=loader.seed, drop_last=loader.drop_last)
+    view.set_epoch(epoch)
+    return view
+
+
+# ------------------------------------------------------------------ signals
+class StopFlag:
+    """Ctrl-C / SIGTERM ask for a checkpoint at the next step boundary; a second Ctrl-C
+    raises KeyboardInterrupt at once."""
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(f"\nminidl-train: {signal.Signals(signum).name} received: saving a checkpoint after "
+              "this step (Ctrl-C again to abort at once)", file=sys.stderr, flush=True)
+
+    def __call__(self):
+        return self.signum is not None
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+# ------------------------------------------------------------------ the run
+class Trainer:
+    def __init__(self, cfg, checkpoint=None):
+        self.cfg = cfg
+        self.out = cfg["output"]
+        os.makedirs(self.out, exist_ok=True)
+        minidl.manual_seed(cfg["seed"])
+        np.random.seed(cfg["seed"])
+        from minidl.data import DataLoader
+        self.train_set, spec = build_dataset(cfg["dataset"], cfg["data"], True, cfg["image_size"],
+                                             cfg["val_resize"])
+        classes = self.train_set.classes if cfg["dataset"] in ("imagenet", "folder") else None
+        self.val_set, _ = build_dataset(cfg["dataset"], cfg["data"], False, cfg["image_size"],
+                                        cfg["val_resize"], classes=classes)
+        channels = dataset_channels(self.train_set)
+        self.model, in_channels = build_model(cfg["model"], len(self.train_set.classes), channels,
+                                              cfg["model_kwargs"])
+        self.spec = InputSpec(spec.mean, spec.std, in_channels // channels if in_channels != channels else 1)
+        self.model.to(cfg["device"])
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.scheduler = build_scheduler(cfg, self.optimizer)
+        self.train_loader = DataLoader(self.train_set, batch_size=cfg["batch_size"], shuffle=True,
+                                       num_workers=cfg["workers"], seed=cfg["seed"], drop_last=True)
+        self.val_loader = DataLoader(self.val_set, batch_size=max(cfg["batch_size"], 100),
+                                     num_workers=cfg["workers"])
+        self.steps_per_epoch = len(self.train_loader)
+        if cfg["limit_train_batches"]:
+            self.steps_per_epoch = min(self.steps_per_epoch, cfg["limit_train_batches"])
+        if self.steps_per_epoch == 0:
+            raise UsageError(f"the training set has {len(self.train_set)} images, fewer than one batch "
+                             f"of {cfg['batch_size']}; lower --batch-size")
+        self.aux_weight = cfg["aux_weight"] if cfg["aux_weight"] is not None else \
+            AUX_WEIGHTS.get(cfg["model"], 0.3)
+        self.state = {"epoch": 0, "batch": 0, "step": 0, "loss_sum": 0.0, "loss_count": 0,
+                      "best_top1": None, "skipped_steps": 0}
+        self.resumed = checkpoint is not None
+        if checkpoint is not None:
+            checkpoint.restore(self.model, self.optimizer, self.scheduler)
+            self.state.update(checkpoint.train_state["progress"])
+        self.stop = StopFlag()
+        self.last_save = time.monotonic()
+        self.history = []  # (step, loss) of every step this process ran
+
+    # ---------------------------------------------------------------- checkpoints
+    def weights_metadata(self):
+        cfg = self.cfg
+        meta = {"model": cfg["model"], "model_kwargs": cfg["model_kwargs"], "dataset": cfg["dataset"],
+                "data": cfg["data"], "classes": list(self.train_set.classes),
+                "class_names": list(getattr(self.train_set, "class_names", self.train_set.classes)),
+                "image_size": cfg["image_size"], "val_resize": cfg["val_resize"],
+                "input": self.spec.to_json()}
+        return {k: json.dumps(v) for k, v in meta.items()}
+
+    def save(self, tag="last", metrics=None):
+        state = {"step": self.state["step"], "progress": dict(self.state), "config": self.cfg,
+                 "metrics": metrics}
+        if tag == "best":  # weights only: for evaluation and prediction
+            return save_checkpoint(self.out, tag, self.model, train_state=state,
+                                   weights_metadata=self.weights_metadata())
+        self.last_save = time.monotonic()
+        return save_checkpoint(self.out, tag, self.model, self.optimizer, self.scheduler, state,
+                               self.weights_metadata())
+
+    # ---------------------------------------------------------------- one step
+    def loss_of(self, outputs, labels):
+        ls = self.cfg["label_smoothing"] or 0.0
+        if isinstance(outputs, (tuple, list)):
+            loss = F.cross_entropy(outputs[0], labels, label_smoothing=ls)
+            for aux in outputs[1:]:
+                if aux is not None:
+                    loss = loss + F.cross_entropy(aux, labels, label_smoothing=ls) * self.aux_weight
+            return loss
+        return F.cross_entropy(outputs, labels, label_smoothing=ls)
+
+    def train_step(self, images, labels):
+        st = self.state
+        self.scheduler.step(st["epoch"] + st["batch"] / self.steps_per_epoch)
+        device = self.cfg["device"]
+        x = minidl.tensor(self.spec(images), device=device)
+        y = minidl.tensor(labels, device=device)
+        loss = self.loss_of(self.model(x), y)
+        value = float(loss.item())
+        if not math.isfinite(value):
+            where = f"at step {st['step'] + 1} (epoch {st['epoch'] + 1}, batch {st['batch'] + 1})"
+            if not self.cfg["skip_nonfinite"]:
+                raise NonFiniteLoss(f"the loss is {value} {where}; stopping (the last checkpoint is "
+                                    "intact). Lower --lr, set --clip-grad-norm, or pass "
+                                    "--skip-nonfinite to skip such steps")
+            print(f"minidl-train: skipping the step {where}: the loss is {value}", file=sys.stderr)
+            st["skipped_steps"] += 1
+            return None
+        self.optimizer.zero_grad()
+        loss.backward()
+        if self.cfg["clip_grad_norm"]:
+            optim.clip_grad_norm_(self.model.parameters(), self.cfg["clip_grad_norm"])
+        self.optimizer.step()
+        st["loss_sum"] += value * len(labels)
+        st["loss_count"] += len(labels)
+        self.history.append((st["step"] + 1, value))
+        return value
+
+    # ---------------------------------------------------------------- epochs
+    def run(self):
+        cfg, st = self.cfg, self.state
+        # a new run in an old folder starts a new log; a resumed one continues it
+        log = open(os.path.join(self.out, "log.jsonl"), "a" if self.resumed else "w")
+        with self.stop:
+            while st["epoch"] < cfg["epochs"]:
+                started = time.perf_counter()
+                timing = self.train_epoch()
+                if timing is None:  # stopped: a signal, --max-steps or a non-finite loss
+                    return self.finish_early()
+                val = self.validate()
+                if val is None:
+                    return self.finish_early()
+                record = self.end_epoch(val, timing, time.perf_counter() - started)
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+        log.close()
+        return self.finish()
+
+    def train_epoch(self):
+        cfg, st = self.cfg, self.state
+        if st["batch"] >= self.steps_per_epoch:
+            return {"data_s": 0.0, "compute_s": 0.0, "images": 0}
+        batches = epoch_batches(self.train_loader, st["epoch"], st["batch"], cfg["workers"])
+        bar = ProgressBar(self.steps_per_epoch, st["batch"], f"epoch {st['epoch'] + 1}/{cfg['epochs']}")
+        timing = {"data_s": 0.0, "compute_s": 0.0, "images": 0}
+        iterator = iter(batches)
+        try:
+            while st["batch"] < self.steps_per_epoch:
+                t0 = time.perf_counter()
+                try:
+                    images, labels = next(iterator)
+                except StopIteration:  # a batch of only unreadable images was left out
+                    break
+                t1 = time.perf_counter()
+                value = self.train_step(images, labels)
+                t2 = time.perf_counter()
+                st["batch"] += 1
+                if value is not None:
+                    st["step"] += 1
+                timing["data_s"] += t1 - t0
+                timing["compute_s"] += t2 - t1
+                timing["images"] += len(labels)
+                bar.update(st, self.optimizer.param_groups[0]["lr"], len(labels), t1 - t0, t2 - t1)
+                if self.stop() or (cfg["max_steps"] and st["step"] >= cfg["max_steps"]):
+                    return None
+                if time.monotonic() - self.last_save > 60 * cfg["checkpoint_minutes"]:
+                    self.save("last")
+        except NonFiniteLoss as e:
+            bar.close()
+            raise SystemExit(f"minidl-train: {e}") from None
+        finally:
+            bar.close()
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+        st["batch"] = self.steps_per_epoch
+        return timing
+
+    def validate(self):
+        bar = ProgressBar(min(len(self.val_loader), self.cfg["limit_val_batches"] or len(self.val_loader)),
+                        0, "  validate")
+        result = evaluate(self.model, self.val_loader, self.spec, self.cfg["device"],
+                          limit_batches=self.cfg["limit_val_batches"], stop=self.stop,
+                          progress=lambda i, n: bar.update_count(i))
+        bar.close()
+        self.model.train()
+        return result
+
+    def end_epoch(self, val, timing, seconds):
+        st = self.state
+        train_loss = st["loss_sum"] / st["loss_count"] if st["loss_count"] else None
+        record = {"epoch": st["epoch"] + 1, "step": st["step"], "train_loss": train_loss,
+                  "val_loss": val["loss"], "val_top1": val.get("top1"), "val_top5": val.get("top5"),
+                  "lr": self.optimizer.param_groups[0]["lr"], "time_s": round(seconds, 2),
+                  "data_s": round(timing["data_s"], 2), "compute_s": round(timing["compute_s"], 2),
+                  "images_per_s": round(timing["images"] / max(timing["data_s"] + timing["compute_s"], 1e-9), 1),
+                  "skipped_images": getattr(self.train_loader, "skipped_total", 0),
+                  "skipped_steps": st["skipped_steps"]}
+        print(f"epoch {record['epoch']}: train loss {_fmt(train_loss)}  val loss {val['loss']:.4f}  "
+              f"top-1 {100 * val.get('top1', 0):.2f}%  top-5 {100 * val.get('top5', 0):.2f}%  "
+              f"({seconds:.0f} s, {record['images_per_s']:.0f} img/s)", flush=True)
+        st.update(epoch=st["epoch"] + 1, batch=0, loss_sum=0.0, loss_count=0)
+        self.last_val = val
+        if st["best_top1"] is None or val.get("top1", 0) > st["best_top1"]:
+            st["best_top1"] = val.get("top1", 0)
+            self.save("best", metrics=record)
+        self.save("last", metrics=record)
+        return record
+
+    def finish_early(self):
+        path = self.save("last")
+        st = self.state
+        if self.stop():
+            print(f"minidl-train: stopped at step {st['step']} (epoch {st['epoch'] + 1}, batch "
+                  f"{st['batch']}); checkpoint saved: {path}\n  continue with: python -m minidl.train "
+                  f"--resume {path}", file=sys.stderr)
+            return 128 + self.stop.signum
+        print(f"minidl-train: reached --max-steps {self.cfg['max_steps']}; checkpoint saved: {path}")
+        return 0
+
+    def finish(self):
+        plot_curves(os.path.join(self.out, "log.jsonl"), os.path.join(self.out, "curves.png"))
+        val = getattr(self, "last_val", None)
+        results = {"model": self.cfg["model"], "dataset": self.cfg["dataset"], "epochs": self.state["epoch"],
+                   "steps": self.state["step"], "best_top1": self.state["best_top1"]}
+        if val is not None:
+            results.update(val_top1=val.get("top1"), val_top5=val.get("top5"), val_loss=val["loss"])
+            print(format_table([("model", self.cfg["model"]), ("epochs", str(self.state["epoch"])),
+                                ("val top-1", f"{100 * val.get('top1', 0):.2f}%"),
+                                ("val top-5", f"{100 * val.get('top5', 0):.2f}%"),
+                                ("best top-1", f"{100 * (self.state['best_top1'] or 0):.2f}%")]))
+        with open(os.path.join(self.out, "results.json"), "w") as f:
+            json.dump(results, f, indent=1)
+        print(f"checkpoints, log and curves in {self.out}/")
+        return 0
+
+
+def _fmt(value):
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+class ProgressBar:
+    """A tqdm bar with loss, lr, images/s and data vs compute time (plain lines without tqdm)."""
+
+    def __init__(self, total, initial, desc):
+        try:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True,
+                            mininterval=0.5, leave=desc.startswith("epoch"))
+        except ImportError:
+            self.bar = None
+        self.loss = None
+        self.data_s = self.compute_s = 0.0
+        self.images = 0
+
+    def update(self, state, lr, images, data_s, compute_s):
+        value = state["loss_sum"] / state["loss_count"] if state["loss_count"] else float("nan")
+        self.data_s += data_s
+        self.compute_s += compute_s
+        self.images += images
+        if self.bar is None:
+            return
+        rate = self.images / max(self.data_s + self.compute_s, 1e-9)
+        self.bar.set_postfix_str(f"loss {value:.4f} lr {lr:.4g} {rate:.0f} img/s "
+                                 f"data {1000 * data_s:.0f}ms compute {1000 * compute_s:.0f}ms",
+                                 refresh=False)
+        self.bar.update(1)
+
+    def update_count(self, n):
+        if self.bar is not None:
+            self.bar.update(n - self.bar.n)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def plot_curves(log_path, png_path):
+    """Loss and accuracy per epoch from log.jsonl (skipped without matplotlib)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    with open(log_path) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    if not records:
+        return None
+    epochs = [r["epoch"] for r in records]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [r["train_loss"] for r in records], "o-", label="train")
+    ax_loss.plot(epochs, [r["val_loss"] for r in records], "o-", label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    for key, label in (("val_top1", "top-1"), ("val_top5", "top-5")):
+        if records[0].get(key) is not None:
+            ax_acc.plot(epochs, [100 * r[key] for r in records], "o-", label=label)
+    ax_acc.set(xlabel="epoch", ylabel="%", title="validation accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+    return png_path
+
+
+def evaluate_only(cfg, given):
+    source = given.get("resume") or given.get("weights")
+    if source is None:
+        raise UsageError("--evaluate needs --resume CHECKPOINT or --weights FILE")
+    from minidl.tools import evaluate as ev
+    argv = ["--weights", source, "--device", cfg["device"], "--workers", str(cfg["workers"])]
+    for key in ("model", "dataset", "data", "image_size", "val_resize", "limit_val_batches"):
+        if key in given:
+            flag = "--limit-batches" if key == "limit_val_batches" else "--" + key.replace("_", "-")
+            argv += [flag, str(given[key])]
+    return ev.main(argv)
+
+
+def main(argv=None):
+    given = parse_args(argv)
+    try:
+        checkpoint = None
+        if "resume" in given and not given.get("evaluate"):
+            checkpoint = load_checkpoint(given["resume"])
+            cfg = resolve_config(given, checkpoint.train_state["config"])
+        else:
+            cfg = resolve_config(given)
+        if given.get("evaluate"):
+            return evaluate_only(cfg, given)
+        trainer = Trainer(cfg, checkpoint)
+        if checkpoint is None and "weights" in given:
+            minidl.io.load(weights_path(given["weights"]), trainer.model)
+        print(f"minidl-train: {cfg['model']} on {cfg['dataset']} ({len(trainer.train_set)} train / "
+              f"{len(trainer.val_set)} val images, {len(trainer.train_set.classes)} classes), "
+              f"recipe {cfg['recipe']}: {cfg['opt']} lr {cfg['lr']:.4g} batch {cfg['batch_size']} "
+              f"{cfg['sched']} schedule, {cfg['epochs']} epochs, device {cfg['device']}", flush=True)
+        return trainer.run()
+    except (UsageError, CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f"minidl-train: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
