@@ -208,6 +208,12 @@ class Checkpoint:
     def train_state(self):
         return self.manifest.get("train_state", {})
 
+    def check_resumable(self):
+        """Raise CheckpointError unless this checkpoint holds an optimizer state."""
+        if self.manifest.get("optimizer") is None:
+            raise CheckpointError(f"checkpoint {self.path!r} holds weights only (no optimizer state) "
+                                  "and cannot resume training; use it with --weights instead")
+
     def restore(self, model, optimizer=None, scheduler=None, rng=True):
         """Load everything into the given objects (the wrong architecture raises an error
         listing every missing, unexpected and mis-shaped key)."""
@@ -216,10 +222,12 @@ class Checkpoint:
         except ValueError as e:
             raise CheckpointError(f"checkpoint {self.path!r} does not fit {type(model).__name__}:\n{e}") from e
         if optimizer is not None:
-            if self.manifest.get("optimizer") is None:
-                raise CheckpointError(f"checkpoint {self.path!r} holds weights only (no optimizer state) "
-                                      "and cannot resume training; use it with --weights instead")
-            optimizer.load_state_dict(_join_optimizer_state(self.optimizer_arrays, self.manifest["optimizer"]))
+            self.check_resumable()
+            try:
+                optimizer.load_state_dict(_join_optimizer_state(self.optimizer_arrays, self.manifest["optimizer"]))
+            except (AttributeError, KeyError, TypeError, ValueError) as e:
+                raise CheckpointError(f"checkpoint {self.path!r}: its optimizer state does not fit "
+                                      f"{type(optimizer).__name__} ({type(e).__name__}: {e})") from e
         if scheduler is not None and self.manifest.get("scheduler") is not None:
             try:
                 scheduler.load_state_dict(self.manifest["scheduler"])
