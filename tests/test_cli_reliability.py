@@ -243,9 +243,22 @@ def test_misuse_gives_one_line_error(case, tmp_path, idx_root, finished_run, cap
         assert _digests(folder) == digests, folder
 
 
-def test_the_table_counts():
-    """The counts reported for the corpus: every case is a clear one-line error."""
-    assert len(CASES) == len({c[0] for c in CASES}) >= 45
+END_TO_END = ("epochs-0", "existing-run", "resume-manifest-path-escape", "eval-output-is-a-dir")
+MODULES = {"train": "minidl.tools.train", "eval": "minidl.tools.evaluate", "predict": "minidl.tools.predict"}
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] in END_TO_END], ids=END_TO_END)
+def test_misuse_end_to_end(case, tmp_path, idx_root, finished_run):
+    """A few table cases through the real command (python -m), as a user runs them."""
+    name, tool, setup, expected = case
+    argv = setup(tmp_path, idx_root, finished_run)
+    before = {p: _digests(p) for p in tmp_path.iterdir() if p.is_dir()}
+    run = subprocess.run([sys.executable, "-m", MODULES[tool], *argv], env=ENV, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert re.search(expected, _error_line(run.stderr)), run.stderr
+    for folder, digests in before.items():
+        assert _digests(folder) == digests, folder
 
 
 # ------------------------------------------------------------------ run folders
@@ -503,51 +516,76 @@ def test_predict_skips_bad_images_and_predicts_the_rest(finished_run, tmp_path, 
 
 
 # ------------------------------------------------------------------ soak: kill -9 and resume
-_SOAK_ARGS = ["--model", "lenet5", "--dataset", "fashion-mnist", "--batch-size", "16", "--epochs", "3",
+_SOAK_ARGS = ["--model", "lenet5", "--dataset", "fashion-mnist", "--batch-size", "16", "--epochs", "6",
               "--recipe", "none", "--lr", "0.05", "--sched", "cosine", "--warmup-epochs", "0.5",
               "--checkpoint-minutes", "0"]
 
 
-def _train_process(*argv):
-    return subprocess.Popen([sys.executable, "-m", "minidl.tools.train", *argv], env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _start_training(argv, stderr_path):
+    """A minidl-train process, once it has printed its start line (the model is built, the
+    checkpoint restored); returns (process, monotonic time of that line)."""
+    with open(stderr_path, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "minidl.tools.train", *argv], env=ENV,
+                                stdout=subprocess.PIPE, stderr=stderr, text=True)
+    line = proc.stdout.readline()
+    assert line.startswith("minidl-train: "), (line, open(stderr_path).read())
+    return proc, time.monotonic()
+
+
+def _step_on_disk(out):
+    """The step of the 'last' checkpoint in ``out`` (0 without one)."""
+    try:
+        return json.loads((out / "last.json").read_text())["train_state"]["progress"]["step"]
+    except FileNotFoundError:
+        return 0
+
+
+def _wait_for_step(out, proc, step):
+    deadline = time.monotonic() + 120
+    while _step_on_disk(out) < step:
+        assert proc.poll() is None and time.monotonic() < deadline, f"no checkpoint of step {step}"
+        time.sleep(0.005)
+    return time.monotonic()
 
 
 @pytest.mark.slow
 def test_soak_kill_and_resume_is_bit_identical(tmp_path):
-    """10 SIGKILLs at random moments (mid-step, mid-save, mid-validation), each followed by
-    a restart with --resume (or a fresh start while no checkpoint exists yet): the final
+    """10 SIGKILLs at random moments of a run's training (mid-step, mid-save, mid-validation;
+    a checkpoint after every step), each followed by a restart with --resume: the final
     weights and the per-epoch log equal an uninterrupted run's, bit for bit, and no stale
-    file is left.  Run it with
+    file is left.  Each process is killed a random 0-2 steps' time after its first new
+    checkpoint, so that every kill hits the training itself, not the start-up.
+    About 30-60 s on 2 CPU cores; run it alone with
     ``.venv/bin/python -m pytest -q tests/test_cli_reliability.py -m slow``."""
     root = make_idx_dataset(tmp_path / "data", n_train=128, n_test=32)
     args = [*_SOAK_ARGS, "--data", root]
+    steps = 6 * 8
     reference = tmp_path / "reference"
-    started = time.monotonic()
-    proc = _train_process(*args, "--output", str(reference))
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
-    duration = time.monotonic() - started
+    proc, _ = _start_training([*args, "--output", str(reference)], tmp_path / "reference.err")
+    first = _wait_for_step(reference, proc, 1)
+    proc.communicate(timeout=300)
+    assert proc.returncode == 0, (tmp_path / "reference.err").read_text()
+    step_seconds = (time.monotonic() - first) / (steps - 1)  # validation and saves included
 
     out = tmp_path / "killed"
     rng = random.Random(1234)
-    kills = 0
-    while kills < 10:
-        resume = ["--resume", str(out)] if (out / "last.json").exists() else args + ["--output", str(out)]
-        proc = _train_process(*resume)
-        time.sleep(rng.uniform(0.3, 0.8) * duration)
-        if proc.poll() is not None:  # finished before the kill: the run is too short
-            pytest.fail(f"the run ended before kill {kills + 1}: {proc.communicate()[1]}")
+    steps_at_kill = []
+    for kill in range(10):
+        argv = ["--resume", str(out)] if (out / "last.json").exists() else [*args, "--output", str(out)]
+        proc, _ = _start_training(argv, tmp_path / f"kill{kill}.err")
+        _wait_for_step(out, proc, _step_on_disk(out) + 1)
+        time.sleep(rng.uniform(0.0, 2.0) * step_seconds)
+        assert proc.poll() is None, f"the run ended before kill {kill + 1}"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        kills += 1
-    proc = _train_process("--resume", str(out)) if (out / "last.json").exists() else \
-        _train_process(*args, "--output", str(out))
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
+        steps_at_kill.append(_step_on_disk(out))
+    assert steps_at_kill[-1] < steps, steps_at_kill
+    proc, _ = _start_training(["--resume", str(out)], tmp_path / "final.err")
+    proc.communicate(timeout=300)
+    assert proc.returncode == 0, (tmp_path / "final.err").read_text()
 
     a, b = ckpt.load_checkpoint(reference), ckpt.load_checkpoint(out)
-    assert a.train_state["progress"]["step"] == b.train_state["progress"]["step"] > 0
+    assert a.train_state["progress"]["step"] == b.train_state["progress"]["step"] == steps
     for name, value in a.weights.items():
         assert np.array_equal(value, b.weights[name]), name
     records = [[json.loads(line) for line in (d / "log.jsonl").read_text().splitlines()]

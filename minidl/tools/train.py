@@ -30,6 +30,7 @@ import math
 import os
 import signal
 import sys
+import textwrap
 import time
 
 import numpy as np
@@ -88,7 +89,9 @@ def parse_args(argv=None):
     """Only the flags actually given end up in the namespace (defaults are SUPPRESSed),
     so the recipe can fill in the rest."""
     p = argparse.ArgumentParser(prog="minidl-train", description=__doc__.split("\n\n")[0],
-                                argument_default=argparse.SUPPRESS, epilog=RESUME_HELP)
+                                argument_default=argparse.SUPPRESS,
+                                epilog=textwrap.fill(RESUME_HELP, 88, break_on_hyphens=False),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
     a("--model", help=f"registered model (default {DEFAULTS['model']}; python -m minidl.models)")
     a("--dataset", choices=DATASETS, help="default fashion-mnist")
