@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from minidl.tools import checkpoint as ckpt
-from minidl.tools import evaluate, predict, train
+from minidl.tools import evaluate, predict, run_folder, train
 from test_train import ENV, make_idx_dataset, make_ilsvrc
 
 
@@ -391,7 +391,7 @@ def test_read_only_file_system(idx_root, tmp_path, monkeypatch, capsys):
         return open(path, mode, *args, **kwargs)
 
     _fail_writes(monkeypatch, errno.EROFS)
-    monkeypatch.setattr(train, "open", read_only_open, raising=False)
+    monkeypatch.setattr(run_folder, "open", read_only_open, raising=False)
     code, err, _ = _cli(train.main, _argv(idx_root, out), capsys)
     assert code == 2 and "Traceback" not in err
     assert re.search(r"^minidl-train: error: Read-only file system \(.*log\.jsonl\); "

@@ -41,6 +41,7 @@ from minidl import optim
 from minidl import io as mio
 from minidl.tools.checkpoint import (CheckpointError, load_checkpoint, remove_stale_files, save_checkpoint,
                                      weights_path)
+from minidl.tools.run_folder import describe_checkpoint, open_log, plot_curves, prepare_run_folder
 from minidl.tools.cli import (non_negative_float, non_negative_int, percent, positive_float, positive_int,
                               unit_fraction)
 from minidl.tools.evaluate import (DATASETS, InputSpec, UsageError, build_dataset, build_model,
@@ -65,9 +66,6 @@ RUNTIME_KEYS = {"device", "workers", "output", "max_steps", "limit_val_batches",
 # or cannot change (the model, its data, the batches and the optimizer's buffers).
 RESUME_FIXED_KEYS = {"model", "model_kwargs", "dataset", "batch_size", "opt", "no_wd_on_norm_and_bias",
                      "recipe", "seed", "image_size", "val_resize", "limit_train_batches", "weights"}
-# files that mark a folder as holding a run, and what --overwrite removes besides the checkpoints
-RUN_MARKERS = ("last.json", "best.json", "results.json", "log.jsonl")
-RUN_FILES = RUN_MARKERS + ("curves.png", "eval.json")
 
 
 def _flags(keys):
@@ -119,7 +117,8 @@ def parse_args(argv=None):
     a("--image-size", type=positive_int)
     a("--val-resize", type=positive_int)
     a("--model-kwargs", type=json.loads, help='JSON options for the model, e.g. \'{"dropout": 0.3}\'')
-    a("--aux-weight", type=non_negative_float, help="weight of auxiliary-head losses (GoogLeNet 0.3, Inception-v3 0.4)")
+    a("--aux-weight", type=non_negative_float,
+      help="weight of auxiliary-head losses (GoogLeNet 0.3, Inception-v3 0.4)")
     a("--workers", type=non_negative_int)
     a("--seed", type=int)
     a("--output", help="run folder (default runs/minidl; with --resume the checkpoint's folder)")
@@ -438,7 +437,7 @@ class Trainer:
         if removed:
             print(f"minidl-train: removed {len(removed)} stale file(s) of an interrupted write from "
                   f"{self.out}: {', '.join(removed)}", file=sys.stderr)
-        with self.stop, self.open_log() as log:
+        with self.stop, open_log(self.out, self.state["epoch"] if self.resumed else None) as log:
             while st["epoch"] < cfg["epochs"]:
                 started = time.perf_counter()
                 timing = self.train_epoch()
@@ -450,23 +449,6 @@ class Trainer:
                     return self.finish_early()
                 self.end_epoch(val, timing, time.perf_counter() - started, log)
         return self.finish()
-
-    def open_log(self):
-        """log.jsonl: a new run starts it; a resumed run keeps the records of the epochs its
-        checkpoint completed (a record written after that checkpoint is written again, and
-        a line cut off by a kill is dropped)."""
-        path = os.path.join(self.out, "log.jsonl")
-        if not self.resumed:
-            return open(path, "w")
-        try:
-            with open(path) as f:
-                lines = f.read().splitlines()
-        except FileNotFoundError:
-            lines = []
-        kept = [line for line in lines if _epoch_of(line) is not None and _epoch_of(line) <= self.state["epoch"]]
-        if kept != lines:
-            mio.atomic_write(path, "".join(line + "\n" for line in kept))
-        return open(path, "a")
 
     def train_epoch(self):
         cfg, st = self.cfg, self.state
@@ -576,24 +558,6 @@ def _fmt(value):
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def _epoch_of(line):
-    """The epoch of a log.jsonl line, None for a line that is not a whole record."""
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return None
-    epoch = record.get("epoch") if isinstance(record, dict) else None
-    return epoch if isinstance(epoch, int) else None
-
-
-def describe_checkpoint(path, progress):
-    if progress["batch"] == 0 and progress["epoch"] > 0:
-        where = f"after epoch {progress['epoch']}, step {progress['step']}"
-    else:
-        where = f"epoch {progress['epoch'] + 1}, batch {progress['batch']}, step {progress['step']}"
-    return f"the latest complete checkpoint is {path} ({where})"
-
-
 class ProgressBar:
     """A tqdm bar with loss, lr, images/s and data vs compute time (plain lines without tqdm)."""
 
@@ -631,36 +595,6 @@ class ProgressBar:
             self.bar = None
 
 
-def plot_curves(log_path, png_path):
-    """Loss and accuracy per epoch from log.jsonl (skipped without matplotlib)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    with open(log_path) as f:
-        records = [json.loads(line) for line in f if line.strip()]
-    if not records:
-        return None
-    epochs = [r["epoch"] for r in records]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [r["train_loss"] for r in records], "o-", label="train")
-    ax_loss.plot(epochs, [r["val_loss"] for r in records], "o-", label="validation")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    for key, label in (("val_top1", "top-1"), ("val_top5", "top-5")):
-        if records[0].get(key) is not None:
-            ax_acc.plot(epochs, [100 * r[key] for r in records], "o-", label=label)
-    ax_acc.set(xlabel="epoch", ylabel="%", title="validation accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
-    return png_path
-
-
 def evaluate_only(cfg, given):
     source = given.get("resume") or given.get("weights")
     if source is None:
@@ -689,29 +623,6 @@ def saved_settings(checkpoint):
     return config
 
 
-def prepare_run_folder(cfg, given, checkpoint):
-    """Refuse an --output that is a file, or a folder holding another run (unless
-    --overwrite, which removes that run's files); a resumed run's own folder is its own."""
-    out = cfg["output"]
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError(f"--output {out} is a file, expected a run folder")
-    if not os.path.isdir(out):
-        return
-    if checkpoint is not None and os.path.samefile(out, os.path.dirname(os.path.abspath(checkpoint.path))):
-        return
-    previous = [name for name in RUN_MARKERS if os.path.isfile(os.path.join(out, name))
-                and os.path.getsize(os.path.join(out, name)) > 0]
-    if not previous:
-        return
-    if not given.get("overwrite"):
-        raise UsageError(f"--output {out} holds a previous run ({', '.join(previous)}); continue it with "
-                         f"--resume {out} or replace it with --overwrite")
-    for name in RUN_FILES:
-        if os.path.isfile(os.path.join(out, name)):
-            os.unlink(os.path.join(out, name))
-    remove_stale_files(out)  # the removed manifests' array files are now named by none
-
-
 def main(argv=None):
     given = parse_args(argv)
     checkpoint = trainer = None
@@ -727,7 +638,7 @@ def main(argv=None):
             cfg = resolve_config(given)
         if given.get("evaluate"):
             return evaluate_only(cfg, given)
-        prepare_run_folder(cfg, given, checkpoint)
+        prepare_run_folder(cfg["output"], given.get("overwrite"), checkpoint and checkpoint.path)
         trainer = Trainer(cfg, checkpoint)
         if checkpoint is None and "weights" in given:
             minidl.io.load(weights_path(given["weights"]), trainer.model)
