@@ -254,6 +254,9 @@ def load_checkpoint(path):
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint: expected a checkpoint manifest (.json) or a directory with "
                               f"last.json, got {path!r}, which does not exist")
+    if path.endswith(".safetensors"):
+        raise CheckpointError(f"checkpoint: expected a checkpoint manifest (.json), got the weights file "
+                              f"{path!r}, which holds no training state; use it with --weights instead")
     try:
         with open(path) as f:
             manifest = json.load(f)

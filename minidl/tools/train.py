@@ -615,10 +615,14 @@ def saved_settings(checkpoint):
     config, progress = state.get("config"), state.get("progress")
     counts_ok = isinstance(progress, dict) and all(
         isinstance(progress.get(k), int) and progress[k] >= 0 for k in ("epoch", "batch", "step"))
-    if not (counts_ok and isinstance(config, dict) and set(DEFAULTS) <= set(config)):
+    if not (counts_ok and isinstance(config, dict)):
         raise CheckpointError(f"checkpoint {checkpoint.path!r} was not written by minidl-train: expected "
-                              "its train_state to hold 'config' (every setting) and 'progress' (epoch, "
+                              "its train_state to hold 'config' (the settings) and 'progress' (epoch, "
                               "batch and step as integers)")
+    missing = sorted(set(DEFAULTS) - set(config))
+    if missing:  # continuing with defaults in their place would be another run
+        raise CheckpointError(f"checkpoint {checkpoint.path!r}: its settings lack {missing} (edited, or "
+                              "written by another version of minidl-train)")
     checkpoint.check_resumable()
     return config
 
