@@ -296,13 +296,18 @@ def test_stale_temp_files_and_orphans_are_removed(finished_run, idx_root, tmp_pa
         (run / name).write_bytes(b'{"a": 1}')
     named = {e["name"] for tag in ("last", "best")
              for e in json.loads((run / f"{tag}.json").read_text())["files"].values()}
+    assert ckpt.remove_stale_files(run) == sorted(ours)
+    assert set(os.listdir(run)) == set(os.listdir(finished_run)) | set(foreign)
+    assert named <= set(os.listdir(run))
+    ckpt.load_checkpoint(run)  # the checkpoints in use are whole
+
+    for name in ours:  # the next start of minidl-train does the same
+        (run / name).write_bytes(b"x")
     assert train.main(["--resume", str(run), "--epochs", "3"]) == 0
     left = set(os.listdir(run))
-    assert not left & set(ours)
-    assert set(foreign) <= left
-    assert "stale" in capsys.readouterr().err
+    assert not left & set(ours) and set(foreign) <= left
+    assert re.search(r"removed 5 stale file\(s\) of an interrupted write", capsys.readouterr().err)
     assert ckpt.load_checkpoint(run).train_state["progress"]["epoch"] == 3
-    assert named  # the manifests' own files were in place when the run started
 
 
 def test_orphans_are_kept_when_a_manifest_is_unreadable(tmp_path):
