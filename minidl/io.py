@@ -10,6 +10,7 @@ leaves the previous checkpoint intact and no half-written file under its name.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections import OrderedDict
 
@@ -19,6 +20,8 @@ from .nn.module import Module
 from .tensor import Tensor
 
 FORMAT = "minidl"
+# atomic_write's temporary files: "." + target name + "." + mkstemp's 8 random characters + ".tmp"
+TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp$")
 
 
 def _safetensors_numpy():
@@ -101,6 +104,18 @@ def atomic_write(path, data):
         raise
     _fsync_dir(directory)
     return path
+
+
+def remove_stale_temps(directory):
+    """Delete the temporary files that an ``atomic_write`` killed mid-write left in
+    ``directory`` (only names of atomic_write's pattern).  Returns the removed names."""
+    removed = []
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if TEMP_NAME.match(name) and os.path.isfile(path) and not os.path.islink(path):
+            os.unlink(path)
+            removed.append(name)
+    return removed
 
 
 def load(path, model=None, strict=True):

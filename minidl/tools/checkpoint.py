@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import random as py_random
+import re
 import uuid
 
 import numpy as np
@@ -29,6 +30,8 @@ from .. import io as mio
 from .. import random as mrandom
 
 MANIFEST_FORMAT = "minidl-checkpoint-1"
+# the array files save_checkpoint names: TAG-<step>-<id>[.optim].safetensors
+ARRAY_FILE = re.compile(r"^\w+-\d{8,}-[0-9a-f]{8}(\.optim)?\.safetensors$")
 
 
 class CheckpointError(ValueError):
@@ -113,7 +116,7 @@ def save_checkpoint(directory, tag, model, optimizer=None, scheduler=None, train
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
     target = manifest_path(directory, tag)
-    previous = _files_named_by(target)
+    previous = _files_named_by(target) or set()
     state = dict(train_state or {})
     stem = f"{tag}-{int(state.get('step', 0)):08d}-{uuid.uuid4().hex[:8]}"
 
@@ -140,11 +143,45 @@ def save_checkpoint(directory, tag, model, optimizer=None, scheduler=None, train
 
 
 def _files_named_by(manifest_file):
+    """The array files a readable manifest names (only names save_checkpoint gives, so a
+    hand-edited manifest never makes it delete anything else); None if it is unreadable."""
     try:
         with open(manifest_file) as f:
-            return {entry["name"] for entry in json.load(f)["files"].values()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            manifest = json.load(f)
+    except FileNotFoundError:
         return set()
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        return set()  # another JSON file (results.json, eval.json)
+    try:
+        names = {entry["name"] for entry in manifest["files"].values()}
+    except (KeyError, TypeError, AttributeError):
+        return None
+    return {name for name in names if isinstance(name, str) and ARRAY_FILE.match(name)}
+
+
+def remove_stale_files(directory):
+    """Delete what writers killed mid-save left in ``directory``: atomic_write's temp
+    files, and array files of save_checkpoint's naming that no manifest in the folder
+    names.  While any ``.json`` there is unreadable, no array file is deleted (it might be
+    named by it).  Returns the removed names."""
+    directory = os.fspath(directory)
+    removed = mio.remove_stale_temps(directory)
+    names = sorted(os.listdir(directory))
+    named = set()
+    for name in names:
+        if name.endswith(".json"):
+            in_use = _files_named_by(os.path.join(directory, name))
+            if in_use is None:
+                return removed
+            named |= in_use
+    for name in names:
+        path = os.path.join(directory, name)
+        if ARRAY_FILE.match(name) and name not in named and os.path.isfile(path) and not os.path.islink(path):
+            os.unlink(path)
+            removed.append(name)
+    return sorted(removed)
 
 
 def _jsonable(value):
@@ -171,6 +208,12 @@ class Checkpoint:
     def train_state(self):
         return self.manifest.get("train_state", {})
 
+    def check_resumable(self):
+        """Raise CheckpointError unless this checkpoint holds an optimizer state."""
+        if self.manifest.get("optimizer") is None:
+            raise CheckpointError(f"checkpoint {self.path!r} holds weights only (no optimizer state) "
+                                  "and cannot resume training; use it with --weights instead")
+
     def restore(self, model, optimizer=None, scheduler=None, rng=True):
         """Load everything into the given objects (the wrong architecture raises an error
         listing every missing, unexpected and mis-shaped key)."""
@@ -179,14 +222,27 @@ class Checkpoint:
         except ValueError as e:
             raise CheckpointError(f"checkpoint {self.path!r} does not fit {type(model).__name__}:\n{e}") from e
         if optimizer is not None:
-            if self.manifest.get("optimizer") is None:
-                raise CheckpointError(f"checkpoint {self.path!r} holds weights only (no optimizer state) "
-                                      "and cannot resume training; use it with --weights instead")
-            optimizer.load_state_dict(_join_optimizer_state(self.optimizer_arrays, self.manifest["optimizer"]))
+            self.check_resumable()
+            try:
+                optimizer.load_state_dict(_join_optimizer_state(self.optimizer_arrays, self.manifest["optimizer"]))
+            except (AttributeError, KeyError, TypeError, ValueError) as e:
+                raise CheckpointError(f"checkpoint {self.path!r}: its optimizer state does not fit "
+                                      f"{type(optimizer).__name__} ({type(e).__name__}: {e})") from e
         if scheduler is not None and self.manifest.get("scheduler") is not None:
-            scheduler.load_state_dict(self.manifest["scheduler"])
+            try:
+                scheduler.load_state_dict(self.manifest["scheduler"])
+            except (AttributeError, KeyError, TypeError, ValueError) as e:
+                raise CheckpointError(f"checkpoint {self.path!r}: its scheduler state is not one "
+                                      f"{type(scheduler).__name__} wrote ({type(e).__name__}: {e})") from e
         if rng:
-            set_rng_state(self.manifest["rng"])
+            if "rng" not in self.manifest:
+                raise CheckpointError(f"checkpoint {self.path!r}: expected 'rng' (the random states "
+                                      "a resumed run continues from), found none")
+            try:
+                set_rng_state(self.manifest["rng"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise CheckpointError(f"checkpoint {self.path!r}: its RNG state is not valid "
+                                      f"({type(e).__name__}: {e})") from e
 
 
 def load_checkpoint(path):
@@ -198,6 +254,9 @@ def load_checkpoint(path):
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint: expected a checkpoint manifest (.json) or a directory with "
                               f"last.json, got {path!r}, which does not exist")
+    if path.endswith(".safetensors"):
+        raise CheckpointError(f"checkpoint: expected a checkpoint manifest (.json), got the weights file "
+                              f"{path!r}, which holds no training state; use it with --weights instead")
     try:
         with open(path) as f:
             manifest = json.load(f)
@@ -206,6 +265,10 @@ def load_checkpoint(path):
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise CheckpointError(f"checkpoint: expected a manifest with format {MANIFEST_FORMAT!r}, "
                               f"got {path!r} without it")
+    _check_files_entry(path, manifest.get("files"))
+    if not isinstance(manifest.get("train_state", {}), dict):
+        raise CheckpointError(f"checkpoint {path!r}: expected 'train_state' to be an object, "
+                              f"got {type(manifest['train_state']).__name__}")
     directory = os.path.dirname(os.path.abspath(path))
     loaded = {}
     for role, entry in manifest["files"].items():
@@ -217,6 +280,24 @@ def load_checkpoint(path):
                                   "match the recorded SHA-256 (modified or partly written)")
         loaded[role] = mio.load(file)
     return Checkpoint(path, manifest, loaded["weights"], loaded.get("optimizer", {}))
+
+
+def _check_files_entry(path, files):
+    """A manifest's 'files': {"weights": {...}, "optimizer": {...}} (optimizer optional), each
+    with a plain file name in the manifest's folder and a SHA-256."""
+    ok = isinstance(files, dict) and "weights" in files and set(files) <= {"weights", "optimizer"} and all(
+        isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("sha256"), str)
+        for e in files.values())
+    if not ok:
+        shown = json.dumps(files)
+        shown = shown if len(shown) <= 120 else shown[:117] + "..."
+        raise CheckpointError(f"checkpoint {path!r}: expected 'files' to map 'weights' (and "
+                              f"'optimizer') to a name and a sha256, got {shown}")
+    for role, entry in files.items():
+        name = entry["name"]
+        if name in ("", ".", "..") or os.path.basename(name) != name or "\\" in name:
+            raise CheckpointError(f"checkpoint {path!r}: its {role} file {name!r} is not a file name "
+                                  "in the checkpoint's folder")
 
 
 def weights_path(path):

@@ -203,7 +203,7 @@ def evaluate(model, loader, spec, device="cpu", crop="center", ks=(1, 5), limit_
             if progress is not None:
                 progress(i + 1, batches)
     if seen == 0:
-        raise RuntimeError("evaluate: the validation set yielded no samples")
+        raise ValueError("evaluate: the validation set yielded no samples (every image was unreadable)")
     result = {f"top{k}": correct[k] / seen for k in ks}
     result.update(loss=loss_sum / seen, samples=seen)
     return result

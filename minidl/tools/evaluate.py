@@ -21,6 +21,7 @@ import time
 
 import minidl
 from minidl.tools.checkpoint import CheckpointError
+from minidl.tools.cli import non_negative_int, percent, positive_int
 from minidl.tools.common import (DATASETS, IDX_STATS, UsageError, build_dataset, build_model,
                                  dataset_channels, eval_sizes, evaluate, format_table,
                                  load_weights_spec)
@@ -35,14 +36,14 @@ def parse_args(argv=None):
     p.add_argument("--dataset", choices=DATASETS, help="default: recorded in the weights")
     p.add_argument("--data", help="dataset root (default for fashion-mnist: the Debian package's folder)")
     p.add_argument("--crop", choices=("center", "ten", "multiscale"), default="center")
-    p.add_argument("--scales", type=lambda s: [int(v) for v in s.split(",")],
+    p.add_argument("--scales", type=lambda s: [positive_int(v) for v in s.split(",")],
                    help="multiscale: comma-separated square sizes (default: the paper's six)")
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--val-resize", type=int)
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--image-size", type=positive_int)
+    p.add_argument("--val-resize", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int, default=100)
+    p.add_argument("--workers", type=non_negative_int, default=0)
     p.add_argument("--device", choices=("cpu", "cuda", "emu"), default="cpu")
-    p.add_argument("--limit-batches", type=int, help="evaluate only the first N batches (smoke tests)")
+    p.add_argument("--limit-batches", type=positive_int, help="evaluate only the first N batches (smoke tests)")
     p.add_argument("--output", help="JSON file for the results (default: eval.json beside the weights)")
     return p.parse_args(argv)
 
@@ -79,14 +80,19 @@ def run(args):
     skipped = getattr(loader, "skipped_total", 0)
     rows = [("model", model_name), ("dataset", f"{dataset} ({result['samples']} images)"),
             ("crop", args.crop)]
-    rows += [(f"top-{k}", f"{100 * result[f'top{k}']:.2f}%") for k in (1, 5) if f"top{k}" in result]
+    for k in (1, 5):  # top-5 of fewer than five classes does not exist: n/a, null in the JSON
+        result.setdefault(f"top{k}", None)
+    rows += [(f"top-{k}", percent(result[f"top{k}"])) for k in (1, 5)]
     rows += [("loss", f"{result['loss']:.4f}"), ("skipped", str(skipped)), ("time", f"{seconds:.1f} s")]
     print(format_table(rows))
     out = args.output or os.path.join(os.path.dirname(os.path.abspath(file)), "eval.json")
     record = {"model": model_name, "weights": os.path.abspath(file), "dataset": dataset,
               "crop": args.crop, "seconds": seconds, "skipped": skipped, **result}
-    with open(out, "w") as f:
-        json.dump(record, f, indent=1)
+    try:
+        with open(out, "w") as f:
+            json.dump(record, f, indent=1)
+    except OSError as e:
+        raise UsageError(f"cannot write the results to {out}: {e.strerror}") from None
     print(f"results written to {out}")
     return record
 

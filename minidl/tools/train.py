@@ -12,11 +12,15 @@ linearly with ``--batch-size`` where the paper does.  LR schedules count in epoc
 are evaluated at fractional epochs every step; warmup precedes the schedule.
 
 Writes into ``--output``: ``last.json`` / ``best.json`` checkpoints (weights in
-safetensors beside them; see minidl/checkpoint.py), ``log.jsonl`` (one record per
-epoch), ``curves.png`` (with matplotlib) and ``results.json``.  Ctrl-C or SIGTERM saves
-``last`` after the current step and exits with status 128 + signal number; a second
-Ctrl-C aborts at once.  ``--resume`` restores weights, optimizer, schedule, RNG states
-and the position in the epoch, so the continued run is bit-identical on the CPU.
+safetensors beside them; see minidl/tools/checkpoint.py), ``log.jsonl`` (one record per
+epoch), ``curves.png`` (with matplotlib) and ``results.json``.  A folder that holds a
+previous run is refused unless ``--resume`` continues it or ``--overwrite`` replaces it;
+temp files and weights that a killed run left behind are removed at the next start.
+``last`` is saved after every epoch's steps (before validation) and after validation;
+``best`` only on finite metrics.  Ctrl-C or SIGTERM saves ``last`` after the current
+step and exits with status 128 + signal number; a second Ctrl-C aborts at once.
+``--resume`` restores weights, optimizer, schedule, RNG states and the position in the
+epoch, so the continued run is bit-identical on the CPU.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ import math
 import os
 import signal
 import sys
+import textwrap
 import time
 
 import numpy as np
@@ -33,7 +38,12 @@ import numpy as np
 import minidl
 import minidl.functional as F
 from minidl import optim
-from minidl.tools.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, weights_path
+from minidl import io as mio
+from minidl.tools.checkpoint import (CheckpointError, load_checkpoint, remove_stale_files, save_checkpoint,
+                                     weights_path)
+from minidl.tools.run_folder import describe_checkpoint, open_log, plot_curves, prepare_run_folder
+from minidl.tools.cli import (non_negative_float, non_negative_int, percent, positive_float, positive_int,
+                              unit_fraction)
 from minidl.tools.common import (DATASETS, InputSpec, UsageError, build_dataset, build_model,
                                  dataset_channels, eval_sizes, evaluate, format_table, import_zoo,
                                  registered_model)
@@ -46,9 +56,30 @@ DEFAULTS = dict(model="lenet5_bn_w2", dataset="fashion-mnist", data=None, device
                 seed=0, output="runs/minidl", recipe="auto", model_kwargs={}, skip_nonfinite=False,
                 max_steps=None, limit_train_batches=None, limit_val_batches=None,
                 checkpoint_minutes=30.0, aux_weight=None)
-# settings that may change when resuming without changing the run's arithmetic
-RUNTIME_KEYS = {"device", "workers", "output", "epochs", "max_steps", "limit_val_batches",
-                "checkpoint_minutes", "resume", "data"}
+# What flags given with --resume do to the checkpoint's settings (stated in --help):
+# rebuild the schedule / set the restored optimizer's hyperparameters,
+RESUME_SCHEDULE_KEYS = {"lr", "sched", "epochs", "step_size", "milestones", "gamma", "power", "warmup_epochs"}
+RESUME_OPTIMIZER_KEYS = {"momentum", "nesterov", "wd", "rmsprop_alpha", "rmsprop_eps"}
+# take effect from the next step, change only how the run is carried out,
+RESUME_STEP_KEYS = {"label_smoothing", "clip_grad_norm", "aux_weight", "skip_nonfinite"}
+RUNTIME_KEYS = {"device", "workers", "output", "max_steps", "limit_val_batches", "checkpoint_minutes",
+                "data", "overwrite"}
+# or cannot change (the model, its data, the batches and the optimizer's buffers).
+RESUME_FIXED_KEYS = {"model", "model_kwargs", "dataset", "batch_size", "opt", "no_wd_on_norm_and_bias",
+                     "recipe", "seed", "image_size", "val_resize", "limit_train_batches", "weights"}
+
+
+def _flags(keys):
+    return ", ".join("--" + key.replace("_", "-") for key in sorted(keys))
+
+
+RESUME_HELP = (
+    "With --resume the run's settings come from the checkpoint. Flags given with it are applied to "
+    f"the restored optimizer and schedule: {_flags(RESUME_SCHEDULE_KEYS | RESUME_OPTIMIZER_KEYS)} (the "
+    "schedule is rebuilt from the new settings and continues at the checkpoint's fractional epoch; "
+    f"weights, momentum buffers and the position are kept); {_flags(RESUME_STEP_KEYS)} take effect from "
+    f"the next step; {_flags(RUNTIME_KEYS)} change only how the run is carried out. "
+    f"{_flags(RESUME_FIXED_KEYS)} cannot change on --resume. A note lists every setting that changes.")
 
 
 # ------------------------------------------------------------------ arguments
@@ -57,48 +88,52 @@ def parse_args(argv=None):
     so the recipe can fill in the rest."""
     p = argparse.ArgumentParser(prog="minidl-train", description=__doc__.split("\n\n")[0],
                                 argument_default=argparse.SUPPRESS,
+                                epilog=textwrap.fill(RESUME_HELP, 88, break_on_hyphens=False),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
     a("--model", help=f"registered model (default {DEFAULTS['model']}; python -m minidl.models)")
     a("--dataset", choices=DATASETS, help="default fashion-mnist")
     a("--data", help="dataset root (fashion-mnist default: /usr/share/datasets/fashion-mnist)")
     a("--device", choices=("cpu", "cuda", "emu"), help="default cpu (emu: debugging only)")
-    a("--epochs", type=int)
-    a("--batch-size", type=int)
+    a("--epochs", type=positive_int)
+    a("--batch-size", type=positive_int)
     a("--opt", choices=("sgd", "rmsprop", "adam", "adamw"))
-    a("--lr", type=float, help="learning rate, used as given (the recipe's is scaled by batch size)")
+    a("--lr", type=positive_float, help="learning rate, used as given (the recipe's is scaled by batch size)")
     a("--momentum", type=float)
     a("--nesterov", action=argparse.BooleanOptionalAction)
-    a("--wd", type=float, help="weight decay")
+    a("--wd", type=non_negative_float, help="weight decay")
     a("--no-wd-on-norm-and-bias", dest="no_wd_on_norm_and_bias", action="store_const", const=True,
       help="no weight decay on batch-norm parameters and biases")
     a("--sched", choices=("step", "multistep", "cosine", "poly", "exp"))
-    a("--step-size", type=float, help="step: epochs between decays")
+    a("--step-size", type=positive_float, help="step: epochs between decays")
     a("--milestones", type=lambda s: [float(v) for v in s.split(",")], help="multistep: e.g. 30,60,90")
-    a("--gamma", type=float, help="step/multistep/exp decay factor (exp: per epoch)")
-    a("--power", type=float, help="poly: exponent")
-    a("--warmup-epochs", type=float)
-    a("--label-smoothing", type=float)
-    a("--clip-grad-norm", type=float)
+    a("--gamma", type=positive_float, help="step/multistep/exp decay factor (exp: per epoch)")
+    a("--power", type=non_negative_float, help="poly: exponent")
+    a("--warmup-epochs", type=non_negative_float, help="linear warmup before the schedule (0: none)")
+    a("--label-smoothing", type=unit_fraction)
+    a("--clip-grad-norm", type=positive_float)
     a("--rmsprop-alpha", type=float)
     a("--rmsprop-eps", type=float)
-    a("--image-size", type=int)
-    a("--val-resize", type=int)
+    a("--image-size", type=positive_int)
+    a("--val-resize", type=positive_int)
     a("--model-kwargs", type=json.loads, help='JSON options for the model, e.g. \'{"dropout": 0.3}\'')
-    a("--aux-weight", type=float, help="weight of auxiliary-head losses (default: the model's, as "
-                                         "registered: GoogLeNet 0.3, Inception-v3 0.4)")
-    a("--workers", type=int)
+    a("--aux-weight", type=non_negative_float,
+      help="weight of auxiliary-head losses (default: the model's, as registered: GoogLeNet 0.3, "
+           "Inception-v3 0.4)")
+    a("--workers", type=non_negative_int)
     a("--seed", type=int)
-    a("--output", help="run folder (default runs/minidl)")
+    a("--output", help="run folder (default runs/minidl; with --resume the checkpoint's folder)")
+    a("--overwrite", action="store_true", help="replace the run that --output holds")
     a("--resume", help="checkpoint to continue (a run folder or its last.json)")
     a("--weights", help="initial weights (.safetensors or a checkpoint), e.g. with --evaluate")
     a("--evaluate", action="store_true", help="only evaluate (--resume or --weights) and exit")
     a("--recipe", help="'auto' (the model family's paper recipe), 'none', or a recipe name")
     a("--skip-nonfinite", action="store_true", help="skip steps whose loss is NaN/inf instead of stopping")
-    a("--max-steps", type=int, help="stop (with a checkpoint) after this many steps in total")
-    a("--limit-train-batches", type=int, help="use only the first N batches of each epoch")
-    a("--limit-val-batches", type=int)
-    a("--checkpoint-minutes", type=float, help="also save 'last' this often within an epoch (default 30)")
+    a("--max-steps", type=positive_int, help="stop (with a checkpoint) after this many steps in total")
+    a("--limit-train-batches", type=positive_int, help="use only the first N batches of each epoch")
+    a("--limit-val-batches", type=positive_int)
+    a("--checkpoint-minutes", type=non_negative_float,
+      help="also save 'last' this often within an epoch (default 30; 0: after every step)")
     return vars(p.parse_args(argv))
 
 
@@ -106,13 +141,15 @@ def resolve_config(given, saved=None):
     """defaults < recipe (or the checkpoint's settings) < flags given."""
     cfg = dict(DEFAULTS)
     if saved is not None:
+        if "weights" in given:
+            raise UsageError("--weights cannot be combined with --resume (the checkpoint holds the weights)")
+        for key in sorted(RESUME_FIXED_KEYS & set(given)):
+            if given[key] != saved.get(key):
+                raise UsageError(f"{_flags([key])} cannot change on --resume (the checkpoint's is "
+                                 f"{saved.get(key)!r}); start a new run to change it")
         cfg.update(saved)
         cfg["max_steps"] = None  # a limit of the interrupted process, not of the run
-        changed = sorted(k for k in given if k not in RUNTIME_KEYS and given[k] != saved.get(k))
-        if changed:
-            print(f"minidl-train: note: overriding the checkpoint's {', '.join(changed)}; "
-                  "the continuation is then no longer exact", file=sys.stderr)
-        cfg.update(given)
+        cfg.update(given)  # applied by Trainer.apply_resume_changes
         return cfg
     model = given.get("model", cfg["model"])
     recipe_name = given.get("recipe", cfg["recipe"])
@@ -268,6 +305,7 @@ class Trainer:
         self.val_set, _ = build_dataset(cfg["dataset"], cfg["data"], False, cfg["image_size"],
                                         cfg["val_resize"], classes=classes)
         channels = dataset_channels(self.train_set)
+        self.check_validation_set(channels)
         self.model, in_channels = build_model(cfg["model"], len(self.train_set.classes), channels,
                                               cfg["model_kwargs"])
         self.spec = InputSpec(spec.mean, spec.std, in_channels // channels if in_channels != channels else 1)
@@ -289,14 +327,55 @@ class Trainer:
         self.state = {"epoch": 0, "batch": 0, "step": 0, "loss_sum": 0.0, "loss_count": 0,
                       "best_top1": None, "skipped_steps": 0}
         self.resumed = checkpoint is not None
+        self.saved = None  # (manifest path, progress) of the latest complete 'last' checkpoint
         if checkpoint is not None:
+            wanted = [{k: v for k, v in g.items() if k not in ("params", "lr", "initial_lr")}
+                      for g in self.optimizer.param_groups]
             checkpoint.restore(self.model, self.optimizer, self.scheduler)
             self.state.update(checkpoint.train_state["progress"])
+            self.saved = (checkpoint.path, dict(self.state))
+            self.apply_resume_changes(checkpoint.train_state["config"], wanted)
         self.stop = StopFlag()
         self.last_save = time.monotonic()
         self.history = []  # (step, loss) of every step this process ran
 
+    def check_validation_set(self, channels):
+        """An empty or undecodable validation set is a start-up error, not one after an epoch."""
+        if len(self.val_set) == 0:
+            raise UsageError(f"the validation set of --dataset {self.cfg['dataset']} is empty; a run "
+                             "needs one to report its metrics and choose 'best'")
+        try:
+            val_channels = dataset_channels(self.val_set)
+        except UsageError as e:
+            raise UsageError(f"the validation set: {e}") from None
+        if val_channels != channels:
+            raise UsageError(f"the validation images have {val_channels} channels, the training "
+                             f"images {channels}")
+
+    def apply_resume_changes(self, saved, wanted_groups):
+        """Apply the settings given with --resume that differ from the checkpoint's: the
+        optimizer gets the hyperparameters of ``wanted_groups`` (built from the new
+        settings) and the schedule is rebuilt, evaluated at the current fractional epoch."""
+        cfg, st = self.cfg, self.state
+        changed = sorted(k for k in RESUME_SCHEDULE_KEYS | RESUME_OPTIMIZER_KEYS | RESUME_STEP_KEYS
+                         if cfg[k] != saved.get(k))
+        if not changed:
+            return
+        if set(changed) & (RESUME_SCHEDULE_KEYS | RESUME_OPTIMIZER_KEYS):
+            for group, wanted in zip(self.optimizer.param_groups, wanted_groups):
+                group.update(wanted)
+                group["initial_lr"] = cfg["lr"]
+            self.scheduler = build_scheduler(cfg, self.optimizer)
+            self.scheduler.step(st["epoch"] + st["batch"] / self.steps_per_epoch)
+        listed = ", ".join(f"{k} {saved.get(k)} -> {cfg[k]}" for k in changed)
+        print(f"minidl-train: note: --resume applies {listed} from epoch {st['epoch'] + 1}, batch "
+              f"{st['batch']} on", file=sys.stderr)
+
     # ---------------------------------------------------------------- checkpoints
+    def checkpoint_state(self):
+        """Where the run can be continued from, in words."""
+        return describe_checkpoint(*self.saved) if self.saved else "no checkpoint of this run was written"
+
     def weights_metadata(self):
         cfg = self.cfg
         meta = {"model": cfg["model"], "model_kwargs": cfg["model_kwargs"], "dataset": cfg["dataset"],
@@ -313,8 +392,10 @@ class Trainer:
             return save_checkpoint(self.out, tag, self.model, train_state=state,
                                    weights_metadata=self.weights_metadata())
         self.last_save = time.monotonic()
-        return save_checkpoint(self.out, tag, self.model, self.optimizer, self.scheduler, state,
+        path = save_checkpoint(self.out, tag, self.model, self.optimizer, self.scheduler, state,
                                self.weights_metadata())
+        self.saved = (path, dict(self.state))
+        return path
 
     # ---------------------------------------------------------------- one step
     def loss_of(self, outputs, labels):
@@ -341,9 +422,7 @@ class Trainer:
         if not math.isfinite(value):
             where = f"at step {st['step'] + 1} (epoch {st['epoch'] + 1}, batch {st['batch'] + 1})"
             if not self.cfg["skip_nonfinite"]:
-                raise NonFiniteLoss(f"the loss is {value} {where}; stopping (the last checkpoint is "
-                                    "intact). Lower --lr, set --clip-grad-norm, or pass "
-                                    "--skip-nonfinite to skip such steps")
+                raise NonFiniteLoss(f"the loss is {value} {where}")
             print(f"minidl-train: skipping the step {where}: the loss is {value}", file=sys.stderr)
             st["skipped_steps"] += 1
             return None
@@ -360,21 +439,21 @@ class Trainer:
     # ---------------------------------------------------------------- epochs
     def run(self):
         cfg, st = self.cfg, self.state
-        # a new run in an old folder starts a new log; a resumed one continues it
-        log = open(os.path.join(self.out, "log.jsonl"), "a" if self.resumed else "w")
-        with self.stop:
+        removed = remove_stale_files(self.out)
+        if removed:
+            print(f"minidl-train: removed {len(removed)} stale file(s) of an interrupted write from "
+                  f"{self.out}: {', '.join(removed)}", file=sys.stderr)
+        with self.stop, open_log(self.out, self.state["epoch"] if self.resumed else None) as log:
             while st["epoch"] < cfg["epochs"]:
                 started = time.perf_counter()
                 timing = self.train_epoch()
-                if timing is None:  # stopped: a signal, --max-steps or a non-finite loss
+                if timing is None:  # stopped: a signal or --max-steps
                     return self.finish_early()
+                self.save("last")  # the epoch's steps are kept, whatever happens in validation
                 val = self.validate()
                 if val is None:
                     return self.finish_early()
-                record = self.end_epoch(val, timing, time.perf_counter() - started)
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-        log.close()
+                self.end_epoch(val, timing, time.perf_counter() - started, log)
         return self.finish()
 
     def train_epoch(self):
@@ -408,7 +487,8 @@ class Trainer:
                     self.save("last")
         except NonFiniteLoss as e:
             bar.close()
-            raise SystemExit(f"minidl-train: {e}") from None
+            raise SystemExit(f"minidl-train: error: {e}; stopping: {self.checkpoint_state()}. Lower --lr, "
+                             "set --clip-grad-norm, or pass --skip-nonfinite to skip such steps") from None
         finally:
             bar.close()
             close = getattr(iterator, "close", None)
@@ -427,26 +507,32 @@ class Trainer:
         self.model.train()
         return result
 
-    def end_epoch(self, val, timing, seconds):
+    def end_epoch(self, val, timing, seconds, log):
+        """Print and log the epoch's record, then save 'best' (only on finite metrics that
+        improve top-1) and 'last'."""
         st = self.state
         train_loss = st["loss_sum"] / st["loss_count"] if st["loss_count"] else None
+        metrics = (train_loss, val["loss"], val.get("top1"), val.get("top5"))
+        finite = all(v is None or math.isfinite(v) for v in metrics)
         record = {"epoch": st["epoch"] + 1, "step": st["step"], "train_loss": train_loss,
                   "val_loss": val["loss"], "val_top1": val.get("top1"), "val_top5": val.get("top5"),
-                  "lr": self.optimizer.param_groups[0]["lr"], "time_s": round(seconds, 2),
+                  "finite": finite, "lr": self.optimizer.param_groups[0]["lr"], "time_s": round(seconds, 2),
                   "data_s": round(timing["data_s"], 2), "compute_s": round(timing["compute_s"], 2),
                   "images_per_s": round(timing["images"] / max(timing["data_s"] + timing["compute_s"], 1e-9), 1),
                   "skipped_images": getattr(self.train_loader, "skipped_total", 0),
                   "skipped_steps": st["skipped_steps"]}
-        print(f"epoch {record['epoch']}: train loss {_fmt(train_loss)}  val loss {val['loss']:.4f}  "
-              f"top-1 {100 * val.get('top1', 0):.2f}%  top-5 {100 * val.get('top5', 0):.2f}%  "
-              f"({seconds:.0f} s, {record['images_per_s']:.0f} img/s)", flush=True)
+        print(f"epoch {record['epoch']}: train loss {_fmt(train_loss)}  val loss {_fmt(val['loss'])}  "
+              f"top-1 {percent(val.get('top1'))}  top-5 {percent(val.get('top5'))}  "
+              f"({seconds:.0f} s, {record['images_per_s']:.0f} img/s)"
+              + ("" if finite else "  metrics not finite: 'best' kept"), flush=True)
+        log.write(json.dumps(record) + "\n")
+        log.flush()
         st.update(epoch=st["epoch"] + 1, batch=0, loss_sum=0.0, loss_count=0)
         self.last_val = val
-        if st["best_top1"] is None or val.get("top1", 0) > st["best_top1"]:
-            st["best_top1"] = val.get("top1", 0)
+        if finite and (st["best_top1"] is None or val["top1"] > st["best_top1"]):
+            st["best_top1"] = val["top1"]
             self.save("best", metrics=record)
         self.save("last", metrics=record)
-        return record
 
     def finish_early(self):
         path = self.save("last")
@@ -467,11 +553,9 @@ class Trainer:
         if val is not None:
             results.update(val_top1=val.get("top1"), val_top5=val.get("top5"), val_loss=val["loss"])
             print(format_table([("model", self.cfg["model"]), ("epochs", str(self.state["epoch"])),
-                                ("val top-1", f"{100 * val.get('top1', 0):.2f}%"),
-                                ("val top-5", f"{100 * val.get('top5', 0):.2f}%"),
-                                ("best top-1", f"{100 * (self.state['best_top1'] or 0):.2f}%")]))
-        with open(os.path.join(self.out, "results.json"), "w") as f:
-            json.dump(results, f, indent=1)
+                                ("val top-1", percent(val.get("top1"))), ("val top-5", percent(val.get("top5"))),
+                                ("best top-1", percent(self.state["best_top1"]))]))
+        mio.atomic_write(os.path.join(self.out, "results.json"), json.dumps(results, indent=1))
         print(f"checkpoints, log and curves in {self.out}/")
         return 0
 
@@ -517,36 +601,6 @@ class ProgressBar:
             self.bar = None
 
 
-def plot_curves(log_path, png_path):
-    """Loss and accuracy per epoch from log.jsonl (skipped without matplotlib)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    with open(log_path) as f:
-        records = [json.loads(line) for line in f if line.strip()]
-    if not records:
-        return None
-    epochs = [r["epoch"] for r in records]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [r["train_loss"] for r in records], "o-", label="train")
-    ax_loss.plot(epochs, [r["val_loss"] for r in records], "o-", label="validation")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    for key, label in (("val_top1", "top-1"), ("val_top5", "top-5")):
-        if records[0].get(key) is not None:
-            ax_acc.plot(epochs, [100 * r[key] for r in records], "o-", label=label)
-    ax_acc.set(xlabel="epoch", ylabel="%", title="validation accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
-    return png_path
-
-
 def evaluate_only(cfg, given):
     source = given.get("resume") or given.get("weights")
     if source is None:
@@ -560,17 +614,41 @@ def evaluate_only(cfg, given):
     return ev.main(argv)
 
 
+def saved_settings(checkpoint):
+    """The settings of the run a minidl-train checkpoint continues, after checking that
+    its progress and settings are complete."""
+    state = checkpoint.train_state
+    config, progress = state.get("config"), state.get("progress")
+    counts_ok = isinstance(progress, dict) and all(
+        isinstance(progress.get(k), int) and progress[k] >= 0 for k in ("epoch", "batch", "step"))
+    if not (counts_ok and isinstance(config, dict)):
+        raise CheckpointError(f"checkpoint {checkpoint.path!r} was not written by minidl-train: expected "
+                              "its train_state to hold 'config' (the settings) and 'progress' (epoch, "
+                              "batch and step as integers)")
+    missing = sorted(set(DEFAULTS) - set(config))
+    if missing:  # continuing with defaults in their place would be another run
+        raise CheckpointError(f"checkpoint {checkpoint.path!r}: its settings lack {missing} (edited, or "
+                              "written by another version of minidl-train)")
+    checkpoint.check_resumable()
+    return config
+
+
 def main(argv=None):
     given = parse_args(argv)
+    checkpoint = trainer = None
     try:
-        checkpoint = None
         if "resume" in given and not given.get("evaluate"):
             checkpoint = load_checkpoint(given["resume"])
-            cfg = resolve_config(given, checkpoint.train_state["config"])
+            cfg = resolve_config(given, saved_settings(checkpoint))
+            cfg["output"] = given.get("output", os.path.dirname(os.path.abspath(checkpoint.path)))
+            done = checkpoint.train_state["progress"]["epoch"]
+            if cfg["epochs"] < done:
+                raise UsageError(f"--epochs {cfg['epochs']}: the checkpoint has already completed {done} epochs")
         else:
             cfg = resolve_config(given)
         if given.get("evaluate"):
             return evaluate_only(cfg, given)
+        prepare_run_folder(cfg["output"], given.get("overwrite"), checkpoint and checkpoint.path)
         trainer = Trainer(cfg, checkpoint)
         if checkpoint is None and "weights" in given:
             minidl.io.load(weights_path(given["weights"]), trainer.model)
@@ -579,9 +657,18 @@ def main(argv=None):
               f"recipe {cfg['recipe']}: {cfg['opt']} lr {cfg['lr']:.4g} batch {cfg['batch_size']} "
               f"{cfg['sched']} schedule, {cfg['epochs']} epochs, device {cfg['device']}", flush=True)
         return trainer.run()
-    except (UsageError, CheckpointError, FileNotFoundError, ValueError) as e:
+    except (UsageError, CheckpointError) as e:
         print(f"minidl-train: error: {e}", file=sys.stderr)
-        return 2
+    except (OSError, ValueError) as e:  # a full disk, a read-only folder, data that fails mid-run
+        reason = f"{e.strerror} ({e.filename})" if isinstance(e, OSError) and e.strerror else str(e)
+        if trainer is not None:
+            reason += "; " + trainer.checkpoint_state()
+        elif checkpoint is not None:
+            reason += "; " + describe_checkpoint(checkpoint.path, checkpoint.train_state["progress"])
+        elif isinstance(e, OSError):
+            reason += "; no checkpoint of this run was written"
+        print(f"minidl-train: error: {reason}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
