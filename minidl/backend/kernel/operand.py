@@ -1,0 +1,20 @@
+"""How the family modules hand arrays to KernelBackend.launch: ``Operand`` (the name
+errors use, the array, and the shape and dtype the launcher trusts it to have; it
+must also be C-contiguous) and ``contiguous`` (inputs made C-contiguous in one dtype)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Operand:
+    name: str
+    array: object
+    shape: tuple
+    dtype: object
+
+
+def contiguous(be, first, *rest):
+    """C-contiguous arrays, the rest cast to the first one's dtype."""
+    first = be.c(first)
+    return (first,) + tuple(be.c(be.cast_like(a, first)) for a in rest)
