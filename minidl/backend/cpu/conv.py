@@ -125,7 +125,7 @@ def _col2im_add(cols, dx, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo,
 
 
 @parallel_kernel(fastmath=True)
-def _depthwise_forward(x, w, y, sh, sw, pt, pl, dh, dw):
+def _depthwise_conv2d_forward(x, w, y, sh, sw, pt, pl, dh, dw):
     n_img, channels, height, width = x.shape
     out_ch, _, kh, kw = w.shape
     ho, wo = y.shape[2], y.shape[3]
@@ -149,7 +149,7 @@ def _depthwise_forward(x, w, y, sh, sw, pt, pl, dh, dw):
 
 
 @parallel_kernel(fastmath=True)
-def _depthwise_backward(x, w, gy, dx, dw_parts, need_dx, need_dw, sh, sw, pt, pl, dh, dw):
+def _depthwise_conv2d_backward(x, w, gy, dx, dw_parts, need_dx, need_dw, sh, sw, pt, pl, dh, dw):
     """dx (when need_dx) and dw_parts[n, o] = the weight gradient from image n alone."""
     n_img, channels, height, width = x.shape
     out_ch, _, kh, kw = w.shape
@@ -290,7 +290,7 @@ def conv2d_forward(x, w, geometry):
     g = geometry
     if _is_depthwise(g):
         y = np.empty(g.y_shape, dtype=x.dtype)
-        _depthwise_forward.sized(y.size)(x, w, y, g.sh, g.sw, g.pt, g.pl, g.dh, g.dw)
+        _depthwise_conv2d_forward.sized(y.size)(x, w, y, g.sh, g.sw, g.pt, g.pl, g.dh, g.dw)
         return y
     geo = _Im2col(g)
     y = np.empty(g.y_shape, dtype=x.dtype)
@@ -323,7 +323,7 @@ def conv2d_backward(x, w, gy, geometry, need_dx=True, need_dw=True):
     if not (need_dx or need_dw):
         return None, None
     if _is_depthwise(geometry):
-        return _depthwise_backward_arrays(x, w, gy, geometry, need_dx, need_dw)
+        return _depthwise_conv2d_backward_arrays(x, w, gy, geometry, need_dx, need_dw)
     geo = _Im2col(geometry)
     wg = w.reshape(geo.g, geo.og, geo.k)
     wg_t = wg.transpose(0, 2, 1)
@@ -353,12 +353,12 @@ def conv2d_backward(x, w, gy, geometry, need_dx=True, need_dw=True):
     return dx, (dw.reshape(w.shape) if need_dw else None)
 
 
-def _depthwise_backward_arrays(x, w, gy, g, need_dx, need_dw):
+def _depthwise_conv2d_backward_arrays(x, w, gy, g, need_dx, need_dw):
     n_img = x.shape[0]
     dx = np.empty_like(x) if need_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
     parts = (np.empty((n_img,) + w.shape[:1] + w.shape[2:], dtype=w.dtype) if need_dw
              else np.empty((1, 1, 1, 1), dtype=w.dtype))
-    _depthwise_backward.sized(x.size)(x, w, gy, dx, parts, need_dx, need_dw, g.sh, g.sw, g.pt, g.pl, g.dh,
+    _depthwise_conv2d_backward.sized(x.size)(x, w, gy, dx, parts, need_dx, need_dw, g.sh, g.sw, g.pt, g.pl, g.dh,
                                       g.dw)
     dw = parts.sum(axis=0).reshape(w.shape) if need_dw else None
     return (dx if need_dx else None), dw
