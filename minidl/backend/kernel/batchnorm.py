@@ -4,16 +4,7 @@ running-statistics update, under the contract's names."""
 from __future__ import annotations
 
 from ..base import Backend
-from .operand import Operand, contiguous
-
-
-def _ncs(x, op):
-    if x.ndim < 2:
-        raise ValueError(f"{op}: expected x of shape (N, C, ...), got {tuple(x.shape)}")
-    s = 1
-    for d in x.shape[2:]:
-        s *= int(d)
-    return int(x.shape[0]), int(x.shape[1]), s
+from .operand import Operand, contiguous, ncs as _ncs
 
 
 def _operands(names, arrays, shape, dtype):

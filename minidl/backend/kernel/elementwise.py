@@ -4,7 +4,7 @@ minidl/backend/base.py).  Inputs are made C-contiguous and cast to the first inp
 dtype; outputs are fresh arrays."""
 from __future__ import annotations
 
-from .operand import Operand, contiguous as _c
+from .operand import Operand, contiguous as _c, ncs as _ncs
 
 
 def _activation(be, op, x):
@@ -53,16 +53,6 @@ def silu(be, x):
 
 def silu_backward(be, x, gy):
     return _activation_backward(be, "silu_backward", x, gy)
-
-
-def _ncs(x, op):
-    """(N, C, S) of an (N, C, ...) array, S the product of the trailing sizes."""
-    if x.ndim < 2:
-        raise ValueError(f"{op}: expected an array of shape (N, C, ...), got {tuple(x.shape)}")
-    s = 1
-    for d in x.shape[2:]:
-        s *= int(d)
-    return int(x.shape[0]), int(x.shape[1]), s
 
 
 def bias_add(be, x, b):

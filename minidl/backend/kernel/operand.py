@@ -18,3 +18,13 @@ def contiguous(be, first, *rest):
     """C-contiguous arrays, the rest cast to the first one's dtype."""
     first = be.c(first)
     return (first,) + tuple(be.c(be.cast_like(a, first)) for a in rest)
+
+
+def ncs(x, op):
+    """(N, C, S) of an (N, C, ...) array, S the product of the trailing sizes."""
+    if x.ndim < 2:
+        raise ValueError(f"{op}: expected an array of shape (N, C, ...), got {tuple(x.shape)}")
+    s = 1
+    for d in x.shape[2:]:
+        s *= int(d)
+    return int(x.shape[0]), int(x.shape[1]), s
