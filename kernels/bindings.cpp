@@ -45,7 +45,9 @@ PYBIND11_MODULE(MINIDL_MODULE_NAME, m) {
 
     using minidl::ConvGeometry;
     using minidl::PoolGeometry;
-    py::class_<ConvGeometry>(m, "ConvGeometry", "kernels/launcher.h; filled from minidl.backend.geometry")
+    // module_local: _cuda and _emu both bind these C++ types and may be loaded together
+    py::class_<ConvGeometry>(m, "ConvGeometry", "kernels/launcher.h; filled from minidl.backend.geometry",
+                             py::module_local())
         .def(py::init<>())
         .MINIDL_FIELD(ConvGeometry, N).MINIDL_FIELD(ConvGeometry, C).MINIDL_FIELD(ConvGeometry, H)
         .MINIDL_FIELD(ConvGeometry, W).MINIDL_FIELD(ConvGeometry, O).MINIDL_FIELD(ConvGeometry, KH)
@@ -53,7 +55,8 @@ PYBIND11_MODULE(MINIDL_MODULE_NAME, m) {
         .MINIDL_FIELD(ConvGeometry, sh).MINIDL_FIELD(ConvGeometry, sw).MINIDL_FIELD(ConvGeometry, pt)
         .MINIDL_FIELD(ConvGeometry, pb).MINIDL_FIELD(ConvGeometry, pl).MINIDL_FIELD(ConvGeometry, pr)
         .MINIDL_FIELD(ConvGeometry, dh).MINIDL_FIELD(ConvGeometry, dw).MINIDL_FIELD(ConvGeometry, G);
-    py::class_<PoolGeometry>(m, "PoolGeometry", "kernels/launcher.h; filled from minidl.backend.geometry")
+    py::class_<PoolGeometry>(m, "PoolGeometry", "kernels/launcher.h; filled from minidl.backend.geometry",
+                             py::module_local())
         .def(py::init<>())
         .MINIDL_FIELD(PoolGeometry, N).MINIDL_FIELD(PoolGeometry, C).MINIDL_FIELD(PoolGeometry, H)
         .MINIDL_FIELD(PoolGeometry, W).MINIDL_FIELD(PoolGeometry, OH).MINIDL_FIELD(PoolGeometry, OW)

@@ -32,7 +32,7 @@ namespace minidl {
 // col (n_count, C*KH*KW, HO*WO) for images [n0, n0 + n_count).
 template <typename T>
 __global__ void conv2d_im2col_kernel(const T* __restrict__ x, T* __restrict__ col, ConvGeometry g,
-                                   int n0, int n_count) {
+                                     int n0, int n_count) {
     const int KK = g.KH * g.KW;
     const long long L = (long long)g.HO * g.WO;
     const long long total = (long long)n_count * g.C * KK * L;
@@ -77,7 +77,7 @@ __device__ __forceinline__ void for_each_output_reading(const ConvGeometry& g, i
 // dx for images [n0, n0 + n_count) from their col gradients; one thread per input pixel.
 template <typename T>
 __global__ void conv2d_col2im_kernel(const T* __restrict__ col, T* __restrict__ dx, ConvGeometry g,
-                                   int n0, int n_count) {
+                                     int n0, int n_count) {
     const int KK = g.KH * g.KW;
     const long long L = (long long)g.HO * g.WO;
     const long long total = (long long)n_count * g.C * g.H * g.W;
@@ -123,7 +123,7 @@ __device__ __forceinline__ void conv_tile_fma(T (*As)[kConvLd], T (*Bs)[kConvLd]
 template <typename T>
 __global__ void __launch_bounds__(kConvThreads)
 conv2d_igemm_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y,
-                      ConvGeometry g) {
+                            ConvGeometry g) {
     __shared__ T As[kConvBK][kConvLd];
     __shared__ T Bs[kConvBK][kConvLd];
     const int Cg = g.C / g.G, Og = g.O / g.G, KK = g.KH * g.KW, K = Cg * KK;
@@ -195,7 +195,7 @@ conv2d_igemm_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, T*
 template <typename T>
 __global__ void __launch_bounds__(kConvThreads)
 conv2d_igemm_backward_data_kernel(const T* __restrict__ gy, const T* __restrict__ w, T* __restrict__ dx,
-                           ConvGeometry g) {
+                                  ConvGeometry g) {
     __shared__ T As[kConvBK][kConvLd];
     __shared__ T Bs[kConvBK][kConvLd];
     const int Cg = g.C / g.G, Og = g.O / g.G, KK = g.KH * g.KW, K = Og * KK;
@@ -276,7 +276,7 @@ conv2d_igemm_backward_data_kernel(const T* __restrict__ gy, const T* __restrict_
 template <typename T>
 __global__ void __launch_bounds__(kConvThreads)
 conv2d_igemm_backward_weight_kernel(const T* __restrict__ x, const T* __restrict__ gy,
-                             T* __restrict__ ws, ConvGeometry g, int splits, long long chunk) {
+                                    T* __restrict__ ws, ConvGeometry g, int splits, long long chunk) {
     __shared__ T As[kConvBK][kConvLd];
     __shared__ T Bs[kConvBK][kConvLd];
     const int Cg = g.C / g.G, Og = g.O / g.G, KK = g.KH * g.KW, K = Cg * KK;

@@ -15,7 +15,7 @@ namespace minidl {
 
 template <typename T>
 __global__ void depthwise_conv2d_forward_kernel(const T* __restrict__ x, const T* __restrict__ w,
-                                     T* __restrict__ y, ConvGeometry g) {
+                                                T* __restrict__ y, ConvGeometry g) {
     const int mult = g.O / g.C, KK = g.KH * g.KW;
     const long long total = (long long)g.N * g.O * g.HO * g.WO;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
@@ -44,7 +44,7 @@ __global__ void depthwise_conv2d_forward_kernel(const T* __restrict__ x, const T
 
 template <typename T>
 __global__ void depthwise_conv2d_backward_data_kernel(const T* __restrict__ gy, const T* __restrict__ w,
-                                          T* __restrict__ dx, ConvGeometry g) {
+                                                      T* __restrict__ dx, ConvGeometry g) {
     const int mult = g.O / g.C, KK = g.KH * g.KW, L = g.HO * g.WO;
     const long long total = (long long)g.N * g.C * g.H * g.W;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
@@ -72,7 +72,7 @@ constexpr int kDepthwiseReduceThreads = 256;
 template <typename T>
 __global__ void __launch_bounds__(kDepthwiseReduceThreads)
 depthwise_conv2d_backward_weight_kernel(const T* __restrict__ x, const T* __restrict__ gy,
-                            T* __restrict__ dw, ConvGeometry g) {
+                                        T* __restrict__ dw, ConvGeometry g) {
     __shared__ T warp_sums[32];
     const int mult = g.O / g.C, KK = g.KH * g.KW, L = g.HO * g.WO;
     const int o = blockIdx.x / KK, t = blockIdx.x % KK;

@@ -90,7 +90,7 @@ __global__ void bias_add_backward_kernel(const T* __restrict__ gy, T* __restrict
 
 template <class T>
 __global__ void dropout_apply_kernel(const T* __restrict__ x, const T* __restrict__ u, T* __restrict__ y,
-                                       T* __restrict__ mask, long long n, T p, T scale) {
+                                     T* __restrict__ mask, long long n, T p, T scale) {
     MINIDL_GRID_STRIDE(i, n) {
         T m = u[i] >= p ? scale : T(0);
         mask[i] = m;

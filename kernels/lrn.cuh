@@ -19,7 +19,7 @@ template <> __device__ __forceinline__ float lrn_pow<float>(float a, float b) { 
 
 template <typename T>
 __global__ void lrn_forward_kernel(const T* __restrict__ x, T* __restrict__ y, T* __restrict__ scale,
-                               int N, int C, int HW, int size, T alpha, T beta, T k) {
+                                   int N, int C, int HW, int size, T alpha, T beta, T k) {
     const long long total = (long long)N * C * HW;
     const int before = size / 2, after = (size - 1) / 2;
     const T coef = alpha / T(size);
@@ -41,8 +41,8 @@ __global__ void lrn_forward_kernel(const T* __restrict__ x, T* __restrict__ y, T
 
 template <typename T>
 __global__ void lrn_backward_kernel(const T* __restrict__ x, const T* __restrict__ y,
-                               const T* __restrict__ scale, const T* __restrict__ gy,
-                               T* __restrict__ dx, int N, int C, int HW, int size, T alpha, T beta) {
+                                    const T* __restrict__ scale, const T* __restrict__ gy,
+                                    T* __restrict__ dx, int N, int C, int HW, int size, T alpha, T beta) {
     const long long total = (long long)N * C * HW;
     const int before = size / 2, after = (size - 1) / 2;
     const T coef = T(2) * alpha * beta / T(size);

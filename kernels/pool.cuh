@@ -19,7 +19,7 @@ namespace minidl {
 
 template <typename T>
 __global__ void max_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict__ y,
-                                    int* __restrict__ argmax, PoolGeometry g) {
+                                          int* __restrict__ argmax, PoolGeometry g) {
     const long long total = (long long)g.N * g.C * g.OH * g.OW;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
@@ -54,7 +54,7 @@ __device__ __forceinline__ void pool_covering(int h, int k, int s, int p, int ou
 
 template <typename T>
 __global__ void max_pool2d_backward_kernel(const T* __restrict__ gy, const int* __restrict__ argmax,
-                                    T* __restrict__ dx, PoolGeometry g) {
+                                           T* __restrict__ dx, PoolGeometry g) {
     const long long total = (long long)g.N * g.C * g.H * g.W;
     const int L = g.OH * g.OW;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
@@ -90,7 +90,7 @@ __device__ __forceinline__ void avg_window(int o, int s, int p, int k, int size,
 
 template <typename T>
 __global__ void avg_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict__ y, PoolGeometry g,
-                                    bool include_pad) {
+                                          bool include_pad) {
     const long long total = (long long)g.N * g.C * g.OH * g.OW;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
@@ -110,7 +110,7 @@ __global__ void avg_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict
 
 template <typename T>
 __global__ void avg_pool2d_backward_kernel(const T* __restrict__ gy, T* __restrict__ dx, PoolGeometry g,
-                                    bool include_pad) {
+                                           bool include_pad) {
     const long long total = (long long)g.N * g.C * g.H * g.W;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {

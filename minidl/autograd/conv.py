@@ -75,7 +75,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if weight.ndim != 4:
         raise ValueError(
             f"conv2d: expected a 4-D weight (O, C // groups, KH, KW), got shape {tuple(weight.shape)}")
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+    if isinstance(groups, bool) or not isinstance(groups, int):
+        raise TypeError(f"conv2d: groups must be a positive int, got {groups!r}")
+    if groups < 1:
         raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
     if x.dtype != weight.dtype:
         raise TypeError(f"conv2d: input dtype {x.dtype} does not match weight dtype {weight.dtype}")
