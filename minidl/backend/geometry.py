@@ -138,9 +138,14 @@ def pool_output_size(size, kernel, stride, padding, ceil_mode):
 def check_int32(op, geometry):
     """ValueError naming ``op`` when a field of ``geometry``, or a product the kernels
     index with, exceeds the 32-bit range of the kernels' ints."""
-    values = {f.name: getattr(geometry, f.name) for f in fields(geometry)}
-    values.update(geometry.int32_products())
-    for name, value in values.items():
+    values = {f"{type(geometry).__name__}.{f.name}": getattr(geometry, f.name) for f in fields(geometry)}
+    values.update((f"{type(geometry).__name__}.{name}", v) for name, v in geometry.int32_products().items())
+    check_int32_sizes(op, values)
+
+
+def check_int32_sizes(op, sizes):
+    """ValueError naming ``op``, the size and the limit when a value of ``sizes``
+    (name -> int) does not fit a kernel's 32-bit int."""
+    for name, value in sizes.items():
         if not 0 <= value <= INT32_MAX:
-            raise ValueError(f"{op}: {type(geometry).__name__}.{name} = {value} is outside the kernels' "
-                             f"32-bit index range [0, {INT32_MAX}]")
+            raise ValueError(f"{op}: {name} = {value} is outside the kernels' 32-bit index range [0, {INT32_MAX}]")

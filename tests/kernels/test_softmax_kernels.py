@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import KERNEL_DEVICES as DEVICES  # emu, cuda (skipped with the reason); see conftest
-from kernel_testing import CPU, cpu_or, DTYPES, host, rng, to_dev, tol
+from kernel_testing import CPU, DTYPES, cpu_or, host, rng, to_dev, tol
 from minidl.backend import get_backend
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..geometry import check_int32_sizes
+
 
 @dataclass(frozen=True)
 class Operand:
@@ -21,10 +23,13 @@ def contiguous(be, first, *rest):
 
 
 def ncs(x, op):
-    """(N, C, S) of an (N, C, ...) array, S the product of the trailing sizes."""
+    """(N, C, S) of an (N, C, ...) array, S the product of the trailing sizes; N and C
+    are the launchers' 32-bit ints."""
     if x.ndim < 2:
         raise ValueError(f"{op}: expected an array of shape (N, C, ...), got {tuple(x.shape)}")
     s = 1
     for d in x.shape[2:]:
         s *= int(d)
-    return int(x.shape[0]), int(x.shape[1]), s
+    n, c = int(x.shape[0]), int(x.shape[1])
+    check_int32_sizes(op, {"N": n, "C": c})
+    return n, c, s

@@ -6,13 +6,17 @@ from __future__ import annotations
 import numpy as np
 
 from ..checks import check_index_range
+from ..geometry import check_int32_sizes
 from .operand import Operand, contiguous
 
 
 def _rows(x, op):
+    """(N, K) of a 2-D array, the launchers' 32-bit ints."""
     if x.ndim != 2:
         raise ValueError(f"{op}: expected a 2-D (N, K) array, got shape {tuple(x.shape)}")
-    return int(x.shape[0]), int(x.shape[1])
+    n, k = int(x.shape[0]), int(x.shape[1])
+    check_int32_sizes(op, {"N": n, "K": k})
+    return n, k
 
 
 def _labels(be, labels, n, k, op):
