@@ -8,7 +8,9 @@
 // errors raise RuntimeError naming the kernel.  No CUDA header is included here.
 #include <pybind11/pybind11.h>
 
+#include <initializer_list>
 #include <string>
+#include <utility>
 
 #include "batchnorm.h"
 #include "conv.h"
@@ -30,7 +32,17 @@ namespace py = pybind11;
     m.def(#fn "_f32", &minidl::fn<float>, py::call_guard<py::gil_scoped_release>()); \
     m.def(#fn "_f64", &minidl::fn<double>, py::call_guard<py::gil_scoped_release>())
 
-#define MINIDL_FIELD(cls, field) def_readwrite(#field, &cls::field)
+// A geometry struct of launcher.h as a Python class with named int fields; module_local
+// because _cuda and _emu both bind these C++ types and may be loaded together.
+template <class S>
+void bind_geometry(py::module_& m, const char* name, std::initializer_list<std::pair<const char*, int S::*>> fields) {
+    py::class_<S> cls(m, name, "kernels/launcher.h; filled from minidl.backend.geometry", py::module_local());
+    cls.def(py::init<>());
+    for (const auto& field : fields) cls.def_readwrite(field.first, field.second);
+}
+// {"f", &S::f} for the struct S in scope
+#define MINIDL_FIELD(f) \
+    { #f, &S::f }
 
 #if MINIDL_IS_EMU
 std::string emu_selftest(const std::string& name);  // kernels/emu/selftest.cpp
@@ -43,25 +55,20 @@ PYBIND11_MODULE(MINIDL_MODULE_NAME, m) {
     m.def("emu_selftest", &emu_selftest, "run a self-test of the host emulation by name");
 #endif
 
-    using minidl::ConvGeometry;
-    using minidl::PoolGeometry;
-    // module_local: _cuda and _emu both bind these C++ types and may be loaded together
-    py::class_<ConvGeometry>(m, "ConvGeometry", "kernels/launcher.h; filled from minidl.backend.geometry",
-                             py::module_local())
-        .def(py::init<>())
-        .MINIDL_FIELD(ConvGeometry, N).MINIDL_FIELD(ConvGeometry, C).MINIDL_FIELD(ConvGeometry, H)
-        .MINIDL_FIELD(ConvGeometry, W).MINIDL_FIELD(ConvGeometry, O).MINIDL_FIELD(ConvGeometry, KH)
-        .MINIDL_FIELD(ConvGeometry, KW).MINIDL_FIELD(ConvGeometry, HO).MINIDL_FIELD(ConvGeometry, WO)
-        .MINIDL_FIELD(ConvGeometry, sh).MINIDL_FIELD(ConvGeometry, sw).MINIDL_FIELD(ConvGeometry, pt)
-        .MINIDL_FIELD(ConvGeometry, pb).MINIDL_FIELD(ConvGeometry, pl).MINIDL_FIELD(ConvGeometry, pr)
-        .MINIDL_FIELD(ConvGeometry, dh).MINIDL_FIELD(ConvGeometry, dw).MINIDL_FIELD(ConvGeometry, G);
-    py::class_<PoolGeometry>(m, "PoolGeometry", "kernels/launcher.h; filled from minidl.backend.geometry",
-                             py::module_local())
-        .def(py::init<>())
-        .MINIDL_FIELD(PoolGeometry, N).MINIDL_FIELD(PoolGeometry, C).MINIDL_FIELD(PoolGeometry, H)
-        .MINIDL_FIELD(PoolGeometry, W).MINIDL_FIELD(PoolGeometry, OH).MINIDL_FIELD(PoolGeometry, OW)
-        .MINIDL_FIELD(PoolGeometry, KH).MINIDL_FIELD(PoolGeometry, KW).MINIDL_FIELD(PoolGeometry, sh)
-        .MINIDL_FIELD(PoolGeometry, sw).MINIDL_FIELD(PoolGeometry, ph).MINIDL_FIELD(PoolGeometry, pw);
+    {
+        using S = minidl::ConvGeometry;
+        bind_geometry<S>(m, "ConvGeometry", {MINIDL_FIELD(N), MINIDL_FIELD(C), MINIDL_FIELD(H), MINIDL_FIELD(W),
+                                             MINIDL_FIELD(O), MINIDL_FIELD(KH), MINIDL_FIELD(KW), MINIDL_FIELD(HO),
+                                             MINIDL_FIELD(WO), MINIDL_FIELD(sh), MINIDL_FIELD(sw), MINIDL_FIELD(pt),
+                                             MINIDL_FIELD(pb), MINIDL_FIELD(pl), MINIDL_FIELD(pr), MINIDL_FIELD(dh),
+                                             MINIDL_FIELD(dw), MINIDL_FIELD(G)});
+    }
+    {
+        using S = minidl::PoolGeometry;
+        bind_geometry<S>(m, "PoolGeometry", {MINIDL_FIELD(N), MINIDL_FIELD(C), MINIDL_FIELD(H), MINIDL_FIELD(W),
+                                             MINIDL_FIELD(OH), MINIDL_FIELD(OW), MINIDL_FIELD(KH), MINIDL_FIELD(KW),
+                                             MINIDL_FIELD(sh), MINIDL_FIELD(sw), MINIDL_FIELD(ph), MINIDL_FIELD(pw)});
+    }
 
     // elementwise.h
     MINIDL_DEF_F(m, relu);

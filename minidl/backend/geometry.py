@@ -51,29 +51,13 @@ class ConvGeometry:
         wo = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
         return cls(n, c, h, w, o, kh, kw, ho, wo, sh, sw, pt, pb, pl, pr, dh, dw, groups)
 
-    @property
-    def x_shape(self):
-        return (self.N, self.C, self.H, self.W)
-
-    @property
-    def w_shape(self):
-        return (self.O, self.C // self.G, self.KH, self.KW)
-
-    @property
-    def y_shape(self):
-        return (self.N, self.O, self.HO, self.WO)
-
-    @property
-    def stride(self):
-        return (self.sh, self.sw)
-
-    @property
-    def padding(self):
-        return (self.pt, self.pb, self.pl, self.pr)
-
-    @property
-    def dilation(self):
-        return (self.dh, self.dw)
+    # the arrays' shapes and the arguments as PyTorch spells them
+    x_shape = property(lambda self: (self.N, self.C, self.H, self.W))
+    w_shape = property(lambda self: (self.O, self.C // self.G, self.KH, self.KW))
+    y_shape = property(lambda self: (self.N, self.O, self.HO, self.WO))
+    stride = property(lambda self: (self.sh, self.sw))
+    padding = property(lambda self: (self.pt, self.pb, self.pl, self.pr))
+    dilation = property(lambda self: (self.dh, self.dw))
 
     def int32_products(self):
         """The element counts the kernels index with 32-bit ints."""
@@ -111,13 +95,8 @@ class PoolGeometry:
         n, c, h, w = x_shape
         return cls(n, c, h, w, output_size[0], output_size[1])
 
-    @property
-    def x_shape(self):
-        return (self.N, self.C, self.H, self.W)
-
-    @property
-    def y_shape(self):
-        return (self.N, self.C, self.OH, self.OW)
+    x_shape = property(lambda self: (self.N, self.C, self.H, self.W))
+    y_shape = property(lambda self: (self.N, self.C, self.OH, self.OW))
 
     def int32_products(self):
         """The element counts the kernels index with 32-bit ints."""
