@@ -33,6 +33,7 @@ import numpy as np
 
 import minidl
 from minidl.backend import get_backend
+from minidl.backend.geometry import ConvGeometry, PoolGeometry
 
 ENTRIES = []
 
@@ -345,7 +346,11 @@ def _conv_entry(n, c, hw, o, k, stride, pad, groups=1, mode="fwd", algo=None):
         x, w = ctx.randn(nn_, cc, hh, hh), ctx.randn(oo, cc // gg, k, k, scale=(k * k * cc / gg) ** -0.5)
         st, pd, dl = (stride, stride), (pad, pad, pad, pad), (1, 1)
         be = ctx.be
-        ho = (hh + 2 * pad - k) // stride + 1
+
+        def geometry(images):
+            return ConvGeometry.create((images, cc, hh, hh), w.shape, st, pd, dl, gg)
+        g = geometry(nn_)
+        ho = g.HO
         gy = ctx.randn(nn_, oo, ho, ho)
         flops = 2.0 * nn_ * oo * ho * ho * (cc // gg) * k * k * (1 if mode == "fwd" else 2)
         m = min(nn_, 2)  # the check runs on the first images (the CPU reference is slow)
@@ -362,20 +367,20 @@ def _conv_entry(n, c, hw, o, k, stride, pad, groups=1, mode="fwd", algo=None):
             xh, wh, gh = ctx.host(x)[:m], ctx.host(w), ctx.host(gy)[:m]
             xs, gs = be.asarray(xh), be.asarray(gh)
             if mode == "fwd":
-                _close_scaled(ctx, call(lambda: be.conv2d_forward(xs, w, st, pd, dl, gg)),
-                              ctx.cpu.conv2d_forward(xh, wh, st, pd, dl, gg), what="y")
+                _close_scaled(ctx, call(lambda: be.conv2d_forward(xs, w, geometry(m))),
+                              ctx.cpu.conv2d_forward(xh, wh, geometry(m)), what="y")
             else:
-                dx, dw = call(lambda: be.conv2d_backward(xs, w, gs, st, pd, dl, gg))
-                rdx, rdw = ctx.cpu.conv2d_backward(xh, wh, gh, st, pd, dl, gg)
+                dx, dw = call(lambda: be.conv2d_backward(xs, w, gs, geometry(m)))
+                rdx, rdw = ctx.cpu.conv2d_backward(xh, wh, gh, geometry(m))
                 _close_scaled(ctx, dx, rdx, what="dx")
                 _close_scaled(ctx, dw, rdw, what="dw")
 
         if mode == "fwd":
             def run():
-                return call(lambda: be.conv2d_forward(x, w, st, pd, dl, gg))
+                return call(lambda: be.conv2d_forward(x, w, g))
         else:
             def run():
-                return call(lambda: be.conv2d_backward(x, w, gy, st, pd, dl, gg))
+                return call(lambda: be.conv2d_backward(x, w, gy, g))
         tr = None
         if ctx.torch is not None:
             t = ctx.torch
@@ -420,20 +425,20 @@ def _maxpool_entry(shape_full):
         shape = (2, 3, 11, 11) if small else shape_full
         x = ctx.randn(*shape)
         be = ctx.be
-        y, am = be.max_pool2d_forward(x, (3, 3), (2, 2), (1, 1), False)
+        g = PoolGeometry.create(shape, (3, 3), (2, 2), (1, 1), False)
+        y, am = be.max_pool2d_forward(x, g)
         gy = ctx.randn(*y.shape)
 
         def check():
-            ry, ram = ctx.cpu.max_pool2d_forward(ctx.host(x), (3, 3), (2, 2), (1, 1), False)
+            ry, ram = ctx.cpu.max_pool2d_forward(ctx.host(x), g)
             ctx.close(y, ry, what="y")
             np.testing.assert_array_equal(ctx.host(am), ram, err_msg="argmax")
-            geom = ((3, 3), (2, 2), (1, 1))
-            ctx.close(be.max_pool2d_backward(gy, am, x.shape, *geom),
-                      ctx.cpu.max_pool2d_backward(ctx.host(gy), ram, shape, *geom), what="dx")
+            ctx.close(be.max_pool2d_backward(gy, am, g), ctx.cpu.max_pool2d_backward(ctx.host(gy), ram, g),
+                      what="dx")
 
         def run():
-            yy, aa = be.max_pool2d_forward(x, (3, 3), (2, 2), (1, 1), False)
-            be.max_pool2d_backward(gy, aa, x.shape, (3, 3), (2, 2), (1, 1))
+            yy, aa = be.max_pool2d_forward(x, g)
+            be.max_pool2d_backward(gy, aa, g)
         tr = None
         if ctx.torch is not None:
             tx, tg = ctx.t(x).clone().requires_grad_(True), ctx.t(gy)
@@ -456,16 +461,15 @@ def _gap(ctx, small):
     shape = (2, 40, 5, 5) if small else (B50, 2048, 7, 7)
     x, gy = ctx.randn(*shape), ctx.randn(shape[0], shape[1], 1, 1)
     be = ctx.be
+    g = PoolGeometry.adaptive(shape, (1, 1))
 
     def check():
-        ctx.close(be.adaptive_avg_pool2d_forward(x, (1, 1)),
-                  ctx.cpu.adaptive_avg_pool2d_forward(ctx.host(x), (1, 1)))
-        ctx.close(be.adaptive_avg_pool2d_backward(gy, shape),
-                  ctx.cpu.adaptive_avg_pool2d_backward(ctx.host(gy), shape))
+        ctx.close(be.adaptive_avg_pool2d_forward(x, g), ctx.cpu.adaptive_avg_pool2d_forward(ctx.host(x), g))
+        ctx.close(be.adaptive_avg_pool2d_backward(gy, g), ctx.cpu.adaptive_avg_pool2d_backward(ctx.host(gy), g))
 
     def run():
-        be.adaptive_avg_pool2d_forward(x, (1, 1))
-        be.adaptive_avg_pool2d_backward(gy, shape)
+        be.adaptive_avg_pool2d_forward(x, g)
+        be.adaptive_avg_pool2d_backward(gy, g)
     tr = None
     if ctx.torch is not None:
         tx, tg = ctx.t(x).clone().requires_grad_(True), ctx.t(gy)

@@ -27,9 +27,9 @@ template <>
 __device__ __forceinline__ float rsqrt_<float>(float v) { return rsqrtf(v); }
 
 template <class T>
-__global__ void bn_train_forward_kernel(const T* __restrict__ x, const T* __restrict__ gamma,
-                                        const T* __restrict__ beta, T* __restrict__ y, T* __restrict__ mean_out,
-                                        T* __restrict__ var_out, int N, int C, long long S, T eps) {
+__global__ void batch_norm_train_forward_kernel(const T* __restrict__ x, const T* __restrict__ gamma,
+                                                const T* __restrict__ beta, T* __restrict__ y, T* __restrict__ mean_out,
+                                                T* __restrict__ var_out, int N, int C, long long S, T eps) {
     __shared__ T scratch[32];
     const int c = blockIdx.x;
     const long long M = (long long)N * S;
@@ -60,10 +60,10 @@ __global__ void bn_train_forward_kernel(const T* __restrict__ x, const T* __rest
 }
 
 template <class T>
-__global__ void bn_eval_forward_kernel(const T* __restrict__ x, const T* __restrict__ gamma,
-                                       const T* __restrict__ beta, const T* __restrict__ mean,
-                                       const T* __restrict__ var, T* __restrict__ y, long long total, int C,
-                                       long long S, T eps) {
+__global__ void batch_norm_eval_forward_kernel(const T* __restrict__ x, const T* __restrict__ gamma,
+                                               const T* __restrict__ beta, const T* __restrict__ mean,
+                                               const T* __restrict__ var, T* __restrict__ y, long long total, int C,
+                                               long long S, T eps) {
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
         int c = (int)((i / S) % C);
@@ -73,9 +73,10 @@ __global__ void bn_eval_forward_kernel(const T* __restrict__ x, const T* __restr
 }
 
 template <class T>
-__global__ void bn_backward_kernel(const T* __restrict__ x, const T* __restrict__ gy, const T* __restrict__ gamma,
-                                   const T* __restrict__ mean_in, const T* __restrict__ var_in, T* __restrict__ dx,
-                                   T* __restrict__ dgamma, T* __restrict__ dbeta, int N, int C, long long S, T eps) {
+__global__ void batch_norm_backward_kernel(const T* __restrict__ x, const T* __restrict__ gy,
+                                           const T* __restrict__ gamma, const T* __restrict__ mean_in,
+                                           const T* __restrict__ var_in, T* __restrict__ dx, T* __restrict__ dgamma,
+                                           T* __restrict__ dbeta, int N, int C, long long S, T eps) {
     __shared__ T scratch[32];
     const int c = blockIdx.x;
     const long long M = (long long)N * S;
@@ -104,9 +105,9 @@ __global__ void bn_backward_kernel(const T* __restrict__ x, const T* __restrict_
 }
 
 template <class T>
-__global__ void bn_update_running_kernel(T* __restrict__ running_mean, T* __restrict__ running_var,
-                                         const T* __restrict__ mean, const T* __restrict__ var, int C, T momentum,
-                                         T unbias) {
+__global__ void batch_norm_update_running_kernel(T* __restrict__ running_mean, T* __restrict__ running_var,
+                                                 const T* __restrict__ mean, const T* __restrict__ var, int C,
+                                                 T momentum, T unbias) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c < C) {
         running_mean[c] = (T(1) - momentum) * running_mean[c] + momentum * mean[c];

@@ -15,6 +15,9 @@
 //   minidl::warp_sum / warp_max / block_sum / block_max
 //       shuffle reductions (block versions need blockDim.x a multiple of 32 and a
 //       __shared__ scratch of 32 elements; every thread gets the result).
+//   MINIDL_INSTANTIATE_FLOAT_DOUBLE(launcher)
+//       the float and double instantiations of a launcher declared in its family's
+//       host header (kernels/<family>.h), which bindings.cpp binds as <launcher>_f32/_f64.
 #pragma once
 
 #include <cstddef>
@@ -35,6 +38,13 @@
 #define MINIDL_EMU 1
 #define MINIDL_DYNAMIC_SHARED(T, name) T* name = reinterpret_cast<T*>(::minidl_emu::dynamic_smem())
 #endif
+
+#include "launcher.h"
+
+// The signature comes from the declaration in the family's host header.
+#define MINIDL_INSTANTIATE_FLOAT_DOUBLE(launcher)         \
+    template decltype(launcher<float>) launcher<float>; \
+    template decltype(launcher<double>) launcher<double>
 
 #define MINIDL_LAUNCH(kernel, grid, block, smem, stream, ...) \
     ::minidl::launch_named(#kernel, kernel, grid, block, smem, stream, __VA_ARGS__)

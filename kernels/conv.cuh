@@ -1,6 +1,6 @@
 // Convolution kernels (NCHW, weight (O, C/G, KH, KW), no bias: autograd adds it).
 //
-// Geometry lives in ConvGeom, passed by value.  Padding is (top, left) here: the
+// Geometry lives in ConvGeometry (launcher.h), passed by value.  Padding is (top, left) here: the
 // bottom/right padding only changes the output size, which the caller computes
 // (HO = (H + pt + pb - dh*(KH-1) - 1) / sh + 1).  Input row hi of output row ho and
 // tap kh is  hi = ho*sh - pt + kh*dh  (same for columns); out-of-range taps read 0.
@@ -28,27 +28,11 @@
 
 namespace minidl {
 
-struct ConvGeom {
-    int N, C, H, W;   // input
-    int O, KH, KW;    // weight
-    int HO, WO;       // output
-    int sh, sw;       // stride
-    int pt, pl;       // top / left padding
-    int dh, dw;       // dilation
-    int G;            // groups
-};
-
-// The launchers' geometry arguments (conv.cu, depthwise.cu), packed into a ConvGeom.
-#define MINIDL_CONV_GEOM_PARAMS                                                                  \
-    int N, int C, int H, int W, int O, int KH, int KW, int HO, int WO, int sh, int sw, int pt, int pl, \
-        int dh, int dw, int G
-#define MINIDL_CONV_GEOM ConvGeom{N, C, H, W, O, KH, KW, HO, WO, sh, sw, pt, pl, dh, dw, G}
-
 // ------------------------------------------------------------------ im2col / col2im
 // col (n_count, C*KH*KW, HO*WO) for images [n0, n0 + n_count).
 template <typename T>
-__global__ void conv_im2col_kernel(const T* __restrict__ x, T* __restrict__ col, ConvGeom g,
-                                   int n0, int n_count) {
+__global__ void conv2d_im2col_kernel(const T* __restrict__ x, T* __restrict__ col, ConvGeometry g,
+                                     int n0, int n_count) {
     const int KK = g.KH * g.KW;
     const long long L = (long long)g.HO * g.WO;
     const long long total = (long long)n_count * g.C * KK * L;
@@ -72,9 +56,9 @@ __global__ void conv_im2col_kernel(const T* __restrict__ x, T* __restrict__ col,
 
 // Calls visit(tap, ho * WO + wo) for every tap (kh * KW + kw) and output pixel whose
 // window reads input pixel (hi, wi): the gather at the heart of every backward-data
-// pass that avoids atomics (col2im here, depthwise_bwd_data_kernel).
+// pass that avoids atomics (col2im here, depthwise_conv2d_backward_data_kernel).
 template <class Visit>
-__device__ __forceinline__ void for_each_output_reading(const ConvGeom& g, int hi, int wi, Visit&& visit) {
+__device__ __forceinline__ void for_each_output_reading(const ConvGeometry& g, int hi, int wi, Visit&& visit) {
     for (int kh = 0; kh < g.KH; ++kh) {
         const int hh = hi + g.pt - kh * g.dh;
         if (hh < 0 || hh % g.sh) continue;
@@ -92,8 +76,8 @@ __device__ __forceinline__ void for_each_output_reading(const ConvGeom& g, int h
 
 // dx for images [n0, n0 + n_count) from their col gradients; one thread per input pixel.
 template <typename T>
-__global__ void conv_col2im_kernel(const T* __restrict__ col, T* __restrict__ dx, ConvGeom g,
-                                   int n0, int n_count) {
+__global__ void conv2d_col2im_kernel(const T* __restrict__ col, T* __restrict__ dx, ConvGeometry g,
+                                     int n0, int n_count) {
     const int KK = g.KH * g.KW;
     const long long L = (long long)g.HO * g.WO;
     const long long total = (long long)n_count * g.C * g.H * g.W;
@@ -138,8 +122,8 @@ __device__ __forceinline__ void conv_tile_fma(T (*As)[kConvLd], T (*Bs)[kConvLd]
 // grid (ceil(N*HO*WO / 64), ceil(Og / 64), G)
 template <typename T>
 __global__ void __launch_bounds__(kConvThreads)
-conv_igemm_fwd_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y,
-                      ConvGeom g) {
+conv2d_igemm_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y,
+                            ConvGeometry g) {
     __shared__ T As[kConvBK][kConvLd];
     __shared__ T Bs[kConvBK][kConvLd];
     const int Cg = g.C / g.G, Og = g.O / g.G, KK = g.KH * g.KW, K = Cg * KK;
@@ -210,8 +194,8 @@ conv_igemm_fwd_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __res
 // grid (ceil(N*H*W / 64), ceil(Cg / 64), G)
 template <typename T>
 __global__ void __launch_bounds__(kConvThreads)
-conv_igemm_bwd_data_kernel(const T* __restrict__ gy, const T* __restrict__ w, T* __restrict__ dx,
-                           ConvGeom g) {
+conv2d_igemm_backward_data_kernel(const T* __restrict__ gy, const T* __restrict__ w, T* __restrict__ dx,
+                                  ConvGeometry g) {
     __shared__ T As[kConvBK][kConvLd];
     __shared__ T Bs[kConvBK][kConvLd];
     const int Cg = g.C / g.G, Og = g.O / g.G, KK = g.KH * g.KW, K = Og * KK;
@@ -291,8 +275,8 @@ conv_igemm_bwd_data_kernel(const T* __restrict__ gy, const T* __restrict__ w, T*
 // Split s reduces output pixels [s*chunk, min((s+1)*chunk, N*HO*WO)).
 template <typename T>
 __global__ void __launch_bounds__(kConvThreads)
-conv_igemm_bwd_weight_kernel(const T* __restrict__ x, const T* __restrict__ gy,
-                             T* __restrict__ ws, ConvGeom g, int splits, long long chunk) {
+conv2d_igemm_backward_weight_kernel(const T* __restrict__ x, const T* __restrict__ gy,
+                                    T* __restrict__ ws, ConvGeometry g, int splits, long long chunk) {
     __shared__ T As[kConvBK][kConvLd];
     __shared__ T Bs[kConvBK][kConvLd];
     const int Cg = g.C / g.G, Og = g.O / g.G, KK = g.KH * g.KW, K = Cg * KK;

@@ -1,5 +1,5 @@
 // Depthwise convolution (NCHW): groups == C, weight (O, 1, KH, KW) with O = C * mult;
-// output channel o reads input channel o / mult.  Geometry as in conv.cuh (ConvGeom,
+// output channel o reads input channel o / mult.  Geometry as in conv.cuh (ConvGeometry,
 // hi = ho*sh - pt + kh*dh), outputs overwritten, never accumulated.
 //  * forward: one thread per output element, KH*KW taps.
 //  * backward-data: one thread per input element gathering from the mult output
@@ -14,8 +14,8 @@
 namespace minidl {
 
 template <typename T>
-__global__ void depthwise_fwd_kernel(const T* __restrict__ x, const T* __restrict__ w,
-                                     T* __restrict__ y, ConvGeom g) {
+__global__ void depthwise_conv2d_forward_kernel(const T* __restrict__ x, const T* __restrict__ w,
+                                                T* __restrict__ y, ConvGeometry g) {
     const int mult = g.O / g.C, KK = g.KH * g.KW;
     const long long total = (long long)g.N * g.O * g.HO * g.WO;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
@@ -43,8 +43,8 @@ __global__ void depthwise_fwd_kernel(const T* __restrict__ x, const T* __restric
 }
 
 template <typename T>
-__global__ void depthwise_bwd_data_kernel(const T* __restrict__ gy, const T* __restrict__ w,
-                                          T* __restrict__ dx, ConvGeom g) {
+__global__ void depthwise_conv2d_backward_data_kernel(const T* __restrict__ gy, const T* __restrict__ w,
+                                                      T* __restrict__ dx, ConvGeometry g) {
     const int mult = g.O / g.C, KK = g.KH * g.KW, L = g.HO * g.WO;
     const long long total = (long long)g.N * g.C * g.H * g.W;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
@@ -71,8 +71,8 @@ constexpr int kDepthwiseReduceThreads = 256;
 // grid (O * KH * KW), block a multiple of 32 up to kDepthwiseReduceThreads; dw (O, 1, KH, KW).
 template <typename T>
 __global__ void __launch_bounds__(kDepthwiseReduceThreads)
-depthwise_bwd_weight_kernel(const T* __restrict__ x, const T* __restrict__ gy,
-                            T* __restrict__ dw, ConvGeom g) {
+depthwise_conv2d_backward_weight_kernel(const T* __restrict__ x, const T* __restrict__ gy,
+                                        T* __restrict__ dw, ConvGeometry g) {
     __shared__ T warp_sums[32];
     const int mult = g.O / g.C, KK = g.KH * g.KW, L = g.HO * g.WO;
     const int o = blockIdx.x / KK, t = blockIdx.x % KK;

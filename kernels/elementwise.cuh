@@ -21,7 +21,7 @@ namespace minidl {
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (long long)gridDim.x * blockDim.x)
 
 template <class T>
-__global__ void relu_forward_kernel(const T* __restrict__ x, T* __restrict__ y, long long n) {
+__global__ void relu_kernel(const T* __restrict__ x, T* __restrict__ y, long long n) {
     MINIDL_GRID_STRIDE(i, n) { T v = x[i]; y[i] = v > T(0) ? v : T(0); }
 }
 
@@ -31,7 +31,7 @@ __global__ void relu_backward_kernel(const T* __restrict__ x, const T* __restric
 }
 
 template <class T>
-__global__ void relu6_forward_kernel(const T* __restrict__ x, T* __restrict__ y, long long n) {
+__global__ void relu6_kernel(const T* __restrict__ x, T* __restrict__ y, long long n) {
     MINIDL_GRID_STRIDE(i, n) { T v = x[i]; y[i] = v < T(0) ? T(0) : (v > T(6) ? T(6) : v); }
 }
 
@@ -44,7 +44,7 @@ template <class T>
 __device__ __forceinline__ T sigmoid_(T v) { return T(1) / (T(1) + exp_(-v)); }
 
 template <class T>
-__global__ void sigmoid_forward_kernel(const T* __restrict__ x, T* __restrict__ y, long long n) {
+__global__ void sigmoid_kernel(const T* __restrict__ x, T* __restrict__ y, long long n) {
     MINIDL_GRID_STRIDE(i, n) y[i] = sigmoid_(x[i]);
 }
 
@@ -54,7 +54,7 @@ __global__ void sigmoid_backward_kernel(const T* __restrict__ y, const T* __rest
 }
 
 template <class T>
-__global__ void silu_forward_kernel(const T* __restrict__ x, T* __restrict__ y, long long n) {
+__global__ void silu_kernel(const T* __restrict__ x, T* __restrict__ y, long long n) {
     MINIDL_GRID_STRIDE(i, n) { T v = x[i]; y[i] = v * sigmoid_(v); }
 }
 
@@ -89,8 +89,8 @@ __global__ void bias_add_backward_kernel(const T* __restrict__ gy, T* __restrict
 }
 
 template <class T>
-__global__ void dropout_forward_kernel(const T* __restrict__ x, const T* __restrict__ u, T* __restrict__ y,
-                                       T* __restrict__ mask, long long n, T p, T scale) {
+__global__ void dropout_apply_kernel(const T* __restrict__ x, const T* __restrict__ u, T* __restrict__ y,
+                                     T* __restrict__ mask, long long n, T p, T scale) {
     MINIDL_GRID_STRIDE(i, n) {
         T m = u[i] >= p ? scale : T(0);
         mask[i] = m;

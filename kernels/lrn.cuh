@@ -18,8 +18,8 @@ template <class T> __device__ __forceinline__ T lrn_pow(T a, T b) { return pow(a
 template <> __device__ __forceinline__ float lrn_pow<float>(float a, float b) { return powf(a, b); }
 
 template <typename T>
-__global__ void lrn_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, T* __restrict__ scale,
-                               int N, int C, int HW, int size, T alpha, T beta, T k) {
+__global__ void lrn_forward_kernel(const T* __restrict__ x, T* __restrict__ y, T* __restrict__ scale,
+                                   int N, int C, int HW, int size, T alpha, T beta, T k) {
     const long long total = (long long)N * C * HW;
     const int before = size / 2, after = (size - 1) / 2;
     const T coef = alpha / T(size);
@@ -40,9 +40,9 @@ __global__ void lrn_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, T* __
 }
 
 template <typename T>
-__global__ void lrn_bwd_kernel(const T* __restrict__ x, const T* __restrict__ y,
-                               const T* __restrict__ scale, const T* __restrict__ gy,
-                               T* __restrict__ dx, int N, int C, int HW, int size, T alpha, T beta) {
+__global__ void lrn_backward_kernel(const T* __restrict__ x, const T* __restrict__ y,
+                                    const T* __restrict__ scale, const T* __restrict__ gy,
+                                    T* __restrict__ dx, int N, int C, int HW, int size, T alpha, T beta) {
     const long long total = (long long)N * C * HW;
     const int before = size / 2, after = (size - 1) / 2;
     const T coef = T(2) * alpha * beta / T(size);

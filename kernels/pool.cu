@@ -1,77 +1,63 @@
-// Host launchers of the pooling family (kernels in pool.cuh).  Pointers are device
-// addresses passed as uintptr_t; P = N*C planes; argmax is int32.  Explicit float and
-// double instantiations are bound in bindings.cpp as pool_<op>_f32 / _f64.
-#include "pool.cuh"
+// Host launchers of the pooling family (declared in pool.h, kernels in pool.cuh):
+// 1-D grid-stride launches over output cells (forward) or input pixels (backward
+// gathers), one warp per plane for the 1x1 adaptive average.
+#include "pool.h"
 
-#define MINIDL_POOL_GEOM_PARAMS int P, int H, int W, int OH, int OW, int kh, int kw, int sh, int sw, int ph, int pw
-#define MINIDL_POOL_GEOM PoolGeom{P, H, W, OH, OW, kh, kw, sh, sw, ph, pw}
+#include "pool.cuh"
 
 namespace minidl {
 
-template <class T>
-void pool_max_forward(std::uintptr_t x, std::uintptr_t y, std::uintptr_t argmax, MINIDL_POOL_GEOM_PARAMS,
-                      std::uintptr_t stream) {
-    MINIDL_LAUNCH(max_pool_fwd_kernel<T>, grid_1d((long long)P * OH * OW, kThreads), dim3(kThreads), 0, stream,
-                  cp<T>(x), mp<T>(y), mp<int>(argmax), MINIDL_POOL_GEOM);
-}
+namespace {
+long long planes(const PoolGeometry& g) { return (long long)g.N * g.C; }
+}  // namespace
 
 template <class T>
-void pool_max_backward(std::uintptr_t gy, std::uintptr_t argmax, std::uintptr_t dx, MINIDL_POOL_GEOM_PARAMS,
-                       std::uintptr_t stream) {
-    MINIDL_LAUNCH(max_pool_bwd_kernel<T>, grid_1d((long long)P * H * W, kThreads), dim3(kThreads), 0, stream,
-                  cp<T>(gy), cp<int>(argmax), mp<T>(dx), MINIDL_POOL_GEOM);
+void max_pool2d_forward(uptr x, uptr y, uptr argmax, const PoolGeometry& g, uptr stream) {
+    MINIDL_LAUNCH(max_pool2d_forward_kernel<T>, grid_1d(planes(g) * g.OH * g.OW, kThreads), dim3(kThreads), 0, stream,
+                  cp<T>(x), mp<T>(y), mp<int>(argmax), g);
 }
+MINIDL_INSTANTIATE_FLOAT_DOUBLE(max_pool2d_forward);
 
 template <class T>
-void pool_avg_forward(std::uintptr_t x, std::uintptr_t y, MINIDL_POOL_GEOM_PARAMS, bool count_include_pad,
-                      std::uintptr_t stream) {
-    MINIDL_LAUNCH(avg_pool_fwd_kernel<T>, grid_1d((long long)P * OH * OW, kThreads), dim3(kThreads), 0, stream,
-                  cp<T>(x), mp<T>(y), MINIDL_POOL_GEOM, count_include_pad);
+void max_pool2d_backward(uptr gy, uptr argmax, uptr dx, const PoolGeometry& g, uptr stream) {
+    MINIDL_LAUNCH(max_pool2d_backward_kernel<T>, grid_1d(planes(g) * g.H * g.W, kThreads), dim3(kThreads), 0, stream,
+                  cp<T>(gy), cp<int>(argmax), mp<T>(dx), g);
 }
+MINIDL_INSTANTIATE_FLOAT_DOUBLE(max_pool2d_backward);
 
 template <class T>
-void pool_avg_backward(std::uintptr_t gy, std::uintptr_t dx, MINIDL_POOL_GEOM_PARAMS, bool count_include_pad,
-                       std::uintptr_t stream) {
-    MINIDL_LAUNCH(avg_pool_bwd_kernel<T>, grid_1d((long long)P * H * W, kThreads), dim3(kThreads), 0, stream,
-                  cp<T>(gy), mp<T>(dx), MINIDL_POOL_GEOM, count_include_pad);
+void avg_pool2d_forward(uptr x, uptr y, const PoolGeometry& g, bool count_include_pad, uptr stream) {
+    MINIDL_LAUNCH(avg_pool2d_forward_kernel<T>, grid_1d(planes(g) * g.OH * g.OW, kThreads), dim3(kThreads), 0, stream,
+                  cp<T>(x), mp<T>(y), g, count_include_pad);
 }
+MINIDL_INSTANTIATE_FLOAT_DOUBLE(avg_pool2d_forward);
 
 template <class T>
-void pool_adaptive_avg_forward(std::uintptr_t x, std::uintptr_t y, int P, int H, int W, int OH, int OW,
-                               std::uintptr_t stream) {
-    const PoolGeom g{P, H, W, OH, OW, 0, 0, 0, 0, 0, 0};
-    MINIDL_LAUNCH(adaptive_avg_fwd_kernel<T>, grid_1d((long long)P * OH * OW, kThreads), dim3(kThreads), 0,
-                  stream, cp<T>(x), mp<T>(y), g);
+void avg_pool2d_backward(uptr gy, uptr dx, const PoolGeometry& g, bool count_include_pad, uptr stream) {
+    MINIDL_LAUNCH(avg_pool2d_backward_kernel<T>, grid_1d(planes(g) * g.H * g.W, kThreads), dim3(kThreads), 0, stream,
+                  cp<T>(gy), mp<T>(dx), g, count_include_pad);
 }
+MINIDL_INSTANTIATE_FLOAT_DOUBLE(avg_pool2d_backward);
 
 template <class T>
-void pool_adaptive_avg_backward(std::uintptr_t gy, std::uintptr_t dx, int P, int H, int W, int OH, int OW,
-                                std::uintptr_t stream) {
-    const PoolGeom g{P, H, W, OH, OW, 0, 0, 0, 0, 0, 0};
-    MINIDL_LAUNCH(adaptive_avg_bwd_kernel<T>, grid_1d((long long)P * H * W, kThreads), dim3(kThreads), 0, stream,
-                  cp<T>(gy), mp<T>(dx), g);
+void adaptive_avg_pool2d_forward(uptr x, uptr y, const PoolGeometry& g, uptr stream) {
+    MINIDL_LAUNCH(adaptive_avg_pool2d_forward_kernel<T>, grid_1d(planes(g) * g.OH * g.OW, kThreads), dim3(kThreads),
+                  0, stream, cp<T>(x), mp<T>(y), g);
 }
+MINIDL_INSTANTIATE_FLOAT_DOUBLE(adaptive_avg_pool2d_forward);
 
 template <class T>
-void pool_global_avg_forward(std::uintptr_t x, std::uintptr_t y, int P, int HW, std::uintptr_t stream) {
-    MINIDL_LAUNCH(global_avg_fwd_kernel<T>, dim3(ceil_div(P, kThreads / kWarp)), dim3(kThreads), 0, stream,
-                  cp<T>(x), mp<T>(y), P, HW);
+void adaptive_avg_pool2d_backward(uptr gy, uptr dx, const PoolGeometry& g, uptr stream) {
+    MINIDL_LAUNCH(adaptive_avg_pool2d_backward_kernel<T>, grid_1d(planes(g) * g.H * g.W, kThreads), dim3(kThreads),
+                  0, stream, cp<T>(gy), mp<T>(dx), g);
 }
+MINIDL_INSTANTIATE_FLOAT_DOUBLE(adaptive_avg_pool2d_backward);
 
-#define MINIDL_GEOM_TYPES int, int, int, int, int, int, int, int, int, int, int
-#define MINIDL_INSTANTIATE(T)                                                                                     \
-    template void pool_max_forward<T>(std::uintptr_t, std::uintptr_t, std::uintptr_t, MINIDL_GEOM_TYPES,          \
-                                      std::uintptr_t);                                                           \
-    template void pool_max_backward<T>(std::uintptr_t, std::uintptr_t, std::uintptr_t, MINIDL_GEOM_TYPES,         \
-                                       std::uintptr_t);                                                          \
-    template void pool_avg_forward<T>(std::uintptr_t, std::uintptr_t, MINIDL_GEOM_TYPES, bool, std::uintptr_t);   \
-    template void pool_avg_backward<T>(std::uintptr_t, std::uintptr_t, MINIDL_GEOM_TYPES, bool, std::uintptr_t);  \
-    template void pool_adaptive_avg_forward<T>(std::uintptr_t, std::uintptr_t, int, int, int, int, int,           \
-                                               std::uintptr_t);                                                  \
-    template void pool_adaptive_avg_backward<T>(std::uintptr_t, std::uintptr_t, int, int, int, int, int,          \
-                                                std::uintptr_t);                                                 \
-    template void pool_global_avg_forward<T>(std::uintptr_t, std::uintptr_t, int, int, std::uintptr_t);
-MINIDL_INSTANTIATE(float)
-MINIDL_INSTANTIATE(double)
+template <class T>
+void adaptive_avg_pool2d_forward_1x1(uptr x, uptr y, const PoolGeometry& g, uptr stream) {
+    MINIDL_LAUNCH(adaptive_avg_pool2d_forward_1x1_kernel<T>, dim3(ceil_div(planes(g), kThreads / kWarp)),
+                  dim3(kThreads), 0, stream, cp<T>(x), mp<T>(y), (int)planes(g), g.H * g.W);
+}
+MINIDL_INSTANTIATE_FLOAT_DOUBLE(adaptive_avg_pool2d_forward_1x1);
 
 }  // namespace minidl

@@ -1,10 +1,11 @@
 // Pooling kernels (NCHW, viewed as P = N*C independent H x W planes).  Semantics are
 // PyTorch's and the CPU backend's (minidl/backend/cpu/pool.py):
-//  * window of output oh: rows [oh*sh - ph, oh*sh - ph + kh), clipped to the input;
-//    output sizes come from the caller (Backend.pool_output_size, incl. ceil_mode).
+//  * geometry: PoolGeometry (launcher.h); window of output oh: rows
+//    [oh*sh - ph, oh*sh - ph + KH), clipped to the input; the output size (incl.
+//    ceil_mode) is the caller's (minidl/backend/geometry.py).
 //  * max: padded cells never win; ties keep the first maximum in row-major window
 //    order; NaN wins.  argmax (int32) is the flat h*W + w index in the input plane.
-//  * average: divisor is the window clipped to the padded input (kh*kw unless ceil_mode
+//  * average: divisor is the window clipped to the padded input (KH*KW unless ceil_mode
 //    overhangs) with count_include_pad, else the number of real input cells.
 //  * adaptive average: bins [floor(i*H/OH), ceil((i+1)*H/OH)).
 // Every kernel overwrites its output.  Backward passes are gathers: one thread per input
@@ -16,16 +17,10 @@
 
 namespace minidl {
 
-struct PoolGeom {
-    int P, H, W;     // planes, input size
-    int OH, OW;      // output size
-    int kh, kw, sh, sw, ph, pw;
-};
-
 template <typename T>
-__global__ void max_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y,
-                                    int* __restrict__ argmax, PoolGeom g) {
-    const long long total = (long long)g.P * g.OH * g.OW;
+__global__ void max_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict__ y,
+                                          int* __restrict__ argmax, PoolGeometry g) {
+    const long long total = (long long)g.N * g.C * g.OH * g.OW;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
         const int ow = (int)(i % g.OW);
@@ -33,7 +28,7 @@ __global__ void max_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y,
         const int oh = (int)(r % g.OH);
         const T* xp = x + (r / g.OH) * g.H * g.W;
         int h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
-        const int h1 = min(h0 + g.kh, g.H), w1 = min(w0 + g.kw, g.W);
+        const int h1 = min(h0 + g.KH, g.H), w1 = min(w0 + g.KW, g.W);
         h0 = max(h0, 0);
         w0 = max(w0, 0);
         T best = -INFINITY;
@@ -58,9 +53,9 @@ __device__ __forceinline__ void pool_covering(int h, int k, int s, int p, int ou
 }
 
 template <typename T>
-__global__ void max_pool_bwd_kernel(const T* __restrict__ gy, const int* __restrict__ argmax,
-                                    T* __restrict__ dx, PoolGeom g) {
-    const long long total = (long long)g.P * g.H * g.W;
+__global__ void max_pool2d_backward_kernel(const T* __restrict__ gy, const int* __restrict__ argmax,
+                                           T* __restrict__ dx, PoolGeometry g) {
+    const long long total = (long long)g.N * g.C * g.H * g.W;
     const int L = g.OH * g.OW;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
@@ -70,8 +65,8 @@ __global__ void max_pool_bwd_kernel(const T* __restrict__ gy, const int* __restr
         const long long off = (r / g.H) * L;
         const int idx = h * g.W + w;
         int oh0, oh1, ow0, ow1;
-        pool_covering(h, g.kh, g.sh, g.ph, g.OH, oh0, oh1);
-        pool_covering(w, g.kw, g.sw, g.pw, g.OW, ow0, ow1);
+        pool_covering(h, g.KH, g.sh, g.ph, g.OH, oh0, oh1);
+        pool_covering(w, g.KW, g.sw, g.pw, g.OW, ow0, ow1);
         T acc = T(0);
         for (int oh = oh0; oh <= oh1; ++oh)
             for (int ow = ow0; ow <= ow1; ++ow) {
@@ -94,9 +89,9 @@ __device__ __forceinline__ void avg_window(int o, int s, int p, int k, int size,
 }
 
 template <typename T>
-__global__ void avg_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, PoolGeom g,
-                                    bool include_pad) {
-    const long long total = (long long)g.P * g.OH * g.OW;
+__global__ void avg_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict__ y, PoolGeometry g,
+                                          bool include_pad) {
+    const long long total = (long long)g.N * g.C * g.OH * g.OW;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
         const int ow = (int)(i % g.OW);
@@ -104,8 +99,8 @@ __global__ void avg_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, 
         const int oh = (int)(r % g.OH);
         const T* xp = x + (r / g.OH) * g.H * g.W;
         int h0, h1, dh, w0, w1, dw;
-        avg_window(oh, g.sh, g.ph, g.kh, g.H, include_pad, h0, h1, dh);
-        avg_window(ow, g.sw, g.pw, g.kw, g.W, include_pad, w0, w1, dw);
+        avg_window(oh, g.sh, g.ph, g.KH, g.H, include_pad, h0, h1, dh);
+        avg_window(ow, g.sw, g.pw, g.KW, g.W, include_pad, w0, w1, dw);
         T acc = T(0);
         for (int h = h0; h < h1; ++h)
             for (int w = w0; w < w1; ++w) acc += xp[h * g.W + w];
@@ -114,9 +109,9 @@ __global__ void avg_pool_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, 
 }
 
 template <typename T>
-__global__ void avg_pool_bwd_kernel(const T* __restrict__ gy, T* __restrict__ dx, PoolGeom g,
-                                    bool include_pad) {
-    const long long total = (long long)g.P * g.H * g.W;
+__global__ void avg_pool2d_backward_kernel(const T* __restrict__ gy, T* __restrict__ dx, PoolGeometry g,
+                                           bool include_pad) {
+    const long long total = (long long)g.N * g.C * g.H * g.W;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
         const int w = (int)(i % g.W);
@@ -124,15 +119,15 @@ __global__ void avg_pool_bwd_kernel(const T* __restrict__ gy, T* __restrict__ dx
         const int h = (int)(r % g.H);
         const T* gp = gy + (r / g.H) * g.OH * g.OW;
         int oh0, oh1, ow0, ow1;
-        pool_covering(h, g.kh, g.sh, g.ph, g.OH, oh0, oh1);
-        pool_covering(w, g.kw, g.sw, g.pw, g.OW, ow0, ow1);
+        pool_covering(h, g.KH, g.sh, g.ph, g.OH, oh0, oh1);
+        pool_covering(w, g.KW, g.sw, g.pw, g.OW, ow0, ow1);
         T acc = T(0);
         for (int oh = oh0; oh <= oh1; ++oh) {
             int a, b, dh;
-            avg_window(oh, g.sh, g.ph, g.kh, g.H, include_pad, a, b, dh);
+            avg_window(oh, g.sh, g.ph, g.KH, g.H, include_pad, a, b, dh);
             for (int ow = ow0; ow <= ow1; ++ow) {
                 int c, d, dw;
-                avg_window(ow, g.sw, g.pw, g.kw, g.W, include_pad, c, d, dw);
+                avg_window(ow, g.sw, g.pw, g.KW, g.W, include_pad, c, d, dw);
                 acc += gp[oh * g.OW + ow] / T(dh * dw);
             }
         }
@@ -141,8 +136,8 @@ __global__ void avg_pool_bwd_kernel(const T* __restrict__ gy, T* __restrict__ dx
 }
 
 template <typename T>
-__global__ void adaptive_avg_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, PoolGeom g) {
-    const long long total = (long long)g.P * g.OH * g.OW;
+__global__ void adaptive_avg_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict__ y, PoolGeometry g) {
+    const long long total = (long long)g.N * g.C * g.OH * g.OW;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
         const int ow = (int)(i % g.OW);
@@ -160,8 +155,8 @@ __global__ void adaptive_avg_fwd_kernel(const T* __restrict__ x, T* __restrict__
 
 // Input row h lies in the bins [floor(h*OH/H), ceil((h+1)*OH/H) - 1].
 template <typename T>
-__global__ void adaptive_avg_bwd_kernel(const T* __restrict__ gy, T* __restrict__ dx, PoolGeom g) {
-    const long long total = (long long)g.P * g.H * g.W;
+__global__ void adaptive_avg_pool2d_backward_kernel(const T* __restrict__ gy, T* __restrict__ dx, PoolGeometry g) {
+    const long long total = (long long)g.N * g.C * g.H * g.W;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
         const int w = (int)(i % g.W);
@@ -184,7 +179,7 @@ __global__ void adaptive_avg_bwd_kernel(const T* __restrict__ gy, T* __restrict_
 
 // Global average pooling: one warp per plane (8 planes per 256-thread block).
 template <typename T>
-__global__ void global_avg_fwd_kernel(const T* __restrict__ x, T* __restrict__ y, int planes, int hw) {
+__global__ void adaptive_avg_pool2d_forward_1x1_kernel(const T* __restrict__ x, T* __restrict__ y, int planes, int hw) {
     const long long p = (long long)blockIdx.x * (blockDim.x / kWarp) + threadIdx.x / kWarp;
     if (p >= planes) return;  // uniform across the warp
     const int lane = threadIdx.x % kWarp;

@@ -17,6 +17,7 @@ from conftest import device_params
 from helpers import as_tensor, gradcheck
 from minidl.backend import get_backend
 from minidl.backend.cpu import conv as cpu_conv
+from minidl.backend.geometry import ConvGeometry
 
 
 def reference_conv2d(x, w, b, stride, pads, dilation, groups):
@@ -224,7 +225,7 @@ def test_chunked_columns_give_the_same_results(budget_bytes, monkeypatch):
     for small_map_pixels in (1024, 0):  # both column layouts
         monkeypatch.setattr(cpu_conv, "SMALL_MAP_PIXELS", small_map_pixels)
         whole = run()
-        geo = cpu_conv._Geometry(x, w, (1, 1), (1, 2, 0, 1), (1, 1), 1)
+        geo = cpu_conv._Im2col(ConvGeometry.create(x.shape, w.shape, (1, 1), (1, 2, 0, 1), (1, 1), 1))
         assert len(list(geo.blocks(x.dtype))) == 1
         monkeypatch.setattr(cpu_conv, "COLUMN_BUFFER_BYTES", budget_bytes)
         assert len(list(geo.blocks(x.dtype))) > 2
@@ -284,9 +285,9 @@ def test_conv2d_argument_errors():
         F.conv2d(x, _t((3, 2, 3, 3)), groups=2)
     with pytest.raises(TypeError, match=r"conv2d: input dtype float32 does not match weight dtype float64"):
         F.conv2d(x, _t((2, 4, 3, 3), "float64"))
-    with pytest.raises(ValueError, match=r"conv2d: stride must be positive, got 0"):
+    with pytest.raises(ValueError, match=r"conv2d: expected a positive stride, got \(0, 0\)"):
         F.conv2d(x, _t((2, 4, 3, 3)), stride=0)
-    with pytest.raises(ValueError, match=r"conv2d: dilation must be positive, got \(1, -1\)"):
+    with pytest.raises(ValueError, match=r"conv2d: expected a positive dilation, got \(1, -1\)"):
         F.conv2d(x, _t((2, 4, 3, 3)), dilation=(1, -1))
     with pytest.raises(ValueError, match=r"conv2d: padding must be non-negative"):
         F.conv2d(x, _t((2, 4, 3, 3)), padding=-1)

@@ -3,7 +3,7 @@
 #   kernels/emu/sanitize.sh thread|address [extra pytest args]
 # Builds an instrumented _emu into build-sanitize-<kind>/ (thread mode is then the
 # default emulation mode: sanitizers do not follow ucontext switches) and runs
-# tests/test_kernels_*.py with the sanitizer runtime preloaded into Python.
+# tests/kernels/ with the sanitizer runtime preloaded into Python.
 set -euo pipefail
 kind="${1:?usage: sanitize.sh thread|address [pytest args]}"; shift
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -21,4 +21,4 @@ export MINIDL_EMU_MODE=thread
 export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 report_signal_unsafe=0}"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0}"
 cd "$root"
-PYTHONPATH="$out" LD_PRELOAD="$lib" python -m pytest -q -p no:cacheprovider tests/test_kernels_emu.py "$@"
+PYTHONPATH="$out" LD_PRELOAD="$lib" python -m pytest -q -p no:cacheprovider tests/kernels "$@"

@@ -3,20 +3,48 @@
 A backend owns an array module (``xp``: NumPy or CuPy) and implements every
 array operation the autograd layer needs.  Autograd code calls only methods of
 a ``Backend`` object, never NumPy/CuPy, so adding a device means writing one
-subclass.  The generic methods here are expressed over ``self.xp``; the fused
-op kernels (convolution, pooling, LRN, batch norm, softmax) are abstract and
-each backend supplies its own.
+subclass.  ``CONTRACT`` lists every op once, by family, in the order of the
+class body.  Ops with a generic implementation here over ``self.xp`` are in
+``GENERIC``; a backend may override them with fused kernels.  The others are
+abstract: every backend implements them (minidl/backend/cpu is the reference).
 
-Conventions: arrays are NCHW; ``padding`` of 2-D ops is a 4-tuple
-``(top, bottom, left, right)``; backward methods return fresh arrays (they
-never accumulate into their inputs).
+Conventions: arrays are NCHW; convolution and pooling sizes come in a
+``ConvGeometry`` / ``PoolGeometry`` (minidl/backend/geometry.py); every op
+returns fresh arrays and never accumulates into its inputs, except the ops marked
+IN PLACE (``sgd_update``, ``batch_norm_update_running``).
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 
+CONTRACT = {
+    "creation": ("asarray", "to_numpy", "zeros", "ones", "full", "empty", "zeros_like", "ones_like",
+                 "arange", "copy", "astype"),
+    "random": ("rng", "standard_normal", "uniform"),
+    "math": ("add", "sub", "mul", "div", "pow", "neg", "exp", "log", "sqrt", "tanh", "abs", "sign",
+             "maximum", "minimum", "clip", "where", "equal", "not_equal", "greater", "greater_equal",
+             "less", "less_equal", "isfinite", "all", "cast_like"),
+    "reduction": ("sum", "mean", "max", "min", "var", "argmax", "argsort", "sum_to_shape"),
+    "linalg": ("matmul",),
+    "shape": ("reshape", "transpose", "ascontiguous", "broadcast_to", "expand_dims", "getitem",
+              "scatter", "pad", "concat", "stack", "split", "one_hot"),
+    "elementwise": ("relu", "relu_backward", "relu6", "relu6_backward", "sigmoid", "sigmoid_backward",
+                    "silu", "silu_backward", "bias_add", "bias_add_backward", "dropout_apply",
+                    "dropout_backward"),
+    "optim": ("sgd_update",),
+    "conv": ("conv2d_forward", "conv2d_backward"),
+    "pool": ("max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+             "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward"),
+    "lrn": ("lrn_forward", "lrn_backward"),
+    "batchnorm": ("batch_norm_train_forward", "batch_norm_eval_forward", "batch_norm_backward",
+                  "batch_norm_update_running"),
+    "softmax": ("softmax_forward", "softmax_backward", "cross_entropy_forward", "cross_entropy_backward"),
+}
 
-class Backend:
+
+class Backend(ABC):
     name = "abstract"
     xp = np
 
@@ -64,7 +92,7 @@ class Backend:
     def uniform(self, rng, low, high, shape, dtype):
         return rng.uniform(low, high, shape).astype(dtype, copy=False)
 
-    # ---------------------------------------------------------- elementwise
+    # ---------------------------------------------------------- math (NumPy semantics)
     def add(self, a, b):
         return a + b
 
@@ -116,11 +144,20 @@ class Backend:
     def equal(self, a, b):
         return a == b
 
+    def not_equal(self, a, b):
+        return a != b
+
     def greater(self, a, b):
         return a > b
 
+    def greater_equal(self, a, b):
+        return a >= b
+
     def less(self, a, b):
         return a < b
+
+    def less_equal(self, a, b):
+        return a <= b
 
     def isfinite(self, a):
         return self.xp.isfinite(a)
@@ -130,36 +167,6 @@ class Backend:
 
     def cast_like(self, a, ref):
         return a.astype(ref.dtype, copy=False)
-
-    # ---------------------------------------------------------- activations (appended)
-    # Generic versions over xp; a backend may override them with fused kernels.
-    # Backward methods take the saved forward input (or output, for sigmoid).
-    def relu(self, x):
-        return self.xp.maximum(x, 0)
-
-    def relu_backward(self, x, gy):
-        return self.xp.where(x > 0, gy, 0).astype(gy.dtype, copy=False)
-
-    def relu6(self, x):
-        return self.xp.clip(x, 0, 6)
-
-    def relu6_backward(self, x, gy):
-        return self.xp.where((x > 0) & (x < 6), gy, 0).astype(gy.dtype, copy=False)
-
-    def sigmoid(self, x):
-        # exp of -|x| only, so large |x| never overflows
-        e = self.xp.exp(-self.xp.abs(x))
-        return self.xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
-
-    def sigmoid_backward(self, y, gy):
-        return gy * y * (1 - y)
-
-    def silu(self, x):
-        return x * self.sigmoid(x)
-
-    def silu_backward(self, x, gy):
-        s = self.sigmoid(x)
-        return gy * s * (1 + x * (1 - s))
 
     # ---------------------------------------------------------- reductions
     def sum(self, a, axis=None, keepdims=False):
@@ -244,107 +251,50 @@ class Backend:
         out[self.xp.arange(labels.shape[0]), labels] = 1
         return out
 
-    # ---------------------------------------------------------- fused op kernels
-    # Each backend implements these; minidl/backend/cpu is the reference.  Shapes:
-    # x (N, C, H, W); conv weight (O, C // groups, KH, KW); stride/dilation (sh, sw);
-    # conv padding (top, bottom, left, right); pool kernel/stride/padding (h, w) pairs.
-    def _missing(self, op):
-        raise NotImplementedError(f"{op}: not implemented by the {self.name} backend")
+    # ========================================================== op families
+    # Each family's kernels live in kernels/<family>.{h,cu,cuh}, its CPU version in
+    # minidl/backend/cpu/<family>.py, its launchers in minidl/backend/kernel/<family>.py,
+    # all under the names below.
 
-    def conv2d_forward(self, x, w, stride, padding, dilation, groups):
-        """-> y (N, O, HO, WO), no bias (autograd adds it)."""
-        self._missing("conv2d_forward")
+    # ---------------------------------------------------------- elementwise (generic)
+    # Activations: backward methods take the saved forward input (the output, for
+    # sigmoid) and the output gradient gy, and return gx shaped like gy.
+    def relu(self, x):
+        """y = max(x, 0)."""
+        return self.xp.maximum(x, 0)
 
-    def conv2d_backward(self, x, w, gy, stride, padding, dilation, groups, need_dx=True, need_dw=True):
-        """-> (dx or None, dw or None)."""
-        self._missing("conv2d_backward")
+    def relu_backward(self, x, gy):
+        """gx = gy where x > 0, else 0."""
+        return self.xp.where(x > 0, gy, 0).astype(gy.dtype, copy=False)
 
-    def max_pool2d_forward(self, x, kernel, stride, padding, ceil_mode):
-        """-> (y, argmax): argmax holds the flat h*W+w index of each max in its input plane."""
-        self._missing("max_pool2d_forward")
+    def relu6(self, x):
+        """y = min(max(x, 0), 6)."""
+        return self.xp.clip(x, 0, 6)
 
-    def max_pool2d_backward(self, gy, argmax, x_shape, kernel, stride, padding):
-        """-> dx of x_shape.  The window geometry lets a GPU gather per input pixel
-        (no atomics where windows overlap); the CPU scatters by argmax alone."""
-        self._missing("max_pool2d_backward")
+    def relu6_backward(self, x, gy):
+        """gx = gy where 0 < x < 6, else 0."""
+        return self.xp.where((x > 0) & (x < 6), gy, 0).astype(gy.dtype, copy=False)
 
-    def avg_pool2d_forward(self, x, kernel, stride, padding, ceil_mode, count_include_pad):
-        self._missing("avg_pool2d_forward")
+    def sigmoid(self, x):
+        """y = 1 / (1 + exp(-x)), with exp of -|x| only, so large |x| never overflows."""
+        e = self.xp.exp(-self.xp.abs(x))
+        return self.xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
-    def avg_pool2d_backward(self, gy, x_shape, kernel, stride, padding, ceil_mode, count_include_pad):
-        self._missing("avg_pool2d_backward")
+    def sigmoid_backward(self, y, gy):
+        """gx = gy * y * (1 - y) from the forward OUTPUT y."""
+        return gy * y * (1 - y)
 
-    @staticmethod
-    def pool_output_size(size, kernel, stride, padding, ceil_mode):
-        """PyTorch's pooling output length along one axis: floor or ceil of
-        (size + 2*padding - kernel) / stride, plus one; with ``ceil_mode`` the last
-        window must start inside the input or the left padding."""
-        span = size + 2 * padding - kernel + (stride - 1 if ceil_mode else 0)
-        out = span // stride + 1
-        if ceil_mode and (out - 1) * stride >= size + padding:
-            out -= 1
-        return out
+    def silu(self, x):
+        """y = x * sigmoid(x)."""
+        return x * self.sigmoid(x)
 
-    def adaptive_avg_pool2d_forward(self, x, output_size):
-        """PyTorch's bins: start = floor(i*H/OH), end = ceil((i+1)*H/OH)."""
-        self._missing("adaptive_avg_pool2d_forward")
+    def silu_backward(self, x, gy):
+        """gx = gy * s * (1 + x * (1 - s)), s = sigmoid(x)."""
+        s = self.sigmoid(x)
+        return gy * s * (1 + x * (1 - s))
 
-    def adaptive_avg_pool2d_backward(self, gy, x_shape):
-        self._missing("adaptive_avg_pool2d_backward")
-
-    def lrn_forward(self, x, size, alpha, beta, k):
-        """-> (y, scale), scale = k + alpha/size * sum of x^2 over the channel window."""
-        self._missing("lrn_forward")
-
-    def lrn_backward(self, x, y, scale, gy, size, alpha, beta, k):
-        self._missing("lrn_backward")
-
-    def batch_norm_train_forward(self, x, gamma, beta, eps):
-        """x (N, C, H, W) -> (y, mean (C,), biased var (C,)) from batch statistics."""
-        self._missing("batch_norm_train_forward")
-
-    def batch_norm_eval_forward(self, x, gamma, beta, mean, var, eps):
-        self._missing("batch_norm_eval_forward")
-
-    def batch_norm_backward(self, x, gy, gamma, mean, var, eps):
-        """Backward of the training forward -> (dx, dgamma, dbeta)."""
-        self._missing("batch_norm_backward")
-
-    def softmax_forward(self, x, log):
-        """Row-wise (log-)softmax of a 2-D array."""
-        self._missing("softmax_forward")
-
-    def softmax_backward(self, y, gy, log):
-        """y is the forward output (softmax, or log-softmax when ``log``)."""
-        self._missing("softmax_backward")
-
-    def cross_entropy_forward(self, logits, labels, label_smoothing):
-        """logits (N, K), integer labels (N,) -> (loss per row (N,), log_probs (N, K))."""
-        self._missing("cross_entropy_forward")
-
-    def cross_entropy_backward(self, log_probs, labels, label_smoothing, grad_per_row):
-        """-> dlogits (N, K) for upstream gradient ``grad_per_row`` (N,)."""
-        self._missing("cross_entropy_backward")
-
-    # ---------------------------------------------------------- comparisons (appended)
-    def not_equal(self, a, b):
-        return a != b
-
-    def greater_equal(self, a, b):
-        return a >= b
-
-    def less_equal(self, a, b):
-        return a <= b
-
-    # ---------------------------------------------------------- fused extras (appended)
-    # Generic versions over xp with the exact semantics of the fused kernels that the
-    # kernel backends (cuda, emu) bind instead: bias-add and dropout
-    # (kernels/elementwise.cu), the SGD step (kernels/optim.cu), the batch-norm running
-    # statistics (kernels/batchnorm.cu).  sgd_update and batch_norm_update_running work
-    # IN PLACE on their first arguments (the kernel backends launch their kernel on
-    # C-contiguous arrays of one dtype and use these generic versions otherwise).
     def bias_add(self, x, b):
-        """y = x + b over channel axis 1: x (N, C, ...), b (C,)."""
+        """y = x + b over channel axis 1: x (N, C, ...), b (C,) cast to x's dtype."""
         return x + self.cast_like(b, x).reshape((1, -1) + (1,) * (x.ndim - 2))
 
     def bias_add_backward(self, gy):
@@ -358,8 +308,10 @@ class Backend:
         return x * mask, mask
 
     def dropout_backward(self, gy, mask):
+        """gx = gy * mask, in the mask's dtype."""
         return self.cast_like(gy, mask) * mask
 
+    # ---------------------------------------------------------- optim (generic)
     def sgd_update(self, param, grad, buf, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
                    nesterov=False, first_step=False):
         """One SGD step IN PLACE on ``param`` (and the momentum buffer ``buf``, shaped like
@@ -383,12 +335,98 @@ class Backend:
             d = d + momentum * buf if nesterov else buf
         param -= lr * d
 
+    # ---------------------------------------------------------- conv
+    @abstractmethod
+    def conv2d_forward(self, x, w, geometry):
+        """x (N, C, H, W), w (O, C/G, KH, KW), one float dtype -> y (N, O, HO, WO) of
+        ``geometry`` (a ConvGeometry); no bias (autograd adds it with bias_add)."""
+
+    @abstractmethod
+    def conv2d_backward(self, x, w, gy, geometry, need_dx=True, need_dw=True):
+        """gy (N, O, HO, WO) -> (dx shaped like x or None, dw shaped like w or None)."""
+
+    # ---------------------------------------------------------- pool
+    @abstractmethod
+    def max_pool2d_forward(self, x, geometry):
+        """x (N, C, H, W) -> (y (N, C, OH, OW), argmax): argmax (int32, or int64 on the
+        cpu for planes of 2**31 cells or more) holds the flat h*W + w index of each
+        window's first maximum in its input plane (NaN wins)."""
+
+    @abstractmethod
+    def max_pool2d_backward(self, gy, argmax, geometry):
+        """gy and argmax (N, C, OH, OW) -> dx (N, C, H, W): each gy lands on its argmax.
+        argmax values outside [0, H*W) are a ValueError."""
+
+    @abstractmethod
+    def avg_pool2d_forward(self, x, geometry, count_include_pad):
+        """x (N, C, H, W) -> y (N, C, OH, OW); the divisor counts padding cells (not the
+        ceil_mode overhang) with ``count_include_pad``, else only input cells."""
+
+    @abstractmethod
+    def avg_pool2d_backward(self, gy, geometry, count_include_pad):
+        """gy (N, C, OH, OW) -> dx (N, C, H, W)."""
+
+    @abstractmethod
+    def adaptive_avg_pool2d_forward(self, x, geometry):
+        """x (N, C, H, W) -> y (N, C, OH, OW) of a windowless PoolGeometry; PyTorch's
+        bins: rows floor(i*H/OH) to ceil((i+1)*H/OH)."""
+
+    @abstractmethod
+    def adaptive_avg_pool2d_backward(self, gy, geometry):
+        """gy (N, C, OH, OW) -> dx (N, C, H, W)."""
+
+    # ---------------------------------------------------------- lrn
+    @abstractmethod
+    def lrn_forward(self, x, size, alpha, beta, k):
+        """x (N, C, H, W) -> (y, scale), both shaped like x: scale = k + alpha/size * the
+        sum of x^2 over the size-channel window, y = x * scale^-beta."""
+
+    @abstractmethod
+    def lrn_backward(self, x, y, scale, gy, size, alpha, beta, k):
+        """The forward's x, y, scale and gy, all (N, C, H, W) -> dx."""
+
+    # ---------------------------------------------------------- batchnorm
+    @abstractmethod
+    def batch_norm_train_forward(self, x, gamma, beta, eps):
+        """x (N, C) or (N, C, H, W), gamma and beta (C,) -> (y shaped like x, mean (C,),
+        biased var (C,)) from the batch statistics."""
+
+    @abstractmethod
+    def batch_norm_eval_forward(self, x, gamma, beta, mean, var, eps):
+        """y = (x - mean) / sqrt(var + eps) * gamma + beta with given (C,) statistics."""
+
+    @abstractmethod
+    def batch_norm_backward(self, x, gy, gamma, mean, var, eps):
+        """Backward of the training forward -> (dx shaped like x, dgamma (C,), dbeta (C,))."""
+
     def batch_norm_update_running(self, running_mean, running_var, mean, var, momentum, count):
         """IN PLACE: running = (1 - momentum) * running + momentum * batch statistic, the
         biased batch variance ``var`` made unbiased by count / (count - 1) (count = values
-        per channel > 1)."""
+        per channel > 1); the batch statistics are cast to the running stats' dtype."""
         unbias = count / (count - 1)
         running_mean *= 1 - momentum
         running_mean += momentum * self.cast_like(mean, running_mean)
         running_var *= 1 - momentum
         running_var += momentum * self.cast_like(var, running_var) * unbias
+
+    # ---------------------------------------------------------- softmax
+    @abstractmethod
+    def softmax_forward(self, x, log):
+        """Row-wise softmax (log-softmax when ``log``) of a 2-D (N, K) array."""
+
+    @abstractmethod
+    def softmax_backward(self, y, gy, log):
+        """y is the forward output (softmax, or log-softmax when ``log``) -> gx (N, K)."""
+
+    @abstractmethod
+    def cross_entropy_forward(self, logits, labels, label_smoothing):
+        """logits (N, K), integer labels (N,) in [0, K) -> (loss per row (N,), log_probs
+        (N, K)); the target is (1 - eps) * onehot + eps / K for eps = label_smoothing."""
+
+    @abstractmethod
+    def cross_entropy_backward(self, log_probs, labels, label_smoothing, grad_per_row):
+        """-> dlogits (N, K) for the upstream gradient ``grad_per_row`` ((N,) or a scalar)."""
+
+
+GENERIC = frozenset(op for ops in CONTRACT.values() for op in ops
+                    if op not in Backend.__abstractmethods__)

@@ -7,22 +7,11 @@ from __future__ import annotations
 import math
 
 from .. import creation, functional as F
+from ..autograd.geometry import pair
 from ..tensor import Tensor
 from . import init
 from .module import Module
 from .parameter import Parameter
-
-
-def _pair(value, owner, what):
-    """An int or a pair of ints -> a pair (h, w)."""
-    if isinstance(value, bool):
-        raise TypeError(f"{owner}: expected {what} as an int or a pair of ints, got {value!r}")
-    if isinstance(value, int):
-        return (value, value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return tuple(value)
-    raise TypeError(f"{owner}: expected {what} as an int or a pair of ints, got {value!r}")
 
 
 def _positive_int(value, owner, what):
@@ -85,9 +74,9 @@ class Conv2d(Module):
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"Conv2d: in_channels ({in_channels}) and out_channels ({out_channels}) "
                              f"must both be divisible by groups ({groups})")
-        self.kernel_size = _pair(kernel_size, "Conv2d", "kernel_size")
-        self.stride = _pair(stride, "Conv2d", "stride")
-        self.dilation = _pair(dilation, "Conv2d", "dilation")
+        self.kernel_size = pair(kernel_size, "kernel_size", "Conv2d")
+        self.stride = pair(stride, "stride", "Conv2d")
+        self.dilation = pair(dilation, "dilation", "Conv2d")
         for what, v in (("kernel_size", self.kernel_size), ("stride", self.stride),
                         ("dilation", self.dilation)):
             if min(v) <= 0:
@@ -109,7 +98,7 @@ class Conv2d(Module):
         if isinstance(padding, (tuple, list)) and len(padding) == 4:
             pads = tuple(padding)
         else:
-            pads = _pair(padding, "Conv2d", "padding (or a 4-tuple, 'same', 'valid')")
+            pads = pair(padding, "padding (or a 4-tuple, 'same', 'valid')", "Conv2d")
         if any(isinstance(p, bool) or not isinstance(p, int) or p < 0 for p in pads):
             raise ValueError(f"Conv2d: expected non-negative int padding, got {padding!r}")
         return pads
@@ -144,9 +133,9 @@ class _Pool2d(Module):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
         super().__init__()
         name = type(self).__name__
-        self.kernel_size = _pair(kernel_size, name, "kernel_size")
-        self.stride = self.kernel_size if stride is None else _pair(stride, name, "stride")
-        self.padding = _pair(padding, name, "padding")
+        self.kernel_size = pair(kernel_size, "kernel_size", name)
+        self.stride = self.kernel_size if stride is None else pair(stride, "stride", name)
+        self.padding = pair(padding, "padding", name)
         if min(self.kernel_size) <= 0 or min(self.stride) <= 0 or min(self.padding) < 0:
             raise ValueError(f"{name}: expected positive kernel_size and stride and non-negative "
                              f"padding, got kernel_size={self.kernel_size}, stride={self.stride}, "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from ..checks import check_array
 from .parallel import parallel_kernel
 
 # Reassociation lets LLVM vectorize the reductions; NaN/inf semantics are kept.
@@ -28,8 +29,10 @@ def _as_ncm(a):
     raise ValueError(f"batch_norm: expected a 2-D (N, C) or 4-D (N, C, H, W) input, got shape {a.shape}")
 
 
-def _per_channel(a, dtype):
-    return np.ascontiguousarray(a, dtype=dtype).reshape(-1)
+def _per_channel(x3, vectors, op):
+    """The (C,) vectors (name -> array) of an (N, C, M) input, as float64, shape-checked."""
+    return [np.ascontiguousarray(check_array(op, name, a, x3.shape[1:2]), dtype=np.float64)
+            for name, a in vectors.items()]
 
 
 @parallel_kernel(fastmath=_FAST)
@@ -105,8 +108,8 @@ def batch_norm_train_forward(x, gamma, beta, eps):
     mean = np.empty(channels, dtype=x3.dtype)
     var = np.empty(channels, dtype=x3.dtype)
     if x3.size:
-        _train_forward.sized(x3.size)(x3, _per_channel(gamma, np.float64), _per_channel(beta, np.float64),
-                       float(eps), y, mean, var)
+        _train_forward.sized(x3.size)(x3, *_per_channel(x3, {"weight": gamma, "bias": beta},
+                                                        "batch_norm_train_forward"), float(eps), y, mean, var)
     return y.reshape(x.shape), mean, var
 
 
@@ -114,9 +117,8 @@ def batch_norm_eval_forward(x, gamma, beta, mean, var, eps):
     x3 = _as_ncm(x)
     y = np.empty_like(x3)
     if x3.size:
-        _affine_forward.sized(x3.size)(x3, _per_channel(gamma, np.float64), _per_channel(beta, np.float64),
-                        _per_channel(mean, np.float64), _per_channel(var, np.float64),
-                        float(eps), y)
+        vectors = {"weight": gamma, "bias": beta, "running_mean": mean, "running_var": var}
+        _affine_forward.sized(x3.size)(x3, *_per_channel(x3, vectors, "batch_norm_eval_forward"), float(eps), y)
     return y.reshape(x.shape)
 
 
@@ -128,6 +130,7 @@ def batch_norm_backward(x, gy, gamma, mean, var, eps):
     dgamma = np.empty(channels, dtype=x3.dtype)
     dbeta = np.empty(channels, dtype=x3.dtype)
     if x3.size:
-        _train_backward.sized(x3.size)(x3, gy3, _per_channel(gamma, np.float64), _per_channel(mean, np.float64),
-                        _per_channel(var, np.float64), float(eps), dx, dgamma, dbeta)
+        vectors = {"weight": gamma, "mean": mean, "var": var}
+        _train_backward.sized(x3.size)(x3, gy3, *_per_channel(x3, vectors, "batch_norm_backward"), float(eps), dx,
+                                       dgamma, dbeta)
     return dx.reshape(x.shape), dgamma, dbeta

@@ -35,6 +35,7 @@ import threading
 import numpy as np
 from numba import njit, prange
 
+from ..checks import check_conv_arrays
 from .gemm import matmul
 from .parallel import parallel_kernel
 
@@ -124,7 +125,7 @@ def _col2im_add(cols, dx, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo,
 
 
 @parallel_kernel(fastmath=True)
-def _depthwise_forward(x, w, y, sh, sw, pt, pl, dh, dw):
+def _depthwise_conv2d_forward(x, w, y, sh, sw, pt, pl, dh, dw):
     n_img, channels, height, width = x.shape
     out_ch, _, kh, kw = w.shape
     ho, wo = y.shape[2], y.shape[3]
@@ -148,7 +149,7 @@ def _depthwise_forward(x, w, y, sh, sw, pt, pl, dh, dw):
 
 
 @parallel_kernel(fastmath=True)
-def _depthwise_backward(x, w, gy, dx, dw_parts, need_dx, need_dw, sh, sw, pt, pl, dh, dw):
+def _depthwise_conv2d_backward(x, w, gy, dx, dw_parts, need_dx, need_dw, sh, sw, pt, pl, dh, dw):
     """dx (when need_dx) and dw_parts[n, o] = the weight gradient from image n alone."""
     n_img, channels, height, width = x.shape
     out_ch, _, kh, kw = w.shape
@@ -202,22 +203,14 @@ def _workspace(slot, size, dtype):
     return buf
 
 
-def _output_size(x, w, stride, padding, dilation):
-    _, _, height, width = x.shape
-    _, _, kh, kw = w.shape
-    ho = (height + padding[0] + padding[1] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    wo = (width + padding[2] + padding[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    return ho, wo
+def _is_depthwise(g):
+    return g.G > 1 and g.G == g.C
 
 
-def _is_depthwise(x, groups):
-    return groups > 1 and groups == x.shape[1]
-
-
-def _is_pointwise(w, stride, padding, ho, wo):
+def _is_pointwise(g):
     """A 1x1 stride-1 unpadded conv whose feature map is big enough for per-image GEMMs."""
-    return (w.shape[2] == 1 and w.shape[3] == 1 and tuple(stride) == (1, 1)
-            and not any(padding) and ho * wo >= SMALL_MAP_PIXELS)
+    return (g.KH == g.KW == 1 and g.stride == (1, 1) and not any(g.padding)
+            and g.HO * g.WO >= SMALL_MAP_PIXELS)
 
 
 def _blocks(n_img, ho, wo, col_rows, itemsize):
@@ -236,19 +229,16 @@ def _blocks(n_img, ho, wo, col_rows, itemsize):
                 yield n, n + 1, oh0, min(ho, oh0 + step)
 
 
-class _Geometry:
-    """Shapes and im2col arguments of one convolution."""
+class _Im2col:
+    """The im2col blocking of one convolution (its ConvGeometry ``g``)."""
 
-    def __init__(self, x, w, stride, padding, dilation, groups):
-        self.n, self.c, _, _ = x.shape
-        self.o, self.cg, self.kh, self.kw = w.shape
-        self.g = groups
-        self.og = self.o // groups
+    def __init__(self, g):
+        self.n, self.c, self.o, self.kh, self.kw, self.g = g.N, g.C, g.O, g.KH, g.KW, g.G
+        self.cg, self.og = g.C // g.G, g.O // g.G
         self.k = self.cg * self.kh * self.kw  # GEMM inner size per group
-        self.ho, self.wo = _output_size(x, w, stride, padding, dilation)
+        self.ho, self.wo = g.HO, g.WO
         self.batch_inner = self.ho * self.wo < SMALL_MAP_PIXELS
-        self.loop_args = (self.kh, self.kw, stride[0], stride[1], padding[0], padding[2],
-                          dilation[0], dilation[1], self.wo)
+        self.loop_args = (g.KH, g.KW, g.sh, g.sw, g.pt, g.pl, g.dh, g.dw, g.WO)
 
     def strides(self, nb, rows):
         r = rows * self.wo
@@ -292,20 +282,20 @@ class _Geometry:
 
 
 # ------------------------------------------------------------------ contract
-def conv2d_forward(x, w, stride, padding, dilation, groups):
-    """-> y (N, O, HO, WO), no bias.  padding is (top, bottom, left, right)."""
+def conv2d_forward(x, w, geometry):
+    """-> y (N, O, HO, WO), no bias."""
     x = np.ascontiguousarray(x)
     w = np.ascontiguousarray(w)
-    if _is_depthwise(x, groups):
-        ho, wo = _output_size(x, w, stride, padding, dilation)
-        y = np.empty((x.shape[0], w.shape[0], ho, wo), dtype=x.dtype)
-        _depthwise_forward.sized(y.size)(x, w, y, stride[0], stride[1], padding[0], padding[2],
-                           dilation[0], dilation[1])
+    check_conv_arrays("conv2d_forward", geometry, x, w)
+    g = geometry
+    if _is_depthwise(g):
+        y = np.empty(g.y_shape, dtype=x.dtype)
+        _depthwise_conv2d_forward.sized(y.size)(x, w, y, g.sh, g.sw, g.pt, g.pl, g.dh, g.dw)
         return y
-    geo = _Geometry(x, w, stride, padding, dilation, groups)
-    y = np.empty((geo.n, geo.o, geo.ho, geo.wo), dtype=x.dtype)
+    geo = _Im2col(g)
+    y = np.empty(g.y_shape, dtype=x.dtype)
     wg = w.reshape(geo.g, geo.og, geo.k)
-    if _is_pointwise(w, stride, padding, geo.ho, geo.wo):
+    if _is_pointwise(g):
         p = geo.ho * geo.wo
         matmul(wg, x.reshape(geo.n, geo.g, geo.cg, p), out=y.reshape(geo.n, geo.g, geo.og, p))
         return y
@@ -324,19 +314,20 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     return y
 
 
-def conv2d_backward(x, w, gy, stride, padding, dilation, groups, need_dx=True, need_dw=True):
+def conv2d_backward(x, w, gy, geometry, need_dx=True, need_dw=True):
     """-> (dx or None, dw or None)."""
     x = np.ascontiguousarray(x)
     w = np.ascontiguousarray(w)
     gy = np.ascontiguousarray(gy)
+    check_conv_arrays("conv2d_backward", geometry, x, w, gy)
     if not (need_dx or need_dw):
         return None, None
-    if _is_depthwise(x, groups):
-        return _depthwise_backward_arrays(x, w, gy, stride, padding, dilation, need_dx, need_dw)
-    geo = _Geometry(x, w, stride, padding, dilation, groups)
+    if _is_depthwise(geometry):
+        return _depthwise_conv2d_backward_arrays(x, w, gy, geometry, need_dx, need_dw)
+    geo = _Im2col(geometry)
     wg = w.reshape(geo.g, geo.og, geo.k)
     wg_t = wg.transpose(0, 2, 1)
-    if _is_pointwise(w, stride, padding, geo.ho, geo.wo):
+    if _is_pointwise(geometry):
         p = geo.ho * geo.wo
         x4 = x.reshape(geo.n, geo.g, geo.cg, p)
         g4 = gy.reshape(geo.n, geo.g, geo.og, p)
@@ -362,12 +353,12 @@ def conv2d_backward(x, w, gy, stride, padding, dilation, groups, need_dx=True, n
     return dx, (dw.reshape(w.shape) if need_dw else None)
 
 
-def _depthwise_backward_arrays(x, w, gy, stride, padding, dilation, need_dx, need_dw):
+def _depthwise_conv2d_backward_arrays(x, w, gy, g, need_dx, need_dw):
     n_img = x.shape[0]
     dx = np.empty_like(x) if need_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
     parts = (np.empty((n_img,) + w.shape[:1] + w.shape[2:], dtype=w.dtype) if need_dw
              else np.empty((1, 1, 1, 1), dtype=w.dtype))
-    _depthwise_backward.sized(x.size)(x, w, gy, dx, parts, need_dx, need_dw, stride[0], stride[1],
-                        padding[0], padding[2], dilation[0], dilation[1])
+    _depthwise_conv2d_backward.sized(x.size)(x, w, gy, dx, parts, need_dx, need_dw, g.sh, g.sw, g.pt, g.pl, g.dh,
+                                      g.dw)
     dw = parts.sum(axis=0).reshape(w.shape) if need_dw else None
     return (dx if need_dx else None), dw

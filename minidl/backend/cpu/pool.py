@@ -2,7 +2,7 @@
 
 Every kernel runs one (n, c) plane per parallel iteration.  Backward passes
 scatter into their own plane serially, so overlapping windows (3x3/2) never
-race.  Semantics follow PyTorch exactly: output sizes (Backend.pool_output_size),
+race.  Semantics follow PyTorch exactly: output sizes (the op's PoolGeometry),
 padded cells are ignored by max pooling, ties pick the first maximum in
 row-major window order, and the average divisor counts padding only inside the
 padded input (never the ceil_mode overhang).
@@ -12,23 +12,18 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..base import Backend
+from ..checks import check_pool_arrays
 from .parallel import parallel_kernel
+
 
 def _planes(x):
     n, c, h, w = x.shape
     return np.ascontiguousarray(x).reshape(n * c, h, w)
 
 
-def _output_hw(x_shape, kernel, stride, padding, ceil_mode):
-    h, w = x_shape[2], x_shape[3]
-    return (Backend.pool_output_size(h, kernel[0], stride[0], padding[0], ceil_mode),
-            Backend.pool_output_size(w, kernel[1], stride[1], padding[1], ceil_mode))
-
-
 # ---------------------------------------------------------------- max pool
 @parallel_kernel()
-def _max_pool_fwd(x, y, argmax, kh, kw, sh, sw, ph, pw):
+def _max_pool2d_forward(x, y, argmax, kh, kw, sh, sw, ph, pw):
     """Separable: a max over each row's windows, then over kh of those row maxima.
 
     Both passes run branch-free select loops over contiguous memory, which the
@@ -78,7 +73,7 @@ def _max_pool_fwd(x, y, argmax, kh, kw, sh, sw, ph, pw):
 
 
 @parallel_kernel()
-def _max_pool_bwd(gy, argmax, dx):
+def _max_pool2d_backward(gy, argmax, dx):
     planes = dx.shape[0]
     plane_size = dx.shape[1]
     outs = gy.shape[1]
@@ -89,26 +84,24 @@ def _max_pool_bwd(gy, argmax, dx):
             dx[p, argmax[p, o]] += gy[p, o]
 
 
+def max_pool2d_forward(x, g):
+    check_pool_arrays("max_pool2d_forward", g, x=x)
+    y = np.empty((g.N * g.C, g.OH, g.OW), dtype=x.dtype)
+    index_dtype = np.int32 if g.H * g.W < 2 ** 31 else np.int64
+    argmax = np.empty((g.N * g.C, g.OH, g.OW), dtype=index_dtype)
+    _max_pool2d_forward.sized(x.size)(_planes(x), y, argmax, g.KH, g.KW, g.sh, g.sw, g.ph, g.pw)
+    return y.reshape(g.y_shape), argmax.reshape(g.y_shape)
 
 
-def max_pool2d_forward(x, kernel, stride, padding, ceil_mode):
-    n, c, h, w = x.shape
-    out_h, out_w = _output_hw(x.shape, kernel, stride, padding, ceil_mode)
-    y = np.empty((n * c, out_h, out_w), dtype=x.dtype)
-    index_dtype = np.int32 if h * w < 2 ** 31 else np.int64
-    argmax = np.empty((n * c, out_h, out_w), dtype=index_dtype)
-    _max_pool_fwd.sized(x.size)(
-        _planes(x), y, argmax, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1])
-    return y.reshape(n, c, out_h, out_w), argmax.reshape(n, c, out_h, out_w)
-
-
-def max_pool2d_backward(gy, argmax, x_shape, kernel=None, stride=None, padding=None):
-    # each plane scatters serially by argmax, so the window geometry is not needed here
-    n, c, h, w = x_shape
-    dx = np.empty((n * c, h * w), dtype=gy.dtype)
-    _max_pool_bwd.sized(dx.size)(
-        np.ascontiguousarray(gy).reshape(n * c, -1), np.ascontiguousarray(argmax).reshape(n * c, -1), dx)
-    return dx.reshape(x_shape)
+def max_pool2d_backward(gy, argmax, g):
+    # each plane scatters serially by argmax (checked to index the plane), so the
+    # window geometry is not needed here
+    check_pool_arrays("max_pool2d_backward", g, gy=gy, argmax=argmax)
+    planes = g.N * g.C
+    dx = np.empty((planes, g.H * g.W), dtype=gy.dtype)
+    _max_pool2d_backward.sized(dx.size)(
+        np.ascontiguousarray(gy).reshape(planes, -1), np.ascontiguousarray(argmax).reshape(planes, -1), dx)
+    return dx.reshape(g.x_shape)
 
 
 # ---------------------------------------------------------------- average pool
@@ -124,7 +117,7 @@ def _avg_window(o, stride, pad, kernel, size, count_include_pad):
 
 
 @parallel_kernel()
-def _avg_pool_fwd(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
+def _avg_pool2d_forward(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
     planes, height, width = x.shape
     out_h, out_w = y.shape[1], y.shape[2]
     for p in prange(planes):
@@ -143,7 +136,7 @@ def _avg_pool_fwd(x, y, kh, kw, sh, sw, ph, pw, count_include_pad):
 
 
 @parallel_kernel()
-def _avg_pool_bwd(gy, dx, kh, kw, sh, sw, ph, pw, count_include_pad):
+def _avg_pool2d_backward(gy, dx, kh, kw, sh, sw, ph, pw, count_include_pad):
     planes, height, width = dx.shape
     out_h, out_w = gy.shape[1], gy.shape[2]
     for p in prange(planes):
@@ -162,30 +155,25 @@ def _avg_pool_bwd(gy, dx, kh, kw, sh, sw, ph, pw, count_include_pad):
                         dx[p, i, j] += g
 
 
+def avg_pool2d_forward(x, g, count_include_pad):
+    check_pool_arrays("avg_pool2d_forward", g, x=x)
+    y = np.empty((g.N * g.C, g.OH, g.OW), dtype=x.dtype)
+    _avg_pool2d_forward.sized(x.size)(_planes(x), y, g.KH, g.KW, g.sh, g.sw, g.ph, g.pw,
+                                      bool(count_include_pad))
+    return y.reshape(g.y_shape)
 
 
-def avg_pool2d_forward(x, kernel, stride, padding, ceil_mode, count_include_pad):
-    n, c, h, w = x.shape
-    out_h, out_w = _output_hw(x.shape, kernel, stride, padding, ceil_mode)
-    y = np.empty((n * c, out_h, out_w), dtype=x.dtype)
-    _avg_pool_fwd.sized(x.size)(
-        _planes(x), y, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1],
-        bool(count_include_pad))
-    return y.reshape(n, c, out_h, out_w)
-
-
-def avg_pool2d_backward(gy, x_shape, kernel, stride, padding, ceil_mode, count_include_pad):
-    n, c, h, w = x_shape
-    dx = np.empty((n * c, h, w), dtype=gy.dtype)
-    _avg_pool_bwd.sized(dx.size)(
-        _planes(gy), dx, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1],
-        bool(count_include_pad))
-    return dx.reshape(x_shape)
+def avg_pool2d_backward(gy, g, count_include_pad):
+    check_pool_arrays("avg_pool2d_backward", g, gy=gy)
+    dx = np.empty((g.N * g.C, g.H, g.W), dtype=gy.dtype)
+    _avg_pool2d_backward.sized(dx.size)(_planes(gy), dx, g.KH, g.KW, g.sh, g.sw, g.ph, g.pw,
+                                        bool(count_include_pad))
+    return dx.reshape(g.x_shape)
 
 
 # ---------------------------------------------------------------- adaptive average pool
 @parallel_kernel()
-def _adaptive_avg_fwd(x, y):
+def _adaptive_avg_pool2d_forward(x, y):
     planes, height, width = x.shape
     out_h, out_w = y.shape[1], y.shape[2]
     for p in prange(planes):
@@ -203,7 +191,7 @@ def _adaptive_avg_fwd(x, y):
 
 
 @parallel_kernel()
-def _adaptive_avg_bwd(gy, dx):
+def _adaptive_avg_pool2d_backward(gy, dx):
     planes, height, width = dx.shape
     out_h, out_w = gy.shape[1], gy.shape[2]
     for p in prange(planes):
@@ -222,18 +210,15 @@ def _adaptive_avg_bwd(gy, dx):
                         dx[p, i, j] += g
 
 
+def adaptive_avg_pool2d_forward(x, g):
+    check_pool_arrays("adaptive_avg_pool2d_forward", g, x=x)
+    y = np.empty((g.N * g.C, g.OH, g.OW), dtype=x.dtype)
+    _adaptive_avg_pool2d_forward.sized(x.size)(_planes(x), y)
+    return y.reshape(g.y_shape)
 
 
-def adaptive_avg_pool2d_forward(x, output_size):
-    n, c, h, w = x.shape
-    out_h, out_w = output_size
-    y = np.empty((n * c, out_h, out_w), dtype=x.dtype)
-    _adaptive_avg_fwd.sized(x.size)(_planes(x), y)
-    return y.reshape(n, c, out_h, out_w)
-
-
-def adaptive_avg_pool2d_backward(gy, x_shape):
-    n, c, h, w = x_shape
-    dx = np.empty((n * c, h, w), dtype=gy.dtype)
-    _adaptive_avg_bwd.sized(dx.size)(_planes(gy), dx)
-    return dx.reshape(x_shape)
+def adaptive_avg_pool2d_backward(gy, g):
+    check_pool_arrays("adaptive_avg_pool2d_backward", g, gy=gy)
+    dx = np.empty((g.N * g.C, g.H, g.W), dtype=gy.dtype)
+    _adaptive_avg_pool2d_backward.sized(dx.size)(_planes(gy), dx)
+    return dx.reshape(g.x_shape)

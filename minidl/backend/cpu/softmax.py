@@ -14,6 +14,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
+from ..checks import check_array, check_index_range
 from .parallel import parallel_kernel
 
 # Reassociation lets LLVM vectorize the row reductions; NaN/inf semantics are kept.
@@ -181,8 +182,10 @@ def _rows(a, op):
     return a
 
 
-def _labels(labels):
-    return np.ascontiguousarray(labels, dtype=np.int64)
+def _labels(labels, rows, op):
+    """int64 labels (N,) in [0, K) for the rows of ``rows`` (N, K): the loops index with them."""
+    check_array(op, "labels", labels, rows.shape[:1])
+    return np.ascontiguousarray(check_index_range(op, "labels", labels, rows.shape[1]), dtype=np.int64)
 
 
 def softmax_forward(x, log):
@@ -207,8 +210,8 @@ def cross_entropy_forward(logits, labels, label_smoothing):
     log_probs = np.empty_like(logits)
     loss = np.empty(logits.shape[0], dtype=logits.dtype)
     if logits.size:
-        _cross_entropy_rows.sized(logits.size, _PARALLEL_MIN_SIZE)(logits, _labels(labels), float(label_smoothing),
-             log_probs, loss)
+        _cross_entropy_rows.sized(logits.size, _PARALLEL_MIN_SIZE)(
+            logits, _labels(labels, logits, "cross_entropy_forward"), float(label_smoothing), log_probs, loss)
     return loss, log_probs
 
 
@@ -217,6 +220,6 @@ def cross_entropy_backward(log_probs, labels, label_smoothing, grad_per_row):
     grad = np.ascontiguousarray(grad_per_row, dtype=log_probs.dtype).reshape(-1)
     dlogits = np.empty_like(log_probs)
     if log_probs.size:
-        _cross_entropy_backward_rows.sized(log_probs.size, _PARALLEL_MIN_SIZE)(log_probs, _labels(labels),
-             float(label_smoothing), grad, dlogits)
+        _cross_entropy_backward_rows.sized(log_probs.size, _PARALLEL_MIN_SIZE)(
+            log_probs, _labels(labels, log_probs, "cross_entropy_backward"), float(label_smoothing), grad, dlogits)
     return dlogits

@@ -6,27 +6,25 @@ One class, :class:`KernelBackend`, serves both: it differs only in the array mod
 a launch goes to.  Generic ops come from :class:`~minidl.backend.base.Backend` over
 ``xp``; matmul is ``xp.matmul`` (cuBLAS through CuPy, or NumPy's BLAS for emu).
 
-Kernel families live one per module (elementwise, softmax, batchnorm, and conv,
-pool, lrn from the conv work).  A family module exports, in ``__all__``, plain
-functions whose first argument is the backend (``be``); they become methods here.
-Helpers a family function uses: ``be.kernel(name, dtype)`` (the bound launcher
-``<name>_f32``/``_f64``), ``be.c(a)`` (C-contiguous), ``be.ptr(a)``, ``be.stream()``,
-``be.empty(shape, dtype)``.  Families whose module is missing fall back to the base
-class (NotImplementedError for fused ops).
+Kernel families live one per module (elementwise, optim, softmax, batchnorm, conv,
+pool, lrn), as plain functions whose first argument is the backend (``be``), bound
+below as methods under the contract's names.  They reach C++ through
+:meth:`KernelBackend.launch`, which checks every array against what the launcher
+will trust.
 """
 from __future__ import annotations
 
-import importlib
+from dataclasses import fields
 
 import numpy as np
 
 from ..base import Backend
+from ..checks import check_array
+from ..geometry import ConvGeometry, PoolGeometry, check_int32
+from . import batchnorm, conv, elementwise, lrn, optim, pool, softmax
+from .operand import Operand
 
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
-
-# Family modules bound into KernelBackend, in order (later ones may override).
-# Hooks for the conv work: conv.py, pool.py, lrn.py (also depthwise through conv).
-FAMILIES = ("elementwise", "softmax", "batchnorm", "conv", "pool", "lrn")
 
 
 class KernelBackend(Backend):
@@ -40,21 +38,34 @@ class KernelBackend(Backend):
         self._stream = stream
 
     # ---------------------------------------------------------- kernel plumbing
-    def kernel(self, name, dtype):
-        """The launcher ``<name>_f32`` or ``<name>_f64`` for arrays of ``dtype``."""
+    def launch(self, launcher, dtype, *args):
+        """Run the bound launcher ``<launcher>_f32``/``_f64`` for ``dtype`` with ``args``
+        and the stream.  Each :class:`Operand` is checked (C-contiguous, dtype, shape)
+        and passed as its pointer, each geometry is range-checked for the kernels'
+        int32 indexing and passed as its C++ struct; other arguments pass unchanged."""
         sfx = _SUFFIX.get(np.dtype(dtype))
         if sfx is None:
-            raise TypeError(f"{name}: the {self.name} kernels support float32 and float64, got {np.dtype(dtype)}")
-        return getattr(self.kernels, f"{name}_{sfx}")
+            raise TypeError(f"{launcher}: the {self.name} kernels support float32 and float64, "
+                            f"got {np.dtype(dtype)}")
+        converted = []
+        for a in args:
+            if isinstance(a, Operand):
+                check_array(launcher, a.name, a.array, a.shape, a.dtype, contiguous=True)
+                a = self._ptr(a.array)
+            elif isinstance(a, (ConvGeometry, PoolGeometry)):
+                a = self._geometry_struct(launcher, a)
+            converted.append(a)
+        getattr(self.kernels, f"{launcher}_{sfx}")(*converted, self._stream())
+
+    def _geometry_struct(self, launcher, geometry):
+        check_int32(launcher, geometry)
+        struct = getattr(self.kernels, type(geometry).__name__)()
+        for f in fields(geometry):
+            setattr(struct, f.name, getattr(geometry, f.name))
+        return struct
 
     def c(self, a):
         return self.xp.ascontiguousarray(a)
-
-    def ptr(self, a):
-        return self._ptr(a)
-
-    def stream(self):
-        return self._stream()
 
     def to_numpy(self, a):
         if self.xp is np:
@@ -69,20 +80,44 @@ class KernelBackend(Backend):
     def __repr__(self):
         return f"KernelBackend({self.name!r})"
 
-
-def _bind_families():
-    for fam in FAMILIES:
-        try:
-            mod = importlib.import_module(f"{__name__}.{fam}")
-        except ModuleNotFoundError as e:
-            if e.name == f"{__name__}.{fam}":
-                continue  # family not written yet: base-class fallback
-            raise
-        for attr in getattr(mod, "__all__", ()):
-            setattr(KernelBackend, attr, getattr(mod, attr))
-
-
-_bind_families()
+    # ---------------------------------------------------------- elementwise
+    relu = elementwise.relu
+    relu_backward = elementwise.relu_backward
+    relu6 = elementwise.relu6
+    relu6_backward = elementwise.relu6_backward
+    sigmoid = elementwise.sigmoid
+    sigmoid_backward = elementwise.sigmoid_backward
+    silu = elementwise.silu
+    silu_backward = elementwise.silu_backward
+    bias_add = elementwise.bias_add
+    bias_add_backward = elementwise.bias_add_backward
+    dropout_apply = elementwise.dropout_apply
+    dropout_backward = elementwise.dropout_backward
+    # ---------------------------------------------------------- optim
+    sgd_update = optim.sgd_update
+    # ---------------------------------------------------------- conv
+    conv2d_forward = conv.conv2d_forward
+    conv2d_backward = conv.conv2d_backward
+    # ---------------------------------------------------------- pool
+    max_pool2d_forward = pool.max_pool2d_forward
+    max_pool2d_backward = pool.max_pool2d_backward
+    avg_pool2d_forward = pool.avg_pool2d_forward
+    avg_pool2d_backward = pool.avg_pool2d_backward
+    adaptive_avg_pool2d_forward = pool.adaptive_avg_pool2d_forward
+    adaptive_avg_pool2d_backward = pool.adaptive_avg_pool2d_backward
+    # ---------------------------------------------------------- lrn
+    lrn_forward = lrn.lrn_forward
+    lrn_backward = lrn.lrn_backward
+    # ---------------------------------------------------------- batchnorm
+    batch_norm_train_forward = batchnorm.batch_norm_train_forward
+    batch_norm_eval_forward = batchnorm.batch_norm_eval_forward
+    batch_norm_backward = batchnorm.batch_norm_backward
+    batch_norm_update_running = batchnorm.batch_norm_update_running
+    # ---------------------------------------------------------- softmax
+    softmax_forward = softmax.softmax_forward
+    softmax_backward = softmax.softmax_backward
+    cross_entropy_forward = softmax.cross_entropy_forward
+    cross_entropy_backward = softmax.cross_entropy_backward
 
 
 # ---------------------------------------------------------------- factories

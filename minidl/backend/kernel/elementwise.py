@@ -1,133 +1,92 @@
-"""Elementwise family (kernels/elementwise.cu, kernels/optim.cu) for KernelBackend:
-activations, bias-add, dropout mask-apply and the fused SGD update.
-
-Contract methods (generic versions in minidl/backend/base.py): relu, relu_backward,
-relu6, relu6_backward, sigmoid, sigmoid_backward (takes the forward output), silu,
-silu_backward; bias_add, bias_add_backward (Conv2d's bias), dropout_apply,
-dropout_backward (Dropout), sgd_update (optim.SGD, in place).
-"""
+"""Elementwise family (kernels/elementwise.{h,cu,cuh}) for KernelBackend: activations,
+bias-add and dropout, under the contract's names (generic versions and semantics in
+minidl/backend/base.py).  Inputs are made C-contiguous and cast to the first input's
+dtype; outputs are fresh arrays."""
 from __future__ import annotations
 
-from ..base import Backend
-
-__all__ = ["relu", "relu_backward", "relu6", "relu6_backward", "sigmoid", "sigmoid_backward",
-           "silu", "silu_backward", "bias_add", "bias_add_backward", "dropout_apply",
-           "dropout_backward", "sgd_update"]
+from .operand import Operand, contiguous as _c, ncs as _ncs
 
 
-def _unary(be, op, x):
-    x = be.c(x)
+def _activation(be, op, x):
+    (x,) = _c(be, x)
     y = be.empty(x.shape, x.dtype)
-    be.kernel(f"elementwise_{op}_forward", x.dtype)(be.ptr(x), be.ptr(y), x.size, be.stream())
+    be.launch(op, x.dtype, Operand("x", x, x.shape, x.dtype), Operand("y", y, x.shape, x.dtype), x.size)
     return y
 
 
-def _unary_backward(be, op, xy, gy):
-    xy = be.c(xy)
-    gy = be.c(be.cast_like(gy, xy))
-    gx = be.empty(xy.shape, xy.dtype)
-    be.kernel(f"elementwise_{op}_backward", xy.dtype)(be.ptr(xy), be.ptr(gy), be.ptr(gx), xy.size,
-                                                     be.stream())
+def _activation_backward(be, op, saved, gy):
+    saved, gy = _c(be, saved, gy)
+    gx = be.empty(saved.shape, saved.dtype)
+    shape, dtype = saved.shape, saved.dtype
+    be.launch(op, dtype, Operand("saved", saved, shape, dtype), Operand("gy", gy, shape, dtype),
+              Operand("gx", gx, shape, dtype), saved.size)
     return gx
 
 
 def relu(be, x):
-    return _unary(be, "relu", x)
+    return _activation(be, "relu", x)
 
 
 def relu_backward(be, x, gy):
-    return _unary_backward(be, "relu", x, gy)
+    return _activation_backward(be, "relu_backward", x, gy)
 
 
 def relu6(be, x):
-    return _unary(be, "relu6", x)
+    return _activation(be, "relu6", x)
 
 
 def relu6_backward(be, x, gy):
-    return _unary_backward(be, "relu6", x, gy)
+    return _activation_backward(be, "relu6_backward", x, gy)
 
 
 def sigmoid(be, x):
-    return _unary(be, "sigmoid", x)
+    return _activation(be, "sigmoid", x)
 
 
 def sigmoid_backward(be, y, gy):
-    return _unary_backward(be, "sigmoid", y, gy)
+    return _activation_backward(be, "sigmoid_backward", y, gy)
 
 
 def silu(be, x):
-    return _unary(be, "silu", x)
+    return _activation(be, "silu", x)
 
 
 def silu_backward(be, x, gy):
-    return _unary_backward(be, "silu", x, gy)
-
-
-def _ncs(x, b_size, op):
-    if x.ndim < 2 or x.shape[1] != b_size:
-        raise ValueError(f"{op}: expected x of shape (N, {b_size}, ...), got {tuple(x.shape)}")
-    s = 1
-    for d in x.shape[2:]:
-        s *= int(d)
-    return int(x.shape[0]), int(x.shape[1]), s
+    return _activation_backward(be, "silu_backward", x, gy)
 
 
 def bias_add(be, x, b):
-    """y = x + b broadcast over channel axis 1 (x of shape (N, C, ...), b of (C,))."""
-    x = be.c(x)
-    b = be.c(be.cast_like(b, x))
-    n, c, s = _ncs(x, b.size, "bias_add")
+    x, b = _c(be, x, b)
+    n, c, s = _ncs(x, "bias_add")
     y = be.empty(x.shape, x.dtype)
-    be.kernel("elementwise_bias_add", x.dtype)(be.ptr(x), be.ptr(b), be.ptr(y), n, c, s, be.stream())
+    be.launch("bias_add", x.dtype, Operand("x", x, x.shape, x.dtype), Operand("b", b, (c,), x.dtype),
+              Operand("y", y, x.shape, x.dtype), n, c, s)
     return y
 
 
 def bias_add_backward(be, gy):
-    """db (C,) = sum of gy over every axis but 1."""
-    gy = be.c(gy)
-    n, c, s = _ncs(gy, gy.shape[1] if gy.ndim >= 2 else -1, "bias_add_backward")
+    (gy,) = _c(be, gy)
+    n, c, s = _ncs(gy, "bias_add_backward")
     db = be.empty((c,), gy.dtype)
-    be.kernel("elementwise_bias_add_backward", gy.dtype)(be.ptr(gy), be.ptr(db), n, c, s, be.stream())
+    be.launch("bias_add_backward", gy.dtype, Operand("gy", gy, gy.shape, gy.dtype),
+              Operand("db", db, (c,), gy.dtype), n, c, s)
     return db
 
 
 def dropout_apply(be, x, u, p):
-    """keep = u >= p for uniform draws u (shape of x) -> (y = x*keep/(1-p), mask = keep/(1-p))."""
-    x = be.c(x)
-    u = be.c(be.cast_like(u, x))
+    x, u = _c(be, x, u)
     y = be.empty(x.shape, x.dtype)
     mask = be.empty(x.shape, x.dtype)
-    be.kernel("elementwise_dropout_forward", x.dtype)(be.ptr(x), be.ptr(u), be.ptr(y), be.ptr(mask), x.size,
-                                                      float(p), be.stream())
+    shape, dtype = x.shape, x.dtype
+    be.launch("dropout_apply", dtype, Operand("x", x, shape, dtype), Operand("u", u, shape, dtype),
+              Operand("y", y, shape, dtype), Operand("mask", mask, shape, dtype), x.size, float(p))
     return y, mask
 
 
 def dropout_backward(be, gy, mask):
-    mask = be.c(mask)
-    gy = be.c(be.cast_like(gy, mask))
+    mask, gy = _c(be, mask, gy)
     gx = be.empty(mask.shape, mask.dtype)
-    be.kernel("elementwise_dropout_backward", mask.dtype)(be.ptr(gy), be.ptr(mask), be.ptr(gx), mask.size,
-                                                          be.stream())
+    shape, dtype = mask.shape, mask.dtype
+    be.launch("dropout_backward", dtype, Operand("gy", gy, shape, dtype), Operand("mask", mask, shape, dtype),
+              Operand("gx", gx, shape, dtype), mask.size)
     return gx
-
-
-def sgd_update(be, param, grad, buf, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
-               first_step=False):
-    """In-place fused SGD step on contiguous ``param`` (and momentum ``buf``, which may
-    be None when momentum == 0), PyTorch semantics (see Backend.sgd_update); ``grad``
-    is cast to param's dtype (and made contiguous) when needed; a non-contiguous param
-    or buffer, or a buffer of another dtype, takes the generic version; returns None."""
-    if grad.shape != param.shape:
-        raise ValueError(f"sgd_update: grad {grad.dtype}{tuple(grad.shape)} does not match param "
-                         f"{param.dtype}{tuple(param.shape)}")
-    if momentum != 0 and (buf is None or buf.shape != param.shape):
-        raise ValueError(f"sgd_update: momentum needs a buffer of the param's shape {tuple(param.shape)}")
-    if not param.flags.c_contiguous or (momentum != 0 and (buf.dtype != param.dtype
-                                                           or not buf.flags.c_contiguous)):
-        # the kernel updates contiguous arrays of one dtype in place; the generic version any
-        return Backend.sgd_update(be, param, grad, buf, lr, momentum, dampening, weight_decay, nesterov,
-                                  first_step)
-    grad = be.c(be.cast_like(grad, param))
-    be.kernel("optim_sgd_update", param.dtype)(
-        be.ptr(param), be.ptr(grad), be.ptr(buf) if buf is not None else 0, param.size, float(lr),
-        float(momentum), float(dampening), float(weight_decay), bool(nesterov), bool(first_step), be.stream())

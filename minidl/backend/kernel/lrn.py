@@ -1,35 +1,36 @@
 """Cross-channel local response normalization on the kernel backends (cuda and emu):
-kernels/lrn.cu.  The forward returns (y, scale); the backward reuses scale."""
+kernels/lrn.{h,cu,cuh}.  The forward returns (y, scale); the backward reuses scale."""
 from __future__ import annotations
 
+from ..geometry import check_int32_sizes
+from .operand import Operand, contiguous
 
-__all__ = ["lrn_forward", "lrn_backward"]
 
-
-def _c(be, first, *rest):
-    """C-contiguous arrays, the rest cast to the first one's dtype."""
-    first = be.c(first)
-    return (first,) + tuple(be.c(be.cast_like(a, first)) for a in rest)
+def _nch_w(x, op):
+    """(N, C, H*W) of an NCHW array, the launchers' 32-bit ints."""
+    if x.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D (N, C, H, W) array, got shape {tuple(x.shape)}")
+    sizes = {"N": int(x.shape[0]), "C": int(x.shape[1]), "H*W": int(x.shape[2]) * int(x.shape[3])}
+    check_int32_sizes(op, sizes)
+    return tuple(sizes.values())
 
 
 def lrn_forward(be, x, size, alpha, beta, k):
-    xp = be.xp
-    (x,) = _c(be, x)
-    n, c, h, w = x.shape
-    y = xp.empty_like(x)
-    scale = xp.empty_like(x)
-    be.kernel("lrn_forward", x.dtype)(
-        be.ptr(x), be.ptr(y), be.ptr(scale), n, c, h * w, int(size), float(alpha), float(beta),
-        float(k), be.stream())
+    (x,) = contiguous(be, x)
+    n, c, hw = _nch_w(x, "lrn_forward")
+    y = be.empty(x.shape, x.dtype)
+    scale = be.empty(x.shape, x.dtype)
+    be.launch("lrn_forward", x.dtype, *[Operand(name, a, x.shape, x.dtype) for name, a in
+                                        (("x", x), ("y", y), ("scale", scale))],
+              n, c, hw, int(size), float(alpha), float(beta), float(k))
     return y, scale
 
 
 def lrn_backward(be, x, y, scale, gy, size, alpha, beta, k):
-    xp = be.xp
-    x, y, scale, gy = _c(be, x, y, scale, gy)
-    n, c, h, w = x.shape
-    dx = xp.empty_like(x)
-    be.kernel("lrn_backward", x.dtype)(
-        be.ptr(x), be.ptr(y), be.ptr(scale), be.ptr(gy), be.ptr(dx), n, c, h * w, int(size),
-        float(alpha), float(beta), be.stream())
+    x, y, scale, gy = contiguous(be, x, y, scale, gy)
+    n, c, hw = _nch_w(x, "lrn_backward")
+    dx = be.empty(x.shape, x.dtype)
+    be.launch("lrn_backward", x.dtype, *[Operand(name, a, x.shape, x.dtype) for name, a in
+                                         (("x", x), ("y", y), ("scale", scale), ("gy", gy), ("dx", dx))],
+              n, c, hw, int(size), float(alpha), float(beta))
     return dx

@@ -1,0 +1,22 @@
+// Host launchers of the convolution family: kernels in conv.cuh, launchers in conv.cu,
+// bound in bindings.cpp as <launcher>_f32 / _f64 and called by
+// minidl/backend/kernel/conv.py (the contract's conv2d_forward / conv2d_backward).
+// Arrays are contiguous NCHW / (O, C/G, KH, KW) in the geometry's sizes.
+#pragma once
+
+#include "launcher.h"
+
+namespace minidl {
+
+// col (n_count, C*KH*KW, HO*WO) <- images [n0, n0 + n_count) of x
+template <class T> void conv2d_im2col(uptr x, uptr col, const ConvGeometry& g, int n0, int n_count, uptr stream);
+// images [n0, n0 + n_count) of dx <- col (n_count, C*KH*KW, HO*WO)
+template <class T> void conv2d_col2im(uptr col, uptr dx, const ConvGeometry& g, int n0, int n_count, uptr stream);
+template <class T> void conv2d_igemm_forward(uptr x, uptr w, uptr y, const ConvGeometry& g, uptr stream);
+template <class T> void conv2d_igemm_backward_data(uptr gy, uptr w, uptr dx, const ConvGeometry& g, uptr stream);
+// ws (splits, O, C/G*KH*KW): one partial weight gradient per slice of the N*HO*WO
+// output pixels; with splits == 1, ws is dw itself.
+template <class T>
+void conv2d_igemm_backward_weight(uptr x, uptr gy, uptr ws, const ConvGeometry& g, int splits, uptr stream);
+
+}  // namespace minidl

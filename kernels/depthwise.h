@@ -1,0 +1,16 @@
+// Host launchers of the depthwise-convolution family: kernels in depthwise.cuh,
+// launchers in depthwise.cu, bound in bindings.cpp as <launcher>_f32 / _f64 and called
+// by minidl/backend/kernel/conv.py when groups == channels.  Geometry as in conv.h
+// (G == C, O = C * multiplier).
+#pragma once
+
+#include "launcher.h"
+
+namespace minidl {
+
+template <class T> void depthwise_conv2d_forward(uptr x, uptr w, uptr y, const ConvGeometry& g, uptr stream);
+template <class T> void depthwise_conv2d_backward_data(uptr gy, uptr w, uptr dx, const ConvGeometry& g, uptr stream);
+template <class T>
+void depthwise_conv2d_backward_weight(uptr x, uptr gy, uptr dw, const ConvGeometry& g, uptr stream);
+
+}  // namespace minidl

@@ -1,0 +1,23 @@
+// Host launchers of the pooling family: kernels in pool.cuh, launchers in pool.cu,
+// bound in bindings.cpp as <launcher>_f32 / _f64 and called by
+// minidl/backend/kernel/pool.py.  Arrays are contiguous NCHW in the geometry's sizes;
+// argmax is int32 (N, C, OH, OW), the flat h*W + w index in the input plane.
+#pragma once
+
+#include "launcher.h"
+
+namespace minidl {
+
+template <class T> void max_pool2d_forward(uptr x, uptr y, uptr argmax, const PoolGeometry& g, uptr stream);
+template <class T> void max_pool2d_backward(uptr gy, uptr argmax, uptr dx, const PoolGeometry& g, uptr stream);
+template <class T>
+void avg_pool2d_forward(uptr x, uptr y, const PoolGeometry& g, bool count_include_pad, uptr stream);
+template <class T>
+void avg_pool2d_backward(uptr gy, uptr dx, const PoolGeometry& g, bool count_include_pad, uptr stream);
+// adaptive pooling reads N, C, H, W, OH, OW of the geometry
+template <class T> void adaptive_avg_pool2d_forward(uptr x, uptr y, const PoolGeometry& g, uptr stream);
+template <class T> void adaptive_avg_pool2d_backward(uptr gy, uptr dx, const PoolGeometry& g, uptr stream);
+// the 1x1 output (global average pooling): one warp per plane
+template <class T> void adaptive_avg_pool2d_forward_1x1(uptr x, uptr y, const PoolGeometry& g, uptr stream);
+
+}  // namespace minidl

@@ -1,0 +1,92 @@
+"""Convolution and depthwise kernels (kernels/conv.cu, kernels/depthwise.cu) against
+the CPU backend, forward and backward, through the kernel backends: ``emu`` (the CUDA
+kernels run by the host emulation, always) and ``cuda`` (skipped, with the reason,
+without a usable GPU); MINIDL_KERNEL_DEVICES=cuda (or emu) restricts the devices.
+
+Shapes are tiny because the emulation runs every CUDA thread on the CPU; they still
+cover a single block, many blocks, sizes that are not multiples of the 64x64x16 conv
+tiles, and the split-K weight gradient.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kernel_testing import ATOL, RTOL, be, close as _close, cpu, rand as _rand  # noqa: F401 (fixtures)
+from minidl.backend.geometry import ConvGeometry
+
+
+@pytest.fixture(params=["igemm", "im2col"])
+def algo(request, be):
+    old = getattr(be, "conv_algo", None)
+    be.conv_algo = request.param
+    yield request.param
+    be.conv_algo = old
+
+
+# ---------------------------------------------------------------- convolution
+# (x shape, w shape, stride, padding (t, b, l, r), dilation, groups)
+CONV_CASES = {
+    "3x3_pad1_single_block": ((2, 3, 7, 6), (4, 3, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    "stride2_asym_pad": ((2, 4, 9, 8), (6, 4, 3, 3), (2, 2), (0, 2, 1, 0), (1, 1), 1),
+    "dilation2": ((1, 3, 9, 9), (5, 3, 3, 2), (1, 2), (2, 1, 0, 1), (2, 2), 1),
+    "groups2": ((2, 4, 9, 8), (6, 2, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 2),
+    "many_blocks_ragged": ((2, 5, 10, 9), (70, 5, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    "split_k_wgrad": ((2, 3, 16, 16), (4, 3, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    "depthwise_mult2": ((2, 4, 6, 5), (8, 1, 3, 3), (2, 1), (1, 1, 1, 1), (1, 1), 4),
+    "depthwise_stride2_asym": ((2, 3, 9, 8), (3, 1, 3, 3), (2, 2), (1, 0, 0, 1), (1, 1), 3),
+    "depthwise_5x5_dil2_many": ((2, 5, 12, 11), (5, 1, 5, 5), (1, 1), (4, 4, 4, 4), (2, 2), 5),
+    "pointwise_gemm": ((2, 6, 5, 5), (4, 6, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    "pointwise_groups2": ((2, 6, 5, 4), (4, 3, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 2),
+    "1x1_stride2": ((2, 6, 7, 7), (4, 6, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),
+    "7x7_stride2_stem": ((1, 3, 13, 12), (8, 3, 7, 7), (2, 2), (3, 3, 3, 3), (1, 1), 1),
+}
+
+
+def _conv_check(be, cpu, case, dtype=np.float32, rtol=RTOL, atol=ATOL):
+    xs, ws, stride, padding, dilation, groups = case
+    x, w = _rand(xs, 1, dtype), _rand(ws, 2, dtype)
+    g = ConvGeometry.create(xs, ws, stride, padding, dilation, groups)
+    y_ref = cpu.conv2d_forward(x, w, g)
+    gy = _rand(y_ref.shape, 3, dtype)
+    dx_ref, dw_ref = cpu.conv2d_backward(x, w, gy, g)
+    y = be.conv2d_forward(be.asarray(x), be.asarray(w), g)
+    dx, dw = be.conv2d_backward(be.asarray(x), be.asarray(w), be.asarray(gy), g)
+    assert y.dtype == dtype and dx.dtype == dtype and dw.dtype == dtype
+    _close(be.to_numpy(y), y_ref, rtol, atol, "forward")
+    _close(be.to_numpy(dx), dx_ref, rtol, atol, "input gradient")
+    _close(be.to_numpy(dw), dw_ref, rtol, atol, "weight gradient")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", list(CONV_CASES))
+def test_conv2d(be, cpu, algo, name):
+    _conv_check(be, cpu, CONV_CASES[name], atol=3e-5)
+
+
+@pytest.mark.timeout(120)
+def test_conv2d_float64(be, cpu, algo):
+    _conv_check(be, cpu, CONV_CASES["groups2"], dtype=np.float64, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.timeout(120)
+def test_conv2d_backward_partial(be, cpu, algo):
+    xs, ws, stride, padding, dilation, groups = CONV_CASES["stride2_asym_pad"]
+    x, w = _rand(xs, 4), _rand(ws, 5)
+    g = ConvGeometry.create(xs, ws, stride, padding, dilation, groups)
+    gy = _rand(cpu.conv2d_forward(x, w, g).shape, 6)
+    dx_ref, dw_ref = cpu.conv2d_backward(x, w, gy, g)
+    args = (be.asarray(x), be.asarray(w), be.asarray(gy), g)
+    dx, dw = be.conv2d_backward(*args, need_dx=True, need_dw=False)
+    assert dw is None
+    _close(be.to_numpy(dx), dx_ref, atol=3e-5)
+    dx, dw = be.conv2d_backward(*args, need_dx=False, need_dw=True)
+    assert dx is None
+    _close(be.to_numpy(dw), dw_ref, atol=3e-5)
+
+
+@pytest.mark.timeout(120)
+def test_conv2d_channel_mismatch_names_both(be):
+    with pytest.raises(ValueError, match="input has 4 channels, weight expects 3"):
+        g = ConvGeometry.create((1, 4, 5, 5), (2, 3, 3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+        be.conv2d_forward(be.asarray(_rand((1, 4, 5, 5), 0)), be.asarray(_rand((2, 3, 3, 3), 0)), g)
