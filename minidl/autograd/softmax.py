@@ -11,6 +11,10 @@ from .function import Function
 class Softmax(Function):
     """(Log-)softmax along ``axis``; attribute ``log`` picks log-softmax."""
 
+    @property
+    def op_name(self):
+        return "log_softmax" if self.log else "softmax"
+
     def _to_rows(self, a):
         be = self.backend
         if self.axis != a.ndim - 1:
