@@ -269,7 +269,9 @@ def _leaf_contribution_done(pending, t, accumulated):
 def _root_gradient(root, grad):
     """The array of a gradient given to ``backward``: the root's shape, device and dtype
     (a gradient of another dtype is cast to the root's, as in PyTorch)."""
-    if hasattr(grad, "data") and hasattr(grad, "device"):
+    from ..tensor import Tensor
+
+    if isinstance(grad, Tensor):
         if grad.device != root.device:
             raise ValueError(f"backward: grad is on {grad.device!r} but the tensor is on {root.device!r}")
         g = grad.data
