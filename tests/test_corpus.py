@@ -2,7 +2,7 @@
 
 * Valid geometries and dtypes of conv2d, max/avg pooling, batch norm, LRN, softmax and
   cross-entropy: the output shape is the formula's, and emu (our CUDA kernels, emulated)
-  agrees with cpu, forward and backward.
+  and cuda, where present, agree with cpu, forward and backward.
 * Invalid arguments (bad shapes, channels, negative or zero sizes, bool or float sizes,
   wrong dtypes, labels out of range, ...): a ValueError or TypeError whose message names
   the op, never another exception, a crash or a result.
@@ -27,7 +27,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 import minidl  # noqa: E402
 import minidl.functional as F  # noqa: E402
-from conftest import EMU_REASON  # noqa: E402
+from conftest import EMU_REASON, KERNEL_DEVICES  # noqa: E402
 
 VALID_EXAMPLES = 30
 CORPUS = settings(derandomize=True, deadline=None, database=None, print_blob=False,
@@ -197,10 +197,10 @@ def test_valid_geometries_have_the_right_shapes_on_cpu(family):
     _valid_property(family, [])()
 
 
-@needs_emu
+@pytest.mark.parametrize("device", KERNEL_DEVICES)
 @pytest.mark.parametrize("family", sorted(VALID))
-def test_valid_geometries_agree_on_cpu_and_emu(family):
-    _valid_property(family, ["emu"])()
+def test_valid_geometries_agree_on_cpu_and_kernel_devices(family, device):
+    _valid_property(family, [device])()
 
 
 # ================================================================ invalid arguments
