@@ -20,14 +20,14 @@ the input, not a wrong number or a crash in a kernel downstream.
 Dtype policy, one for every backend, enforced here in ``Function.apply`` before
 any backend sees an array:
 
-- An op that computes in floating point (every Function whose ``dtypes`` is
-  ``FLOAT_DTYPES``, the default for a ``Function``: convolution, linear, pooling, normalization,
+- An op that computes in floating point (a ``Function`` keeps the default
+  ``dtypes = FLOAT_DTYPES``: convolution, linear, pooling, normalization,
   softmax/cross-entropy, the activations) takes float32 or float64 tensors only.
   Integer, bool and half-precision (float16, bfloat16) tensors are a TypeError
   naming the op.
 - Elementwise arithmetic, reductions, matmul, shape and indexing ops, ``Cast``
-  and ``ToDevice`` (each a ``GenericFunction``: ``dtypes = ANY_DTYPE``) follow NumPy's type rules, which every
-  backend's array module shares.
+  and ``ToDevice`` (each a ``GenericFunction``: ``dtypes = ANY_DTYPE``) follow
+  NumPy's type rules, which every backend's array module shares.
 - Only floating-point tensors can require grad (``Tensor``).
 - A gradient always has its tensor's dtype: ``backward(grad)`` casts the given
   gradient to the root's dtype (as PyTorch does), and a ``backward`` returning
@@ -240,12 +240,13 @@ def _check_gradient(fn, index, t, g):
 
 
 def _pending_hooked_leaves(order):
-    """{id(leaf): [leaf, contributions left]} for the leaves with post-accumulate hooks."""
+    """{id(leaf): [contributions left, whether one was a gradient]} for the leaves with
+    post-accumulate hooks."""
     pending = {}
     for fn in order:
         for t, need in zip(fn.inputs, fn.needs_input_grad):
             if need and t._ctx is None and t._post_accumulate_grad_hooks:
-                pending.setdefault(id(t), [t, 0, False])[1] += 1
+                pending.setdefault(id(t), [0, False])[0] += 1
     return pending
 
 
@@ -258,11 +259,11 @@ def _leaf_contribution_done(pending, t, accumulated):
     """Count down a hooked leaf's contributions; run its hooks after the last one when
     any of them was a gradient."""
     entry = pending[id(t)]
-    entry[1] -= 1
-    entry[2] = entry[2] or accumulated
-    if entry[1] == 0:
+    entry[0] -= 1
+    entry[1] = entry[1] or accumulated
+    if entry[0] == 0:
         del pending[id(t)]
-        if entry[2]:
+        if entry[1]:
             _run_post_accumulate_hooks(t)
 
 
@@ -328,13 +329,14 @@ def backward(root, grad=None, retain_graph=False):
         if len(in_grads) != len(fn.inputs):
             raise RuntimeError(
                 f"{type(fn).__name__}.backward returned {len(in_grads)} gradients for {len(fn.inputs)} inputs")
+        for index, (t, gi, need) in enumerate(zip(fn.inputs, in_grads, fn.needs_input_grad)):
+            if need and gi is not None:
+                _check_gradient(fn, index, t, gi)
         if anomaly:
             _check_finite(fn, in_grads, "backward")
-        for index, (t, gi, need) in enumerate(zip(fn.inputs, in_grads, fn.needs_input_grad)):
+        for t, gi, need in zip(fn.inputs, in_grads, fn.needs_input_grad):
             if not need:
                 continue
-            if gi is not None:
-                _check_gradient(fn, index, t, gi)
             if t._ctx is None:
                 if gi is not None:
                     _accumulate_leaf(t, gi)
