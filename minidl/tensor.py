@@ -159,7 +159,8 @@ class Tensor(Conversions):
         if not self.requires_grad:
             raise RuntimeError("register_post_accumulate_grad_hook: the tensor does not require grad")
         if not callable(hook):
-            raise TypeError(f"register_post_accumulate_grad_hook: expected a callable, got {type(hook).__name__}")
+            raise TypeError(f"register_post_accumulate_grad_hook: expected a callable, "
+                            f"got {type(hook).__name__}")
         if self._post_accumulate_grad_hooks is None:
             self._post_accumulate_grad_hooks = {}
         return _function.HookHandle(self._post_accumulate_grad_hooks, hook)

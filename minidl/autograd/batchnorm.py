@@ -101,8 +101,8 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     if x.dtype.kind != "f":
         raise TypeError(f"batch_norm: expected a floating-point input, got dtype {x.dtype}")
     channels = x.shape[1]
-    for t, name, dtype in ((weight, "weight", x.dtype), (bias, "bias", x.dtype), (running_mean, "running_mean", None),
-                           (running_var, "running_var", None)):
+    for t, name, dtype in ((weight, "weight", x.dtype), (bias, "bias", x.dtype),
+                           (running_mean, "running_mean", None), (running_var, "running_var", None)):
         _check_vector(t, name, channels, dtype)
     if (running_mean is None) != (running_var is None):
         raise ValueError("batch_norm: expected running_mean and running_var both given or both None")
