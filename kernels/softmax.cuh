@@ -49,8 +49,7 @@ __device__ __forceinline__ T row_max(T v, T* scratch) {
     return block_max(v, scratch);
 }
 
-template <class T> __device__ __forceinline__ T lowest_() { return T(-1e300); }
-template <> __device__ __forceinline__ float lowest_<float>() { return -3.0e38f; }
+template <class T> __device__ __forceinline__ T lowest_() { return T(-INFINITY); }
 
 // The row's maximum m and sum of exp(x - m), reduced over the row's threads: the
 // shared first half of softmax and cross-entropy.
@@ -124,7 +123,9 @@ __global__ void cross_entropy_forward_kernel(const T* __restrict__ x, const long
     sl = row_sum<WARP>(sl, scratch);
     if (r.tid == 0) {
         long long lab = labels[r.row];
-        loss[r.row] = -(T(1) - eps) * ((xr[lab] - m) - log_s) - eps / T(K) * sl;
+        T l = -(T(1) - eps) * ((xr[lab] - m) - log_s);
+        if (eps != T(0)) l -= eps / T(K) * sl;  // at 0: 0 * (-inf) from a -inf logit would be NaN
+        loss[r.row] = l;
     }
 }
 

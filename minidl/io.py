@@ -6,11 +6,21 @@ dotted names) and nothing executable, so loading a file never runs code.  Writes
 are atomic: the bytes go to a temporary file in the target's directory, which is
 fsynced and then renamed over the target (``os.replace``), so a crash mid-write
 leaves the previous checkpoint intact and no half-written file under its name.
+
+Integrity: ``save`` records the SHA-256 of the tensors (names, dtypes, shapes and
+bytes, in sorted name order) in the header metadata under ``content_sha256``, and
+``load`` recomputes and checks it on every load, so a corrupted file is an error
+naming the file instead of a model that evaluates to nonsense.  Files without the
+key (written by other tools) load with the check skipped.  The header's metadata
+keys are written sorted, so the same weights and metadata give the same bytes.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
+import struct
 import tempfile
 from collections import OrderedDict
 
@@ -20,6 +30,7 @@ from .nn.module import Module
 from .tensor import Tensor
 
 FORMAT = "minidl"
+HASH_KEY = "content_sha256"
 # atomic_write's temporary files: "." + target name + "." + mkstemp's 8 random characters + ".tmp"
 TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp$")
 
@@ -71,16 +82,42 @@ def save(model_or_state_dict, path, metadata=None):
     ``path`` as safetensors, atomically.  ``metadata``: optional str -> str pairs
     stored in the header.  Returns ``path``."""
     # np.require keeps 0-d arrays 0-d (np.ascontiguousarray would make them 1-d)
-    arrays = {name: np.require(a, requirements="C")
+    arrays = {name: np.require(a, a.dtype.newbyteorder("<"), requirements="C")
               for name, a in _as_arrays(model_or_state_dict).items()}
     header = {"format": FORMAT}
     for key, value in (metadata or {}).items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError(f"save: metadata must map str to str, got {key!r}: {value!r}")
+        if key == HASH_KEY:
+            raise ValueError(f"save: metadata key {HASH_KEY!r} is reserved for the content hash")
         header[key] = value
-    blob = _safetensors_numpy().save(arrays, metadata=header)
-
+    header[HASH_KEY] = content_hash(arrays)
+    blob = _sorted_metadata(_safetensors_numpy().save(arrays, metadata=header))
     return atomic_write(path, blob)
+
+
+def content_hash(arrays):
+    """SHA-256 (hex) of a name -> array mapping: each name, dtype and shape, then the
+    little-endian bytes, in sorted name order."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.require(arrays[name], arrays[name].dtype.newbyteorder("<"), requirements="C")
+        digest.update(json.dumps([name, a.dtype.str, list(a.shape)]).encode())
+        digest.update(a.reshape(-1).view(np.uint8))
+    return digest.hexdigest()
+
+
+def _sorted_metadata(blob):
+    """A safetensors file with its ``__metadata__`` keys sorted (the library writes them
+    from a hash map, in an order that changes from call to call); tensor entries and the
+    data are kept, and the header is space-padded to 8 bytes as the library does."""
+    (size,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + size])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + blob[8 + size:]
 
 
 def atomic_write(path, data):
@@ -119,7 +156,8 @@ def remove_stale_temps(directory):
 
 
 def load(path, model=None, strict=True):
-    """Read a safetensors checkpoint.  Without ``model``: return the state dict (an
+    """Read a safetensors checkpoint, checking its content hash when it records one.
+    Without ``model``: return the state dict (an
     OrderedDict of name -> NumPy array).  With ``model``: load it into the model
     (``strict`` as in ``Module.load_state_dict``; every missing, unexpected or
     mis-shaped key is listed in one error) and return the model."""
@@ -127,9 +165,15 @@ def load(path, model=None, strict=True):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"load: no checkpoint file at {path!r}")
     try:
+        from safetensors import safe_open
+        with safe_open(path, framework="numpy") as f:
+            recorded = (f.metadata() or {}).get(HASH_KEY)
         arrays = _safetensors_numpy().load_file(path)
     except Exception as e:
         raise ValueError(f"load: {path!r} is not a readable safetensors file ({e})") from e
+    if recorded is not None and content_hash(arrays) != recorded:
+        raise ValueError(f"load: {path!r} is corrupt: its tensors do not match the content hash "
+                         f"recorded in its header ({HASH_KEY} {recorded[:16]}...)")
     state = OrderedDict(sorted(arrays.items()))
     if model is None:
         return state

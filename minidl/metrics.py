@@ -4,6 +4,9 @@ A sample is correct for top-k when its true label is among the k highest
 scores.  Ties rank like a stable sort of the negated scores (the lower class
 index ranks first), so the label's rank is the number of classes scoring higher
 plus the number of lower-indexed classes scoring the same — no sort needed.
+
+A sample with a NaN or infinite score (for any class) is never correct: a
+diverged model scores 0, not the 100% that comparisons with NaN would give.
 """
 from __future__ import annotations
 
@@ -33,15 +36,18 @@ def _arrays(logits, target):
 
 
 def _label_ranks(be, scores, labels):
-    """0-based rank of each row's true label under the stable ordering."""
+    """0-based rank of each row's true label under the stable ordering; ``classes``
+    (past every k) for a row with a non-finite score."""
     rows, classes = scores.shape
     row_index = be.arange(rows)
     label_scores = be.reshape(be.getitem(scores, (row_index, labels)), (rows, 1))
     higher = be.greater(scores, label_scores)
     earlier_tie = be.mul(be.equal(scores, label_scores),
                          be.less(be.reshape(be.arange(classes), (1, classes)), be.reshape(labels, (rows, 1))))
-    return be.add(be.sum(be.astype(higher, "int64"), axis=1),
-                  be.sum(be.astype(earlier_tie, "int64"), axis=1))
+    ranks = be.add(be.sum(be.astype(higher, "int64"), axis=1),
+                   be.sum(be.astype(earlier_tie, "int64"), axis=1))
+    finite_count = be.sum(be.astype(be.isfinite(scores), "int64"), axis=1)
+    return be.where(be.less(finite_count, classes), classes, ranks)
 
 
 def _check_ks(ks, classes):

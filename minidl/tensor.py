@@ -40,6 +40,7 @@ class Conversions:
 
 class Tensor(Conversions):
     __array_priority__ = 1000  # numpy scalars/arrays on the left defer to our operators
+    _post_accumulate_grad_hooks = None  # {handle id: hook} once one is registered
 
     def __init__(self, data, dtype=None, device="cpu", requires_grad=False):
         backend = get_backend(device)
@@ -147,6 +148,22 @@ class Tensor(Conversions):
 
     def backward(self, grad=None, retain_graph=False):
         _function.backward(self, grad, retain_graph=retain_graph)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(self)`` in every backward pass as soon as this leaf's ``.grad``
+        holds all of that pass's contributions (before the rest of backward finishes);
+        -> a handle whose ``remove()`` unregisters it."""
+        if not self.is_leaf:
+            raise RuntimeError("register_post_accumulate_grad_hook: the tensor is not a leaf; "
+                               "hooks run where gradients accumulate, on leaves")
+        if not self.requires_grad:
+            raise RuntimeError("register_post_accumulate_grad_hook: the tensor does not require grad")
+        if not callable(hook):
+            raise TypeError(f"register_post_accumulate_grad_hook: expected a callable, "
+                            f"got {type(hook).__name__}")
+        if self._post_accumulate_grad_hooks is None:
+            self._post_accumulate_grad_hooks = {}
+        return _function.HookHandle(self._post_accumulate_grad_hooks, hook)
 
     # ------------------------------------------------------------ arithmetic
     def _coerce(self, other):

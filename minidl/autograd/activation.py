@@ -12,6 +12,8 @@ from .math import Tanh
 
 
 class ReLU(Function):
+    op_name = "relu"
+
     def forward(self, x):
         self.save_for_backward(x)
         return self.backend.relu(x)
@@ -21,6 +23,8 @@ class ReLU(Function):
 
 
 class ReLU6(Function):
+    op_name = "relu6"
+
     def forward(self, x):
         self.save_for_backward(x)
         return self.backend.relu6(x)
@@ -40,6 +44,8 @@ class Sigmoid(Function):
 
 
 class SiLU(Function):
+    op_name = "silu"
+
     def forward(self, x):
         self.save_for_backward(x)
         return self.backend.silu(x)

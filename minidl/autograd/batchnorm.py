@@ -28,6 +28,8 @@ class BatchNormTrain(Function):
     """Batch statistics; ``stats`` (a dict attribute) receives the batch mean and
     biased variance so that the caller can update the running statistics."""
 
+    op_name = "batch_norm"
+
     def forward(self, x, weight, bias):
         be = self.backend
         gamma, beta = _affine_params(be, weight, bias, x.shape[1], x.dtype)
@@ -45,6 +47,8 @@ class BatchNormTrain(Function):
 class BatchNormEval(Function):
     """y = (x - running_mean) / sqrt(running_var + eps) * weight + bias; the running
     statistics are constants (attributes ``mean`` and ``var``)."""
+
+    op_name = "batch_norm"
 
     def forward(self, x, weight, bias):
         be = self.backend
@@ -70,12 +74,14 @@ class BatchNormEval(Function):
         return dx, dgamma, dbeta
 
 
-def _check_vector(t, name, channels):
+def _check_vector(t, name, channels, dtype=None):
     from ..tensor import Tensor
     if t is None:
         return
     if not isinstance(t, Tensor):
         raise TypeError(f"batch_norm: expected {name} to be a Tensor or None, got {type(t).__name__}")
+    if dtype is not None and t.dtype != dtype:
+        raise TypeError(f"batch_norm: {name} dtype {t.dtype} does not match input dtype {dtype}")
     if t.ndim != 1 or t.shape[0] != channels:
         raise ValueError(
             f"batch_norm: {name} has shape {t.shape} but input has {channels} channels "
@@ -95,9 +101,9 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     if x.dtype.kind != "f":
         raise TypeError(f"batch_norm: expected a floating-point input, got dtype {x.dtype}")
     channels = x.shape[1]
-    for t, name in ((weight, "weight"), (bias, "bias"), (running_mean, "running_mean"),
-                    (running_var, "running_var")):
-        _check_vector(t, name, channels)
+    for t, name, dtype in ((weight, "weight", x.dtype), (bias, "bias", x.dtype),
+                           (running_mean, "running_mean", None), (running_var, "running_var", None)):
+        _check_vector(t, name, channels, dtype)
     if (running_mean is None) != (running_var is None):
         raise ValueError("batch_norm: expected running_mean and running_var both given or both None")
     if not eps > 0:

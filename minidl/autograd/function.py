@@ -8,10 +8,42 @@ result in Tensors and records the node when any input needs a gradient.
 Gradients of outputs are keyed by ``(function, output_index)``, so a node with
 several outputs (``split``) runs its backward once, with zeros standing in for
 outputs that received no gradient.
+
+Gradient checks.  Every gradient a ``backward`` returns is checked before it is
+used, for every input (leaf or not): it must be an array of the input's array
+library (its device), of the input's exact shape and dtype.  Reducing a gradient
+over broadcast axes is the Function's job (``backend.sum_to_shape``, as the
+binary ops in minidl/autograd/math.py do); the engine never reshapes or casts
+what a backward returns, so a wrong gradient is an error naming the Function and
+the input, not a wrong number or a crash in a kernel downstream.
+
+Dtype policy, one for every backend, enforced here in ``Function.apply`` before
+any backend sees an array:
+
+- An op that computes in floating point (a ``Function`` keeps the default
+  ``dtypes = FLOAT_DTYPES``: convolution, linear, pooling, normalization,
+  softmax/cross-entropy, the activations) takes float32 or float64 tensors only.
+  Integer, bool and half-precision (float16, bfloat16) tensors are a TypeError
+  naming the op.
+- Elementwise arithmetic, reductions, matmul, shape and indexing ops, ``Cast``
+  and ``ToDevice`` (each a ``GenericFunction``: ``dtypes = ANY_DTYPE``) follow
+  NumPy's type rules, which every backend's array module shares.
+- Only floating-point tensors can require grad (``Tensor``).
+- A gradient always has its tensor's dtype: ``backward(grad)`` casts the given
+  gradient to the root's dtype (as PyTorch does), and a ``backward`` returning
+  another dtype is an error.
+
+Hooks.  ``Tensor.register_post_accumulate_grad_hook(hook)`` on a leaf that
+requires grad calls ``hook(tensor)`` once per backward pass, as soon as the
+leaf's ``.grad`` holds every contribution of that pass (while the rest of the
+graph is still being differentiated), and not at all when no gradient reached
+the leaf.
 """
 from __future__ import annotations
 
 import contextlib
+import itertools
+import re
 import threading
 
 _state = threading.local()
@@ -68,9 +100,33 @@ def _check_finite(fn, arrays, phase):
                 f"{'output' if phase == 'forward' else 'input gradient'} {i} (shape {tuple(a.shape)})")
 
 
+FLOAT_DTYPES = ("float32", "float64")
+ANY_DTYPE = None
+
+
+def op_name(fn):
+    """The op's name in error messages: ``fn.op_name``, or the class name in snake_case
+    (MaxPool2d -> max_pool2d)."""
+    return getattr(fn, "op_name", None) or re.sub(r"(?<=[a-z])(?=[A-Z])", "_", type(fn).__name__).lower()
+
+
+def _check_dtypes(fn, inputs):
+    allowed = fn.dtypes
+    if allowed is ANY_DTYPE:
+        return
+    for i, t in enumerate(inputs):
+        if t is not None and t.dtype.name not in allowed:
+            raise TypeError(f"{op_name(fn)}: expected {' or '.join(allowed)} tensors, got {t.dtype} "
+                            f"(input {i})")
+
+
 class Function:
     """One differentiable operation.  Subclasses set attributes in ``__init__``
-    (from keyword arguments to ``apply``) and save what backward needs on self."""
+    (from keyword arguments to ``apply``) and save what backward needs on self.
+    ``dtypes`` lists the input dtypes the op computes in (``ANY_DTYPE``: NumPy's rules);
+    ``op_name`` names it in error messages."""
+
+    dtypes = FLOAT_DTYPES
 
     def __init__(self, **attrs):
         self.__dict__.update(attrs)
@@ -100,6 +156,7 @@ class Function:
             if t.device != device:
                 raise ValueError(
                     f"{cls.__name__}: all inputs must be on one device, got {device!r} and {t.device!r}")
+        _check_dtypes(fn, inputs)
         fn.backend = tensors[0].backend
         fn.needs_input_grad = tuple(t is not None and t.requires_grad for t in inputs)
         record = is_grad_enabled() and any(fn.needs_input_grad)
@@ -123,6 +180,12 @@ class Function:
         return results[0] if single else tuple(results)
 
 
+class GenericFunction(Function):
+    """A Function over the array module's generic operations: any dtype, NumPy's rules."""
+
+    dtypes = ANY_DTYPE
+
+
 def _topological_order(root_fn):
     """Functions reachable from root_fn, every consumer before its producers (iterative DFS)."""
     order, visited = [], set()
@@ -143,9 +206,86 @@ def _topological_order(root_fn):
     return order
 
 
+class HookHandle:
+    """Returned by a ``register_*_hook`` method; ``remove()`` unregisters the hook."""
+
+    _ids = itertools.count()
+
+    def __init__(self, hooks, hook):
+        self._hooks = hooks
+        self.id = next(self._ids)
+        hooks[self.id] = hook
+
+    def remove(self):
+        self._hooks.pop(self.id, None)
+
+
+def _array_library(a):
+    return type(a).__module__.partition(".")[0]
+
+
+def _check_gradient(fn, index, t, g):
+    """The gradient ``fn.backward`` returned for input ``index`` (tensor ``t``) must be
+    an array of t's library, shape and dtype."""
+    library = _array_library(t.data)
+    if _array_library(g) != library or not hasattr(g, "shape"):
+        raise TypeError(f"{type(fn).__name__}.backward returned a {type(g).__name__} as the gradient of "
+                        f"input {index}, expected a {library} array like the input on {t.device!r}")
+    if tuple(g.shape) != t.shape:
+        raise ValueError(f"{type(fn).__name__}.backward returned a gradient of shape {tuple(g.shape)} "
+                         f"for input {index}, expected the input's shape {t.shape}")
+    if g.dtype != t.dtype:
+        raise TypeError(f"{type(fn).__name__}.backward returned a {g.dtype} gradient for input {index}, "
+                        f"expected the input's dtype {t.dtype}")
+
+
+def _pending_hooked_leaves(order):
+    """{id(leaf): [contributions left, whether one was a gradient]} for the leaves with
+    post-accumulate hooks."""
+    pending = {}
+    for fn in order:
+        for t, need in zip(fn.inputs, fn.needs_input_grad):
+            if need and t._ctx is None and t._post_accumulate_grad_hooks:
+                pending.setdefault(id(t), [0, False])[0] += 1
+    return pending
+
+
+def _run_post_accumulate_hooks(t):
+    for hook in list(t._post_accumulate_grad_hooks.values()):
+        hook(t)
+
+
+def _leaf_contribution_done(pending, t, accumulated):
+    """Count down a hooked leaf's contributions; run its hooks after the last one when
+    any of them was a gradient."""
+    entry = pending[id(t)]
+    entry[0] -= 1
+    entry[1] = entry[1] or accumulated
+    if entry[0] == 0:
+        del pending[id(t)]
+        if entry[1]:
+            _run_post_accumulate_hooks(t)
+
+
+def _root_gradient(root, grad):
+    """The array of a gradient given to ``backward``: the root's shape, device and dtype
+    (a gradient of another dtype is cast to the root's, as in PyTorch)."""
+    from ..tensor import Tensor
+
+    if isinstance(grad, Tensor):
+        if grad.device != root.device:
+            raise ValueError(f"backward: grad is on {grad.device!r} but the tensor is on {root.device!r}")
+        g = grad.data
+    else:
+        g = root.backend.asarray(grad)
+    if tuple(g.shape) != tuple(root.shape):
+        raise ValueError(f"backward: expected grad of shape {tuple(root.shape)}, got {tuple(g.shape)}")
+    if g.dtype.kind not in "biuf":
+        raise TypeError(f"backward: expected a real-valued grad, got dtype {g.dtype}")
+    return g if g.dtype == root.dtype else root.backend.astype(g, root.dtype)
+
+
 def _accumulate_leaf(t, g):
-    if g.shape != t.data.shape:
-        raise RuntimeError(f"backward: gradient shape {g.shape} does not match tensor shape {t.data.shape}")
     if t.grad is None:
         from ..tensor import Tensor
         t.grad = Tensor._wrap(t.backend.copy(g), t.device)
@@ -164,15 +304,17 @@ def backward(root, grad=None, retain_graph=False):
                 f"backward: grad can be implicit only for a scalar output, got shape {tuple(root.shape)}")
         g = backend.ones_like(root.data)
     else:
-        g = grad.data if hasattr(grad, "data") else backend.asarray(grad, dtype=root.dtype)
-        if tuple(g.shape) != tuple(root.shape):
-            raise ValueError(f"backward: expected grad of shape {tuple(root.shape)}, got {tuple(g.shape)}")
+        g = _root_gradient(root, grad)
     if root._ctx is None:
         _accumulate_leaf(root, g)
+        if root._post_accumulate_grad_hooks:
+            _run_post_accumulate_hooks(root)
         return
     grads = {(id(root._ctx), root._out_index): g}
     anomaly = is_anomaly_enabled()
-    for fn in _topological_order(root._ctx):
+    order = _topological_order(root._ctx)
+    pending = _pending_hooked_leaves(order)
+    for fn in order:
         if getattr(fn, "freed", False):
             raise RuntimeError(
                 f"backward: the graph through {type(fn).__name__} was already freed; "
@@ -187,14 +329,20 @@ def backward(root, grad=None, retain_graph=False):
         if len(in_grads) != len(fn.inputs):
             raise RuntimeError(
                 f"{type(fn).__name__}.backward returned {len(in_grads)} gradients for {len(fn.inputs)} inputs")
+        for index, (t, gi, need) in enumerate(zip(fn.inputs, in_grads, fn.needs_input_grad)):
+            if need and gi is not None:
+                _check_gradient(fn, index, t, gi)
         if anomaly:
             _check_finite(fn, in_grads, "backward")
         for t, gi, need in zip(fn.inputs, in_grads, fn.needs_input_grad):
-            if not need or gi is None:
+            if not need:
                 continue
             if t._ctx is None:
-                _accumulate_leaf(t, gi)
-            else:
+                if gi is not None:
+                    _accumulate_leaf(t, gi)
+                if pending and id(t) in pending:
+                    _leaf_contribution_done(pending, t, gi is not None)
+            elif gi is not None:
                 key = (id(t._ctx), t._out_index)
                 prev = grads.get(key)
                 grads[key] = gi if prev is None else backend.add(prev, gi)

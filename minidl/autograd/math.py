@@ -5,10 +5,10 @@ shape with ``backend.sum_to_shape``.
 """
 from __future__ import annotations
 
-from .function import Function
+from .function import GenericFunction
 
 
-class ToDevice(Function):
+class ToDevice(GenericFunction):
     def forward(self, x):
         from ..backend import get_backend
         self.src = self.backend
@@ -20,7 +20,7 @@ class ToDevice(Function):
         return self.src.asarray(self.dst.to_numpy(gy))
 
 
-class Cast(Function):
+class Cast(GenericFunction):
     def forward(self, x):
         self.src_dtype = x.dtype
         return self.backend.astype(x, self.dtype)
@@ -29,7 +29,7 @@ class Cast(Function):
         return self.backend.astype(gy, self.src_dtype)
 
 
-class Clone(Function):
+class Clone(GenericFunction):
     def forward(self, x):
         return self.backend.copy(x)
 
@@ -37,7 +37,7 @@ class Clone(Function):
         return gy
 
 
-class _Binary(Function):
+class _Binary(GenericFunction):
     def forward(self, a, b):
         self.a_shape, self.b_shape = a.shape, b.shape
         self.a_dtype, self.b_dtype = a.dtype, b.dtype
@@ -113,7 +113,7 @@ class Pow(_Binary):
         return self._reduce(ga, gb)
 
 
-class PowScalar(Function):
+class PowScalar(GenericFunction):
     def forward(self, x):
         self.save_for_backward(x)
         return self.backend.pow(x, self.exponent)
@@ -126,7 +126,7 @@ class PowScalar(Function):
         return be.mul(gy, be.mul(be.pow(x, self.exponent - 1), self.exponent))
 
 
-class Neg(Function):
+class Neg(GenericFunction):
     def forward(self, x):
         return self.backend.neg(x)
 
@@ -134,7 +134,7 @@ class Neg(Function):
         return self.backend.neg(gy)
 
 
-class Exp(Function):
+class Exp(GenericFunction):
     def forward(self, x):
         y = self.backend.exp(x)
         self.save_for_backward(y)
@@ -144,7 +144,7 @@ class Exp(Function):
         return self.backend.mul(gy, self.saved[0])
 
 
-class Log(Function):
+class Log(GenericFunction):
     def forward(self, x):
         self.save_for_backward(x)
         return self.backend.log(x)
@@ -153,7 +153,7 @@ class Log(Function):
         return self.backend.div(gy, self.saved[0])
 
 
-class Sqrt(Function):
+class Sqrt(GenericFunction):
     def forward(self, x):
         y = self.backend.sqrt(x)
         self.save_for_backward(y)
@@ -164,7 +164,7 @@ class Sqrt(Function):
         return be.div(gy, be.mul(self.saved[0], 2))
 
 
-class Tanh(Function):
+class Tanh(GenericFunction):
     def forward(self, x):
         y = self.backend.tanh(x)
         self.save_for_backward(y)
@@ -176,7 +176,7 @@ class Tanh(Function):
         return be.mul(gy, be.sub(1, be.mul(y, y)))
 
 
-class Abs(Function):
+class Abs(GenericFunction):
     def forward(self, x):
         self.save_for_backward(x)
         return self.backend.abs(x)
@@ -185,7 +185,7 @@ class Abs(Function):
         return self.backend.mul(gy, self.backend.sign(self.saved[0]))
 
 
-class Clamp(Function):
+class Clamp(GenericFunction):
     def forward(self, x):
         be = self.backend
         lo = -float("inf") if self.lo is None else self.lo
@@ -241,7 +241,7 @@ def _expand_grad(be, gy, in_shape, axis, keepdims):
     return be.reshape(gy, tuple(shape))
 
 
-class Sum(Function):
+class Sum(GenericFunction):
     def forward(self, x):
         self.in_shape = x.shape
         return self.backend.sum(x, axis=self.axis, keepdims=self.keepdims)
@@ -249,10 +249,10 @@ class Sum(Function):
     def backward(self, gy):
         be = self.backend
         g = _expand_grad(be, gy, self.in_shape, self.axis, self.keepdims)
-        return be.ascontiguous(be.broadcast_to(g, self.in_shape))
+        return be.copy(be.broadcast_to(g, self.in_shape))
 
 
-class Mean(Function):
+class Mean(GenericFunction):
     def forward(self, x):
         self.in_shape = x.shape
         return self.backend.mean(x, axis=self.axis, keepdims=self.keepdims)
@@ -261,10 +261,10 @@ class Mean(Function):
         be = self.backend
         n = _reduced_count(self.in_shape, self.axis)
         g = _expand_grad(be, gy, self.in_shape, self.axis, self.keepdims)
-        return be.ascontiguous(be.broadcast_to(be.div(g, n), self.in_shape))
+        return be.copy(be.broadcast_to(be.div(g, n), self.in_shape))
 
 
-class Max(Function):
+class Max(GenericFunction):
     """Max over axes; tied maxima share the gradient equally."""
 
     def forward(self, x):
@@ -283,7 +283,7 @@ class Max(Function):
         return be.mul(mask, be.div(g, count))
 
 
-class Var(Function):
+class Var(GenericFunction):
     def forward(self, x):
         self.save_for_backward(x)
         return self.backend.var(x, axis=self.axis, keepdims=self.keepdims, ddof=self.ddof)
@@ -297,7 +297,7 @@ class Var(Function):
         return be.mul(centered, be.mul(g, 2.0 / (n - self.ddof)))
 
 
-class MatMul(Function):
+class MatMul(GenericFunction):
     """NumPy matmul semantics for 2-D and batched operands (1-D operands are promoted)."""
 
     def forward(self, a, b):

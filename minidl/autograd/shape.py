@@ -1,10 +1,10 @@
 """Shape ops: reshape, permute, broadcast, indexing, pad, concat/stack/split."""
 from __future__ import annotations
 
-from .function import Function
+from .function import GenericFunction
 
 
-class Reshape(Function):
+class Reshape(GenericFunction):
     def forward(self, x):
         self.in_shape = x.shape
         return self.backend.reshape(x, self.shape)
@@ -13,7 +13,7 @@ class Reshape(Function):
         return self.backend.reshape(gy, self.in_shape)
 
 
-class Permute(Function):
+class Permute(GenericFunction):
     def forward(self, x):
         return self.backend.transpose(x, self.axes)
 
@@ -24,7 +24,7 @@ class Permute(Function):
         return self.backend.transpose(gy, tuple(inverse))
 
 
-class BroadcastTo(Function):
+class BroadcastTo(GenericFunction):
     def forward(self, x):
         self.in_shape = x.shape
         try:
@@ -41,7 +41,7 @@ def _is_basic_index(index):
     return all(isinstance(i, (int, slice)) or i is None or i is Ellipsis for i in items)
 
 
-class GetItem(Function):
+class GetItem(GenericFunction):
     """Basic slicing scatters the gradient by assignment; advanced (integer array /
     boolean) indexing adds it up, so repeated indices accumulate."""
 
@@ -57,7 +57,7 @@ class GetItem(Function):
                                     accumulate=not _is_basic_index(self.index))
 
 
-class Pad(Function):
+class Pad(GenericFunction):
     """Constant padding; ``pad_width`` is NumPy's ((before, after), ...) per axis."""
 
     def forward(self, x):
@@ -68,7 +68,7 @@ class Pad(Function):
         return self.backend.ascontiguous(self.backend.getitem(gy, index))
 
 
-class Concat(Function):
+class Concat(GenericFunction):
     def forward(self, *xs):
         self.sizes = [x.shape[self.axis] for x in xs]
         return self.backend.concat(xs, self.axis)
@@ -81,7 +81,7 @@ class Concat(Function):
         return tuple(self.backend.ascontiguous(g) for g in self.backend.split(gy, bounds, self.axis))
 
 
-class Stack(Function):
+class Stack(GenericFunction):
     def forward(self, *xs):
         return self.backend.stack(xs, self.axis)
 
@@ -92,7 +92,7 @@ class Stack(Function):
         return tuple(be.reshape(p, p.shape[:self.axis] + p.shape[self.axis + 1:]) for p in parts)
 
 
-class Split(Function):
+class Split(GenericFunction):
     """Split along ``axis`` at ``bounds`` (cumulative indices); one output per part."""
 
     def forward(self, x):

@@ -11,6 +11,10 @@ from .function import Function
 class Softmax(Function):
     """(Log-)softmax along ``axis``; attribute ``log`` picks log-softmax."""
 
+    @property
+    def op_name(self):
+        return "log_softmax" if self.log else "softmax"
+
     def _to_rows(self, a):
         be = self.backend
         if self.axis != a.ndim - 1:
@@ -74,7 +78,7 @@ def _check_input(x, op):
 
 
 def _axis(x, axis, op):
-    if not isinstance(axis, int) or not -x.ndim <= axis < x.ndim:
+    if isinstance(axis, bool) or not isinstance(axis, int) or not -x.ndim <= axis < x.ndim:
         raise ValueError(f"{op}: axis {axis!r} is out of range for a {x.ndim}-D tensor of shape {x.shape}")
     return axis % x.ndim
 

@@ -132,11 +132,38 @@ def load_image(path, transform=None, rng=None, mode="RGB"):
     return out
 
 
-def _list_images(folder, extensions):
-    """Sorted paths (relative to ``folder``) of the image files below it."""
+def _inside(path, folder):
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _list_images(folder, extensions, scanned=None, root=None):
+    """Sorted paths (relative to ``folder``) of the image files below it.
+
+    Directory links are followed, but each real directory is scanned once: a link to a
+    directory already scanned (a cycle, or a second way to the same folder, tracked
+    across calls in the set ``scanned``) is skipped with a warning, and so is a link to
+    a directory elsewhere inside ``root`` (the dataset's root: its images would take
+    this folder's label)."""
+    scanned = set() if scanned is None else scanned
+    folder_real = os.path.realpath(folder)
+    root_real = os.path.realpath(root) if root is not None else folder_real
+    if folder_real in scanned:
+        raise ValueError(f"'{folder}' leads to '{folder_real}', a folder already scanned for another "
+                         "class: each class needs its own folder")
+    scanned.add(folder_real)
     found = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames.sort()
+        followed = []
+        for name in sorted(dirnames):
+            real = os.path.realpath(os.path.join(dirpath, name))
+            if real in scanned or (_inside(real, root_real) and not _inside(real, folder_real)):
+                logger.warning("skipping '%s': it leads to '%s', %s", os.path.join(dirpath, name), real,
+                               "a folder already scanned" if real in scanned
+                               else "a folder of the dataset outside this class")
+                continue
+            scanned.add(real)
+            followed.append(name)
+        dirnames[:] = followed
         rel = os.path.relpath(dirpath, folder)
         for name in sorted(filenames):
             if name.lower().endswith(extensions):
@@ -152,7 +179,12 @@ def _class_folders(root, what):
 
 def scan_class_folders(root, classes=None, extensions=IMG_EXTENSIONS, what="ImageFolder"):
     """(classes, relative paths, labels) of ``root/<class>/**/<image>``.  Every class in
-    ``classes`` (default: the sorted subfolder names) must have a non-empty folder."""
+    ``classes`` (default: the sorted subfolder names) must have a non-empty folder.
+
+    Symbolic links: a class folder may be a link, and directory links inside it are
+    followed without cycles: each real directory is scanned once for the whole dataset,
+    and a link into another part of ``root`` is skipped, with a warning for each
+    skipped link.  No image is counted twice or under another class's label."""
     folders = _class_folders(root, what)
     if classes is None:
         if not folders:
@@ -174,8 +206,9 @@ def scan_class_folders(root, classes=None, extensions=IMG_EXTENSIONS, what="Imag
                 f"{len(classes)} known classes: {', '.join(unknown[:5])}"
                 f"{' ...' if len(unknown) > 5 else ''}")
     paths, labels, empty = [], [], []
+    scanned = set()
     for label, name in enumerate(classes):
-        files = _list_images(os.path.join(root, name), extensions)
+        files = _list_images(os.path.join(root, name), extensions, scanned, root)
         if not files:
             empty.append(name)
         paths += [os.path.join(name, f) for f in files]

@@ -8,6 +8,7 @@ bytes, not by the file name.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 
 import numpy as np
@@ -46,12 +47,28 @@ def read_idx(path):
     if len(data) < header:
         raise ValueError(f"read_idx: '{path}' ends inside its header ({len(data)} bytes)")
     shape = tuple(int(d) for d in np.frombuffer(data, ">u4", ndim, 4))
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: no overflow
     if len(data) != expected:
         raise ValueError(f"read_idx: '{path}' has shape {shape} of {dtype.name}, which "
                          f"needs {expected} bytes, but the file has {len(data)}")
     arr = np.frombuffer(data, dtype, offset=header).reshape(shape)
     return arr.astype(dtype.newbyteorder("="))
+
+
+def _check_labels(labels, path, num_classes):
+    """int64 labels, each an integer in [0, num_classes) (num_classes None: >= 0), or a
+    ValueError naming the file and the first bad sample."""
+    if labels.dtype.kind not in "iu":
+        raise ValueError(f"IDXDataset: '{path}' holds {labels.dtype} values; class labels must be "
+                         f"an integer IDX type (uint8, int8, int16 or int32)")
+    labels = labels.astype(np.int64)
+    bad = labels < 0 if num_classes is None else (labels < 0) | (labels >= num_classes)
+    if bad.any():
+        index = int(np.argmax(bad))
+        expected = ">= 0" if num_classes is None else f"in [0, {num_classes})"
+        raise ValueError(f"IDXDataset: '{path}': label {int(labels[index])} of sample {index} is out "
+                         f"of range (expected {expected}; {int(bad.sum())} bad labels in all)")
+    return labels
 
 
 class IDXDataset(Dataset):
@@ -72,12 +89,9 @@ class IDXDataset(Dataset):
         if images.dtype != np.uint8:
             raise ValueError(f"IDXDataset: images must be uint8, got {images.dtype}")
         self.images = images
-        self.targets = labels.astype(np.int64)
+        self.targets = _check_labels(labels, labels_path, None if classes is None else len(classes))
         n_classes = int(self.targets.max()) + 1 if len(labels) else 0
         self.classes = list(classes) if classes is not None else [str(i) for i in range(n_classes)]
-        if n_classes > len(self.classes):
-            raise ValueError(f"IDXDataset: labels go up to {n_classes - 1} but only "
-                             f"{len(self.classes)} classes were given")
         self.class_names = list(self.classes)
         self.transform = transform
         self.images_path, self.labels_path = os.fspath(images_path), os.fspath(labels_path)

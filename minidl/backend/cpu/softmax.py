@@ -153,9 +153,10 @@ def _cross_entropy_rows(logits, labels, smoothing, log_probs, loss):
         log_total = logits.dtype.type(log_total64)
         for k in range(classes):
             log_probs[r, k] -= log_total
-        sum_lp = shifted_total - classes * log_total64
         target_lp = np.float64(log_probs[r, labels[r]])
-        loss[r] = -(1.0 - smoothing) * target_lp - off * sum_lp
+        loss[r] = -(1.0 - smoothing) * target_lp
+        if smoothing != 0.0:  # skipped at 0: 0 * (-inf) from a -inf logit would be NaN
+            loss[r] -= off * (shifted_total - classes * log_total64)
 
 
 @parallel_kernel(fastmath=_FAST)
