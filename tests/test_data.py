@@ -522,5 +522,5 @@ def test_idx_errors(tmp_path):
     with pytest.raises(ValueError, match=r"shape \(4, 2\) of uint8, which needs 20 bytes, "
                                          r"but the file has 17"):
         D.read_idx(tmp_path / "short")
-    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist.*--data"):
+    with pytest.raises(FileNotFoundError, match="sudo apt-get install -y dataset-fashion-mnist.*--data"):
         D.FashionMNIST(tmp_path / "missing")

@@ -15,6 +15,7 @@ seconds even for EfficientNet-B7 at 600 px.  Only inception_v3's aux-head check
 (a forward at 299 px) is marked slow.  ``python -m minidl.models`` prints this comparison
 as a table (and a plot).
 """
+import sys
 import time
 
 import numpy as np

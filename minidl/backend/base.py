@@ -19,6 +19,8 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from .checks import check_array
+
 CONTRACT = {
     "creation": ("asarray", "to_numpy", "zeros", "ones", "full", "empty", "zeros_like", "ones_like",
                  "arange", "copy", "astype"),
@@ -265,6 +267,7 @@ class Backend(ABC):
 
     def relu_backward(self, x, gy):
         """gx = gy where x > 0, else 0."""
+        check_array("relu_backward", "gy", gy, x.shape)
         return self.xp.where(x > 0, gy, 0).astype(gy.dtype, copy=False)
 
     def relu6(self, x):
@@ -273,6 +276,7 @@ class Backend(ABC):
 
     def relu6_backward(self, x, gy):
         """gx = gy where 0 < x < 6, else 0."""
+        check_array("relu6_backward", "gy", gy, x.shape)
         return self.xp.where((x > 0) & (x < 6), gy, 0).astype(gy.dtype, copy=False)
 
     def sigmoid(self, x):
@@ -282,6 +286,7 @@ class Backend(ABC):
 
     def sigmoid_backward(self, y, gy):
         """gx = gy * y * (1 - y) from the forward OUTPUT y."""
+        check_array("sigmoid_backward", "gy", gy, y.shape)
         return gy * y * (1 - y)
 
     def silu(self, x):
@@ -290,6 +295,7 @@ class Backend(ABC):
 
     def silu_backward(self, x, gy):
         """gx = gy * s * (1 + x * (1 - s)), s = sigmoid(x)."""
+        check_array("silu_backward", "gy", gy, x.shape)
         s = self.sigmoid(x)
         return gy * s * (1 + x * (1 - s))
 

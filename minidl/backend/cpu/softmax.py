@@ -199,7 +199,7 @@ def softmax_forward(x, log):
 
 def softmax_backward(y, gy, log):
     y = _rows(y, "softmax_backward")
-    gy = np.ascontiguousarray(gy, dtype=y.dtype)
+    gy = np.ascontiguousarray(check_array("softmax_backward", "gy", gy, y.shape), dtype=y.dtype)
     dx = np.empty_like(y)
     if y.size:
         _softmax_backward_rows.sized(y.size, _PARALLEL_MIN_SIZE)(y, gy, bool(log), dx)
