@@ -199,6 +199,22 @@ def case_killed(rank, world):
     dist.barrier()
 
 
+def case_trainer(rank, world):
+    """minidl-train's Trainer on this job's ranks: python distributed_worker.py trainer ARGS..."""
+    import json
+    from minidl.tools import checkpoint as ckpt
+    from minidl.tools import train
+    from minidl.tools.distributed_run import Ranks
+    given = train.parse_args(sys.argv[2:])
+    checkpoint = ckpt.load_checkpoint(given["resume"]) if "resume" in given else None
+    cfg = train.resolve_config(given, checkpoint.train_state["config"] if checkpoint else None, world)
+    trainer = train.Trainer(cfg, checkpoint, Ranks(dist.group()) if world > 1 else Ranks())
+    start = (trainer.state["epoch"], trainer.state["batch"], trainer.state["step"])
+    assert trainer.run() == 0
+    if rank == 0:
+        print("HISTORY " + json.dumps({"start": start, "history": trainer.history}), flush=True)
+
+
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
 
 if __name__ == "__main__":

@@ -65,3 +65,16 @@ def test_data_loader_reads_the_rank_shard():
         assert len(loader) == 2
         seen += labels
     assert sorted(seen) == list(range(10))
+
+
+def test_one_rank_is_the_data_loader_permutation():
+    loader = DataLoader(Numbers(17), batch_size=4, shuffle=True, seed=5)
+    sampler = DistributedSampler(17, 1, 0, seed=5)
+    for epoch in (0, 3):
+        sampler.set_epoch(epoch)
+        assert sampler.indices().tolist() == loader.order(epoch).tolist()
+    # two ranks at batch 2 hold, batch by batch, one process's samples at batch 4
+    two = [DistributedSampler(17, 2, r, seed=5).indices() for r in range(2)]
+    one = loader.order(0)
+    for b in range(4):
+        assert sorted(np.concatenate([t[2 * b:2 * b + 2] for t in two]).tolist()) == sorted(one[4 * b:4 * b + 4].tolist())

@@ -83,12 +83,18 @@ def get_local_rank():
     return 0
 
 
+def launched_world_size():
+    """The number of ranks the launcher (MPICH, Open MPI, PMIx, Slurm) started; 1 outside one."""
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "SLURM_NTASKS"):
+        value = os.environ.get(var, "")
+        if value.isdigit():
+            return int(value)
+    return 1
+
+
 def launched_under_mpi():
     """True when an MPI launcher or Slurm started this process with more than one rank."""
-    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS", "PMIX_SIZE"):
-        if int(os.environ.get(var, "1") or 1) > 1:
-            return True
-    return False
+    return launched_world_size() > 1
 
 
 def barrier():
@@ -166,5 +172,5 @@ from .sampler import DistributedSampler  # noqa: E402
 from .sync_batchnorm import SyncBatchNorm, convert_sync_batchnorm  # noqa: E402
 
 __all__ = ["init_process_group", "is_initialized", "destroy_process_group", "get_rank", "get_world_size",
-           "get_local_rank", "launched_under_mpi", "barrier", "all_reduce", "broadcast", "all_gather", "Work",
+           "get_local_rank", "launched_world_size", "launched_under_mpi", "barrier", "all_reduce", "broadcast", "all_gather", "Work",
            "DistributedDataParallel", "DistributedSampler", "SyncBatchNorm", "convert_sync_batchnorm"]

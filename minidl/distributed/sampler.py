@@ -6,7 +6,9 @@ import numpy as np
 
 class DistributedSampler:
     """Shards one permutation per epoch across ranks: rank r takes positions r, r + W,
-    r + 2W, ... of the permutation (seeded by ``seed`` and the epoch, the same on every rank).
+    r + 2W, ... of the permutation (seeded by ``seed`` and the epoch, the same on every rank,
+    and the one a single-process ``DataLoader(shuffle=True, seed=seed)`` uses, so that W
+    ranks at batch B see the samples of one process at batch W*B, batch by batch).
 
     ``pad=True`` (training) repeats the first indices so every rank gets the same number of
     samples and takes the same number of steps.  ``pad=False`` (evaluation) gives every
@@ -32,8 +34,9 @@ class DistributedSampler:
 
     def indices(self):
         n, w = self.dataset_len, self.num_replicas
-        order = (np.random.default_rng([self.seed, self.epoch]).permutation(n) if self.shuffle
-                 else np.arange(n))
+        # the permutation of a one-process DataLoader(shuffle=True, seed=seed) in this epoch
+        order = (np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch], spawn_key=(1,)))
+                 .permutation(n) if self.shuffle else np.arange(n))
         if self.pad and n % w:
             total = -(-n // w) * w
             order = np.concatenate([order, np.resize(order, total - n)])

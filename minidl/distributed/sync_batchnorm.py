@@ -6,14 +6,14 @@ autograd ops, and the all-reduce is itself a differentiable op whose backward al
 the incoming gradients: so backward does one all-reduce, of the gradients of the sums,
 which carries the other ranks' share of d(mean) and d(var).  The running statistics are
 updated as ``BatchNorm2d`` does (unbiased variance, over the global element count).
-Outside a multi-rank job, and in eval mode, it is ``BatchNorm2d``.
+Outside a multi-rank job, and in eval mode, it is ``BatchNorm1d``/``BatchNorm2d``.
 """
 from __future__ import annotations
 
 from ..autograd.function import Function, no_grad
 from ..autograd.shape import concat
 from ..creation import full
-from ..nn.normalization import BatchNorm2d
+from ..nn.normalization import _BatchNorm
 from . import get_world_size, group
 
 
@@ -34,13 +34,19 @@ class AllReduceSum(Function):
         return self._reduce(gy)
 
 
-class SyncBatchNorm(BatchNorm2d):
-    """``BatchNorm2d`` whose training statistics cover every rank's batch."""
+class SyncBatchNorm(_BatchNorm):
+    """Batch norm of (N, C), (N, C, L) or (N, C, H, W) inputs whose training statistics
+    cover every rank's batch."""
 
     def forward(self, x):
-        self._check_input(x, (4,))
+        self._check_input(x, (2, 3, 4))
+        shape = x.shape
+        x4 = x.reshape(shape[0], shape[1], shape[2] if x.ndim > 2 else 1, shape[3] if x.ndim > 3 else 1)
         if not self.training or get_world_size() == 1:
-            return self._normalize(x)
+            return self._normalize(x4).reshape(*shape)
+        return self._normalize_globally(x4).reshape(*shape)
+
+    def _normalize_globally(self, x):
         n, c, h, w = x.shape
         local = x.sum(axis=(0, 2, 3))
         local_sq = (x * x).sum(axis=(0, 2, 3))
@@ -69,9 +75,10 @@ class SyncBatchNorm(BatchNorm2d):
 
 
 def convert_sync_batchnorm(module):
-    """Replace every ``BatchNorm2d`` in ``module`` (in place, keeping its parameters and
-    running statistics) by a ``SyncBatchNorm``; -> the module (a new one if it is itself BN)."""
-    if isinstance(module, BatchNorm2d) and not isinstance(module, SyncBatchNorm):
+    """Replace every ``BatchNorm1d``/``BatchNorm2d`` in ``module`` (in place, keeping its
+    parameters and running statistics) by a ``SyncBatchNorm``; -> the module (a new one if
+    it is itself a batch norm)."""
+    if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
         sync = SyncBatchNorm.__new__(SyncBatchNorm)
         sync.__dict__.update(module.__dict__)  # the same parameters, buffers and settings
         return sync

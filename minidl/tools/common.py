@@ -174,13 +174,14 @@ def evaluate(model, loader, spec, device="cpu", crop="center", ks=(1, 5), limit_
     correct = {k: 0 for k in ks}
     seen, loss_sum = 0, 0.0
     batches = len(loader) if limit_batches is None else min(len(loader), limit_batches)
+    dtype = next(iter(model.parameters())).dtype  # float64 models get float64 inputs
     with minidl.no_grad():
         for i, (images, labels) in enumerate(loader):
             if i >= batches:
                 break
             if stop is not None and stop():
                 return None
-            x = spec(images)
+            x = spec(images).astype(dtype, copy=False)
             if crop == "multiscale":
                 kw = {} if scales is None else {"scales": scales}
                 probs = model.predict_multiscale(minidl.tensor(x, device=device), **kw)

@@ -21,6 +21,7 @@ import time
 
 import minidl
 from minidl.tools.checkpoint import CheckpointError
+from minidl.tools.distributed_run import Ranks
 from minidl.tools.cli import non_negative_int, percent, positive_int
 from minidl.tools.common import (DATASETS, IDX_STATS, UsageError, build_dataset, build_model,
                                  dataset_channels, eval_sizes, evaluate, format_table,
@@ -48,7 +49,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def run(args):
+def run(args, ranks=None):
     file, meta = load_weights_spec(args.weights)
     model_name = args.model or meta.get("model")
     if not model_name:
@@ -72,10 +73,14 @@ def run(args):
     except ValueError as e:
         raise CheckpointError(str(e)) from None
     model.to(args.device)
-    loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers)
+    ranks = ranks if ranks is not None else Ranks()
+    loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers,
+                        sampler=ranks.sampler(len(ds), 0, train=False))  # under mpiexec: a shard per rank
     start = time.perf_counter()
-    result = evaluate(model, loader, spec, device=args.device, crop=args.crop,
-                      limit_batches=args.limit_batches, scales=args.scales)
+    result = ranks.reduce_metrics(evaluate(model, loader, spec, device=args.device, crop=args.crop,
+                                           limit_batches=args.limit_batches, scales=args.scales))
+    if not ranks.main:
+        return result
     seconds = time.perf_counter() - start
     skipped = getattr(loader, "skipped_total", 0)
     rows = [("model", model_name), ("dataset", f"{dataset} ({result['samples']} images)"),
@@ -99,11 +104,13 @@ def run(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    from minidl.distributed import launched_world_size
+    ranks = Ranks.start(args.device) if launched_world_size() > 1 else Ranks()
     try:
-        run(args)
+        run(args, ranks)
     except (UsageError, CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"minidl-eval: error: {e}", file=sys.stderr)
-        return 2
+        return ranks.fail(2)
     return 0
 
 

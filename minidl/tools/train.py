@@ -44,6 +44,7 @@ from minidl.tools.checkpoint import (CheckpointError, load_checkpoint, remove_st
 from minidl.tools.run_folder import describe_checkpoint, open_log, plot_curves, prepare_run_folder
 from minidl.tools.cli import (non_negative_float, non_negative_int, percent, positive_float, positive_int,
                               unit_fraction)
+from minidl.tools.distributed_run import Ranks
 from minidl.tools.common import (DATASETS, InputSpec, UsageError, build_dataset, build_model,
                                  dataset_channels, eval_sizes, evaluate, format_table, import_zoo,
                                  registered_model)
@@ -55,7 +56,7 @@ DEFAULTS = dict(model="lenet5_bn_w2", dataset="fashion-mnist", data=None, device
                 rmsprop_alpha=0.9, rmsprop_eps=1e-3, image_size=None, val_resize=None, workers=0,
                 seed=0, output="runs/minidl", recipe="auto", model_kwargs={}, skip_nonfinite=False,
                 max_steps=None, limit_train_batches=None, limit_val_batches=None,
-                checkpoint_minutes=30.0, aux_weight=None)
+                checkpoint_minutes=30.0, aux_weight=None, sync_bn=False, dtype="float32", world_size=1)
 # What flags given with --resume do to the checkpoint's settings (stated in --help):
 # rebuild the schedule / set the restored optimizer's hyperparameters,
 RESUME_SCHEDULE_KEYS = {"lr", "sched", "epochs", "step_size", "milestones", "gamma", "power", "warmup_epochs"}
@@ -66,7 +67,8 @@ RUNTIME_KEYS = {"device", "workers", "output", "max_steps", "limit_val_batches",
                 "data", "overwrite"}
 # or cannot change (the model, its data, the batches and the optimizer's buffers).
 RESUME_FIXED_KEYS = {"model", "model_kwargs", "dataset", "batch_size", "opt", "no_wd_on_norm_and_bias",
-                     "recipe", "seed", "image_size", "val_resize", "limit_train_batches", "weights"}
+                     "recipe", "seed", "image_size", "val_resize", "limit_train_batches", "weights",
+                     "sync_bn", "dtype"}
 
 
 def _flags(keys):
@@ -132,12 +134,16 @@ def parse_args(argv=None):
     a("--max-steps", type=positive_int, help="stop (with a checkpoint) after this many steps in total")
     a("--limit-train-batches", type=positive_int, help="use only the first N batches of each epoch")
     a("--limit-val-batches", type=positive_int)
+    a("--sync-bn", dest="sync_bn", action="store_const", const=True,
+      help="under mpiexec: batch-norm statistics over the global batch (SyncBatchNorm)")
+    a("--dtype", choices=("float32", "float64"), help="parameters and inputs (default float32; float64 "
+                                                       "for exact comparisons)")
     a("--checkpoint-minutes", type=non_negative_float,
       help="also save 'last' this often within an epoch (default 30; 0: after every step)")
     return vars(p.parse_args(argv))
 
 
-def resolve_config(given, saved=None):
+def resolve_config(given, saved=None, world_size=1):
     """defaults < recipe (or the checkpoint's settings) < flags given."""
     cfg = dict(DEFAULTS)
     if saved is not None:
@@ -165,6 +171,8 @@ def resolve_config(given, saved=None):
             recipe = None  # an unregistered model: build_model reports it
         if recipe is not None:
             cfg.update(recipes.resolve(recipe, given.get("batch_size"), given.get("epochs")))
+            if world_size > 1:  # --batch-size is per process; the LR follows the global batch
+                cfg["lr"] = recipes.scaled_lr(recipe, cfg["batch_size"] * world_size)
     cfg.update(given)
     if recipe_name != "none" and recipe is not None:
         cfg["recipe"] = recipe.name  # "auto" resolved
@@ -292,8 +300,9 @@ class NonFiniteLoss(RuntimeError):
 
 # ------------------------------------------------------------------ the run
 class Trainer:
-    def __init__(self, cfg, checkpoint=None):
+    def __init__(self, cfg, checkpoint=None, ranks=None):
         self.cfg = cfg
+        self.ranks = ranks if ranks is not None else Ranks()
         self.out = cfg["output"]
         os.makedirs(self.out, exist_ok=True)
         minidl.manual_seed(cfg["seed"])
@@ -309,13 +318,16 @@ class Trainer:
         self.model, in_channels = build_model(cfg["model"], len(self.train_set.classes), channels,
                                               cfg["model_kwargs"])
         self.spec = InputSpec(spec.mean, spec.std, in_channels // channels if in_channels != channels else 1)
-        self.model.to(cfg["device"])
+        self.model.to(cfg["device"], dtype=cfg["dtype"])
         self.optimizer = build_optimizer(cfg, self.model)
         self.scheduler = build_scheduler(cfg, self.optimizer)
-        self.train_loader = DataLoader(self.train_set, batch_size=cfg["batch_size"], shuffle=True,
-                                       num_workers=cfg["workers"], seed=cfg["seed"], drop_last=True)
+        train_sampler = self.ranks.sampler(len(self.train_set), cfg["seed"], train=True)
+        self.train_loader = DataLoader(self.train_set, batch_size=cfg["batch_size"], shuffle=train_sampler is None,
+                                       num_workers=cfg["workers"], seed=cfg["seed"], drop_last=True,
+                                       sampler=train_sampler)
         self.val_loader = DataLoader(self.val_set, batch_size=max(cfg["batch_size"], 100),
-                                     num_workers=cfg["workers"])
+                                     num_workers=cfg["workers"],
+                                     sampler=self.ranks.sampler(len(self.val_set), cfg["seed"], train=False))
         self.steps_per_epoch = len(self.train_loader)
         if cfg["limit_train_batches"]:
             self.steps_per_epoch = min(self.steps_per_epoch, cfg["limit_train_batches"])
@@ -333,9 +345,15 @@ class Trainer:
                       for g in self.optimizer.param_groups]
             checkpoint.restore(self.model, self.optimizer, self.scheduler)
             self.state.update(checkpoint.train_state["progress"])
+            self.state["batch"] = self.ranks.resume_position(
+                self.state, checkpoint.train_state["config"].get("world_size", 1), cfg["batch_size"],
+                self.steps_per_epoch)
             self.saved = (checkpoint.path, dict(self.state))
             self.apply_resume_changes(checkpoint.train_state["config"], wanted)
+        cfg["world_size"] = self.ranks.world
+        self.model = self.ranks.wrap(self.model, cfg["sync_bn"])
         self.stop = StopFlag()
+        self.stop_requested = False
         self.last_save = time.monotonic()
         self.history = []  # (step, loss) of every step this process ran
 
@@ -386,6 +404,9 @@ class Trainer:
         return {k: json.dumps(v) for k, v in meta.items()}
 
     def save(self, tag="last", metrics=None):
+        if not self.ranks.main:  # rank 0 writes the checkpoints every rank resumes from
+            self.last_save = time.monotonic()
+            return None
         state = {"step": self.state["step"], "progress": dict(self.state), "config": self.cfg,
                  "metrics": metrics}
         if tag == "best":  # weights only: for evaluation and prediction
@@ -415,10 +436,12 @@ class Trainer:
         st = self.state
         self.scheduler.step(st["epoch"] + st["batch"] / self.steps_per_epoch)
         device = self.cfg["device"]
-        x = minidl.tensor(self.spec(images), device=device)
+        x = minidl.tensor(self.spec(images), device=device, dtype=self.cfg["dtype"])
         y = minidl.tensor(labels, device=device)
         loss = self.loss_of(self.model(x), y)
-        value = float(loss.item())
+        # the global batch's loss and any rank's stop request: every rank decides alike
+        value, stop = self.ranks.step_outcome(float(loss.item()), len(labels), self.stop())
+        self.stop_requested = stop
         if not math.isfinite(value):
             where = f"at step {st['step'] + 1} (epoch {st['epoch'] + 1}, batch {st['batch'] + 1})"
             if not self.cfg["skip_nonfinite"]:
@@ -439,11 +462,13 @@ class Trainer:
     # ---------------------------------------------------------------- epochs
     def run(self):
         cfg, st = self.cfg, self.state
-        removed = remove_stale_files(self.out)
+        removed = remove_stale_files(self.out) if self.ranks.main else []
         if removed:
             print(f"minidl-train: removed {len(removed)} stale file(s) of an interrupted write from "
                   f"{self.out}: {', '.join(removed)}", file=sys.stderr)
-        with self.stop, open_log(self.out, self.state["epoch"] if self.resumed else None) as log:
+        log_file = (open_log(self.out, self.state["epoch"] if self.resumed else None) if self.ranks.main
+                    else open(os.devnull, "w"))
+        with self.stop, log_file as log:
             while st["epoch"] < cfg["epochs"]:
                 started = time.perf_counter()
                 timing = self.train_epoch()
@@ -461,7 +486,8 @@ class Trainer:
         if st["batch"] >= self.steps_per_epoch:
             return {"data_s": 0.0, "compute_s": 0.0, "images": 0}
         batches = epoch_batches(self.train_loader, st["epoch"], st["batch"], cfg["workers"])
-        bar = ProgressBar(self.steps_per_epoch, st["batch"], f"epoch {st['epoch'] + 1}/{cfg['epochs']}")
+        bar = ProgressBar(self.steps_per_epoch, st["batch"], f"epoch {st['epoch'] + 1}/{cfg['epochs']}",
+                          self.ranks.main)
         timing = {"data_s": 0.0, "compute_s": 0.0, "images": 0}
         iterator = iter(batches)
         try:
@@ -481,7 +507,7 @@ class Trainer:
                 timing["compute_s"] += t2 - t1
                 timing["images"] += len(labels)
                 bar.update(st, self.optimizer.param_groups[0]["lr"], len(labels), t1 - t0, t2 - t1)
-                if self.stop() or (cfg["max_steps"] and st["step"] >= cfg["max_steps"]):
+                if self.stop_requested or (cfg["max_steps"] and st["step"] >= cfg["max_steps"]):
                     return None
                 if time.monotonic() - self.last_save > 60 * cfg["checkpoint_minutes"]:
                     self.save("last")
@@ -499,13 +525,15 @@ class Trainer:
 
     def validate(self):
         bar = ProgressBar(min(len(self.val_loader), self.cfg["limit_val_batches"] or len(self.val_loader)),
-                        0, "  validate")
+                          0, "  validate", self.ranks.main)
         result = evaluate(self.model, self.val_loader, self.spec, self.cfg["device"],
                           limit_batches=self.cfg["limit_val_batches"], stop=self.stop,
                           progress=lambda i, n: bar.update_count(i))
         bar.close()
         self.model.train()
-        return result
+        if self.ranks.any(result is None):  # stopped on some rank
+            return None
+        return self.ranks.reduce_metrics(result)
 
     def end_epoch(self, val, timing, seconds, log):
         """Print and log the epoch's record, then save 'best' (only on finite metrics that
@@ -537,15 +565,17 @@ class Trainer:
     def finish_early(self):
         path = self.save("last")
         st = self.state
-        if self.stop():
+        if self.stop_requested:
             print(f"minidl-train: stopped at step {st['step']} (epoch {st['epoch'] + 1}, batch "
                   f"{st['batch']}); checkpoint saved: {path}\n  continue with: python -m minidl.train "
                   f"--resume {path}", file=sys.stderr)
-            return 128 + self.stop.signum
+            return 128 + (self.stop.signum or signal.SIGTERM)  # another rank received it
         print(f"minidl-train: reached --max-steps {self.cfg['max_steps']}; checkpoint saved: {path}")
         return 0
 
     def finish(self):
+        if not self.ranks.main:
+            return 0
         plot_curves(os.path.join(self.out, "log.jsonl"), os.path.join(self.out, "curves.png"))
         val = getattr(self, "last_val", None)
         results = {"model": self.cfg["model"], "dataset": self.cfg["dataset"], "epochs": self.state["epoch"],
@@ -567,13 +597,15 @@ def _fmt(value):
 class ProgressBar:
     """A tqdm bar with loss, lr, images/s and data vs compute time (plain lines without tqdm)."""
 
-    def __init__(self, total, initial, desc):
-        try:
-            from tqdm import tqdm
-            self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True,
-                            mininterval=0.5, leave=desc.startswith("epoch"))
-        except ImportError:
-            self.bar = None
+    def __init__(self, total, initial, desc, enabled=True):
+        self.bar = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True,
+                                mininterval=0.5, leave=desc.startswith("epoch"))
+            except ImportError:
+                pass
         self.loss = None
         self.data_s = self.compute_s = 0.0
         self.images = 0
@@ -635,21 +667,32 @@ def saved_settings(checkpoint):
 
 def main(argv=None):
     given = parse_args(argv)
+    from minidl.distributed import launched_world_size
+    if launched_world_size() == 1:
+        return _main(given, Ranks())
+    ranks = Ranks.start(given.get("device", "cpu"))
+    with ranks.quiet_unless_main():
+        return ranks.fail(_main(given, ranks))
+
+
+def _main(given, ranks):
     checkpoint = trainer = None
     try:
         if "resume" in given and not given.get("evaluate"):
             checkpoint = load_checkpoint(given["resume"])
-            cfg = resolve_config(given, saved_settings(checkpoint))
+            cfg = resolve_config(given, saved_settings(checkpoint), ranks.world)
             cfg["output"] = given.get("output", os.path.dirname(os.path.abspath(checkpoint.path)))
             done = checkpoint.train_state["progress"]["epoch"]
             if cfg["epochs"] < done:
                 raise UsageError(f"--epochs {cfg['epochs']}: the checkpoint has already completed {done} epochs")
         else:
-            cfg = resolve_config(given)
+            cfg = resolve_config(given, world_size=ranks.world)
         if given.get("evaluate"):
             return evaluate_only(cfg, given)
-        prepare_run_folder(cfg["output"], given.get("overwrite"), checkpoint and checkpoint.path)
-        trainer = Trainer(cfg, checkpoint)
+        if ranks.main:
+            prepare_run_folder(cfg["output"], given.get("overwrite"), checkpoint and checkpoint.path)
+        ranks.any(False)  # the others wait until rank 0 has prepared the folder
+        trainer = Trainer(cfg, checkpoint, ranks)
         if checkpoint is None and "weights" in given:
             minidl.io.load(weights_path(given["weights"]), trainer.model)
         print(f"minidl-train: {cfg['model']} on {cfg['dataset']} ({len(trainer.train_set)} train / "
