@@ -5,7 +5,7 @@
 #    --no-build-isolation uses the installed pybind11/cmake/ninja);
 # 2. runs on device cuda the kernel tests, the op tests and the end-to-end
 #    training-step test (MINIDL_KERNEL_DEVICES=cuda, -k cuda);
-# 3. runs benchmarks/kernels.py --device cuda;
+# 3. runs benchmarks/kernels.py --device cuda, and a 1-rank NCCL smoke test where mpi4py exists;
 # 4. writes build.log, tests.log, kernels_cuda.{md,json} and summary.md into OUT_DIR.
 set -uo pipefail
 OUT="${1:?usage: gpu_check.sh OUT_DIR}"
@@ -40,5 +40,14 @@ timeout 240 python3 benchmarks/kernels.py --device cuda --out "$OUT" > "$OUT/ben
 brc=$?
 echo "- benchmarks/kernels.py: rc=$brc ($(( $(date +%s) - t0 )) s)" >> "$summary"
 [ -f "$OUT/kernels_cuda.md" ] && cat "$OUT/kernels_cuda.md" >> "$summary"
+
+# 1-rank NCCL smoke test (all-reduce and two DDP steps); needs mpi4py for the bootstrap
+if python3 -c "import mpi4py" 2>/dev/null; then
+    mpiexec="$(dirname "$(command -v python3)")/mpiexec"; [ -x "$mpiexec" ] || mpiexec=mpiexec
+    timeout 120 "$mpiexec" -n 1 python3 benchmarks/nccl_smoke.py > "$OUT/nccl_smoke.log" 2>&1
+    echo "- NCCL smoke: rc=$? $(tail -1 "$OUT/nccl_smoke.log")" >> "$summary"
+else
+    echo "- NCCL smoke: skipped, mpi4py is not installed (pip install -e '.[distributed]')" >> "$summary"
+fi
 cat "$summary"
 [ "$rc" -eq 0 ] && [ "$brc" -eq 0 ]
