@@ -120,17 +120,22 @@ def case_no_sync(rank, world):
         assert any(not np.allclose(local[n], ref[n] / 2) for n in ref)  # no reduction inside no_sync
 
 
+class TwoHeads(nn.Module):
+    """Two linear heads, of which a forward uses one: ``use_a(x)`` decides which."""
+
+    def __init__(self, use_a):
+        super().__init__()
+        self.a, self.b = nn.Linear(3, 2), nn.Linear(3, 2)
+        self.use_a = use_a
+
+    def forward(self, x):
+        return self.a(x) if self.use_a() else self.b(x)
+
+
 def case_unused(rank, world):
-    class TwoHeads(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a, self.b = nn.Linear(3, 2), nn.Linear(3, 2)
-
-        def forward(self, x):
-            return self.a(x) if rank == 0 else self.b(x)  # each rank uses another head
-
     minidl.manual_seed(0)
-    ddp = dist.DistributedDataParallel(TwoHeads().double(), find_unused_parameters=True)
+    model = TwoHeads(lambda: rank == 0).double()  # each rank uses another head
+    ddp = dist.DistributedDataParallel(model, find_unused_parameters=True)
     x = minidl.tensor(np.ones((2, 3)))
     ddp(x).sum().backward()
     # every rank ends with the average: head a's gradient from rank 0, head b's from the others
@@ -140,15 +145,7 @@ def case_unused(rank, world):
 
 
 def case_missing_grad_error(rank, world):
-    class TwoHeads(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a, self.b = nn.Linear(3, 2), nn.Linear(3, 2)
-
-        def forward(self, x):
-            return self.a(x)
-
-    ddp = dist.DistributedDataParallel(TwoHeads())
+    ddp = dist.DistributedDataParallel(TwoHeads(lambda: True))  # head b never gets a gradient
     x = minidl.ones(2, 3)
     ddp(x).sum().backward()
     try:
