@@ -7,7 +7,7 @@ running statistics, and gradients still reach x, weight and bias.
 from __future__ import annotations
 
 from ..dtypes import is_floating
-from .function import Function
+from .function import Function, autocast_inputs
 
 
 def _affine_params(be, weight, bias, channels, dtype):
@@ -95,6 +95,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     (Tensors or None) are updated in place:
     running = (1 - momentum) * running + momentum * batch statistic."""
     from ..tensor import Tensor
+    x, weight, bias = autocast_inputs("batch_norm", (x, weight, bias))
     if not isinstance(x, Tensor):
         raise TypeError(f"batch_norm: expected a Tensor input, got {type(x).__name__}")
     if x.ndim not in (2, 4):
