@@ -168,3 +168,26 @@ def test_module_state_dict_and_safetensors_keep_the_dtype(tmp_path, dtype):
     x = minidl.randn(2, 3, 5, 5).to(dtype=dtype)
     model.eval(), other.eval()
     assert np.array_equal(model(x).numpy().view(np.uint16), other(x).numpy().view(np.uint16))
+
+
+def test_a_backward_returning_the_wrong_dtype_for_a_half_input_is_still_an_error():
+    from minidl.autograd.function import Function
+
+    class WrongGradient(Function):
+        def forward(self, x):
+            return self.backend.mul(x, 2.0)
+
+        def backward(self, gy):
+            return self.backend.astype(gy, np.float64)
+
+    x = minidl.ones(3, dtype=minidl.float16, requires_grad=True)
+    with pytest.raises(TypeError, match="returned a float64 gradient for input 0, expected the input's dtype float16"):
+        WrongGradient.apply(x).sum().backward()
+
+
+def test_widened_ops_keep_data_movement_in_the_half_dtype():
+    x = minidl.randn(2, 3, requires_grad=True).bfloat16()
+    for out in (x.reshape(3, 2), x.T, x[0], F.concat([x, x], axis=0), x.clone(), x.to(dtype="float16")):
+        assert out.grad_fn is not None and not out.grad_fn.widened
+    assert (x * 2).grad_fn.widened
+    assert x.reshape(3, 2).numpy().tobytes() == x.numpy().reshape(3, 2).tobytes()

@@ -375,9 +375,9 @@ def backward(root, grad=None, retain_graph=False):
         if len(in_grads) != len(fn.inputs):
             raise RuntimeError(
                 f"{type(fn).__name__}.backward returned {len(in_grads)} gradients for {len(fn.inputs)} inputs")
-        if fn.widened:  # rounded to the inputs' half dtypes
-            in_grads = tuple(g if g is None or t is None or g.dtype == t.dtype else backend.astype(g, t.dtype)
-                             for g, t in zip(in_grads, fn.inputs))
+        if fn.widened:  # float32 gradients of half inputs, rounded to the inputs' dtypes
+            in_grads = tuple(backend.astype(g, t.dtype) if g is not None and t is not None and is_half(t.dtype)
+                             and g.dtype == float32 else g for g, t in zip(in_grads, fn.inputs))
         for index, (t, gi, need) in enumerate(zip(fn.inputs, in_grads, fn.needs_input_grad)):
             if need and gi is not None:
                 _check_gradient(fn, index, t, gi)

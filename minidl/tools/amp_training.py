@@ -23,11 +23,15 @@ SCALER_KEY = "amp_scaler"  # the scaler's state in a checkpoint's train state
 
 def default_amp(device):
     """off on the CPU and the emulator; on a GPU bf16 where the card computes it
-    (compute capability 8.0 and later), fp16 before."""
+    (compute capability 8.0 and later) and the array library stores it, else fp16."""
     if device != "cuda":
         return "off"
     import cupy
     major = int(cupy.cuda.Device().compute_capability[:-1])
+    try:
+        cupy.zeros(1, dtype=minidl.bfloat16)
+    except (TypeError, ValueError):  # a CuPy without bfloat16 arrays
+        return "fp16"
     return "bf16" if major >= 8 else "fp16"
 
 
