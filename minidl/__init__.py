@@ -8,7 +8,7 @@ from .random import manual_seed
 from .tensor import Tensor
 from . import functional
 from .functional import concat, cat, stack, split
-from . import metrics, nn, optim
+from . import amp, metrics, nn, optim
 from . import io  # noqa: E402  (minidl.io.save / load: safetensors checkpoints)
 
 from .dtypes import bfloat16, float16, float32, float64  # noqa: E402  (NumPy dtype objects)
