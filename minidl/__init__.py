@@ -8,18 +8,17 @@ from .random import manual_seed
 from .tensor import Tensor
 from . import functional
 from .functional import concat, cat, stack, split
-from . import metrics, nn, optim
+from . import amp, metrics, nn, optim
 from . import io  # noqa: E402  (minidl.io.save / load: safetensors checkpoints)
 
-float32 = "float32"
-float64 = "float64"
+from .dtypes import bfloat16, float16, float32, float64  # noqa: E402  (NumPy dtype objects)
 
 __version__ = "0.1.0"
 
 __all__ = ["Tensor", "tensor", "zeros", "ones", "full", "zeros_like", "ones_like", "arange",
            "randn", "rand", "isfinite", "no_grad", "enable_grad", "is_grad_enabled",
            "set_grad_enabled", "detect_anomaly", "manual_seed", "functional", "concat", "cat",
-           "stack", "split", "get_backend", "available_devices", "float32", "float64"]
+           "stack", "split", "get_backend", "available_devices", "float16", "bfloat16", "float32", "float64"]
 
 # ---------------------------------------------------------------- compiled kernels
 # minidl._emu (always built by `pip install -e .`) is imported eagerly; minidl._cuda

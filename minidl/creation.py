@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np  # dtype objects only
 
 from .backend import get_backend
+from .dtypes import is_floating
 from .random import generator
 from .tensor import DEFAULT_DTYPE, Tensor, _device_name
 
@@ -15,7 +16,7 @@ def _shape(shape):
 
 
 def _make(array, device, requires_grad):
-    if requires_grad and array.dtype.kind != "f":
+    if requires_grad and not is_floating(array.dtype):
         raise TypeError(f"Tensor: only floating-point tensors can require grad, got dtype {array.dtype}")
     return Tensor._wrap(array, _device_name(device), requires_grad=bool(requires_grad))
 

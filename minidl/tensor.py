@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np  # dtype objects and scalar checks only
 
 from .backend import get_backend
+from .dtypes import bfloat16, float16, is_floating
 from .autograd import function as _function
 from .autograd.math import (Abs, Add, Cast, Clamp, Clone, Div, Exp, Log, MatMul, Max, Mean, Mul, Neg, Pow,
                             PowScalar, Sqrt, Sub, Sum, Tanh, ToDevice, Var)
 from .autograd.shape import BroadcastTo, GetItem, Permute, Reshape
 
 DEFAULT_DTYPE = np.float32
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))
 
 
 def _normalize_dtype(dtype):
@@ -23,7 +23,8 @@ def _normalize_dtype(dtype):
 
 
 class Conversions:
-    """``cpu()/cuda()/float()/double()`` shorthands over ``to()``, shared by Tensor and Module."""
+    """``cpu()/cuda()/float()/double()/half()/bfloat16()`` shorthands over ``to()``, shared by
+    Tensor and Module."""
 
     def cpu(self):
         return self.to("cpu")
@@ -36,6 +37,12 @@ class Conversions:
 
     def double(self):
         return self.to(dtype=np.float64)
+
+    def half(self):
+        return self.to(dtype=float16)
+
+    def bfloat16(self):
+        return self.to(dtype=bfloat16)
 
 
 class Tensor(Conversions):
@@ -55,7 +62,7 @@ class Tensor(Conversions):
         self.grad = None
         self._ctx = None
         self._out_index = 0
-        if requires_grad and self.data.dtype.kind != "f":
+        if requires_grad and not is_floating(self.data.dtype):
             raise TypeError(f"Tensor: only floating-point tensors can require grad, got dtype {self.data.dtype}")
         self.requires_grad = bool(requires_grad)
 
@@ -138,7 +145,7 @@ class Tensor(Conversions):
         return Clone.apply(self)
 
     def requires_grad_(self, flag=True):
-        if flag and self.data.dtype.kind != "f":
+        if flag and not is_floating(self.data.dtype):
             raise TypeError(f"requires_grad_: only floating-point tensors can require grad, got {self.dtype}")
         self.requires_grad = bool(flag)
         return self

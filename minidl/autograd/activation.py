@@ -6,6 +6,7 @@ mask-apply is the backend's ``dropout_apply``/``dropout_backward``.
 """
 from __future__ import annotations
 
+from ..dtypes import is_floating
 from ..random import generator
 from .function import Function
 from .math import Tanh
@@ -72,7 +73,7 @@ def _check_tensor(x, op):
     from ..tensor import Tensor
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}: expected a Tensor, got {type(x).__name__}")
-    if x.dtype.kind != "f":
+    if not is_floating(x.dtype):
         raise TypeError(f"{op}: expected a floating-point tensor, got dtype {x.dtype}")
 
 

@@ -6,7 +6,8 @@ running statistics, and gradients still reach x, weight and bias.
 """
 from __future__ import annotations
 
-from .function import Function
+from ..dtypes import is_floating
+from .function import Function, autocast_inputs
 
 
 def _affine_params(be, weight, bias, channels, dtype):
@@ -94,11 +95,12 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     (Tensors or None) are updated in place:
     running = (1 - momentum) * running + momentum * batch statistic."""
     from ..tensor import Tensor
+    x, weight, bias = autocast_inputs("batch_norm", (x, weight, bias))
     if not isinstance(x, Tensor):
         raise TypeError(f"batch_norm: expected a Tensor input, got {type(x).__name__}")
     if x.ndim not in (2, 4):
         raise ValueError(f"batch_norm: expected a 2-D (N, C) or 4-D (N, C, H, W) input, got shape {x.shape}")
-    if x.dtype.kind != "f":
+    if not is_floating(x.dtype):
         raise TypeError(f"batch_norm: expected a floating-point input, got dtype {x.dtype}")
     channels = x.shape[1]
     for t, name, dtype in ((weight, "weight", x.dtype), (bias, "bias", x.dtype),

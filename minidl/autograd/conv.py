@@ -7,7 +7,7 @@ gradient, the sum of the output gradient over batch and space, by
 """
 from __future__ import annotations
 
-from .function import Function
+from .function import Function, autocast_inputs
 from .geometry import conv_geometry
 
 
@@ -70,6 +70,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D cross-correlation as in PyTorch, NCHW.  ``padding`` is an int, (ph, pw),
     (top, bottom, left, right), "valid", or "same" (TF-style: out = ceil(in / stride),
     the extra pixel of padding on the bottom/right)."""
+    x, weight, bias = autocast_inputs("conv2d", (x, weight, bias))
     if x.ndim != 4:
         raise ValueError(f"conv2d: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
     if weight.ndim != 4:
@@ -100,6 +101,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 def linear(x, weight, bias=None):
     """y = x @ weight^T + bias, with weight (out_features, in_features) as in PyTorch."""
+    x, weight, bias = autocast_inputs("linear", (x, weight, bias))
     if weight.ndim != 2:
         raise ValueError(
             f"linear: expected a 2-D weight (out_features, in_features), got shape {tuple(weight.shape)}")

@@ -22,12 +22,20 @@ any backend sees an array:
 
 - An op that computes in floating point (a ``Function`` keeps the default
   ``dtypes = FLOAT_DTYPES``: convolution, linear, pooling, normalization,
-  softmax/cross-entropy, the activations) takes float32 or float64 tensors only.
-  Integer, bool and half-precision (float16, bfloat16) tensors are a TypeError
-  naming the op.
+  softmax/cross-entropy, the activations) takes float16, bfloat16, float32 or
+  float64 tensors.  Integer and bool tensors are a TypeError naming the op.
 - Elementwise arithmetic, reductions, matmul, shape and indexing ops, ``Cast``
   and ``ToDevice`` (each a ``GenericFunction``: ``dtypes = ANY_DTYPE``) follow
   NumPy's type rules, which every backend's array module shares.
+- Half precision (float16, bfloat16) is a storage format: an op that computes
+  (every Function but the ones with ``moves_data_only``) receives its half
+  inputs widened to float32, and its float32 outputs are rounded to the half
+  dtype when every floating input had that one dtype (mixed inputs follow
+  NumPy's promotion: float16 with float32 gives float32).  Its backward runs in
+  float32 too, and its gradients are rounded to the inputs' dtypes.  So every
+  backend computes a half-precision op as the CPU does: in float32, rounded once.
+- Under ``minidl.amp.autocast`` the policy installed with ``set_autocast_policy``
+  casts an op's inputs first (``autocast_inputs``).
 - Only floating-point tensors can require grad (``Tensor``).
 - A gradient always has its tensor's dtype: ``backward(grad)`` casts the given
   gradient to the root's dtype (as PyTorch does), and a ``backward`` returning
@@ -45,6 +53,8 @@ import contextlib
 import itertools
 import re
 import threading
+
+from ..dtypes import float32, is_floating, is_half
 
 _state = threading.local()
 
@@ -94,13 +104,13 @@ def detect_anomaly(enabled=True):
 
 def _check_finite(fn, arrays, phase):
     for i, a in enumerate(arrays):
-        if a is not None and a.dtype.kind == "f" and not fn.backend.all(fn.backend.isfinite(a)):
+        if a is not None and is_floating(a.dtype) and not fn.backend.all(fn.backend.isfinite(a)):
             raise FloatingPointError(
                 f"anomaly: {type(fn).__name__}.{phase} produced a non-finite value in "
                 f"{'output' if phase == 'forward' else 'input gradient'} {i} (shape {tuple(a.shape)})")
 
 
-FLOAT_DTYPES = ("float32", "float64")
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 ANY_DTYPE = None
 
 
@@ -108,6 +118,36 @@ def op_name(fn):
     """The op's name in error messages: ``fn.op_name``, or the class name in snake_case
     (MaxPool2d -> max_pool2d)."""
     return getattr(fn, "op_name", None) or re.sub(r"(?<=[a-z])(?=[A-Z])", "_", type(fn).__name__).lower()
+
+
+def set_autocast_policy(policy):
+    """Install ``policy(op_name, inputs) -> inputs`` (None removes it) for this thread;
+    -> the policy it replaces.  minidl.amp.autocast installs its op table here."""
+    previous = getattr(_state, "autocast", None)
+    _state.autocast = policy
+    return previous
+
+
+def autocast_inputs(op, inputs):
+    """``inputs`` cast as the autocast policy says for ``op``; unchanged outside autocast.
+    Ops whose Python wrapper checks dtypes call it before checking."""
+    policy = getattr(_state, "autocast", None)
+    return inputs if policy is None else policy(op, inputs)
+
+
+def _half_compute(fn, inputs):
+    """(whether fn computes its half inputs in float32, the dtype its float32 outputs
+    round to or None)."""
+    if fn.moves_data_only:
+        return False, None
+    floating = {t.dtype for t in inputs if t is not None and is_floating(t.dtype)}
+    if not any(is_half(d) for d in floating):
+        return False, None
+    return True, (next(iter(floating)) if len(floating) == 1 else None)
+
+
+def _widen(be, arrays):
+    return [a if a is None or not is_half(a.dtype) else be.astype(a, float32) for a in arrays]
 
 
 def _check_dtypes(fn, inputs):
@@ -127,6 +167,7 @@ class Function:
     ``op_name`` names it in error messages."""
 
     dtypes = FLOAT_DTYPES
+    moves_data_only = False  # True: half inputs are passed as they are (no arithmetic)
 
     def __init__(self, **attrs):
         self.__dict__.update(attrs)
@@ -156,14 +197,19 @@ class Function:
             if t.device != device:
                 raise ValueError(
                     f"{cls.__name__}: all inputs must be on one device, got {device!r} and {t.device!r}")
+        inputs = autocast_inputs(op_name(fn), inputs)
         _check_dtypes(fn, inputs)
-        fn.backend = tensors[0].backend
+        fn.backend = be = tensors[0].backend
         fn.needs_input_grad = tuple(t is not None and t.requires_grad for t in inputs)
         record = is_grad_enabled() and any(fn.needs_input_grad)
-        outputs = fn.forward(*[None if t is None else t.data for t in inputs])
+        fn.widened, rounded = _half_compute(fn, inputs)
+        arrays = [None if t is None else t.data for t in inputs]
+        outputs = fn.forward(*(_widen(be, arrays) if fn.widened else arrays))
         single = not isinstance(outputs, tuple)
         if single:
             outputs = (outputs,)
+        if rounded is not None:
+            outputs = tuple(be.astype(o, rounded) if o.dtype == float32 else o for o in outputs)
         if is_anomaly_enabled():
             _check_finite(fn, outputs, "forward")
         results = []
@@ -280,7 +326,7 @@ def _root_gradient(root, grad):
         g = root.backend.asarray(grad)
     if tuple(g.shape) != tuple(root.shape):
         raise ValueError(f"backward: expected grad of shape {tuple(root.shape)}, got {tuple(g.shape)}")
-    if g.dtype.kind not in "biuf":
+    if g.dtype.kind not in "biu" and not is_floating(g.dtype):
         raise TypeError(f"backward: expected a real-valued grad, got dtype {g.dtype}")
     return g if g.dtype == root.dtype else root.backend.astype(g, root.dtype)
 
@@ -323,12 +369,15 @@ def backward(root, grad=None, retain_graph=False):
         for i, (shape, dtype) in enumerate(fn.output_meta):
             go = grads.pop((id(fn), i), None)
             outs.append(backend.zeros(shape, dtype) if go is None else go)
-        in_grads = fn.backward(*outs)
+        in_grads = fn.backward(*(_widen(backend, outs) if fn.widened else outs))
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
         if len(in_grads) != len(fn.inputs):
             raise RuntimeError(
                 f"{type(fn).__name__}.backward returned {len(in_grads)} gradients for {len(fn.inputs)} inputs")
+        if fn.widened:  # float32 gradients of half inputs, rounded to the inputs' dtypes
+            in_grads = tuple(backend.astype(g, t.dtype) if g is not None and t is not None and is_half(t.dtype)
+                             and g.dtype == float32 else g for g, t in zip(in_grads, fn.inputs))
         for index, (t, gi, need) in enumerate(zip(fn.inputs, in_grads, fn.needs_input_grad)):
             if need and gi is not None:
                 _check_gradient(fn, index, t, gi)

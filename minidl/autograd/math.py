@@ -9,6 +9,8 @@ from .function import GenericFunction
 
 
 class ToDevice(GenericFunction):
+    moves_data_only = True
+
     def forward(self, x):
         from ..backend import get_backend
         self.src = self.backend
@@ -21,6 +23,8 @@ class ToDevice(GenericFunction):
 
 
 class Cast(GenericFunction):
+    moves_data_only = True
+
     def forward(self, x):
         self.src_dtype = x.dtype
         return self.backend.astype(x, self.dtype)
@@ -30,6 +34,8 @@ class Cast(GenericFunction):
 
 
 class Clone(GenericFunction):
+    moves_data_only = True
+
     def forward(self, x):
         return self.backend.copy(x)
 

@@ -7,6 +7,7 @@ last partial window only when it starts inside the input or its left padding.
 from __future__ import annotations
 
 from ..backend.geometry import PoolGeometry
+from ..dtypes import is_floating
 from .function import Function
 from .geometry import pair, pool_geometry
 
@@ -50,7 +51,7 @@ def check_nchw_input(x, op):
         raise TypeError(f"{op}: expected a Tensor input, got {type(x).__name__}")
     if x.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
-    if x.dtype.kind != "f":
+    if not is_floating(x.dtype):
         raise TypeError(f"{op}: expected a floating-point input, got dtype {x.dtype}")
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 from .function import GenericFunction
 
 
-class Reshape(GenericFunction):
+class _Move(GenericFunction):
+    """A shape op: it moves elements and does no arithmetic, so any dtype passes as it is."""
+
+    moves_data_only = True
+
+
+class Reshape(_Move):
     def forward(self, x):
         self.in_shape = x.shape
         return self.backend.reshape(x, self.shape)
@@ -13,7 +19,7 @@ class Reshape(GenericFunction):
         return self.backend.reshape(gy, self.in_shape)
 
 
-class Permute(GenericFunction):
+class Permute(_Move):
     def forward(self, x):
         return self.backend.transpose(x, self.axes)
 
@@ -24,7 +30,7 @@ class Permute(GenericFunction):
         return self.backend.transpose(gy, tuple(inverse))
 
 
-class BroadcastTo(GenericFunction):
+class BroadcastTo(_Move):
     def forward(self, x):
         self.in_shape = x.shape
         try:
@@ -41,7 +47,7 @@ def _is_basic_index(index):
     return all(isinstance(i, (int, slice)) or i is None or i is Ellipsis for i in items)
 
 
-class GetItem(GenericFunction):
+class GetItem(_Move):
     """Basic slicing scatters the gradient by assignment; advanced (integer array /
     boolean) indexing adds it up, so repeated indices accumulate."""
 
@@ -57,7 +63,7 @@ class GetItem(GenericFunction):
                                     accumulate=not _is_basic_index(self.index))
 
 
-class Pad(GenericFunction):
+class Pad(_Move):
     """Constant padding; ``pad_width`` is NumPy's ((before, after), ...) per axis."""
 
     def forward(self, x):
@@ -68,7 +74,7 @@ class Pad(GenericFunction):
         return self.backend.ascontiguous(self.backend.getitem(gy, index))
 
 
-class Concat(GenericFunction):
+class Concat(_Move):
     def forward(self, *xs):
         self.sizes = [x.shape[self.axis] for x in xs]
         return self.backend.concat(xs, self.axis)
@@ -81,7 +87,7 @@ class Concat(GenericFunction):
         return tuple(self.backend.ascontiguous(g) for g in self.backend.split(gy, bounds, self.axis))
 
 
-class Stack(GenericFunction):
+class Stack(_Move):
     def forward(self, *xs):
         return self.backend.stack(xs, self.axis)
 
@@ -92,7 +98,7 @@ class Stack(GenericFunction):
         return tuple(be.reshape(p, p.shape[:self.axis] + p.shape[self.axis + 1:]) for p in parts)
 
 
-class Split(GenericFunction):
+class Split(_Move):
     """Split along ``axis`` at ``bounds`` (cumulative indices); one output per part."""
 
     def forward(self, x):

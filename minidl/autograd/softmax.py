@@ -5,6 +5,7 @@ moves that axis last and flattens the rest, then undoes it on the way out.
 """
 from __future__ import annotations
 
+from ..dtypes import is_floating
 from .function import Function
 
 
@@ -71,7 +72,7 @@ def _check_input(x, op):
     from ..tensor import Tensor
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}: expected a Tensor, got {type(x).__name__}")
-    if x.dtype.kind != "f":
+    if not is_floating(x.dtype):
         raise TypeError(f"{op}: expected a floating-point tensor, got dtype {x.dtype}")
     if x.ndim == 0:
         raise ValueError(f"{op}: expected a tensor with at least 1 dimension, got a scalar")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from ..dtypes import is_floating
 from ..random import generator
 from ..tensor import Tensor
 
@@ -15,7 +16,7 @@ from ..tensor import Tensor
 def _check(fn, tensor):
     if not isinstance(tensor, Tensor):
         raise TypeError(f"init.{fn}: expected a Tensor, got {type(tensor).__name__}")
-    if tensor.dtype.kind != "f":
+    if not is_floating(tensor.dtype):
         raise TypeError(f"init.{fn}: expected a floating-point tensor, got dtype {tensor.dtype}")
 
 

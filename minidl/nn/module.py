@@ -16,6 +16,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np  # dtype objects only
 
 from ..autograd.function import no_grad
+from ..dtypes import is_floating
 from ..tensor import Conversions, Tensor
 from .parameter import Parameter
 from .utils import zero_grad_
@@ -250,11 +251,11 @@ class Module(Conversions):
             raise ValueError(f"{type(self).__name__}.to: expected a device and/or a dtype, got neither")
         if dtype is not None:
             dtype = np.dtype(dtype)
-            if dtype.kind != "f":
+            if not is_floating(dtype):
                 raise TypeError(f"{type(self).__name__}.to: expected a floating-point dtype, got {dtype}")
 
         def convert(t):
-            target = dtype if (dtype is not None and t.dtype.kind == "f") else None
+            target = dtype if (dtype is not None and is_floating(t.dtype)) else None
             with no_grad():
                 moved = t.to(device=device, dtype=target)
             t.data, t.device = moved.data, moved.device

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 
 from ..autograd.function import enable_grad, no_grad
+from ..dtypes import is_floating
 from ..nn.utils import zero_grad_
 from ..tensor import Tensor
 
@@ -60,7 +61,7 @@ class Optimizer:
             if not p.is_leaf:
                 raise ValueError(f"{self._name}: can only optimize leaf tensors, got one made by "
                                  f"{type(p.grad_fn).__name__}")
-            if p.dtype.kind != "f":
+            if not is_floating(p.dtype):
                 raise TypeError(f"{self._name}: expected floating-point parameters, got dtype {p.dtype}")
         unknown = set(group) - set(self.defaults) - {"params", "initial_lr"}
         if unknown:

@@ -20,6 +20,7 @@ import sys
 import time
 
 import minidl
+from minidl.tools.amp_training import AMP_CHOICES, amp_context
 from minidl.tools.checkpoint import CheckpointError
 from minidl.tools.distributed_run import Ranks
 from minidl.tools.cli import non_negative_int, percent, positive_int
@@ -44,6 +45,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=positive_int, default=100)
     p.add_argument("--workers", type=non_negative_int, default=0)
     p.add_argument("--device", choices=("cpu", "cuda", "emu"), default="cpu")
+    p.add_argument("--amp", choices=AMP_CHOICES, default="off",
+                   help="evaluate in mixed precision, as minidl-train --amp (default off)")
     p.add_argument("--limit-batches", type=positive_int, help="evaluate only the first N batches (smoke tests)")
     p.add_argument("--output", help="JSON file for the results (default: eval.json beside the weights)")
     return p.parse_args(argv)
@@ -77,14 +80,15 @@ def run(args, ranks=None):
     loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers,
                         sampler=ranks.sampler(len(ds), 0, train=False))  # under mpiexec: a shard per rank
     start = time.perf_counter()
-    result = ranks.reduce_metrics(evaluate(model, loader, spec, device=args.device, crop=args.crop,
-                                           limit_batches=args.limit_batches, scales=args.scales))
+    with amp_context(args.amp):
+        result = ranks.reduce_metrics(evaluate(model, loader, spec, device=args.device, crop=args.crop,
+                                               limit_batches=args.limit_batches, scales=args.scales))
     if not ranks.main:
         return result
     seconds = time.perf_counter() - start
     skipped = getattr(loader, "skipped_total", 0)
     rows = [("model", model_name), ("dataset", f"{dataset} ({result['samples']} images)"),
-            ("crop", args.crop)]
+            ("crop", args.crop), ("amp", args.amp)]
     for k in (1, 5):  # top-5 of fewer than five classes does not exist: n/a, null in the JSON
         result.setdefault(f"top{k}", None)
     rows += [(f"top-{k}", percent(result[f"top{k}"])) for k in (1, 5)]
@@ -92,7 +96,7 @@ def run(args, ranks=None):
     print(format_table(rows))
     out = args.output or os.path.join(os.path.dirname(os.path.abspath(file)), "eval.json")
     record = {"model": model_name, "weights": os.path.abspath(file), "dataset": dataset,
-              "crop": args.crop, "seconds": seconds, "skipped": skipped, **result}
+              "crop": args.crop, "amp": args.amp, "seconds": seconds, "skipped": skipped, **result}
     try:
         with open(out, "w") as f:
             json.dump(record, f, indent=1)

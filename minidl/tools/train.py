@@ -39,6 +39,7 @@ import minidl
 import minidl.functional as F
 from minidl import optim
 from minidl import io as mio
+from minidl.tools.amp_training import AMP_CHOICES, MAX_NONFINITE_STEPS, SCALER_KEY, AmpTraining, default_amp
 from minidl.tools.checkpoint import (CheckpointError, load_checkpoint, remove_stale_files, save_checkpoint,
                                      weights_path)
 from minidl.tools.run_folder import describe_checkpoint, open_log, plot_curves, prepare_run_folder
@@ -56,7 +57,8 @@ DEFAULTS = dict(model="lenet5_bn_w2", dataset="fashion-mnist", data=None, device
                 rmsprop_alpha=0.9, rmsprop_eps=1e-3, image_size=None, val_resize=None, workers=0,
                 seed=0, output="runs/minidl", recipe="auto", model_kwargs={}, skip_nonfinite=False,
                 max_steps=None, limit_train_batches=None, limit_val_batches=None,
-                checkpoint_minutes=30.0, aux_weight=None, sync_bn=False, dtype="float32", world_size=1)
+                checkpoint_minutes=30.0, aux_weight=None, amp=None, sync_bn=False, dtype="float32",
+                world_size=1)
 # What flags given with --resume do to the checkpoint's settings (stated in --help):
 # rebuild the schedule / set the restored optimizer's hyperparameters,
 RESUME_SCHEDULE_KEYS = {"lr", "sched", "epochs", "step_size", "milestones", "gamma", "power", "warmup_epochs"}
@@ -67,7 +69,7 @@ RUNTIME_KEYS = {"device", "workers", "output", "max_steps", "limit_val_batches",
                 "data", "overwrite"}
 # or cannot change (the model, its data, the batches and the optimizer's buffers).
 RESUME_FIXED_KEYS = {"model", "model_kwargs", "dataset", "batch_size", "opt", "no_wd_on_norm_and_bias",
-                     "recipe", "seed", "image_size", "val_resize", "limit_train_batches", "weights",
+                     "recipe", "seed", "image_size", "val_resize", "limit_train_batches", "weights", "amp",
                      "sync_bn", "dtype"}
 
 
@@ -130,6 +132,8 @@ def parse_args(argv=None):
     a("--weights", help="initial weights (.safetensors or a checkpoint), e.g. with --evaluate")
     a("--evaluate", action="store_true", help="only evaluate (--resume or --weights) and exit")
     a("--recipe", help="'auto' (the model family's paper recipe), 'none', or a recipe name")
+    a("--amp", choices=AMP_CHOICES, help="mixed precision (default off on cpu/emu; on a GPU bf16 where "
+      f"supported, else fp16); a non-finite loss skips the step, {MAX_NONFINITE_STEPS} in a row stop")
     a("--skip-nonfinite", action="store_true", help="skip steps whose loss is NaN/inf instead of stopping")
     a("--max-steps", type=positive_int, help="stop (with a checkpoint) after this many steps in total")
     a("--limit-train-batches", type=positive_int, help="use only the first N batches of each epoch")
@@ -156,6 +160,7 @@ def resolve_config(given, saved=None, world_size=1):
         cfg.update(saved)
         cfg["max_steps"] = None  # a limit of the interrupted process, not of the run
         cfg.update(given)  # applied by Trainer.apply_resume_changes
+        cfg["amp"] = cfg["amp"] or "off"  # a checkpoint from before --amp
         return cfg
     model = given.get("model", cfg["model"])
     recipe_name = given.get("recipe", cfg["recipe"])
@@ -176,6 +181,7 @@ def resolve_config(given, saved=None, world_size=1):
     cfg.update(given)
     if recipe_name != "none" and recipe is not None:
         cfg["recipe"] = recipe.name  # "auto" resolved
+    cfg["amp"] = cfg["amp"] or default_amp(cfg["device"])
     if cfg["dataset"] in ("fashion-mnist", "mnist"):
         # the models' image sizes are ImageNet's; 28x28 data stays 28x28 unless asked
         cfg["image_size"] = given.get("image_size", 28)
@@ -339,6 +345,7 @@ class Trainer:
         self.state = {"epoch": 0, "batch": 0, "step": 0, "loss_sum": 0.0, "loss_count": 0,
                       "best_top1": None, "skipped_steps": 0}
         self.resumed = checkpoint is not None
+        self.amp = AmpTraining(cfg["amp"])
         self.saved = None  # (manifest path, progress) of the latest complete 'last' checkpoint
         if checkpoint is not None:
             wanted = [{k: v for k, v in g.items() if k not in ("params", "lr", "initial_lr")}
@@ -348,6 +355,7 @@ class Trainer:
             self.state["batch"] = self.ranks.resume_position(
                 self.state, checkpoint.train_state["config"].get("world_size", 1), cfg["batch_size"],
                 self.steps_per_epoch)
+            self.amp.load_state_dict(checkpoint.train_state.get(SCALER_KEY))
             self.saved = (checkpoint.path, dict(self.state))
             self.apply_resume_changes(checkpoint.train_state["config"], wanted)
         cfg["world_size"] = self.ranks.world
@@ -408,7 +416,7 @@ class Trainer:
             self.last_save = time.monotonic()
             return None
         state = {"step": self.state["step"], "progress": dict(self.state), "config": self.cfg,
-                 "metrics": metrics}
+                 "metrics": metrics, SCALER_KEY: self.amp.state_dict()}
         if tag == "best":  # weights only: for evaluation and prediction
             return save_checkpoint(self.out, tag, self.model, train_state=state,
                                    weights_metadata=self.weights_metadata())
@@ -438,10 +446,18 @@ class Trainer:
         device = self.cfg["device"]
         x = minidl.tensor(self.spec(images), device=device, dtype=self.cfg["dtype"])
         y = minidl.tensor(labels, device=device)
-        loss = self.loss_of(self.model(x), y)
+        with self.amp.autocast():
+            loss = self.loss_of(self.model(x), y)
         # the global batch's loss and any rank's stop request: every rank decides alike
         value, stop = self.ranks.step_outcome(float(loss.item()), len(labels), self.stop())
         self.stop_requested = stop
+        if self.amp.tolerates_nonfinite(math.isfinite(value)):
+            print(f"minidl-train: skipping the step at step {st['step'] + 1}: the loss is {value} under "
+                  f"--amp {self.amp.mode} ({self.amp.nonfinite_run} in a row; {MAX_NONFINITE_STEPS} stop "
+                  "the run)", file=sys.stderr)
+            st["skipped_steps"] += 1
+            self.amp.skip(loss, self.optimizer)
+            return None
         if not math.isfinite(value):
             where = f"at step {st['step'] + 1} (epoch {st['epoch'] + 1}, batch {st['batch'] + 1})"
             if not self.cfg["skip_nonfinite"]:
@@ -449,11 +465,9 @@ class Trainer:
             print(f"minidl-train: skipping the step {where}: the loss is {value}", file=sys.stderr)
             st["skipped_steps"] += 1
             return None
-        self.optimizer.zero_grad()
-        loss.backward()
-        if self.cfg["clip_grad_norm"]:
-            optim.clip_grad_norm_(self.model.parameters(), self.cfg["clip_grad_norm"])
-        self.optimizer.step()
+        clip = (lambda: optim.clip_grad_norm_(self.model.parameters(), self.cfg["clip_grad_norm"])) \
+            if self.cfg["clip_grad_norm"] else None
+        self.amp.backward_and_step(loss, self.optimizer, clip)
         st["loss_sum"] += value * len(labels)
         st["loss_count"] += len(labels)
         self.history.append((st["step"] + 1, value))
@@ -526,9 +540,10 @@ class Trainer:
     def validate(self):
         bar = ProgressBar(min(len(self.val_loader), self.cfg["limit_val_batches"] or len(self.val_loader)),
                           0, "  validate", self.ranks.main)
-        result = evaluate(self.model, self.val_loader, self.spec, self.cfg["device"],
-                          limit_batches=self.cfg["limit_val_batches"], stop=self.stop,
-                          progress=lambda i, n: bar.update_count(i))
+        with self.amp.autocast():
+            result = evaluate(self.model, self.val_loader, self.spec, self.cfg["device"],
+                              limit_batches=self.cfg["limit_val_batches"], stop=self.stop,
+                              progress=lambda i, n: bar.update_count(i))
         bar.close()
         self.model.train()
         if self.ranks.any(result is None):  # stopped on some rank
