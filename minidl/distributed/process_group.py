@@ -171,9 +171,10 @@ def install_abort_on_error(group):
     previous = sys.excepthook
 
     def hook(kind, value, tb):
-        previous(kind, value, tb)
         print(f"minidl.distributed: rank {group.rank} of {group.size} failed with "
               f"{kind.__name__}: {value}; aborting all ranks", file=sys.stderr, flush=True)
+        previous(kind, value, tb)
+        sys.stderr.flush()
         group.abort(1)
 
     sys.excepthook = hook
