@@ -165,7 +165,6 @@ def write_profile(rows, meta, out_dir):
                 f"sector efficiency and <= {MAX_TRAFFIC_RATIO}x the ideal bytes.\n")
         if failing:
             f.write("Below them: " + ", ".join(sorted({f"`{r['kernel']}`" for r in failing})) + ".\n")
-    return failing
 
 
 def run(entries, ctx, out_dir, only=None):

@@ -275,12 +275,9 @@ void run(const char* name, dim3 grid, dim3 block, std::size_t smem, Body body, v
     g_smem.assign(std::max<std::size_t>(smem, 16) + 64, 0xff);
     g_body = body;
     g_body_ctx = ctx;
-    dim3 saved_grid = gridDim, saved_block = blockDim, saved_tid = threadIdx, saved_bid = blockIdx;
-    gridDim = grid;
-    blockDim = block;
 #if MINIDL_EMU_PROFILER
-    const bool profiling = profile::active();
-    if (profiling) {
+    const bool profiled = profile::active();
+    if (profiled) {
         if (!g_fiber)
             throw std::runtime_error(std::string(name) +
                                      ": the kernel profiler needs MINIDL_EMU_MODE=fiber, got 'thread'");
@@ -289,15 +286,18 @@ void run(const char* name, dim3 grid, dim3 block, std::size_t smem, Body body, v
                               {range_of(g_threads), range_of(g_warps), own_stack()}, std::move(pointer_args));
     }
 #endif
+    dim3 saved_grid = gridDim, saved_block = blockDim, saved_tid = threadIdx, saved_bid = blockIdx;
+    gridDim = grid;
+    blockDim = block;
     try {
         if (g_fiber) run_fibers(name, grid, (int)nthreads);
         else run_threads(grid, block, (int)nthreads);
 #if MINIDL_EMU_PROFILER
-        if (profiling) profile::launch_end();
+        if (profiled) profile::launch_end();
 #endif
     } catch (...) {
 #if MINIDL_EMU_PROFILER
-        if (profiling) profile::launch_end();
+        if (profiled) profile::launch_end();
 #endif
         self = nullptr;
         gridDim = saved_grid; blockDim = saved_block; threadIdx = saved_tid; blockIdx = saved_bid;

@@ -116,10 +116,8 @@ void basic_block(std::uintptr_t pc) {
     g_block_lanes[key] |= 1u << (g_thread % 32);
 }
 
-// sorted, merged union of [addr, addr + size) over a run of accesses
-std::vector<Interval> union_of(const Access* a, std::size_t n) {
-    std::vector<Interval> v(n);
-    for (std::size_t i = 0; i < n; ++i) v[i] = Interval{a[i].addr, a[i].addr + a[i].size};
+// sorted, with overlapping and touching intervals joined
+std::vector<Interval> merged(std::vector<Interval> v) {
     std::sort(v.begin(), v.end());
     std::vector<Interval> out;
     for (const Interval& iv : v) {
@@ -127,6 +125,13 @@ std::vector<Interval> union_of(const Access* a, std::size_t n) {
         else out.push_back(iv);
     }
     return out;
+}
+
+// the union of [addr, addr + size) over a run of accesses
+std::vector<Interval> union_of(const Access* a, std::size_t n) {
+    std::vector<Interval> v(n);
+    for (std::size_t i = 0; i < n; ++i) v[i] = Interval{a[i].addr, a[i].addr + a[i].size};
+    return merged(std::move(v));
 }
 
 std::uint64_t total_bytes(const std::vector<Interval>& v) {
@@ -162,16 +167,6 @@ void shared_instruction(const std::vector<Interval>& bytes) {
     g_cur.shared_wavefronts += wavefronts;
     g_cur.shared_ideal_wavefronts += ideal;
     g_cur.shared_max_conflict = std::max(g_cur.shared_max_conflict, (wavefronts + ideal - 1) / ideal);
-}
-
-std::vector<Interval> merged(std::vector<Interval> v) {
-    std::sort(v.begin(), v.end());
-    std::vector<Interval> out;
-    for (const Interval& iv : v) {
-        if (!out.empty() && iv.lo <= out.back().hi) out.back().hi = std::max(out.back().hi, iv.hi);
-        else out.push_back(iv);
-    }
-    return out;
 }
 
 }  // namespace
