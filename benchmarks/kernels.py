@@ -3,6 +3,7 @@ run of the same entries through the host emulation (device 'emu': no timing clai
 
     python benchmarks/kernels.py --device cuda --out DIR [--only NAME] [--iters 20]
     python benchmarks/kernels.py --device emu  --out DIR
+    python benchmarks/kernels.py --device emu  --profile   (benchmarks/kernel_profile.py)
 
 For every entry (kernel family, op, shape) on cuda it reports: median time over
 `iters` timed runs after warm-up (CUDA events; inputs are random, never zeros),
@@ -13,7 +14,8 @@ the ratio to PyTorch/cuDNN on the same shape when PyTorch with CUDA is installed
 Writes kernels.json and kernels.md into --out.
 
 Registry: entries are added with ``@entry(family, name, shape)`` on a function
-``f(ctx, small) -> Case``; ``small`` selects tiny shapes (emu).  A Case holds the
+``f(ctx) -> Case``; ``ctx.pick(tiny, full)`` gives its shape (tiny on emu, mid-sized
+for the emu profile, full on cuda).  A Case holds the
 minidl call, optional torch call, the bytes/flops it counts and a check against the
 CPU backend.  Conv/depthwise/pool/LRN entries are registered in the marked section.
 """
@@ -55,9 +57,31 @@ class Case:
     notes: str = ""
 
 
+PROFILE_ELEMENTS = 1 << 16  # the largest tensor of an entry in the emu profile
+
+
+def profile_shape(full):
+    """``full`` shrunk to at most PROFILE_ELEMENTS elements, keeping its inner layout:
+    the leading (batch) dimension goes first, then the larger of the trailing two
+    (a plane, not below 7), then the others from the front; each halves in turn."""
+    shape = [full] if isinstance(full, int) else list(full)
+    while int(np.prod(shape)) > PROFILE_ELEMENTS:
+        plane = [i for i in range(2, len(shape)) if i >= len(shape) - 2 and shape[i] > 7]
+        if len(shape) > 1 and shape[0] > 1:
+            i = 0
+        elif plane:
+            i = max(plane, key=lambda j: shape[j])
+        else:
+            i = next(i for i in range(len(shape)) if shape[i] > 1)
+        shape[i] = (shape[i] + 1) // 2
+    return shape[0] if isinstance(full, int) else tuple(shape)
+
+
 class Ctx:
-    def __init__(self, device):
+    def __init__(self, device, size):
         self.device = device
+        self.size = size          # "tiny" (emu check), "profile" (emu profile) or "full"
+        self.scale = 1.0          # full elements over picked elements, set by pick()
         self.be = get_backend(device)
         self.cpu = get_backend("cpu")
         self.xp = self.be.xp
@@ -70,6 +94,16 @@ class Ctx:
                     self.torch = torch
             except ImportError:
                 pass
+
+    def pick(self, tiny, full):
+        """The shape of an entry for this run's size (see profile_shape)."""
+        if self.size == "tiny":
+            return tiny
+        if self.size == "full":
+            return full
+        shape = profile_shape(full)
+        self.scale = float(np.prod(full)) / float(np.prod(shape))
+        return shape
 
     def randn(self, *shape, dtype=np.float32, scale=1.0):
         return self.be.asarray((self.rng.standard_normal(shape) * scale).astype(dtype))
@@ -94,8 +128,8 @@ B50 = 64   # ResNet-50-sized layers
 
 # ================================================================ elementwise / optim
 def _act_entry(op, n_shape):
-    def make(ctx, small):
-        shape = (2, 3, 5, 7) if small else n_shape
+    def make(ctx):
+        shape = ctx.pick((2, 3, 5, 7), n_shape)
         x = ctx.randn(*shape, scale=3)
         gy = ctx.randn(*shape)
         be, n = ctx.be, int(np.prod(shape))
@@ -133,8 +167,8 @@ entry("elementwise", "relu fwd+bwd", f"({B50},256,56,56)")(_act_entry("relu", (B
 
 
 @entry("elementwise", "bias_add fwd+bwd", f"({B},64,112,112)")
-def _bias(ctx, small):
-    shape = (2, 3, 4, 5) if small else (B, 64, 112, 112)
+def _bias(ctx):
+    shape = ctx.pick((2, 3, 4, 5), (B, 64, 112, 112))
     x, b, gy = ctx.randn(*shape), ctx.randn(shape[1]), ctx.randn(*shape)
     be, n = ctx.be, int(np.prod(shape))
 
@@ -156,8 +190,8 @@ def _bias(ctx, small):
 
 
 @entry("elementwise", "dropout fwd+bwd (mask-apply)", f"({B50},65536)")
-def _dropout(ctx, small):
-    shape = (3, 50) if small else (B50, 4096 * 16)
+def _dropout(ctx):
+    shape = ctx.pick((3, 50), (B50, 4096 * 16))
     x, u, gy = ctx.randn(*shape), ctx.uniform(0, 1, *shape), ctx.randn(*shape)
     be, n = ctx.be, int(np.prod(shape))
 
@@ -182,8 +216,8 @@ def _dropout(ctx, small):
 
 
 @entry("optim", "SGD momentum+nesterov+wd", "25.6M params (ResNet-50)")
-def _sgd(ctx, small):
-    n = 1000 if small else 25_557_032
+def _sgd(ctx):
+    n = ctx.pick(1000, 25_557_032)
     p, g, buf = ctx.randn(n), ctx.randn(n), ctx.randn(n)
     be = ctx.be
 
@@ -214,8 +248,8 @@ def _sgd(ctx, small):
 
 # ================================================================ softmax family
 def _ce_entry(n_rows, k):
-    def make(ctx, small):
-        n, kk = (5, 40) if small else (n_rows, k)
+    def make(ctx):
+        n, kk = ctx.pick((5, 40), (n_rows, k))
         x = ctx.randn(n, kk, scale=3)
         labels = ctx.be.asarray(ctx.rng.integers(0, kk, n).astype(np.int64))
         g = ctx.be.full((n,), 1.0 / n, np.float32)
@@ -251,8 +285,8 @@ entry("softmax", "softmax-CE fwd+bwd (block/row)", "(256,21843)")(_ce_entry(256,
 
 
 @entry("softmax", "log-softmax fwd+bwd", "(256,1000)")
-def _lsm(ctx, small):
-    n, k = (5, 40) if small else (256, 1000)
+def _lsm(ctx):
+    n, k = ctx.pick((5, 40), (256, 1000))
     x, gy = ctx.randn(n, k, scale=3), ctx.randn(n, k)
     be = ctx.be
 
@@ -278,8 +312,8 @@ def _lsm(ctx, small):
 
 # ================================================================ batch norm
 def _bn_entry(shape_full):
-    def make(ctx, small):
-        shape = (2, 3, 5, 5) if small else shape_full
+    def make(ctx):
+        shape = ctx.pick((2, 3, 5, 5), shape_full)
         c = shape[1]
         x, gy = ctx.randn(*shape, scale=2), ctx.randn(*shape)
         gamma, beta = ctx.uniform(0.5, 1.5, c), ctx.randn(c)
@@ -336,13 +370,16 @@ def _close_scaled(ctx, got, want, rtol=1e-3, what=""):
 
 def _conv_entry(n, c, hw, o, k, stride, pad, groups=1, mode="fwd", algo=None):
     """mode 'fwd' (y) or 'bwd' (dx and dw); square kernel k, symmetric pad."""
-    def make(ctx, small):
+    def make(ctx):
         _torch_fp32(ctx)
         nn_, cc, hh, oo, gg = n, c, hw, o, groups
-        if small:  # same kernel/stride/pad and layout kind, tiny sizes
+        if ctx.size == "tiny":  # same kernel/stride/pad and layout kind, tiny sizes
             nn_, hh = 2, max(2 * k + 1, 9)
             cc, oo = (4, 4) if groups == c else (4, 6)
             gg = cc if groups == c else 1
+        elif ctx.size == "profile":  # one image, a smaller plane, all channels
+            nn_, hh = 1, min(hw, 16)
+            ctx.scale = n * hw * hw / (hh * hh)
         x, w = ctx.randn(nn_, cc, hh, hh), ctx.randn(oo, cc // gg, k, k, scale=(k * k * cc / gg) ** -0.5)
         st, pd, dl = (stride, stride), (pad, pad, pad, pad), (1, 1)
         be = ctx.be
@@ -421,8 +458,8 @@ for _n in (B, B50):
 
 
 def _maxpool_entry(shape_full):
-    def make(ctx, small):
-        shape = (2, 3, 11, 11) if small else shape_full
+    def make(ctx):
+        shape = ctx.pick((2, 3, 11, 11), shape_full)
         x = ctx.randn(*shape)
         be = ctx.be
         g = PoolGeometry.create(shape, (3, 3), (2, 2), (1, 1), False)
@@ -457,8 +494,8 @@ entry("pool", "maxpool 3x3/2 fwd+bwd", f"({B50},64,112,112)")(_maxpool_entry((B5
 
 
 @entry("pool", "global avgpool fwd+bwd", f"({B50},2048,7,7)")
-def _gap(ctx, small):
-    shape = (2, 40, 5, 5) if small else (B50, 2048, 7, 7)
+def _gap(ctx):
+    shape = ctx.pick((2, 40, 5, 5), (B50, 2048, 7, 7))
     x, gy = ctx.randn(*shape), ctx.randn(shape[0], shape[1], 1, 1)
     be = ctx.be
     g = PoolGeometry.adaptive(shape, (1, 1))
@@ -482,8 +519,8 @@ def _gap(ctx, small):
 
 
 @entry("lrn", "LRN size 5 fwd+bwd", f"({B},96,55,55)")
-def _lrn(ctx, small):
-    shape = (2, 7, 5, 6) if small else (B, 96, 55, 55)
+def _lrn(ctx):
+    shape = ctx.pick((2, 7, 5, 6), (B, 96, 55, 55))
     x, gy = ctx.randn(*shape), ctx.randn(*shape)
     be, args = ctx.be, (5, 1e-4, 0.75, 2.0)
     y, s = be.lrn_forward(x, *args)
@@ -571,10 +608,17 @@ def main(argv=None):
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--only", default=None, help="substring of entry names")
     ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--profile", action="store_true",
+                    help="emu only: profile the memory-bound kernels (writes emu_profile.{md,json} into --out)")
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    ctx = Ctx(args.device)
-    small = args.device == "emu"
+    if args.profile:
+        if args.device != "emu":
+            ap.error(f"--profile needs --device emu, got --device {args.device}")
+        import kernel_profile
+        kernel_profile.run(ENTRIES, Ctx("emu", "profile"), args.out, args.only)
+        return 0
+    ctx = Ctx(args.device, "tiny" if args.device == "emu" else "full")
     meta = dict(device=args.device, python=platform.python_version(), minidl=minidl.__version__,
                 time=time.strftime("%Y-%m-%d %H:%M:%S"))
     roof = None
@@ -594,7 +638,7 @@ def main(argv=None):
             continue
         row = dict(family=e["family"], name=e["name"], shape=e["shape"])
         try:
-            case = e["make"](ctx, small)
+            case = e["make"](ctx)
             row["notes"] = case.notes
             if case.check is not None:
                 case.check()

@@ -2,6 +2,7 @@
 
     python benchmarks/train_step.py --device cpu [--models resnet50,mobilenet_v2] [--batch-sizes 16]
     python benchmarks/train_step.py --device cuda            # batch 64 by default
+    python benchmarks/train_step.py --device emu --models resnet18 --batch-sizes 2 --image-size 32
     python benchmarks/train_step.py --torch-python /path/to/venv/bin/python   # torch elsewhere
 
 One step is what a training loop does: zero_grad, forward, cross-entropy with label
@@ -23,8 +24,10 @@ and stochastic depth off checks that both frameworks' losses agree in strict fp3
 Reported per model and batch size: images/s (median, best), milliseconds per step,
 host time per step (time to enqueue a step; on the CPU it is the step), peak memory
 (CPU: the worker process's peak resident set; GPU: the memory pool's high-water mark)
-and, where the backend counts them, kernel launches and device-to-host transfers per
-step.  Results: benchmarks/results/<device>/train_step.{json,md}.
+and, where the backend counts them (cuda, emu), kernel launches and host-device
+transfers per step.  ``emu`` runs the CUDA kernels through the host emulation: no
+PyTorch comparison and no meaningful speed, but the same launches and transfers as on
+a GPU (a smoke test).  Results: benchmarks/results/<device>/train_step.{json,md}.
 """
 from __future__ import annotations
 
@@ -265,14 +268,17 @@ def worker(conn, side_name, device, threads, mode):
             elif msg[0] == "time":
                 steps_ms, host_ms = [], []
                 timer = side.timer()
+                before = side.counters()
                 for _ in range(msg[1]):
                     timer.start()
                     t0 = time.perf_counter()
                     side.step()
                     host_ms.append((time.perf_counter() - t0) * 1e3)
                     steps_ms.append(timer.stop_ms())
+                after = side.counters()
+                per_step = {k: (after[k] - before[k]) / msg[1] for k in after} if after else None
                 conn.send(("ok", dict(step_ms=steps_ms, host_ms=host_ms, peak_mb=side.peak_memory_mb(),
-                                      counters=side.counters())))
+                                      counters=per_step)))
         except Exception as e:  # noqa: BLE001
             conn.send(("error", f"{type(e).__name__}: {e}"))
 
@@ -317,7 +323,7 @@ def summarize(batch, timings):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--device", choices=("cpu", "emu", "cuda"), default="cpu")
     ap.add_argument("--models", default=",".join(DEFAULT_MODELS))
     ap.add_argument("--batch-sizes", default=None, help="comma-separated (default: 64 on a GPU, 16 on the CPU)")
     ap.add_argument("--image-size", type=int, default=224)
@@ -333,7 +339,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if min(args.steps, args.rounds, args.image_size) < 1 or args.warmup < 0:
         ap.error("--steps, --rounds and --image-size must be positive, --warmup non-negative")
-    batches = [int(b) for b in (args.batch_sizes or ("64" if args.device == "cuda" else "16")).split(",")]
+    batches = [int(b) for b in (args.batch_sizes or {"cuda": "64", "emu": "2"}.get(args.device, "16")).split(",")]
     modes = (args.torch_modes or ("strict,default,amp" if args.device == "cuda" else "strict")).split(",")
     if args.device == "cpu" and set(modes) - {"strict"}:
         ap.error("on the CPU only the torch mode 'strict' exists (TF32 and AMP are GPU modes)")
@@ -342,7 +348,9 @@ def main(argv=None):
     if not ours.ok:
         sys.exit(f"train_step: minidl could not start on {args.device}: {ours.info}")
     theirs = {}
-    if not args.no_torch:
+    if not args.no_torch and args.device == "emu":
+        print("# no PyTorch comparison on emu (an emulation, not a device PyTorch has)", file=sys.stderr)
+    elif not args.no_torch:
         for mode in modes:
             r = Remote("torch", args.device, args.threads, mode, args.torch_python)
             if r.ok:
@@ -390,7 +398,7 @@ def main(argv=None):
     for r in theirs.values():
         r.close()
 
-    device_tag = "cpu" if args.device == "cpu" else _gpu_tag()
+    device_tag = args.device if args.device in ("cpu", "emu") else _gpu_tag()
     out_dir = args.out_dir or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", device_tag)
     os.makedirs(out_dir, exist_ok=True)
     meta = dict(machine=dict(platform=platform.platform(), processor=_cpu_name(), cpus=os.cpu_count(),
@@ -443,10 +451,12 @@ def _markdown(rows, modes, meta):
                          + ("" if r["loss_agrees"] else " DIFFER"))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("Time ratio = minidl step time / torch step time (below 1 is faster). "
-                 "Kernel launches and device-to-host transfers per step: "
-                 + ("see the JSON" if any(r.get("minidl", {}).get("counters_per_step") for r in rows)
-                    else "not counted by this backend yet") + ".")
+    lines.append("Time ratio = minidl step time / torch step time (below 1 is faster).")
+    counted = [r for r in rows if r.get("minidl", {}).get("counters_per_step")]
+    lines.append("Per minidl step: " + ("; ".join(
+        f"{r['model']} batch {r['batch']}: {c['launches']:.0f} kernel launches, {c['host_to_device']:g} uploads, "
+        f"{c['device_to_host']:g} device-to-host transfers" for r in counted for c in [r["minidl"]["counters_per_step"]])
+        if counted else "kernel launches and transfers are not counted by this backend") + ".")
     return "\n".join(lines) + "\n"
 
 

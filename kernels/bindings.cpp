@@ -47,12 +47,42 @@ void bind_geometry(py::module_& m, const char* name, std::initializer_list<std::
 #if MINIDL_IS_EMU
 std::string emu_selftest(const std::string& name);  // kernels/emu/selftest.cpp
 #endif
+#if MINIDL_IS_EMU && !defined(MINIDL_EMU_SANITIZE)
+#include "emu/profile.h"
+
+// one dict per profiled launch, keys as the fields of LaunchProfile
+py::list profile_stop() {
+    py::list out;
+    for (const auto& p : minidl_emu::profile::stop()) {
+        py::dict d;
+        d["name"] = p.name;
+        d["grid"] = py::make_tuple(p.grid[0], p.grid[1], p.grid[2]);
+        d["block"] = py::make_tuple(p.block[0], p.block[1], p.block[2]);
+#define MINIDL_PROFILE_FIELD(f) d[#f] = p.f
+        MINIDL_PROFILE_FIELD(dynamic_smem); MINIDL_PROFILE_FIELD(threads); MINIDL_PROFILE_FIELD(blocks);
+        MINIDL_PROFILE_FIELD(load_instructions); MINIDL_PROFILE_FIELD(store_instructions);
+        MINIDL_PROFILE_FIELD(load_bytes); MINIDL_PROFILE_FIELD(store_bytes);
+        MINIDL_PROFILE_FIELD(load_sectors); MINIDL_PROFILE_FIELD(store_sectors);
+        MINIDL_PROFILE_FIELD(ideal_load_bytes); MINIDL_PROFILE_FIELD(ideal_store_bytes);
+        MINIDL_PROFILE_FIELD(shared_instructions); MINIDL_PROFILE_FIELD(shared_wavefronts);
+        MINIDL_PROFILE_FIELD(shared_ideal_wavefronts); MINIDL_PROFILE_FIELD(shared_max_conflict);
+        MINIDL_PROFILE_FIELD(warp_blocks); MINIDL_PROFILE_FIELD(divergent_blocks);
+#undef MINIDL_PROFILE_FIELD
+        out.append(d);
+    }
+    return out;
+}
+#endif
 
 PYBIND11_MODULE(MINIDL_MODULE_NAME, m) {
     m.doc() = "minidl kernels (" MINIDL_BACKEND_DOC ")";
     m.attr("emulated") = py::bool_(MINIDL_IS_EMU);
 #if MINIDL_IS_EMU
     m.def("emu_selftest", &emu_selftest, "run a self-test of the host emulation by name");
+#endif
+#if MINIDL_IS_EMU && !defined(MINIDL_EMU_SANITIZE)
+    m.def("profile_start", &minidl_emu::profile::start, "record the memory accesses of every launch from now on");
+    m.def("profile_stop", &profile_stop, "stop recording; one dict of counts per launch since profile_start");
 #endif
 
     {

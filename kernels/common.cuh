@@ -88,12 +88,15 @@ void launch_named(const char* name, void (*kernel)(KArgs...), dim3 grid, dim3 bl
         void (*k)(KArgs...);
         std::tuple<KArgs...> a;
     } call{kernel, std::tuple<KArgs...>(static_cast<KArgs>(args)...)};
+    std::vector<std::uintptr_t> pointers;
+    if (::minidl_emu::profiling())
+        std::apply([&](const auto&... a) { (::minidl_emu::note_pointer(pointers, a), ...); }, call.a);
     ::minidl_emu::run(name, grid, block, smem,
                       [](void* p) {
                           Call* c = static_cast<Call*>(p);
                           std::apply(c->k, c->a);
                       },
-                      &call);
+                      &call, std::move(pointers));
 #else
     kernel<<<grid, block, smem, reinterpret_cast<cudaStream_t>(stream)>>>(static_cast<KArgs>(args)...);
     cudaError_t err = cudaGetLastError();

@@ -2,9 +2,17 @@
 // minidl._emu.
 #include "cuda_emu.h"
 
+#include <pthread.h>
 #include <ucontext.h>
 
 #include <cstdio>
+
+#ifndef MINIDL_EMU_SANITIZE
+#include "profile.h"
+#define MINIDL_EMU_PROFILER 1
+#else
+#define MINIDL_EMU_PROFILER 0  // the sanitizer runtime owns the instrumentation callbacks
+#endif
 
 thread_local dim3 threadIdx;
 thread_local dim3 blockIdx;
@@ -108,6 +116,12 @@ void run_fibers(const char* name, dim3 grid, int nthreads) {
                         if (s.state != RUN) continue;
                         self = &s;
                         threadIdx = s.tid;
+#if MINIDL_EMU_PROFILER
+                        if (profile::active()) {
+                            auto lo = reinterpret_cast<std::uintptr_t>(g_stacks[t].get());
+                            profile::fiber_begin(t, profile::Range{lo, lo + g_stack_bytes});
+                        }
+#endif
                         swapcontext(&g_sched, static_cast<ucontext_t*>(s.fiber));
                     }
                     self = nullptr;
@@ -147,6 +161,9 @@ void run_fibers(const char* name, dim3 grid, int nthreads) {
                             " (emulation): not every live thread reached the same __syncthreads "
                             "or warp collective (divergent barrier or partial-mask shuffle)");
                 }
+#if MINIDL_EMU_PROFILER
+                if (profile::active()) profile::block_end();
+#endif
             }
 }
 
@@ -190,6 +207,26 @@ void run_threads(dim3 grid, dim3 block, int nthreads) {
     g_block_bar.reset();
 }
 
+#if MINIDL_EMU_PROFILER
+// the launching OS thread's stack: where MINIDL_LAUNCH keeps the kernel arguments
+profile::Range own_stack() {
+    pthread_attr_t attr;
+    void* base = nullptr;
+    std::size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        pthread_attr_getstack(&attr, &base, &size);
+        pthread_attr_destroy(&attr);
+    }
+    auto lo = reinterpret_cast<std::uintptr_t>(base);
+    return profile::Range{lo, lo + size};
+}
+
+template <class T> profile::Range range_of(const std::vector<T>& v) {
+    auto lo = reinterpret_cast<std::uintptr_t>(v.data());
+    return profile::Range{lo, lo + v.size() * sizeof(T)};
+}
+#endif
+
 }  // namespace
 
 void syncthreads() {
@@ -206,7 +243,16 @@ Warp& my_warp() { return g_warps[self->warp]; }
 
 unsigned char* dynamic_smem() { return g_smem.data(); }
 
-void run(const char* name, dim3 grid, dim3 block, std::size_t smem, Body body, void* ctx) {
+bool profiling() {
+#if MINIDL_EMU_PROFILER
+    return profile::active();
+#else
+    return false;
+#endif
+}
+
+void run(const char* name, dim3 grid, dim3 block, std::size_t smem, Body body, void* ctx,
+         std::vector<std::uintptr_t> pointer_args) {
     long long nthreads = (long long)block.x * block.y * block.z;
     if (grid.x == 0 || grid.y == 0 || grid.z == 0 || nthreads == 0) return;  // empty launch
     if (nthreads > 1024 || block.z > 64 || grid.y > 65535 || grid.z > 65535)
@@ -229,13 +275,30 @@ void run(const char* name, dim3 grid, dim3 block, std::size_t smem, Body body, v
     g_smem.assign(std::max<std::size_t>(smem, 16) + 64, 0xff);
     g_body = body;
     g_body_ctx = ctx;
+#if MINIDL_EMU_PROFILER
+    const bool profiled = profile::active();
+    if (profiled) {
+        if (!g_fiber)
+            throw std::runtime_error(std::string(name) +
+                                     ": the kernel profiler needs MINIDL_EMU_MODE=fiber, got 'thread'");
+        unsigned g[3] = {grid.x, grid.y, grid.z}, b[3] = {block.x, block.y, block.z};
+        profile::launch_begin(name, g, b, smem, (int)nthreads, range_of(g_smem),
+                              {range_of(g_threads), range_of(g_warps), own_stack()}, std::move(pointer_args));
+    }
+#endif
     dim3 saved_grid = gridDim, saved_block = blockDim, saved_tid = threadIdx, saved_bid = blockIdx;
     gridDim = grid;
     blockDim = block;
     try {
         if (g_fiber) run_fibers(name, grid, (int)nthreads);
         else run_threads(grid, block, (int)nthreads);
+#if MINIDL_EMU_PROFILER
+        if (profiled) profile::launch_end();
+#endif
     } catch (...) {
+#if MINIDL_EMU_PROFILER
+        if (profiled) profile::launch_end();
+#endif
         self = nullptr;
         gridDim = saved_grid; blockDim = saved_block; threadIdx = saved_tid; blockIdx = saved_bid;
         throw;

@@ -24,6 +24,7 @@
 //          one per warp for warp collectives; exiting threads arrive_and_drop.  Real
 //          concurrency: use it under -fsanitize=thread to find missing __syncthreads.
 //          A divergent barrier hangs here (tests run under pytest-timeout).
+// The kernel profiler (profile.h) records the memory accesses of fiber-mode launches.
 // MINIDL_EMU_STACK_KB sets the fiber stack size (default 256).
 #pragma once
 
@@ -163,8 +164,17 @@ unsigned char* dynamic_smem();               // this launch's dynamic shared mem
 
 using Body = void (*)(void*);
 // Runs `body(ctx)` for every thread of every block; throws std::runtime_error naming
-// `name` on a bad configuration or a detected barrier deadlock.
-void run(const char* name, dim3 grid, dim3 block, std::size_t smem, Body body, void* ctx);
+// `name` on a bad configuration or a detected barrier deadlock.  `pointer_args` are
+// the kernel's pointer arguments, which the profiler takes as allocation starts.
+void run(const char* name, dim3 grid, dim3 block, std::size_t smem, Body body, void* ctx,
+         std::vector<std::uintptr_t> pointer_args = {});
+
+bool profiling();  // the kernel profiler (profile.h) is recording
+
+template <class T>
+void note_pointer(std::vector<std::uintptr_t>& out, const T& arg) {
+    if constexpr (std::is_pointer_v<T>) out.push_back(reinterpret_cast<std::uintptr_t>(arg));
+}
 
 template <class T>
 inline T exchange(T v, int src_lane, bool valid) {

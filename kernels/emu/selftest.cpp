@@ -1,8 +1,12 @@
 // Self-tests of the host emulation, bound only into minidl._emu as
-// _emu.emu_selftest(name) (tests/test_kernels_emu.py calls them).
+// _emu.emu_selftest(name) (tests/test_kernels_emu.py calls them).  The *_copy, *_gather,
+// lane_loop and transpose_* kernels have known memory-access patterns for the profiler's tests
+// (tests/kernels/test_emu_profile.py); they work on heap buffers, as the profiler
+// does not count the launching thread's stack as device memory.
 #include "../common.cuh"
 
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -43,6 +47,42 @@ __global__ void dynamic_smem_kernel(float* out) {
     out[threadIdx.x] = buf[blockDim.x - 1 - threadIdx.x];
 }
 
+// one float per thread, consecutive lanes on consecutive addresses
+__global__ void coalesced_copy_kernel(const float* x, float* y) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    y[i] = x[i];
+}
+
+// lane i reads x[32 i]: one 32-byte sector per 4 useful bytes
+__global__ void strided_gather_kernel(const float* x, float* y) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    y[i] = x[32 * i];
+}
+
+// a 32x32 tile through shared memory; the transposed read walks a column of `tile`,
+// which sits in one bank unless each row is padded by one float
+template <int Pad>
+__global__ void transpose_kernel(const float* x, float* y) {
+    __shared__ float tile[32][32 + Pad];
+    int tx = threadIdx.x, ty = threadIdx.y;
+    tile[ty][tx] = x[ty * 32 + tx];
+    __syncthreads();
+    y[ty * 32 + tx] = tile[tx][ty];
+}
+
+// lane l sums x[0..l]: the loop's trip count differs between lanes (divergence)
+__global__ void lane_loop_kernel(const float* x, float* y) {
+    float s = 0;
+    for (int k = 0; k <= (int)threadIdx.x; ++k) s += x[k];
+    y[threadIdx.x] = s;
+}
+
+std::string check_copy(const std::vector<float>& y, const std::vector<float>& want, const char* what) {
+    for (std::size_t i = 0; i < want.size(); ++i)
+        if (y[i] != want[i]) return std::string(what) + ": wrong at " + std::to_string(i);
+    return "ok";
+}
+
 }  // namespace
 
 std::string emu_selftest(const std::string& name) {
@@ -75,6 +115,37 @@ std::string emu_selftest(const std::string& name) {
         for (int i = 0; i < 40; ++i)
             if (out[i] != 39 - i) return "dynamic_smem: wrong at " + std::to_string(i);
         return "ok";
+    }
+    if (name == "coalesced_copy" || name == "strided_gather") {
+        const int n = 256;
+        const bool strided = name == "strided_gather";
+        const std::size_t nx = strided ? 32 * n : n;
+        std::vector<float> x(nx), y(n), want(n);
+        for (std::size_t i = 0; i < nx; ++i) x[i] = float(i);
+        for (int i = 0; i < n; ++i) want[i] = x[strided ? 32 * i : i];
+        if (strided) MINIDL_LAUNCH(strided_gather_kernel, dim3(n / 64), dim3(64), 0, 0, x.data(), y.data());
+        else MINIDL_LAUNCH(coalesced_copy_kernel, dim3(n / 64), dim3(64), 0, 0, x.data(), y.data());
+        return check_copy(y, want, name.c_str());
+    }
+    if (name == "lane_loop") {
+        std::vector<float> x(32, 1.0f), y(32), want(32);
+        for (int i = 0; i < 32; ++i) want[i] = float(i + 1);
+        MINIDL_LAUNCH(lane_loop_kernel, dim3(1), dim3(32), 0, 0, x.data(), y.data());
+        return check_copy(y, want, "lane_loop");
+    }
+    if (name == "transpose_padded" || name == "transpose_unpadded") {
+        std::vector<float> x(32 * 32), y(32 * 32), want(32 * 32);
+        for (int r = 0; r < 32; ++r)
+            for (int c = 0; c < 32; ++c) x[r * 32 + c] = float(r * 32 + c), want[c * 32 + r] = float(r * 32 + c);
+        if (name == "lane_loop") {
+        std::vector<float> x(32, 1.0f), y(32), want(32);
+        for (int i = 0; i < 32; ++i) want[i] = float(i + 1);
+        MINIDL_LAUNCH(lane_loop_kernel, dim3(1), dim3(32), 0, 0, x.data(), y.data());
+        return check_copy(y, want, "lane_loop");
+    }
+    if (name == "transpose_padded") MINIDL_LAUNCH(transpose_kernel<1>, dim3(1), dim3(32, 32), 0, 0, x.data(), y.data());
+        else MINIDL_LAUNCH(transpose_kernel<0>, dim3(1), dim3(32, 32), 0, 0, x.data(), y.data());
+        return check_copy(y, want, name.c_str());
     }
     throw std::invalid_argument("emu_selftest: unknown test '" + name + "'");
 }

@@ -72,3 +72,19 @@ def test_import_does_not_import_cupy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/",
                          check=True).stdout.split()
     assert out == ["minidl._emu", "False"]
+
+
+@pytest.mark.timeout(60)
+def test_kernel_backend_counts_launches_and_transfers():
+    be = get_backend("emu")
+    x = be.asarray(np.arange(-3.0, 3.0, dtype=np.float32))  # a device array already: no upload
+    before = be.stats()
+    y = be.relu(x)
+    be.relu_backward(x, y)
+    uploaded = be.asarray([1.0, 2.0])       # host data: one upload
+    host = be.to_numpy(y)                   # one download
+    after = be.stats()
+    delta = {k: after[k] - before[k] for k in after}
+    assert delta == {"launches": 2, "host_to_device": 1, "device_to_host": 1}
+    np.testing.assert_array_equal(host, np.maximum(np.arange(-3.0, 3.0), 0))
+    np.testing.assert_array_equal(uploaded, [1.0, 2.0])

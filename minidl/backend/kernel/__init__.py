@@ -11,6 +11,12 @@ pool, lrn), as plain functions whose first argument is the backend (``be``), bou
 below as methods under the contract's names.  They reach C++ through
 :meth:`KernelBackend.launch`, which checks every array against what the launcher
 will trust.
+
+The backend counts what crosses the host boundary (:meth:`KernelBackend.stats`):
+kernel launches, uploads (``asarray`` of data that is not a device array; on emu,
+whose device arrays are NumPy arrays, only of non-array data) and downloads
+(``to_numpy``, which also waits for the device: the backend's only synchronizing
+operation).
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ from ..geometry import ConvGeometry, PoolGeometry, check_int32
 from . import batchnorm, conv, elementwise, lrn, optim, pool, softmax
 from .operand import Operand
 
+COUNTERS = ("launches", "host_to_device", "device_to_host")
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
@@ -36,6 +43,12 @@ class KernelBackend(Backend):
         self.kernels = kernels
         self._ptr = ptr
         self._stream = stream
+        self._counts = dict.fromkeys(COUNTERS, 0)
+
+    def stats(self):
+        """Counts since the backend was made: {"launches", "host_to_device",
+        "device_to_host"}; subtract two snapshots for the counts of a stretch of work."""
+        return dict(self._counts)
 
     # ---------------------------------------------------------- kernel plumbing
     def launch(self, launcher, dtype, *args):
@@ -56,6 +69,7 @@ class KernelBackend(Backend):
                 a = self._geometry_struct(launcher, a)
             converted.append(a)
         getattr(self.kernels, f"{launcher}_{sfx}")(*converted, self._stream())
+        self._counts["launches"] += 1
 
     def _geometry_struct(self, launcher, geometry):
         check_int32(launcher, geometry)
@@ -68,13 +82,16 @@ class KernelBackend(Backend):
         return self.xp.ascontiguousarray(a)
 
     def to_numpy(self, a):
+        self._counts["device_to_host"] += 1
         if self.xp is np:
             return np.asarray(a)
         return self.xp.asnumpy(a)
 
     def asarray(self, data, dtype=None):
-        if self.xp is not np and not isinstance(data, self.xp.ndarray):
-            data = np.asarray(data, dtype=dtype)
+        if not isinstance(data, self.xp.ndarray):
+            self._counts["host_to_device"] += 1
+            if self.xp is not np:
+                data = np.asarray(data, dtype=dtype)
         return self.xp.asarray(data, dtype=dtype)
 
     def __repr__(self):

@@ -1,0 +1,71 @@
+"""benchmarks/kernel_profile.py: the emu profile of the memory-bound kernels, its
+shapes, the sm_90 occupancy calculation and the nvcc resource parser, and the
+>= 90% sector-efficiency / <= 1.1x ideal-bytes thresholds on the kernels that meet
+them (benchmarks/results/emu_profile.md lists the ones that do not, with numbers)."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
+import kernel_profile  # noqa: E402
+import kernels as kernel_bench  # noqa: E402
+
+pytestmark = pytest.mark.timeout(300)
+
+# entries (name substrings) whose every launch meets the thresholds in the profile
+MEETING_THRESHOLDS = ["sigmoid fwd+bwd", "silu fwd+bwd", "dropout fwd+bwd", "SGD momentum"]
+
+
+def test_profile_shape_keeps_layout_and_bounds_size():
+    assert kernel_bench.profile_shape((8, 64, 112, 112)) == (1, 64, 28, 28)
+    assert kernel_bench.profile_shape((64, 2048, 7, 7)) == (1, 1024, 7, 7)  # planes stay 7x7
+    assert kernel_bench.profile_shape((256, 1000)) == (64, 1000)
+    assert kernel_bench.profile_shape(25_557_032) <= kernel_bench.PROFILE_ELEMENTS
+    assert kernel_bench.profile_shape((3, 50)) == (3, 50)  # small enough already
+
+
+def test_occupancy_sm90():
+    assert kernel_profile.occupancy(32, 0, 256) == 1.0
+    # 48 registers: 1536 per warp, 12288 per 256-thread block -> 5 blocks = 40 of 64 warps
+    assert kernel_profile.occupancy(48, 0, 256) == 40 / 64
+    # shared memory bound: 100 KB + 1 KB reserved per block -> 2 blocks of 8 warps
+    assert kernel_profile.occupancy(16, 100 * 1024, 256) == 16 / 64
+    assert kernel_profile.occupancy(16, 0, 32) == 32 / 64  # 32 blocks per SM at most
+
+
+def test_parse_resource_usage():
+    out = """ptxas info    : 0 bytes gmem
+ptxas info    : Compiling entry function '_Z1kIdEvPT_' for 'sm_90'
+ptxas info    : Used 40 registers, used 0 barriers
+ptxas info    : Compiling entry function '_Z1kIfEvPT_' for 'sm_90'
+ptxas info    : Used 24 registers, used 1 barriers, 512 bytes smem
+ptxas info    : Compiling entry function '_Z5plainPf' for 'sm_90'
+ptxas info    : Used 8 registers, used 0 barriers
+"""
+    names = {"_Z1kIdEvPT_": "void k<double>(double*)", "_Z1kIfEvPT_": "void k<float>(float*)",
+             "_Z5plainPf": "plain(float*)"}
+    assert kernel_profile.parse_resource_usage(out, names.get) == {"k": (24, 512), "plain": (8, 0)}
+
+
+@pytest.mark.parametrize("name", MEETING_THRESHOLDS)
+def test_memory_bound_kernels_meet_thresholds(name):
+    ctx = kernel_bench.Ctx("emu", "profile")
+    rows = kernel_profile.profile_entries(kernel_bench.ENTRIES, ctx, only=name)
+    assert rows, f"no memory-bound entry matches {name!r}"
+    for r in rows:
+        assert r["sector_efficiency"] >= kernel_profile.MIN_SECTOR_EFFICIENCY, r
+        assert r["traffic_ratio"] <= kernel_profile.MAX_TRAFFIC_RATIO, r
+        assert kernel_profile.meets_thresholds(r)
+        assert r["h200_us"] > 0
+
+
+def test_profile_flags_a_kernel_below_thresholds():
+    # max pooling 3x3/2 reads each input about 2.25 times (overlapping windows)
+    ctx = kernel_bench.Ctx("emu", "profile")
+    rows = kernel_profile.profile_entries(kernel_bench.ENTRIES, ctx, only="maxpool 3x3/2 fwd+bwd (8,")
+    fwd = next(r for r in rows if r["kernel"].startswith("max_pool2d_forward"))
+    assert fwd["traffic_ratio"] > kernel_profile.MAX_TRAFFIC_RATIO
+    assert not kernel_profile.meets_thresholds(fwd)
