@@ -15,6 +15,7 @@ A registration holds everything about a model beside its definition:
 from __future__ import annotations
 
 import fnmatch
+import os
 from dataclasses import dataclass, field
 
 DEFAULT_CROP_PCT = 0.875   # 224 of 256: the resize-and-crop of most ImageNet evaluations
@@ -79,6 +80,14 @@ def model_info(name) -> ModelInfo:
         raise ValueError(f"models: unknown model {name!r}; expected one of {list_models()}") from None
 
 
-def create(name, num_classes=1000, **kwargs):
-    """Build a registered model by name."""
-    return model_info(name).constructor(num_classes=num_classes, **kwargs)
+def create(name, num_classes=1000, pretrained=False, **kwargs):
+    """Build a registered model by name.  ``pretrained``: True for the published weights
+    (see models/pretrained.py), or the path of a .pth / .safetensors file; with another
+    ``num_classes`` than the file's, the new classifier keeps its fresh initialization."""
+    model = model_info(name).constructor(num_classes=num_classes, **kwargs)
+    if pretrained is False or pretrained is None:
+        return model
+    if not (pretrained is True or isinstance(pretrained, (str, os.PathLike))):
+        raise TypeError(f"create: pretrained must be True, False or a file path, got {pretrained!r}")
+    from .pretrained import load_pretrained
+    return load_pretrained(model, name, pretrained, num_classes)
