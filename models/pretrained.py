@@ -173,17 +173,17 @@ def timm_to_minidl(name, state_dict):
     return dict(state_dict)
 
 
-def _new_head_keys(model, state):
+def _new_head_keys(model, state, num_classes):
     """Keys of the classifier the file was trained with, when ``model`` has another number
-    of classes: mis-shaped in their first (class) dimension only."""
+    of classes: mis-shaped in their first dimension only, which is ``num_classes`` here."""
     shapes = {k: tuple(t.shape) for k, t in model._state_items()}
     return [k for k, v in state.items() if k in shapes and tuple(v.shape) != shapes[k]
-            and tuple(v.shape[1:]) == shapes[k][1:]]
+            and shapes[k][0] == num_classes and tuple(v.shape[1:]) == shapes[k][1:]]
 
 
 def _load_state(model, state, num_classes):
     state = dict(state)
-    head = _new_head_keys(model, state) if num_classes != 1000 else []
+    head = _new_head_keys(model, state, num_classes)
     for key in head:
         del state[key]
     result = load_torchvision_state_dict(model, state, strict=not head)

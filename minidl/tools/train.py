@@ -39,6 +39,7 @@ import minidl
 import minidl.functional as F
 from minidl import optim
 from minidl import io as mio
+from minidl.tools import recipe_parts
 from minidl.tools.checkpoint import (CheckpointError, load_checkpoint, remove_stale_files, save_checkpoint,
                                      weights_path)
 from minidl.tools.run_folder import describe_checkpoint, open_log, plot_curves, prepare_run_folder
@@ -55,18 +56,21 @@ DEFAULTS = dict(model="lenet5_bn_w2", dataset="fashion-mnist", data=None, device
                 rmsprop_alpha=0.9, rmsprop_eps=1e-3, image_size=None, val_resize=None, workers=0,
                 seed=0, output="runs/minidl", recipe="auto", model_kwargs={}, skip_nonfinite=False,
                 max_steps=None, limit_train_batches=None, limit_val_batches=None,
-                checkpoint_minutes=30.0, aux_weight=None)
+                checkpoint_minutes=30.0, aux_weight=None, **recipe_parts.FLAG_DEFAULTS)
 # What flags given with --resume do to the checkpoint's settings (stated in --help):
 # rebuild the schedule / set the restored optimizer's hyperparameters,
-RESUME_SCHEDULE_KEYS = {"lr", "sched", "epochs", "step_size", "milestones", "gamma", "power", "warmup_epochs"}
+RESUME_SCHEDULE_KEYS = {"lr", "sched", "epochs", "step_size", "milestones", "gamma", "power", "warmup_epochs",
+                        "min_lr"}
 RESUME_OPTIMIZER_KEYS = {"momentum", "nesterov", "wd", "rmsprop_alpha", "rmsprop_eps"}
 # take effect from the next step, change only how the run is carried out,
-RESUME_STEP_KEYS = {"label_smoothing", "clip_grad_norm", "aux_weight", "skip_nonfinite"}
+RESUME_STEP_KEYS = {"label_smoothing", "clip_grad_norm", "aux_weight", "skip_nonfinite", "mixup", "cutmix",
+                    "model_ema_decay", "grad_accum_steps"}
 RUNTIME_KEYS = {"device", "workers", "output", "max_steps", "limit_val_batches", "checkpoint_minutes",
                 "data", "overwrite"}
 # or cannot change (the model, its data, the batches and the optimizer's buffers).
 RESUME_FIXED_KEYS = {"model", "model_kwargs", "dataset", "batch_size", "opt", "no_wd_on_norm_and_bias",
-                     "recipe", "seed", "image_size", "val_resize", "limit_train_batches", "weights"}
+                     "recipe", "seed", "image_size", "val_resize", "limit_train_batches", "weights"
+                     } | recipe_parts.RESUME_FIXED
 
 
 def _flags(keys):
@@ -134,6 +138,7 @@ def parse_args(argv=None):
     a("--limit-val-batches", type=positive_int)
     a("--checkpoint-minutes", type=non_negative_float,
       help="also save 'last' this often within an epoch (default 30; 0: after every step)")
+    recipe_parts.add_arguments(a)
     return vars(p.parse_args(argv))
 
 
@@ -210,7 +215,7 @@ def build_scheduler(cfg, optimizer):
     elif name == "multistep":
         sched = s.MultiStepLR(optimizer, milestones=sorted(cfg["milestones"]), gamma=cfg["gamma"])
     elif name == "cosine":
-        sched = s.CosineAnnealingLR(optimizer, T_max=max(epochs - warmup, 1e-9))
+        sched = s.CosineAnnealingLR(optimizer, T_max=max(epochs - warmup, 1e-9), eta_min=cfg["min_lr"])
     elif name == "poly":
         sched = s.PolyLR(optimizer, total_steps=max(epochs - warmup, 1e-9), power=cfg["power"])
     else:
@@ -306,10 +311,15 @@ class Trainer:
                                         cfg["val_resize"], classes=classes)
         channels = dataset_channels(self.train_set)
         self.check_validation_set(channels)
+        self.train_set.transform = recipe_parts.train_transform(cfg) or self.train_set.transform
         self.model, in_channels = build_model(cfg["model"], len(self.train_set.classes), channels,
                                               cfg["model_kwargs"])
+        if cfg["pretrained"] and checkpoint is None:
+            recipe_parts.load_initial_weights(self.model, cfg, len(self.train_set.classes))
+        self.mixer = recipe_parts.batch_mixer(cfg, len(self.train_set.classes))
         self.spec = InputSpec(spec.mean, spec.std, in_channels // channels if in_channels != channels else 1)
         self.model.to(cfg["device"])
+        self.ema = recipe_parts.ModelEma(self.model, cfg["model_ema_decay"]) if cfg["model_ema"] else None
         self.optimizer = build_optimizer(cfg, self.model)
         self.scheduler = build_scheduler(cfg, self.optimizer)
         self.train_loader = DataLoader(self.train_set, batch_size=cfg["batch_size"], shuffle=True,
@@ -332,6 +342,8 @@ class Trainer:
             wanted = [{k: v for k, v in g.items() if k not in ("params", "lr", "initial_lr")}
                       for g in self.optimizer.param_groups]
             checkpoint.restore(self.model, self.optimizer, self.scheduler)
+            if self.ema is not None:
+                self.ema.load_state_dict(checkpoint.ema or {})
             self.state.update(checkpoint.train_state["progress"])
             self.saved = (checkpoint.path, dict(self.state))
             self.apply_resume_changes(checkpoint.train_state["config"], wanted)
@@ -393,7 +405,7 @@ class Trainer:
                                    weights_metadata=self.weights_metadata())
         self.last_save = time.monotonic()
         path = save_checkpoint(self.out, tag, self.model, self.optimizer, self.scheduler, state,
-                               self.weights_metadata())
+                               self.weights_metadata(), ema=self.ema and self.ema.state_dict())
         self.saved = (path, dict(self.state))
         return path
 
@@ -415,6 +427,9 @@ class Trainer:
         st = self.state
         self.scheduler.step(st["epoch"] + st["batch"] / self.steps_per_epoch)
         device = self.cfg["device"]
+        if self.mixer is not None:  # soft targets (N, classes)
+            images, labels = recipe_parts.mix_batch(self.mixer, images, labels, self.cfg["seed"],
+                                                    st["epoch"], st["batch"])
         x = minidl.tensor(self.spec(images), device=device)
         y = minidl.tensor(labels, device=device)
         loss = self.loss_of(self.model(x), y)
@@ -426,14 +441,20 @@ class Trainer:
             print(f"minidl-train: skipping the step {where}: the loss is {value}", file=sys.stderr)
             st["skipped_steps"] += 1
             return None
-        self.optimizer.zero_grad()
-        loss.backward()
-        if self.cfg["clip_grad_norm"]:
-            optim.clip_grad_norm_(self.model.parameters(), self.cfg["clip_grad_norm"])
-        self.optimizer.step()
         st["loss_sum"] += value * len(labels)
         st["loss_count"] += len(labels)
         self.history.append((st["step"] + 1, value))
+        accum = self.cfg["grad_accum_steps"]
+        if st["batch"] % accum == 0:
+            self.optimizer.zero_grad()
+        (loss * (1.0 / accum) if accum > 1 else loss).backward()
+        if (st["batch"] + 1) % accum and st["batch"] + 1 < self.steps_per_epoch:
+            return value  # the gradients of this window's next batches are added first
+        if self.cfg["clip_grad_norm"]:
+            optim.clip_grad_norm_(self.model.parameters(), self.cfg["clip_grad_norm"])
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         return value
 
     # ---------------------------------------------------------------- epochs
@@ -504,6 +525,10 @@ class Trainer:
                           limit_batches=self.cfg["limit_val_batches"], stop=self.stop,
                           progress=lambda i, n: bar.update_count(i))
         bar.close()
+        if self.ema is not None and result is not None:
+            with self.ema.applied(self.model):
+                result["ema"] = evaluate(self.model, self.val_loader, self.spec, self.cfg["device"],
+                                         limit_batches=self.cfg["limit_val_batches"], stop=self.stop)
         self.model.train()
         return result
 
@@ -521,6 +546,11 @@ class Trainer:
                   "images_per_s": round(timing["images"] / max(timing["data_s"] + timing["compute_s"], 1e-9), 1),
                   "skipped_images": getattr(self.train_loader, "skipped_total", 0),
                   "skipped_steps": st["skipped_steps"]}
+        if val.get("ema"):
+            record.update(ema_val_loss=val["ema"]["loss"], ema_val_top1=val["ema"].get("top1"),
+                          ema_val_top5=val["ema"].get("top5"))
+            print(f"  EMA weights: val loss {_fmt(val['ema']['loss'])}  top-1 "
+                  f"{percent(val['ema'].get('top1'))}", flush=True)
         print(f"epoch {record['epoch']}: train loss {_fmt(train_loss)}  val loss {_fmt(val['loss'])}  "
               f"top-1 {percent(val.get('top1'))}  top-5 {percent(val.get('top5'))}  "
               f"({seconds:.0f} s, {record['images_per_s']:.0f} img/s)"
