@@ -2,6 +2,7 @@
 weight EMA (validated, checkpointed, restored on resume), gradient accumulation, --min-lr
 and --pretrained with a new head."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -123,3 +124,24 @@ def test_pretrained_flag_loads_all_but_the_new_head(idx_root, tmp_path):
     assert ours["classifier.6.weight"].shape[0] == 10
     with pytest.raises(UsageError, match="--pretrained: .*no weights file"):
         _trainer(_args(idx_root, tmp_path / "q", "--pretrained", str(tmp_path / "nope.pth")))
+
+
+def test_resuming_a_finished_cosine_run_with_more_epochs_replans(idx_root, tmp_path, capsys):
+    assert _trainer(_args(idx_root, tmp_path / "r")).run() == 0
+    assert _trainer(_args(idx_root, tmp_path / "r")).optimizer.param_groups[0]["lr"] == 0.05
+    resumed = _trainer(_args(idx_root, tmp_path / "r", "--resume", str(tmp_path / "r" / "last.json"),
+                             "--epochs", "3"))
+    # cosine over 3 epochs at epoch 1: 0.05 * (1 + cos(pi / 3)) / 2
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(0.0375)
+    assert re.search(r"cosine schedule is re-planned over 3 epochs: the lr goes from [\d.e-]+ to 0\.0375",
+                     capsys.readouterr().err)
+    assert resumed.run() == 0 and resumed.state["epoch"] == 3
+
+
+def test_plateau_schedule_divides_the_lr(idx_root, tmp_path):
+    t = _trainer(_args(idx_root, tmp_path / "p", "--sched", "plateau", "--patience", "0", "--gamma", "0.1",
+                       "--epochs", "3", "--lr", "1e-6"))
+    assert t.run() == 0
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "p" / "log.jsonl").read_text().splitlines()]
+    assert lrs[0] == pytest.approx(1e-6)  # the first report sets the best; any non-improvement divides
+    assert all(b in (pytest.approx(a), pytest.approx(a * 0.1)) for a, b in zip(lrs, lrs[1:]))

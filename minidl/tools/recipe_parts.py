@@ -16,7 +16,8 @@ from minidl.tools.common import UsageError
 
 FLAG_DEFAULTS = dict(pretrained=None, aa=None, color_jitter=None, pca_lighting=None,
                      photometric=False, scale_jitter=None, reprob=0.0, mixup=0.0, cutmix=0.0,
-                     model_ema=False, model_ema_decay=0.9998, grad_accum_steps=1, min_lr=0.0)
+                     model_ema=False, model_ema_decay=0.9998, grad_accum_steps=1, min_lr=0.0,
+                     patience=2)
 # settings a resumed run cannot change (the data pipeline and the EMA), and those it can
 RESUME_FIXED = {"pretrained", "aa", "color_jitter", "pca_lighting", "photometric", "scale_jitter",
                 "reprob", "model_ema"}
@@ -58,7 +59,9 @@ def add_arguments(add):
         help="keep an exponential moving average of the weights, validated beside them")
     add("--model-ema-decay", type=unit_fraction, help="EMA decay per optimizer step (default 0.9998)")
     add("--grad-accum-steps", type=positive_int, help="batches per optimizer step")
-    add("--min-lr", type=non_negative_float, help="cosine: the lr it anneals to (default 0)")
+    add("--min-lr", type=non_negative_float, help="cosine: the lr it anneals to; plateau: the lowest lr "
+                                                  "(default 0)")
+    add("--patience", type=int, help="plateau: epochs without improvement before a decay (default 2)")
 
 
 def _image_dataset(cfg, flag):
@@ -114,6 +117,14 @@ def batch_mixer(cfg, num_classes):
 def mix_batch(mixer, images, labels, seed, epoch, batch):
     """(images, soft targets) of one batch, seeded by its position in the run."""
     return mixer(images, labels, np.random.default_rng([seed, epoch, batch, 0x6D6978]))
+
+
+def report_plateau(scheduler, top1):
+    """Give the epoch's validation top-1 to a ReduceLROnPlateau (also behind a warmup)."""
+    from minidl.optim.lr_scheduler import ReduceLROnPlateau
+    target = getattr(scheduler, "after", None) or scheduler
+    if isinstance(target, ReduceLROnPlateau) and top1 is not None and target.report(top1):
+        print(f"minidl-train: validation top-1 stopped improving: lr x{target.gamma:g}", flush=True)
 
 
 def load_initial_weights(model, cfg, num_classes):

@@ -60,7 +60,7 @@ DEFAULTS = dict(model="lenet5_bn_w2", dataset="fashion-mnist", data=None, device
 # What flags given with --resume do to the checkpoint's settings (stated in --help):
 # rebuild the schedule / set the restored optimizer's hyperparameters,
 RESUME_SCHEDULE_KEYS = {"lr", "sched", "epochs", "step_size", "milestones", "gamma", "power", "warmup_epochs",
-                        "min_lr"}
+                        "min_lr", "patience"}
 RESUME_OPTIMIZER_KEYS = {"momentum", "nesterov", "wd", "rmsprop_alpha", "rmsprop_eps"}
 # take effect from the next step, change only how the run is carried out,
 RESUME_STEP_KEYS = {"label_smoothing", "clip_grad_norm", "aux_weight", "skip_nonfinite", "mixup", "cutmix",
@@ -108,7 +108,8 @@ def parse_args(argv=None):
     a("--wd", type=non_negative_float, help="weight decay")
     a("--no-wd-on-norm-and-bias", dest="no_wd_on_norm_and_bias", action="store_const", const=True,
       help="no weight decay on batch-norm parameters and biases")
-    a("--sched", choices=("step", "multistep", "cosine", "poly", "exp"))
+    a("--sched", choices=("step", "multistep", "cosine", "poly", "exp", "plateau"),
+      help="plateau: lr x --gamma after --patience epochs without a better val top-1")
     a("--step-size", type=positive_float, help="step: epochs between decays")
     a("--milestones", type=lambda s: [float(v) for v in s.split(",")], help="multistep: e.g. 30,60,90")
     a("--gamma", type=positive_float, help="step/multistep/exp decay factor (exp: per epoch)")
@@ -218,6 +219,8 @@ def build_scheduler(cfg, optimizer):
         sched = s.CosineAnnealingLR(optimizer, T_max=max(epochs - warmup, 1e-9), eta_min=cfg["min_lr"])
     elif name == "poly":
         sched = s.PolyLR(optimizer, total_steps=max(epochs - warmup, 1e-9), power=cfg["power"])
+    elif name == "plateau":
+        sched = s.ReduceLROnPlateau(optimizer, "max", cfg["gamma"], cfg["patience"], min_lr=cfg["min_lr"])
     else:
         sched = s.ExponentialLR(optimizer, gamma=cfg["gamma"])
     if warmup > 0:
@@ -374,11 +377,16 @@ class Trainer:
         if not changed:
             return
         if set(changed) & (RESUME_SCHEDULE_KEYS | RESUME_OPTIMIZER_KEYS):
+            lr_before = self.optimizer.param_groups[0]["lr"]
             for group, wanted in zip(self.optimizer.param_groups, wanted_groups):
                 group.update(wanted)
                 group["initial_lr"] = cfg["lr"]
             self.scheduler = build_scheduler(cfg, self.optimizer)
             self.scheduler.step(st["epoch"] + st["batch"] / self.steps_per_epoch)
+            if "epochs" in changed:
+                print(f"minidl-train: note: the {cfg['sched']} schedule is re-planned over {cfg['epochs']} "
+                      f"epochs: the lr goes from {lr_before:.4g} to "
+                      f"{self.optimizer.param_groups[0]['lr']:.4g} at the resumed position", file=sys.stderr)
         listed = ", ".join(f"{k} {saved.get(k)} -> {cfg[k]}" for k in changed)
         print(f"minidl-train: note: --resume applies {listed} from epoch {st['epoch'] + 1}, batch "
               f"{st['batch']} on", file=sys.stderr)
@@ -557,6 +565,7 @@ class Trainer:
               + ("" if finite else "  metrics not finite: 'best' kept"), flush=True)
         log.write(json.dumps(record) + "\n")
         log.flush()
+        recipe_parts.report_plateau(self.scheduler, val.get("top1"))
         st.update(epoch=st["epoch"] + 1, batch=0, loss_sum=0.0, loss_count=0)
         self.last_val = val
         if finite and (st["best_top1"] is None or val["top1"] > st["best_top1"]):
