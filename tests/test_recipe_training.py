@@ -145,3 +145,20 @@ def test_plateau_schedule_divides_the_lr(idx_root, tmp_path):
     lrs = [json.loads(line)["lr"] for line in (tmp_path / "p" / "log.jsonl").read_text().splitlines()]
     assert lrs[0] == pytest.approx(1e-6)  # the first report sets the best; any non-improvement divides
     assert all(b in (pytest.approx(a), pytest.approx(a * 0.1)) for a, b in zip(lrs, lrs[1:]))
+
+
+def test_idx_validation_is_held_out_of_train_and_test_reported(idx_root, tmp_path, capsys):
+    t = _trainer(_args(idx_root, tmp_path / "v", "--val-split", "28"))
+    assert (len(t.train_set), len(t.val_set), len(t.test_set)) == (100, 28, 32)
+    held, kept = set(t.val_set.indices.tolist()), set(t.train_set.indices.tolist())
+    assert not held & kept and len(held | kept) == 128
+    # the held-out images come without augmentation: the same array for any epoch
+    a, b = t.val_set.get(0, seed=0, epoch=0), t.val_set.get(0, seed=0, epoch=5)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert t.run() == 0
+    results = json.loads((tmp_path / "v" / "results.json").read_text())
+    assert 0 <= results["test_top1"] <= 1 and "test top-1" in capsys.readouterr().out
+    default = _trainer(_args(idx_root, tmp_path / "d"))  # 1/12 of 128, at most 5000
+    assert (len(default.train_set), len(default.val_set)) == (118, 10)
+    with pytest.raises(UsageError, match=r"--val-split: expected 0 <= N < 128 .*got 128"):
+        _trainer(_args(idx_root, tmp_path / "e", "--val-split", "128"))

@@ -17,10 +17,13 @@ from minidl.tools.common import UsageError
 FLAG_DEFAULTS = dict(pretrained=None, aa=None, color_jitter=None, pca_lighting=None,
                      photometric=False, scale_jitter=None, reprob=0.0, mixup=0.0, cutmix=0.0,
                      model_ema=False, model_ema_decay=0.9998, grad_accum_steps=1, min_lr=0.0,
-                     patience=2)
+                     patience=2, val_split=None)
 # settings a resumed run cannot change (the data pipeline and the EMA), and those it can
 RESUME_FIXED = {"pretrained", "aa", "color_jitter", "pca_lighting", "photometric", "scale_jitter",
-                "reprob", "model_ema"}
+                "reprob", "model_ema", "val_split"}
+IDX_DATASETS = ("fashion-mnist", "mnist")
+IDX_HELD_OUT = 5000     # of Fashion-MNIST's and MNIST's 60,000 training images
+HELD_OUT_SEED = 0x76616C  # fixed: every run of a dataset holds out the same images
 
 _AA_FORMS = "autoaugment, trivialaugment, or rand-m<M>-n<N> (e.g. rand-m9-n2)"
 
@@ -61,6 +64,9 @@ def add_arguments(add):
     add("--grad-accum-steps", type=positive_int, help="batches per optimizer step")
     add("--min-lr", type=non_negative_float, help="cosine: the lr it anneals to; plateau: the lowest lr "
                                                   "(default 0)")
+    add("--val-split", type=int, help="hold out this many training images (fixed seed) to validate "
+                                      "and choose 'best' on; the test set is reported at the end "
+                                      "(default: 5000 of 60000, i.e. 1/12, for the IDX sets; 0 elsewhere)")
     add("--patience", type=int, help="plateau: epochs without improvement before a decay (default 2)")
 
 
@@ -104,6 +110,21 @@ def train_transform(cfg):
     if cfg["reprob"]:
         steps.append(A.RandomErasing(cfg["reprob"], value="random"))
     return data.Compose(steps)
+
+
+def held_out_split(cfg, train_set, unaugmented_train):
+    """(train, validation) Subsets of ``train_set`` when --val-split holds images out, else
+    None.  ``unaugmented_train()`` builds the training images with the evaluation transform."""
+    from minidl.data import Subset
+    count = cfg["val_split"]
+    if count is None:
+        count = min(IDX_HELD_OUT, len(train_set) // 12) if cfg["dataset"] in IDX_DATASETS else 0
+    if count == 0:
+        return None
+    if not 0 < count < len(train_set):
+        raise UsageError(f"--val-split: expected 0 <= N < {len(train_set)} (the training images), got {count}")
+    order = np.random.default_rng(HELD_OUT_SEED).permutation(len(train_set))
+    return Subset(train_set, np.sort(order[count:])), Subset(unaugmented_train(), np.sort(order[:count]))
 
 
 def batch_mixer(cfg, num_classes):

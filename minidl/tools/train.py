@@ -229,37 +229,14 @@ def build_scheduler(cfg, optimizer):
 
 
 # ------------------------------------------------------------------ data
-class _EpochRemainder:
-    """The samples of an epoch from batch ``start`` on, in the loader's order, fetched with
-    their original indices so that each keeps its augmentation: mid-epoch resume skips the
-    consumed batches without decoding them."""
-
-    def __init__(self, dataset, indices):
-        self.dataset, self.indices = dataset, np.asarray(indices, dtype=np.int64)
-        self.classes = getattr(dataset, "classes", [])
-
-    def __len__(self):
-        return len(self.indices)
-
-    def get(self, index, seed=0, epoch=0):
-        return self.dataset.get(int(self.indices[index]), seed, epoch)
-
-    def get_batch(self, indices):
-        get_batch = getattr(self.dataset, "get_batch", None)
-        return None if get_batch is None else get_batch(self.indices[np.asarray(indices)])
-
-    def describe(self, index):
-        return self.dataset.describe(int(self.indices[index]))
-
-
 def epoch_batches(loader, epoch, start_batch, workers):
     """An iterable over ``loader``'s batches of ``epoch`` from ``start_batch`` on."""
-    from minidl.data import DataLoader
+    from minidl.data import DataLoader, Subset
     loader.set_epoch(epoch)
     if start_batch == 0:
         return loader
     rest = loader.order(epoch)[start_batch * loader.batch_size:]
-    view = DataLoader(_EpochRemainder(loader.dataset, rest), batch_size=loader.batch_size,
+    view = DataLoader(Subset(loader.dataset, rest), batch_size=loader.batch_size,
                       shuffle=False, num_workers=workers, seed=loader.seed, drop_last=loader.drop_last)
     view.set_epoch(epoch)
     return view
@@ -315,6 +292,11 @@ class Trainer:
         channels = dataset_channels(self.train_set)
         self.check_validation_set(channels)
         self.train_set.transform = recipe_parts.train_transform(cfg) or self.train_set.transform
+        self.test_set = None  # the dataset's own test set, when validation holds out part of train
+        split = recipe_parts.held_out_split(cfg, self.train_set, lambda: build_dataset(
+            cfg["dataset"], cfg["data"], True, cfg["image_size"], cfg["val_resize"], augment=False)[0])
+        if split is not None:
+            self.test_set, (self.train_set, self.val_set) = self.val_set, split
         self.model, in_channels = build_model(cfg["model"], len(self.train_set.classes), channels,
                                               cfg["model_kwargs"])
         if cfg["pretrained"] and checkpoint is None:
@@ -329,6 +311,8 @@ class Trainer:
                                        num_workers=cfg["workers"], seed=cfg["seed"], drop_last=True)
         self.val_loader = DataLoader(self.val_set, batch_size=max(cfg["batch_size"], 100),
                                      num_workers=cfg["workers"])
+        self.test_loader = None if self.test_set is None else DataLoader(
+            self.test_set, batch_size=max(cfg["batch_size"], 100), num_workers=cfg["workers"])
         self.steps_per_epoch = len(self.train_loader)
         if cfg["limit_train_batches"]:
             self.steps_per_epoch = min(self.steps_per_epoch, cfg["limit_train_batches"])
@@ -591,9 +575,14 @@ class Trainer:
                    "steps": self.state["step"], "best_top1": self.state["best_top1"]}
         if val is not None:
             results.update(val_top1=val.get("top1"), val_top5=val.get("top5"), val_loss=val["loss"])
-            print(format_table([("model", self.cfg["model"]), ("epochs", str(self.state["epoch"])),
-                                ("val top-1", percent(val.get("top1"))), ("val top-5", percent(val.get("top5"))),
-                                ("best top-1", percent(self.state["best_top1"]))]))
+            rows = [("model", self.cfg["model"]), ("epochs", str(self.state["epoch"])),
+                    ("val top-1", percent(val.get("top1"))), ("val top-5", percent(val.get("top5"))),
+                    ("best top-1", percent(self.state["best_top1"]))]
+            if self.test_loader is not None:  # reported, never used to choose
+                test = evaluate(self.model, self.test_loader, self.spec, self.cfg["device"])
+                results.update(test_top1=test.get("top1"), test_top5=test.get("top5"), test_loss=test["loss"])
+                rows += [("test top-1", percent(test.get("top1"))), ("test top-5", percent(test.get("top5")))]
+            print(format_table(rows))
         mio.atomic_write(os.path.join(self.out, "results.json"), json.dumps(results, indent=1))
         print(f"checkpoints, log and curves in {self.out}/")
         return 0
