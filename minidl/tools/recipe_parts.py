@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import re
+import sys
 
 import numpy as np
 
@@ -70,6 +71,22 @@ def add_arguments(add):
     add("--patience", type=int, help="plateau: epochs without improvement before a decay (default 2)")
 
 
+RGB_AUGMENTATIONS = ("aa", "color_jitter", "pca_lighting", "photometric", "scale_jitter", "reprob")
+
+
+def fit_recipe_to_dataset(cfg, given):
+    """On the IDX digit sets, leave out the recipe's RGB augmentations, saying so (the same
+    flags given explicitly stay, and are refused with a clear error)."""
+    if cfg["dataset"] not in IDX_DATASETS:
+        return
+    dropped = [key for key in RGB_AUGMENTATIONS if cfg[key] and key not in given]
+    for key in dropped:
+        cfg[key] = FLAG_DEFAULTS[key]
+    if dropped:
+        print(f"minidl-train: note: the recipe's {', '.join('--' + k.replace('_', '-') for k in dropped)} "
+              f"need RGB images and are left out for --dataset {cfg['dataset']}", file=sys.stderr)
+
+
 def _image_dataset(cfg, flag):
     if cfg["dataset"] not in ("imagenet", "folder"):
         raise UsageError(f"{flag} needs RGB images (--dataset imagenet or folder), got --dataset "
@@ -90,8 +107,11 @@ def train_transform(cfg):
         if cfg[key]:
             _image_dataset(cfg, flag)
     size = cfg["image_size"]
-    steps = [A.ScaleJitter(*cfg["scale_jitter"], crop=size) if cfg["scale_jitter"]
-             else data.RandomResizedCrop(size), data.RandomHorizontalFlip()]
+    try:
+        crop = A.ScaleJitter(*cfg["scale_jitter"], crop=size) if cfg["scale_jitter"] else None
+    except ValueError as e:
+        raise UsageError(f"--scale-jitter with --image-size {size}: {e}") from None
+    steps = [crop or data.RandomResizedCrop(size), data.RandomHorizontalFlip()]
     if cfg["aa"] == "autoaugment":
         steps.append(A.AutoAugment())
     elif cfg["aa"] == "trivialaugment":

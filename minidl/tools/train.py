@@ -172,6 +172,7 @@ def resolve_config(given, saved=None):
         if recipe is not None:
             cfg.update(recipes.resolve(recipe, given.get("batch_size"), given.get("epochs")))
     cfg.update(given)
+    recipe_parts.fit_recipe_to_dataset(cfg, given)
     if recipe_name != "none" and recipe is not None:
         cfg["recipe"] = recipe.name  # "auto" resolved
     if cfg["dataset"] in ("fashion-mnist", "mnist"):
