@@ -10,10 +10,9 @@ import pytest
 import minidl
 import minidl.models as models
 from minidl import io as mio
-from minidl.tools import checkpoint as ckpt
 from minidl.tools import recipe_parts, train
 from minidl.tools.common import UsageError
-from test_train import make_idx_dataset, make_ilsvrc
+from test_train import _trainer, make_idx_dataset, make_ilsvrc
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +24,6 @@ def _args(idx_root, out, *extra):
     return ["--model", "lenet5", "--dataset", "fashion-mnist", "--data", idx_root, "--batch-size", "32",
             "--epochs", "1", "--recipe", "none", "--lr", "0.05", "--sched", "cosine", "--output", str(out),
             *extra]
-
-
-def _trainer(argv):
-    given = train.parse_args(argv)
-    checkpoint = ckpt.load_checkpoint(given["resume"]) if "resume" in given else None
-    cfg = train.resolve_config(given, checkpoint.train_state["config"] if checkpoint else None)
-    return train.Trainer(cfg, checkpoint)
 
 
 def test_ema_is_validated_checkpointed_and_restored(idx_root, tmp_path):
