@@ -259,3 +259,15 @@ def test_logits_match_torchvision(tmp_path, name, layout):
     with minidl.no_grad():
         got = net(minidl.tensor(x)).numpy()
     np.testing.assert_allclose(got, np.load(tmp_path / "logits.npy"), rtol=1e-4, atol=1e-4)
+
+
+def test_timm_regularizer_names():
+    net = models.create("efficientnet_b0", num_classes=10, drop_rate=0.3, drop_path_rate=0.1)
+    assert net.classifier[0].p == 0.3
+    depths = [m.stochastic_depth.p for m in net.modules() if hasattr(m, "stochastic_depth")]
+    assert depths[0] == 0 and 0 < depths[-1] < 0.1
+    assert models.create("mobilenet_v2", num_classes=10, drop_rate=0.5).classifier[0].p == 0.5
+    with pytest.raises(TypeError, match="resnet18 has no drop_path_rate"):
+        models.create("resnet18", drop_path_rate=0.1)
+    with pytest.raises(TypeError, match="give drop_rate or dropout, not both"):
+        models.create("vgg16", drop_rate=0.1, dropout=0.2)
