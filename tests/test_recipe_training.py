@@ -154,3 +154,19 @@ def test_idx_validation_is_held_out_of_train_and_test_reported(idx_root, tmp_pat
     assert (len(default.train_set), len(default.val_set)) == (118, 10)
     with pytest.raises(UsageError, match=r"--val-split: expected 0 <= N < 128 .*got 128"):
         _trainer(_args(idx_root, tmp_path / "e", "--val-split", "128"))
+
+
+def test_evaluate_takes_pretrained_weights(tmp_path, capsys):
+    from minidl.tools import evaluate as ev
+    root = make_ilsvrc(tmp_path / "imagenet")
+    src = models.create("lenet5", num_classes=6)
+    mio.save(src, tmp_path / "w.safetensors")
+    assert ev.main(["--pretrained", str(tmp_path / "w.safetensors"), "--model", "lenet5", "--data", root,
+                    "--image-size", "28", "--val-resize", "32", "--output", str(tmp_path / "e.json")]) == 0
+    record = json.loads((tmp_path / "e.json").read_text())
+    assert record["samples"] == 12 and record["dataset"] == "imagenet"
+    other = models.create("lenet5", num_classes=7)
+    mio.save(other, tmp_path / "w7.safetensors")
+    assert ev.main(["--pretrained", str(tmp_path / "w7.safetensors"), "--model", "lenet5", "--data", root,
+                    "--image-size", "28", "--val-resize", "32"]) != 0
+    assert "mis-shaped keys" in capsys.readouterr().err
