@@ -34,7 +34,7 @@ _STORAGE_DTYPES = {
 }
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(pickle.UnpicklingError, ValueError):
     """The pickle asked for something a state dict never needs."""
 
 
@@ -172,11 +172,19 @@ def _resolve(obj):
 
 
 def read_pth(path):
-    """The object in a ``torch.save`` file, with every tensor as a NumPy array."""
+    """The object in a ``torch.save`` file, with every tensor as a NumPy array.  A file
+    that is damaged or not a torch.save file raises ValueError naming it."""
     with open(path, "rb") as f:
         head = f.read(4)
         f.seek(0)
-        if head == b"PK\x03\x04":
-            with zipfile.ZipFile(f) as archive:
-                return _read_zip(path, archive)
-        return _read_legacy(path, f)
+        try:
+            if head == b"PK\x03\x04":
+                with zipfile.ZipFile(f) as archive:
+                    return _read_zip(path, archive)
+            return _read_legacy(path, f)
+        except (UnsafePickleError, ValueError):
+            raise
+        except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, KeyError, IndexError,
+                struct.error, TypeError, AttributeError) as e:
+            raise ValueError(f"read_pth: {path} is damaged or not a torch.save file "
+                             f"({type(e).__name__}: {e})") from None

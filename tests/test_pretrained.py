@@ -271,3 +271,12 @@ def test_timm_regularizer_names():
         models.create("resnet18", drop_path_rate=0.1)
     with pytest.raises(TypeError, match="give drop_rate or dropout, not both"):
         models.create("vgg16", drop_rate=0.1, dropout=0.2)
+
+
+def test_truncated_pth_is_a_clear_error(tmp_path, monkeypatch):
+    write_pth(tmp_path / "m.pth", OrderedDict(w=np.ones((4, 4), np.float32)), monkeypatch)
+    monkeypatch.undo()
+    data = (tmp_path / "m.pth").read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[:len(data) // 2])
+    with pytest.raises(ValueError, match="cut.pth is damaged or not a torch.save file"):
+        read_pth(tmp_path / "cut.pth")
