@@ -15,6 +15,8 @@ A registration holds everything about a model beside its definition:
 from __future__ import annotations
 
 import fnmatch
+import inspect
+import os
 from dataclasses import dataclass, field
 
 DEFAULT_CROP_PCT = 0.875   # 224 of 256: the resize-and-crop of most ImageNet evaluations
@@ -79,6 +81,40 @@ def model_info(name) -> ModelInfo:
         raise ValueError(f"models: unknown model {name!r}; expected one of {list_models()}") from None
 
 
-def create(name, num_classes=1000, **kwargs):
-    """Build a registered model by name."""
-    return model_info(name).constructor(num_classes=num_classes, **kwargs)
+# timm's argument names -> ours: the classifier's dropout and the stochastic depth rate
+TIMM_ARGUMENTS = {"drop_rate": "dropout", "drop_path_rate": "stochastic_depth_prob"}
+
+
+def _our_arguments(name, constructor, kwargs):
+    """``kwargs`` with timm's names renamed where the constructor does not name them itself."""
+    own = inspect.signature(constructor).parameters
+    renamed = dict(kwargs)
+    for timm_name, ours in TIMM_ARGUMENTS.items():
+        if timm_name in renamed and timm_name not in own:
+            if ours in renamed:
+                raise TypeError(f"create: {name}: give {timm_name} or {ours}, not both")
+            renamed[ours] = renamed.pop(timm_name)
+    return renamed
+
+
+def create(name, num_classes=1000, pretrained=False, **kwargs):
+    """Build a registered model by name.  ``drop_rate`` / ``drop_path_rate`` (timm's names)
+    set ``dropout`` / ``stochastic_depth_prob`` where the model has them.  ``pretrained``:
+    True for the published weights (see models/pretrained.py), or the path of a .pth /
+    .safetensors file; with another ``num_classes`` than the file's, the new classifier
+    keeps its fresh initialization."""
+    info = model_info(name)
+    ours = _our_arguments(name, info.constructor, kwargs)
+    try:
+        model = info.constructor(num_classes=num_classes, **ours)
+    except TypeError as e:
+        given = [t for t, o in TIMM_ARGUMENTS.items() if t in kwargs and o in ours and o in str(e)]
+        if not given:
+            raise
+        raise TypeError(f"create: {name} has no {', '.join(given)} ({e})") from None
+    if pretrained is False or pretrained is None:
+        return model
+    if not (pretrained is True or isinstance(pretrained, (str, os.PathLike))):
+        raise TypeError(f"create: pretrained must be True, False or a file path, got {pretrained!r}")
+    from .pretrained import load_pretrained
+    return load_pretrained(model, name, pretrained, num_classes)

@@ -40,7 +40,7 @@ def idx_root(tmp_path_factory):
 def _argv(idx_root, out, *extra):
     """A two-epoch LeNet-5 run of 2 steps per epoch."""
     return ["--model", "lenet5", "--dataset", "fashion-mnist", "--data", idx_root, "--batch-size", "32",
-            "--epochs", "2", "--recipe", "none", "--lr", "0.05", "--sched", "cosine",
+            "--epochs", "2", "--recipe", "none", "--lr", "0.05", "--sched", "cosine", "--val-split", "0",
             "--output", str(out), *extra]
 
 
@@ -536,7 +536,7 @@ def test_predict_skips_bad_images_and_predicts_the_rest(finished_run, tmp_path, 
 # ------------------------------------------------------------------ soak: kill -9 and resume
 _SOAK_ARGS = ["--model", "lenet5", "--dataset", "fashion-mnist", "--batch-size", "16", "--epochs", "6",
               "--recipe", "none", "--lr", "0.05", "--sched", "cosine", "--warmup-epochs", "0.5",
-              "--checkpoint-minutes", "0"]
+              "--checkpoint-minutes", "0", "--val-split", "0"]
 
 
 def _start_training(argv, stderr_path):

@@ -355,3 +355,24 @@ def test_scheduler_argument_errors():
         sched.LinearWarmup(opt, 3, after=sched.StepLR(fresh_opt(), 2))
     with pytest.raises(TypeError, match="StepLR: expected an Optimizer, got list"):
         sched.StepLR([], 2)
+
+
+def test_reduce_lr_on_plateau_divides_after_patience_and_resumes():
+    p = minidl.tensor(np.zeros(2), requires_grad=True)
+    opt = minidl.optim.SGD([p], lr=0.01)
+    plateau = sched.ReduceLROnPlateau(opt, mode="max", gamma=0.1, patience=1, min_lr=1e-4)
+    results = [0.10, 0.20, 0.19, 0.20, 0.18, 0.30, 0.29, 0.28, 0.27, 0.26, 0.25]
+    lrs = []
+    for value in results:
+        plateau.report(value)
+        plateau.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    # no improvement twice in a row (patience 1) -> /10: after 0.20 (best), 0.19, 0.20 ; then 0.30 best, ...
+    assert lrs == pytest.approx([0.01, 0.01, 0.01, 0.001, 0.001, 0.001, 0.001, 1e-4, 1e-4, 1e-4, 1e-4])
+    state = plateau.state_dict()
+    again = sched.ReduceLROnPlateau(minidl.optim.SGD([p], lr=0.01), mode="max", gamma=0.1, patience=1,
+                                    min_lr=1e-4)
+    again.load_state_dict(state)
+    assert again.get_last_lr() == pytest.approx([1e-4]) and again.best == 0.30
+    with pytest.raises(ValueError, match="mode must be 'min' or 'max', got 'up'"):
+        sched.ReduceLROnPlateau(opt, mode="up")

@@ -2,6 +2,9 @@
 recipe that exists, recipes resolve to training options, linear lr scaling, and the
 tools take image sizes and the aux-loss weight from the registry."""
 import inspect
+import os
+
+import numpy as np
 
 import pytest
 
@@ -74,3 +77,57 @@ def test_linear_lr_scaling():
     assert cfg["lr"] == pytest.approx(0.2) and cfg["recipe"] == "resnet" and cfg["wd"] == 1e-4
     cfg = train.resolve_config(train.parse_args(["--model", "resnet18", "--batch-size", "512", "--lr", "0.3"]))
     assert cfg["lr"] == 0.3 and cfg["milestones"] == [30, 60, 90]
+
+
+def _recipe_models():
+    """One registered model per recipe, the one with the fewest MACs."""
+    chosen = {}
+    for name in models.list_models():
+        info = models.model_info(name)
+        if info.recipe not in chosen or info.gmacs < models.model_info(chosen[info.recipe]).gmacs:
+            chosen[info.recipe] = name
+    return sorted(chosen.items())
+
+
+@pytest.mark.parametrize("recipe_name,model_name", _recipe_models())
+def test_every_recipe_pipeline_runs_one_step(recipe_name, model_name, tmp_path, capsys):
+    """The recipe's whole pipeline (augmentations, optimizer, schedule, EMA, model options)
+    on a tiny RGB image folder: one training step, at the smallest input the model takes."""
+    from PIL import Image
+    from minidl.tools import recipe_parts
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            os.makedirs(tmp_path / "data" / split / cls)
+            for i in range(2):
+                pixels = rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / "data" / split / cls / f"{i}.png")
+    info = models.model_info(model_name)
+    size = info.test_size or 64
+    argv = ["--model", model_name, "--recipe", recipe_name, "--dataset", "folder", "--data",
+            str(tmp_path / "data"), "--batch-size", "2", "--image-size", str(size), "--val-resize",
+            str(size), "--max-steps", "1", "--output", str(tmp_path / "run")]
+    cfg = train.resolve_config(train.parse_args(argv))
+    recipe = recipes.get_recipe(recipe_name, model_name)
+    if recipe.scale_jitter:  # the jitter range scaled to the tiny input, as the paper's to 224
+        cfg["scale_jitter"] = [size, size + size * (recipe.scale_jitter[1] - recipe.scale_jitter[0]) // 224]
+    if model_name == "inception_v3":  # its auxiliary head needs the full 299 input
+        cfg["model_kwargs"] = dict(cfg["model_kwargs"], aux_logits=False)
+    trainer = train.Trainer(cfg)
+    for key in ("aa", "pca_lighting", "photometric", "color_jitter"):
+        assert bool(cfg[key]) == bool(getattr(recipe, key)), key
+    if any(cfg[k] for k in recipe_parts.RGB_AUGMENTATIONS):
+        assert recipe_parts.train_transform(cfg) is not None
+    assert (trainer.ema is not None) == recipe.model_ema
+    assert trainer.run() == 0 and len(trainer.history) == 1 and np.isfinite(trainer.history[0][1])
+    assert recipe.note and recipe.deviates, recipe_name
+
+
+def test_recipe_rgb_augmentations_are_left_out_on_idx_sets(capsys):
+    cfg = train.resolve_config(train.parse_args(["--model", "resnet18", "--dataset", "fashion-mnist"]))
+    assert cfg["scale_jitter"] is None and cfg["pca_lighting"] is None
+    assert "--pca-lighting, --scale-jitter need RGB images" in capsys.readouterr().err
+    cfg = train.resolve_config(train.parse_args(["--model", "alexnet", "--dataset", "imagenet"]))
+    assert (cfg["sched"], cfg["scale_jitter"], cfg["pca_lighting"]) == ("plateau", [256, 256], 0.1)
+    cfg = train.resolve_config(train.parse_args(["--model", "efficientnet_b0", "--dataset", "imagenet"]))
+    assert (cfg["aa"], cfg["model_ema"], cfg["model_ema_decay"]) == ("autoaugment", True, 0.9999)

@@ -74,8 +74,8 @@ def make_ilsvrc(root, wnids=("n01440764", "n01443537", "n01484850", "n01491361",
 def _args(idx_root, out, *extra):
     return ["--model", "lenet5", "--model-kwargs", '{"dropout": 0.3}', "--dataset", "fashion-mnist",
             "--data", idx_root, "--batch-size", "32", "--epochs", "2", "--recipe", "none",
-            "--lr", "0.05", "--sched", "cosine", "--warmup-epochs", "0.5", "--output", str(out),
-            *extra]
+            "--lr", "0.05", "--sched", "cosine", "--warmup-epochs", "0.5", "--val-split", "0",
+            "--output", str(out), *extra]
 
 
 def _trainer(argv):

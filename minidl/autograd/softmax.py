@@ -1,4 +1,4 @@
-"""softmax, log_softmax and cross_entropy (integer labels, label smoothing).
+"""softmax, log_softmax and cross_entropy (integer labels or soft targets, label smoothing).
 
 The backend kernels work on rows of a 2-D array, so softmax over another axis
 moves that axis last and flattens the rest, then undoes it on the way out.
@@ -119,9 +119,39 @@ def _labels(logits, target):
     return be.astype(labels, "int64")
 
 
+def _soft_targets(logits, target):
+    """A float target (N, K) of class probabilities as a Tensor, or None for integer labels."""
+    from ..tensor import Tensor
+    data = target.data if isinstance(target, Tensor) else target
+    if getattr(data, "ndim", 0) != 2 or getattr(data, "dtype", None) is None or data.dtype.kind != "f":
+        return None
+    if tuple(data.shape) != tuple(logits.shape):
+        raise ValueError(f"cross_entropy: soft targets must have the logits' shape {logits.shape}, "
+                         f"got {tuple(data.shape)}")
+    if isinstance(target, Tensor):
+        if target.device != logits.device:
+            raise ValueError(f"cross_entropy: target is on {target.device!r} but logits are on {logits.device!r}")
+        target = target.detach()
+    else:
+        target = Tensor._wrap(logits.backend.asarray(data), logits.device)
+    return target.to(dtype=logits.dtype) if target.dtype != logits.dtype else target
+
+
+def _soft_cross_entropy(logits, target, reduction, label_smoothing):
+    """-sum_k target_k * log_softmax(logits)_k per row, built from autograd ops."""
+    classes = logits.shape[1]
+    if label_smoothing:
+        target = target * (1.0 - label_smoothing) + label_smoothing / classes
+    loss = -(target * log_softmax(logits, axis=1)).sum(axis=1)
+    if reduction == "none":
+        return loss
+    return loss.mean() if reduction == "mean" else loss.sum()
+
+
 def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0):
-    """Softmax cross-entropy of logits (N, K) against integer labels (N,).  With
-    ``label_smoothing`` eps the target distribution is (1 - eps) * onehot + eps / K."""
+    """Softmax cross-entropy of logits (N, K) against integer labels (N,) or soft targets,
+    class probabilities (N, K) as a float array (Mixup, CutMix, distillation).  With
+    ``label_smoothing`` eps the target distribution is (1 - eps) * target + eps / K."""
     _check_input(logits, "cross_entropy")
     if logits.ndim != 2:
         raise ValueError(f"cross_entropy: expected logits of shape (N, K), got {logits.shape}")
@@ -135,6 +165,9 @@ def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0):
     if reduction == "mean" and logits.shape[0] == 0:
         raise ValueError("cross_entropy: the mean over an empty batch is undefined (logits of shape "
                          f"{logits.shape})")
+    soft = _soft_targets(logits, target)
+    if soft is not None:
+        return _soft_cross_entropy(logits, soft, reduction, float(label_smoothing))
     labels = _labels(logits, target)
     return CrossEntropy.apply(logits, labels=labels, label_smoothing=float(label_smoothing),
                               reduction=reduction)

@@ -15,14 +15,19 @@ from .idx import (FASHION_MNIST_DEFAULT_ROOT, FASHION_MNIST_MEAN, FASHION_MNIST_
                   FashionMNIST, IDXDataset, read_idx)
 from .imagenet import ImageNet, imagenet_class_names, imagenet_wnids
 from .loader import DataLoader
-from . import transforms
+from .subset import Subset
+from . import augment, transforms
+from .augment import (AutoAugment, ColorJitter, Lighting, MixupCutmix, PhotometricDistort,
+                      RandAugment, RandomErasing, ScaleJitter, TrivialAugmentWide)
 from .transforms import (IMAGENET_MEAN, IMAGENET_STD, CenterCrop, Compose, Normalize,
                          RandomCrop, RandomHorizontalFlip, RandomResizedCrop, Resize, TenCrop,
                          ToArray, eval_transform, ten_crop_transform, train_transform)
 
 __all__ = ["Dataset", "ImageFolder", "ImageNet", "IDXDataset", "FashionMNIST", "MNIST",
-           "DataLoader", "CorruptImageError", "read_idx", "load_image", "sample_rng",
-           "imagenet_wnids", "imagenet_class_names", "transforms", "Compose",
+           "DataLoader", "Subset", "CorruptImageError", "read_idx", "load_image", "sample_rng",
+           "imagenet_wnids", "imagenet_class_names", "transforms", "augment", "AutoAugment",
+           "RandAugment", "TrivialAugmentWide", "ColorJitter", "Lighting", "PhotometricDistort",
+           "ScaleJitter", "RandomErasing", "MixupCutmix", "Compose",
            "RandomResizedCrop", "RandomCrop", "RandomHorizontalFlip", "Resize", "CenterCrop",
            "TenCrop", "ToArray", "Normalize", "IMAGENET_MEAN", "IMAGENET_STD",
            "train_transform", "eval_transform", "ten_crop_transform",

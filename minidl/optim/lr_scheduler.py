@@ -173,6 +173,55 @@ class PolyLR(LRScheduler):
         return (1.0 - min(t, self.total_steps) / self.total_steps) ** self.power
 
 
+class ReduceLROnPlateau(LRScheduler):
+    """factor = gamma ** (number of plateaus so far): the one schedule driven by results.
+    Call ``report(value)`` after each validation; after ``patience`` reports in a row
+    without an improvement of more than ``threshold`` (relative) over the best, the factor
+    is multiplied by ``gamma`` (AlexNet: "divide by 10 when the validation error stops
+    improving").  ``mode``: "max" for accuracy, "min" for a loss.  ``min_lr`` bounds the
+    decay."""
+
+    def __init__(self, optimizer, mode="max", gamma=0.1, patience=2, threshold=1e-4, min_lr=0.0):
+        if mode not in ("min", "max"):
+            raise ValueError(f"ReduceLROnPlateau: mode must be 'min' or 'max', got {mode!r}")
+        _check_positive("ReduceLROnPlateau", "gamma", gamma)
+        if not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"ReduceLROnPlateau: expected patience to be an int >= 0, got {patience!r}")
+        self.mode, self.gamma, self.patience = mode, float(gamma), patience
+        self.threshold, self.min_lr = float(threshold), float(min_lr)
+        self.best, self.bad_reports, self.reductions = None, 0, 0
+        super().__init__(optimizer)
+
+    def factor(self, t):
+        return self.gamma ** self.reductions
+
+    def lr_at(self, t):
+        return [max(base * self.factor(t), min(self.min_lr, base)) for base in self.base_lrs]
+
+    def _improves(self, value):
+        if self.best is None:
+            return True
+        if self.mode == "max":
+            return value > self.best + self.threshold * abs(self.best)
+        return value < self.best - self.threshold * abs(self.best)
+
+    def report(self, value):
+        """Record a validation result; returns True when it reduced the lr."""
+        value = float(value)
+        if not math.isfinite(value):
+            return False
+        if self._improves(value):
+            self.best, self.bad_reports = value, 0
+            return False
+        self.bad_reports += 1
+        if self.bad_reports <= self.patience:
+            return False
+        self.reductions += 1
+        self.bad_reports = 0
+        self._apply()
+        return True
+
+
 class LinearWarmup(LRScheduler):
     """Linear warmup, then ``after`` (another scheduler on the same optimizer, or
     None for a constant lr).  For t < warmup_steps:

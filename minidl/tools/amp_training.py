@@ -59,16 +59,23 @@ class AmpTraining:
         self.nonfinite_run = 0 if finite else self.nonfinite_run + 1
         return self.mode != "off" and 0 < self.nonfinite_run <= MAX_NONFINITE_STEPS
 
-    def backward_and_step(self, loss, optimizer, clip=None):
-        """Scaled backward, optional clipping of the unscaled gradients (``clip(params)``),
-        the step (skipped on the device for non-finite gradients) and the scale update."""
-        optimizer.zero_grad()
+    def backward(self, loss):
+        """Backward of the scaled loss (the loss itself without fp16 scaling)."""
         self.scaler.scale(loss).backward()
+
+    def step(self, optimizer, clip=None):
+        """Optional clipping of the unscaled gradients (``clip()``), the step (skipped on
+        the device for non-finite gradients) and the scale update."""
         if clip is not None:
             self.scaler.unscale_(optimizer)
             clip()
         self.scaler.step(optimizer)
         self.scaler.update()
+
+    def backward_and_step(self, loss, optimizer, clip=None):
+        optimizer.zero_grad()
+        self.backward(loss)
+        self.step(optimizer, clip)
 
     def skip(self, loss, optimizer):
         """Skip the step of a non-finite loss; in fp16 run it through the scaler, which

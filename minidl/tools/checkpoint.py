@@ -31,7 +31,7 @@ from .. import random as mrandom
 
 MANIFEST_FORMAT = "minidl-checkpoint-1"
 # the array files save_checkpoint names: TAG-<step>-<id>[.optim].safetensors
-ARRAY_FILE = re.compile(r"^\w+-\d{8,}-[0-9a-f]{8}(\.optim)?\.safetensors$")
+ARRAY_FILE = re.compile(r"^\w+-\d{8,}-[0-9a-f]{8}(\.optim|\.ema)?\.safetensors$")
 
 
 class CheckpointError(ValueError):
@@ -106,13 +106,14 @@ def manifest_path(directory, tag):
 
 
 def save_checkpoint(directory, tag, model, optimizer=None, scheduler=None, train_state=None,
-                    weights_metadata=None):
+                    weights_metadata=None, ema=None):
     """Write checkpoint ``tag`` (e.g. "last", "best") into ``directory`` atomically.
 
     ``train_state``: JSON-able dict (epoch, step, metrics, args ...); the RNG states are
     added here.  ``weights_metadata``: str -> str pairs stored in the weights file's
     header (model name, classes, preprocessing), so that the weights file alone is
-    enough for minidl-eval and minidl-predict.  Returns the manifest path."""
+    enough for minidl-eval and minidl-predict.  ``ema``: name -> array of the weights'
+    moving average, kept beside them.  Returns the manifest path."""
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
     target = manifest_path(directory, tag)
@@ -129,6 +130,10 @@ def save_checkpoint(directory, tag, model, optimizer=None, scheduler=None, train
         optim_name = stem + ".optim.safetensors"
         mio.save(arrays, os.path.join(directory, optim_name))
         files["optimizer"] = {"name": optim_name, "sha256": _sha256(os.path.join(directory, optim_name))}
+    if ema is not None:
+        ema_name = stem + ".ema.safetensors"
+        mio.save(ema, os.path.join(directory, ema_name), metadata=weights_metadata)
+        files["ema"] = {"name": ema_name, "sha256": _sha256(os.path.join(directory, ema_name))}
 
     manifest = {"format": MANIFEST_FORMAT, "files": files, "train_state": state,
                 "optimizer": optimizer_meta, "rng": rng_state(),
@@ -198,11 +203,12 @@ class Checkpoint:
     """A loaded manifest: ``train_state``, and the weights / optimizer / scheduler / RNG
     states to restore with ``restore(...)``."""
 
-    def __init__(self, path, manifest, weights, optimizer_arrays):
+    def __init__(self, path, manifest, weights, optimizer_arrays, ema=None):
         self.path = path
         self.manifest = manifest
         self.weights = weights
         self.optimizer_arrays = optimizer_arrays
+        self.ema = ema  # the weights' moving average, when the run kept one
 
     @property
     def train_state(self):
@@ -279,20 +285,21 @@ def load_checkpoint(path):
             raise CheckpointError(f"checkpoint {path!r}: its {role} file {entry['name']!r} does not "
                                   "match the recorded SHA-256 (modified or partly written)")
         loaded[role] = mio.load(file)
-    return Checkpoint(path, manifest, loaded["weights"], loaded.get("optimizer", {}))
+    return Checkpoint(path, manifest, loaded["weights"], loaded.get("optimizer", {}), loaded.get("ema"))
 
 
 def _check_files_entry(path, files):
-    """A manifest's 'files': {"weights": {...}, "optimizer": {...}} (optimizer optional), each
+    """A manifest's 'files': {"weights": {...}, "optimizer": {...}, "ema": {...}} (optimizer
+    and ema optional), each
     with a plain file name in the manifest's folder and a SHA-256."""
-    ok = isinstance(files, dict) and "weights" in files and set(files) <= {"weights", "optimizer"} and all(
+    ok = isinstance(files, dict) and "weights" in files and set(files) <= {"weights", "optimizer", "ema"} and all(
         isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("sha256"), str)
         for e in files.values())
     if not ok:
         shown = json.dumps(files)
         shown = shown if len(shown) <= 120 else shown[:117] + "..."
         raise CheckpointError(f"checkpoint {path!r}: expected 'files' to map 'weights' (and "
-                              f"'optimizer') to a name and a sha256, got {shown}")
+                              f"'optimizer', 'ema') to a name and a sha256, got {shown}")
     for role, entry in files.items():
         name = entry["name"]
         if name in ("", ".", "..") or os.path.basename(name) != name or "\\" in name:

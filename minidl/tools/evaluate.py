@@ -32,8 +32,12 @@ from minidl.tools.common import (DATASETS, IDX_STATS, UsageError, build_dataset,
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="minidl-eval", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", required=True,
-                   help="a checkpoint manifest (best.json/last.json), a run folder, or a .safetensors file")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--weights",
+                        help="a checkpoint manifest (best.json/last.json), a run folder, or a .safetensors file")
+    source.add_argument("--pretrained", help="published ImageNet weights of --model: 'true' (from "
+                                             "$MINIDL_HOME/weights), or a torchvision .pth / timm "
+                                             ".safetensors file")
     p.add_argument("--model", help="registered model name (default: recorded in the weights)")
     p.add_argument("--dataset", choices=DATASETS, help="default: recorded in the weights")
     p.add_argument("--data", help="dataset root (default for fashion-mnist: the Debian package's folder)")
@@ -53,7 +57,12 @@ def parse_args(argv=None):
 
 
 def run(args, ranks=None):
-    file, meta = load_weights_spec(args.weights)
+    if args.pretrained:  # ImageNet weights of another framework: no minidl metadata
+        if not args.model:
+            raise UsageError("--pretrained needs --model")
+        file, meta = args.pretrained, {"dataset": "imagenet"}
+    else:
+        file, meta = load_weights_spec(args.weights)
     model_name = args.model or meta.get("model")
     if not model_name:
         raise UsageError(f"--model is needed: {file!r} does not record its model")
@@ -72,8 +81,13 @@ def run(args, ranks=None):
     model, in_channels = build_model(model_name, len(ds.classes), channels, meta.get("model_kwargs"))
     spec.repeat = in_channels // channels if in_channels != channels else 1
     try:
-        minidl.io.load(file, model)
-    except ValueError as e:
+        if args.pretrained:  # num_classes None: the classifier must fit, no new head
+            from minidl.models.pretrained import load_pretrained
+            load_pretrained(model, model_name, True if args.pretrained.lower() == "true" else args.pretrained,
+                            num_classes=None)
+        else:
+            minidl.io.load(file, model)
+    except (ValueError, FileNotFoundError) as e:
         raise CheckpointError(str(e)) from None
     model.to(args.device)
     ranks = ranks if ranks is not None else Ranks()

@@ -40,6 +40,7 @@ import minidl.functional as F
 from minidl import optim
 from minidl import io as mio
 from minidl.tools.amp_training import AMP_CHOICES, MAX_NONFINITE_STEPS, SCALER_KEY, AmpTraining, default_amp
+from minidl.tools import recipe_parts
 from minidl.tools.checkpoint import (CheckpointError, load_checkpoint, remove_stale_files, save_checkpoint,
                                      weights_path)
 from minidl.tools.run_folder import describe_checkpoint, open_log, plot_curves, prepare_run_folder
@@ -58,19 +59,21 @@ DEFAULTS = dict(model="lenet5_bn_w2", dataset="fashion-mnist", data=None, device
                 seed=0, output="runs/minidl", recipe="auto", model_kwargs={}, skip_nonfinite=False,
                 max_steps=None, limit_train_batches=None, limit_val_batches=None,
                 checkpoint_minutes=30.0, aux_weight=None, amp=None, sync_bn=False, dtype="float32",
-                world_size=1)
+                world_size=1, **recipe_parts.FLAG_DEFAULTS)
 # What flags given with --resume do to the checkpoint's settings (stated in --help):
 # rebuild the schedule / set the restored optimizer's hyperparameters,
-RESUME_SCHEDULE_KEYS = {"lr", "sched", "epochs", "step_size", "milestones", "gamma", "power", "warmup_epochs"}
+RESUME_SCHEDULE_KEYS = {"lr", "sched", "epochs", "step_size", "milestones", "gamma", "power", "warmup_epochs",
+                        "min_lr", "patience"}
 RESUME_OPTIMIZER_KEYS = {"momentum", "nesterov", "wd", "rmsprop_alpha", "rmsprop_eps"}
 # take effect from the next step, change only how the run is carried out,
-RESUME_STEP_KEYS = {"label_smoothing", "clip_grad_norm", "aux_weight", "skip_nonfinite"}
+RESUME_STEP_KEYS = {"label_smoothing", "clip_grad_norm", "aux_weight", "skip_nonfinite", "mixup", "cutmix",
+                    "model_ema_decay", "grad_accum_steps"}
 RUNTIME_KEYS = {"device", "workers", "output", "max_steps", "limit_val_batches", "checkpoint_minutes",
                 "data", "overwrite"}
 # or cannot change (the model, its data, the batches and the optimizer's buffers).
 RESUME_FIXED_KEYS = {"model", "model_kwargs", "dataset", "batch_size", "opt", "no_wd_on_norm_and_bias",
                      "recipe", "seed", "image_size", "val_resize", "limit_train_batches", "weights", "amp",
-                     "sync_bn", "dtype"}
+                     "sync_bn", "dtype"} | recipe_parts.RESUME_FIXED
 
 
 def _flags(keys):
@@ -108,7 +111,8 @@ def parse_args(argv=None):
     a("--wd", type=non_negative_float, help="weight decay")
     a("--no-wd-on-norm-and-bias", dest="no_wd_on_norm_and_bias", action="store_const", const=True,
       help="no weight decay on batch-norm parameters and biases")
-    a("--sched", choices=("step", "multistep", "cosine", "poly", "exp"))
+    a("--sched", choices=("step", "multistep", "cosine", "poly", "exp", "plateau"),
+      help="plateau: lr x --gamma after --patience epochs without a better val top-1")
     a("--step-size", type=positive_float, help="step: epochs between decays")
     a("--milestones", type=lambda s: [float(v) for v in s.split(",")], help="multistep: e.g. 30,60,90")
     a("--gamma", type=positive_float, help="step/multistep/exp decay factor (exp: per epoch)")
@@ -144,6 +148,7 @@ def parse_args(argv=None):
                                                        "for exact comparisons)")
     a("--checkpoint-minutes", type=non_negative_float,
       help="also save 'last' this often within an epoch (default 30; 0: after every step)")
+    recipe_parts.add_arguments(a)
     return vars(p.parse_args(argv))
 
 
@@ -179,6 +184,7 @@ def resolve_config(given, saved=None, world_size=1):
             if world_size > 1:  # --batch-size is per process; the LR follows the global batch
                 cfg["lr"] = recipes.scaled_lr(recipe, cfg["batch_size"] * world_size)
     cfg.update(given)
+    recipe_parts.fit_recipe_to_dataset(cfg, given)
     if recipe_name != "none" and recipe is not None:
         cfg["recipe"] = recipe.name  # "auto" resolved
     cfg["amp"] = cfg["amp"] or default_amp(cfg["device"])
@@ -224,9 +230,11 @@ def build_scheduler(cfg, optimizer):
     elif name == "multistep":
         sched = s.MultiStepLR(optimizer, milestones=sorted(cfg["milestones"]), gamma=cfg["gamma"])
     elif name == "cosine":
-        sched = s.CosineAnnealingLR(optimizer, T_max=max(epochs - warmup, 1e-9))
+        sched = s.CosineAnnealingLR(optimizer, T_max=max(epochs - warmup, 1e-9), eta_min=cfg["min_lr"])
     elif name == "poly":
         sched = s.PolyLR(optimizer, total_steps=max(epochs - warmup, 1e-9), power=cfg["power"])
+    elif name == "plateau":
+        sched = s.ReduceLROnPlateau(optimizer, "max", cfg["gamma"], cfg["patience"], min_lr=cfg["min_lr"])
     else:
         sched = s.ExponentialLR(optimizer, gamma=cfg["gamma"])
     if warmup > 0:
@@ -235,37 +243,14 @@ def build_scheduler(cfg, optimizer):
 
 
 # ------------------------------------------------------------------ data
-class _EpochRemainder:
-    """The samples of an epoch from batch ``start`` on, in the loader's order, fetched with
-    their original indices so that each keeps its augmentation: mid-epoch resume skips the
-    consumed batches without decoding them."""
-
-    def __init__(self, dataset, indices):
-        self.dataset, self.indices = dataset, np.asarray(indices, dtype=np.int64)
-        self.classes = getattr(dataset, "classes", [])
-
-    def __len__(self):
-        return len(self.indices)
-
-    def get(self, index, seed=0, epoch=0):
-        return self.dataset.get(int(self.indices[index]), seed, epoch)
-
-    def get_batch(self, indices):
-        get_batch = getattr(self.dataset, "get_batch", None)
-        return None if get_batch is None else get_batch(self.indices[np.asarray(indices)])
-
-    def describe(self, index):
-        return self.dataset.describe(int(self.indices[index]))
-
-
 def epoch_batches(loader, epoch, start_batch, workers):
     """An iterable over ``loader``'s batches of ``epoch`` from ``start_batch`` on."""
-    from minidl.data import DataLoader
+    from minidl.data import DataLoader, Subset
     loader.set_epoch(epoch)
     if start_batch == 0:
         return loader
     rest = loader.order(epoch)[start_batch * loader.batch_size:]
-    view = DataLoader(_EpochRemainder(loader.dataset, rest), batch_size=loader.batch_size,
+    view = DataLoader(Subset(loader.dataset, rest), batch_size=loader.batch_size,
                       shuffle=False, num_workers=workers, seed=loader.seed, drop_last=loader.drop_last)
     view.set_epoch(epoch)
     return view
@@ -321,10 +306,20 @@ class Trainer:
                                         cfg["val_resize"], classes=classes)
         channels = dataset_channels(self.train_set)
         self.check_validation_set(channels)
+        self.train_set.transform = recipe_parts.train_transform(cfg) or self.train_set.transform
+        self.test_set = None  # the dataset's own test set, when validation holds out part of train
+        split = recipe_parts.held_out_split(cfg, self.train_set, lambda: build_dataset(
+            cfg["dataset"], cfg["data"], True, cfg["image_size"], cfg["val_resize"], augment=False)[0])
+        if split is not None:
+            self.test_set, (self.train_set, self.val_set) = self.val_set, split
         self.model, in_channels = build_model(cfg["model"], len(self.train_set.classes), channels,
                                               cfg["model_kwargs"])
+        if cfg["pretrained"] and checkpoint is None:
+            recipe_parts.load_initial_weights(self.model, cfg, len(self.train_set.classes))
+        self.mixer = recipe_parts.batch_mixer(cfg, len(self.train_set.classes))
         self.spec = InputSpec(spec.mean, spec.std, in_channels // channels if in_channels != channels else 1)
         self.model.to(cfg["device"], dtype=cfg["dtype"])
+        self.ema = recipe_parts.ModelEma(self.model, cfg["model_ema_decay"]) if cfg["model_ema"] else None
         self.optimizer = build_optimizer(cfg, self.model)
         self.scheduler = build_scheduler(cfg, self.optimizer)
         train_sampler = self.ranks.sampler(len(self.train_set), cfg["seed"], train=True)
@@ -334,6 +329,9 @@ class Trainer:
         self.val_loader = DataLoader(self.val_set, batch_size=max(cfg["batch_size"], 100),
                                      num_workers=cfg["workers"],
                                      sampler=self.ranks.sampler(len(self.val_set), cfg["seed"], train=False))
+        self.test_loader = None if self.test_set is None else DataLoader(
+            self.test_set, batch_size=max(cfg["batch_size"], 100), num_workers=cfg["workers"],
+            sampler=self.ranks.sampler(len(self.test_set), cfg["seed"], train=False))
         self.steps_per_epoch = len(self.train_loader)
         if cfg["limit_train_batches"]:
             self.steps_per_epoch = min(self.steps_per_epoch, cfg["limit_train_batches"])
@@ -351,6 +349,8 @@ class Trainer:
             wanted = [{k: v for k, v in g.items() if k not in ("params", "lr", "initial_lr")}
                       for g in self.optimizer.param_groups]
             checkpoint.restore(self.model, self.optimizer, self.scheduler)
+            if self.ema is not None:
+                self.ema.load_state_dict(checkpoint.ema or {})
             self.state.update(checkpoint.train_state["progress"])
             self.state["batch"] = self.ranks.resume_position(
                 self.state, checkpoint.train_state["config"].get("world_size", 1), cfg["batch_size"],
@@ -359,6 +359,7 @@ class Trainer:
             self.saved = (checkpoint.path, dict(self.state))
             self.apply_resume_changes(checkpoint.train_state["config"], wanted)
         cfg["world_size"] = self.ranks.world
+        self.net = self.model  # the network itself; self.model may wrap it for data parallelism
         self.model = self.ranks.wrap(self.model, cfg["sync_bn"])
         self.stop = StopFlag()
         self.stop_requested = False
@@ -388,11 +389,16 @@ class Trainer:
         if not changed:
             return
         if set(changed) & (RESUME_SCHEDULE_KEYS | RESUME_OPTIMIZER_KEYS):
+            lr_before = self.optimizer.param_groups[0]["lr"]
             for group, wanted in zip(self.optimizer.param_groups, wanted_groups):
                 group.update(wanted)
                 group["initial_lr"] = cfg["lr"]
             self.scheduler = build_scheduler(cfg, self.optimizer)
             self.scheduler.step(st["epoch"] + st["batch"] / self.steps_per_epoch)
+            if "epochs" in changed:
+                print(f"minidl-train: note: the {cfg['sched']} schedule is re-planned over {cfg['epochs']} "
+                      f"epochs: the lr goes from {lr_before:.4g} to "
+                      f"{self.optimizer.param_groups[0]['lr']:.4g} at the resumed position", file=sys.stderr)
         listed = ", ".join(f"{k} {saved.get(k)} -> {cfg[k]}" for k in changed)
         print(f"minidl-train: note: --resume applies {listed} from epoch {st['epoch'] + 1}, batch "
               f"{st['batch']} on", file=sys.stderr)
@@ -422,7 +428,7 @@ class Trainer:
                                    weights_metadata=self.weights_metadata())
         self.last_save = time.monotonic()
         path = save_checkpoint(self.out, tag, self.model, self.optimizer, self.scheduler, state,
-                               self.weights_metadata())
+                               self.weights_metadata(), ema=self.ema and self.ema.state_dict())
         self.saved = (path, dict(self.state))
         return path
 
@@ -444,6 +450,9 @@ class Trainer:
         st = self.state
         self.scheduler.step(st["epoch"] + st["batch"] / self.steps_per_epoch)
         device = self.cfg["device"]
+        if self.mixer is not None:  # soft targets (N, classes)
+            images, labels = recipe_parts.mix_batch(self.mixer, images, labels, self.cfg["seed"],
+                                                    st["epoch"], st["batch"])
         x = minidl.tensor(self.spec(images), device=device, dtype=self.cfg["dtype"])
         y = minidl.tensor(labels, device=device)
         with self.amp.autocast():
@@ -465,12 +474,20 @@ class Trainer:
             print(f"minidl-train: skipping the step {where}: the loss is {value}", file=sys.stderr)
             st["skipped_steps"] += 1
             return None
-        clip = (lambda: optim.clip_grad_norm_(self.model.parameters(), self.cfg["clip_grad_norm"])) \
-            if self.cfg["clip_grad_norm"] else None
-        self.amp.backward_and_step(loss, self.optimizer, clip)
         st["loss_sum"] += value * len(labels)
         st["loss_count"] += len(labels)
         self.history.append((st["step"] + 1, value))
+        accum = self.cfg["grad_accum_steps"]
+        if st["batch"] % accum == 0:
+            self.optimizer.zero_grad()
+        self.amp.backward(loss * (1.0 / accum) if accum > 1 else loss)
+        if (st["batch"] + 1) % accum and st["batch"] + 1 < self.steps_per_epoch:
+            return value  # the gradients of this window's next batches are added first
+        clip = (lambda: optim.clip_grad_norm_(self.model.parameters(), self.cfg["clip_grad_norm"])) \
+            if self.cfg["clip_grad_norm"] else None
+        self.amp.step(self.optimizer, clip)
+        if self.ema is not None:
+            self.ema.update(self.net)
         return value
 
     # ---------------------------------------------------------------- epochs
@@ -545,6 +562,10 @@ class Trainer:
                               limit_batches=self.cfg["limit_val_batches"], stop=self.stop,
                               progress=lambda i, n: bar.update_count(i))
         bar.close()
+        if self.ema is not None and result is not None:
+            with self.ema.applied(self.net):
+                result["ema"] = evaluate(self.model, self.val_loader, self.spec, self.cfg["device"],
+                                         limit_batches=self.cfg["limit_val_batches"], stop=self.stop)
         self.model.train()
         if self.ranks.any(result is None):  # stopped on some rank
             return None
@@ -564,12 +585,18 @@ class Trainer:
                   "images_per_s": round(timing["images"] / max(timing["data_s"] + timing["compute_s"], 1e-9), 1),
                   "skipped_images": getattr(self.train_loader, "skipped_total", 0),
                   "skipped_steps": st["skipped_steps"]}
+        if val.get("ema"):
+            record.update(ema_val_loss=val["ema"]["loss"], ema_val_top1=val["ema"].get("top1"),
+                          ema_val_top5=val["ema"].get("top5"))
+            print(f"  EMA weights: val loss {_fmt(val['ema']['loss'])}  top-1 "
+                  f"{percent(val['ema'].get('top1'))}", flush=True)
         print(f"epoch {record['epoch']}: train loss {_fmt(train_loss)}  val loss {_fmt(val['loss'])}  "
               f"top-1 {percent(val.get('top1'))}  top-5 {percent(val.get('top5'))}  "
               f"({seconds:.0f} s, {record['images_per_s']:.0f} img/s)"
               + ("" if finite else "  metrics not finite: 'best' kept"), flush=True)
         log.write(json.dumps(record) + "\n")
         log.flush()
+        recipe_parts.report_plateau(self.scheduler, val.get("top1"))
         st.update(epoch=st["epoch"] + 1, batch=0, loss_sum=0.0, loss_count=0)
         self.last_val = val
         if finite and (st["best_top1"] is None or val["top1"] > st["best_top1"]):
@@ -589,17 +616,24 @@ class Trainer:
         return 0
 
     def finish(self):
+        val = getattr(self, "last_val", None)
+        test = None
+        if val is not None and self.test_loader is not None:  # reported, never used to choose
+            test = self.ranks.reduce_metrics(evaluate(self.model, self.test_loader, self.spec, self.cfg["device"]))
         if not self.ranks.main:
             return 0
         plot_curves(os.path.join(self.out, "log.jsonl"), os.path.join(self.out, "curves.png"))
-        val = getattr(self, "last_val", None)
         results = {"model": self.cfg["model"], "dataset": self.cfg["dataset"], "epochs": self.state["epoch"],
                    "steps": self.state["step"], "best_top1": self.state["best_top1"]}
         if val is not None:
             results.update(val_top1=val.get("top1"), val_top5=val.get("top5"), val_loss=val["loss"])
-            print(format_table([("model", self.cfg["model"]), ("epochs", str(self.state["epoch"])),
-                                ("val top-1", percent(val.get("top1"))), ("val top-5", percent(val.get("top5"))),
-                                ("best top-1", percent(self.state["best_top1"]))]))
+            rows = [("model", self.cfg["model"]), ("epochs", str(self.state["epoch"])),
+                    ("val top-1", percent(val.get("top1"))), ("val top-5", percent(val.get("top5"))),
+                    ("best top-1", percent(self.state["best_top1"]))]
+            if test is not None:
+                results.update(test_top1=test.get("top1"), test_top5=test.get("top5"), test_loss=test["loss"])
+                rows += [("test top-1", percent(test.get("top1"))), ("test top-5", percent(test.get("top5")))]
+            print(format_table(rows))
         mio.atomic_write(os.path.join(self.out, "results.json"), json.dumps(results, indent=1))
         print(f"checkpoints, log and curves in {self.out}/")
         return 0
