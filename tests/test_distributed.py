@@ -68,7 +68,7 @@ def test_a_failed_rank_stops_every_rank(case):
 def _trainer_run(ranks, data, out, *extra, timeout=240):
     args = ["--model", "lenet5_bn_w2", "--dataset", "fashion-mnist", "--data", data, "--recipe", "none",
             "--opt", "sgd", "--lr", "0.05", "--sched", "cosine", "--warmup-epochs", "0", "--epochs", "2",
-            "--limit-train-batches", "15", "--dtype", "float64", "--output", str(out), *extra]
+            "--limit-train-batches", "15", "--dtype", "float64", "--val-split", "0", "--output", str(out), *extra]
     proc, _ = run("trainer", ranks, timeout=timeout, args=args)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("HISTORY "))
@@ -162,7 +162,7 @@ def test_mpiexec_minidl_train_and_a_killed_rank(fmnist, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", MINIDL_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
     cmd = [MPIEXEC, "-n", "2", sys.executable, "-m", "minidl.train", "--model", "lenet5_bn_w2", "--dataset",
            "fashion-mnist", "--data", fmnist, "--recipe", "none", "--batch-size", "8", "--epochs", "1000",
-           "--sync-bn", "--checkpoint-minutes", "0", "--output", str(out)]
+           "--sync-bn", "--checkpoint-minutes", "0", "--val-split", "0", "--output", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             stdin=subprocess.DEVNULL)
     try:
