@@ -102,9 +102,45 @@ def test_models_cli_table_and_plot(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         main(["--table", "--models", "no_such_model*"])
     monkeypatch.setitem(sys.modules, "matplotlib", None)      # as if it were not installed
-    with pytest.raises(SystemExit, match="pip install 'minidl\\[plot\\]'"):
+    with pytest.raises(SystemExit, match=r'pip install -e "\.\[plot\]" in the minidl clone'):
         main(["--plot", str(tmp_path / "zoo.png"), "--models", "resnet18"])
     monkeypatch.undo()
     pytest.importorskip("matplotlib", reason="matplotlib (the 'plot' extra) is not installed")
     assert main(["--plot", str(tmp_path / "zoo.png"), "--models", "resnet18"]) == 0
     assert (tmp_path / "zoo.png").stat().st_size > 0
+
+
+def test_list_models_sorts_naturally_and_matches_case_insensitively():
+    assert models.list_models("resnet*") == ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+    assert models.list_models("ResNet1*") == ["resnet18", "resnet101", "resnet152"]
+    assert models.model_info("ResNet50").name == "resnet50"
+
+
+def test_models_cli_lists_models_and_filters_by_pattern(capsys):
+    from minidl.models.__main__ import main
+    assert main([]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 + len(models.list_models())
+    assert main(["vgg1*"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["vgg16", "vgg16_bn", "vgg19", "vgg19_bn"]
+    assert "138.4M" in out
+
+
+def test_a_model_name_typo_suggests_the_near_names(capsys):
+    with pytest.raises(ValueError, match=r"unknown model 'resnet05' \(did you mean resnet50"):
+        models.create("resnet05")
+    from minidl.models.__main__ import main
+    with pytest.raises(SystemExit):
+        main(["resnt50"])
+    err = capsys.readouterr().err
+    assert "did you mean resnet50?" in err and "vgg16" not in err
+
+
+def test_in_chans_is_another_name_of_in_channels_and_lenet_fits_mnist():
+    net = models.create("lenet5")
+    assert net.features[0].in_channels == 1 and net.classifier[-1].out_features == 10
+    assert models.create("lenet5", in_chans=3).features[0].in_channels == 3
+    assert models.lenet.lenet5(in_chans=2).features[0].in_channels == 2
+    with pytest.raises(TypeError, match="got both in_chans and in_channels"):
+        models.create("lenet5", in_chans=3, in_channels=3)

@@ -99,7 +99,7 @@ def run(args):
             failures += 1
             continue
         with minidl.no_grad():
-            logits = model(minidl.tensor(spec(x[None]), device=args.device))
+            logits = model(minidl.as_tensor(spec(x[None]), device=args.device))
             probs = F.softmax(logits, axis=1).numpy()[0]
         order = np.argsort(-probs, kind="stable")[:top]
         print(f"{path}:")

@@ -415,8 +415,8 @@ class Trainer:
         st = self.state
         self.scheduler.step(st["epoch"] + st["batch"] / self.steps_per_epoch)
         device = self.cfg["device"]
-        x = minidl.tensor(self.spec(images), device=device)
-        y = minidl.tensor(labels, device=device)
+        x = minidl.as_tensor(self.spec(images), device=device)
+        y = minidl.as_tensor(labels, device=device)
         loss = self.loss_of(self.model(x), y)
         value = float(loss.item())
         if not math.isfinite(value):
