@@ -11,7 +11,7 @@ import importlib.util
 from .install import extra_hint
 
 
-def _why_unavailable():
+def unavailable_reason():
     """None when the cuda device can be used, else the reason."""
     if importlib.util.find_spec("cupy") is None:
         return f"CuPy is not installed ({extra_hint('cuda')})"
@@ -34,7 +34,7 @@ def _why_unavailable():
 
 
 def is_available() -> bool:
-    return _why_unavailable() is None
+    return unavailable_reason() is None
 
 
 def device_count() -> int:
@@ -46,6 +46,6 @@ def device_count() -> int:
 
 def require():
     """Raise a clear RuntimeError when the cuda device cannot be used."""
-    why = _why_unavailable()
+    why = unavailable_reason()
     if why is not None:
         raise RuntimeError(f"device 'cuda' is not available: {why}")

@@ -41,9 +41,10 @@ from minidl import optim
 from minidl import io as mio
 from minidl.tools.checkpoint import (CheckpointError, load_checkpoint, remove_stale_files, save_checkpoint,
                                      weights_path)
-from minidl.tools.run_folder import describe_checkpoint, open_log, plot_curves, prepare_run_folder
-from minidl.tools.cli import (non_negative_float, non_negative_int, percent, positive_float, positive_int,
-                              unit_fraction)
+from minidl.tools.run_folder import describe_checkpoint, open_log, prepare_run_folder
+from minidl.tools.run_logs import StepLog, draw_curves, utc_now
+from minidl.tools.cli import (DEVICES, device, non_negative_float, non_negative_int, percent,
+                              positive_float, positive_int, show_defaults, unit_fraction)
 from minidl.tools.common import (DATASETS, InputSpec, UsageError, build_dataset, build_model,
                                  dataset_channels, eval_sizes, evaluate, format_table, import_zoo,
                                  registered_model)
@@ -55,7 +56,7 @@ DEFAULTS = dict(model="lenet5_bn_w2", dataset="fashion-mnist", data=None, device
                 rmsprop_alpha=0.9, rmsprop_eps=1e-3, image_size=None, val_resize=None, workers=0,
                 seed=0, output="runs/minidl", recipe="auto", model_kwargs={}, skip_nonfinite=False,
                 max_steps=None, limit_train_batches=None, limit_val_batches=None,
-                checkpoint_minutes=30.0, aux_weight=None)
+                checkpoint_minutes=30.0, aux_weight=None, log_interval=10, tensorboard=None)
 # What flags given with --resume do to the checkpoint's settings (stated in --help):
 # rebuild the schedule / set the restored optimizer's hyperparameters,
 RESUME_SCHEDULE_KEYS = {"lr", "sched", "epochs", "step_size", "milestones", "gamma", "power", "warmup_epochs"}
@@ -63,7 +64,7 @@ RESUME_OPTIMIZER_KEYS = {"momentum", "nesterov", "wd", "rmsprop_alpha", "rmsprop
 # take effect from the next step, change only how the run is carried out,
 RESUME_STEP_KEYS = {"label_smoothing", "clip_grad_norm", "aux_weight", "skip_nonfinite"}
 RUNTIME_KEYS = {"device", "workers", "output", "max_steps", "limit_val_batches", "checkpoint_minutes",
-                "data", "overwrite"}
+                "data", "overwrite", "log_interval", "tensorboard"}
 # or cannot change (the model, its data, the batches and the optimizer's buffers).
 RESUME_FIXED_KEYS = {"model", "model_kwargs", "dataset", "batch_size", "opt", "no_wd_on_norm_and_bias",
                      "recipe", "seed", "image_size", "val_resize", "limit_train_batches", "weights"}
@@ -94,7 +95,8 @@ def parse_args(argv=None):
     a("--model", help=f"registered model (default {DEFAULTS['model']}; python -m minidl.models)")
     a("--dataset", choices=DATASETS, help="default fashion-mnist")
     a("--data", help="dataset root (fashion-mnist default: /usr/share/datasets/fashion-mnist)")
-    a("--device", choices=("cpu", "cuda", "emu"), help="default cpu (emu: debugging only)")
+    a("--device", type=device, choices=DEVICES,
+      help="default cpu (emu: our CUDA kernels run on the CPU, for debugging)")
     a("--epochs", type=positive_int)
     a("--batch-size", type=positive_int)
     a("--opt", choices=("sgd", "rmsprop", "adam", "adamw"))
@@ -134,7 +136,18 @@ def parse_args(argv=None):
     a("--limit-val-batches", type=positive_int)
     a("--checkpoint-minutes", type=non_negative_float,
       help="also save 'last' this often within an epoch (default 30; 0: after every step)")
+    a("--log-interval", type=positive_int, help="write a row of steps.csv every N steps")
+    a("--tensorboard", metavar="DIR", help="also write TensorBoard event files to DIR (needs tensorboardX)")
+    show_defaults(p, DEFAULTS, from_recipe=recipe_keys())
     return vars(p.parse_args(argv))
+
+
+def recipe_keys():
+    """The settings a training recipe can set (shown as such in --help)."""
+    from dataclasses import fields
+
+    from minidl.models.recipes import Recipe
+    return {f.name for f in fields(Recipe)}
 
 
 def resolve_config(given, saved=None):
@@ -417,7 +430,8 @@ class Trainer:
         device = self.cfg["device"]
         x = minidl.as_tensor(self.spec(images), device=device)
         y = minidl.as_tensor(labels, device=device)
-        loss = self.loss_of(self.model(x), y)
+        outputs = self.model(x)
+        loss = self.loss_of(outputs, y)
         value = float(loss.item())
         if not math.isfinite(value):
             where = f"at step {st['step'] + 1} (epoch {st['epoch'] + 1}, batch {st['batch'] + 1})"
@@ -433,7 +447,11 @@ class Trainer:
         self.optimizer.step()
         st["loss_sum"] += value * len(labels)
         st["loss_count"] += len(labels)
+        logits = outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+        st["correct"] = st.get("correct", 0) + int((logits.argmax(axis=1) == y).sum().item())
         self.history.append((st["step"] + 1, value))
+        self.step_log.step(st["step"] + 1, st["epoch"] + (st["batch"] + 1) / self.steps_per_epoch, value,
+                           self.optimizer.param_groups[0]["lr"], len(labels))
         return value
 
     # ---------------------------------------------------------------- epochs
@@ -443,7 +461,9 @@ class Trainer:
         if removed:
             print(f"minidl-train: removed {len(removed)} stale file(s) of an interrupted write from "
                   f"{self.out}: {', '.join(removed)}", file=sys.stderr)
-        with self.stop, open_log(self.out, self.state["epoch"] if self.resumed else None) as log:
+        with self.stop, open_log(self.out, self.state["epoch"] if self.resumed else None) as log, \
+                StepLog(self.out, cfg["log_interval"], cfg["tensorboard"],
+                        self.state["step"] if self.resumed else None) as self.step_log:
             while st["epoch"] < cfg["epochs"]:
                 started = time.perf_counter()
                 timing = self.train_epoch()
@@ -514,20 +534,24 @@ class Trainer:
         train_loss = st["loss_sum"] / st["loss_count"] if st["loss_count"] else None
         metrics = (train_loss, val["loss"], val.get("top1"), val.get("top5"))
         finite = all(v is None or math.isfinite(v) for v in metrics)
-        record = {"epoch": st["epoch"] + 1, "step": st["step"], "train_loss": train_loss,
+        train_top1 = st.get("correct", 0) / st["loss_count"] if st["loss_count"] else None
+        record = {"epoch": st["epoch"] + 1, "step": st["step"], "time": utc_now(), "train_loss": train_loss,
+                  "train_top1": train_top1,
                   "val_loss": val["loss"], "val_top1": val.get("top1"), "val_top5": val.get("top5"),
                   "finite": finite, "lr": self.optimizer.param_groups[0]["lr"], "time_s": round(seconds, 2),
                   "data_s": round(timing["data_s"], 2), "compute_s": round(timing["compute_s"], 2),
                   "images_per_s": round(timing["images"] / max(timing["data_s"] + timing["compute_s"], 1e-9), 1),
                   "skipped_images": getattr(self.train_loader, "skipped_total", 0),
                   "skipped_steps": st["skipped_steps"]}
-        print(f"epoch {record['epoch']}: train loss {_fmt(train_loss)}  val loss {_fmt(val['loss'])}  "
+        print(f"epoch {record['epoch']}: train loss {_fmt(train_loss)}  top-1 {percent(train_top1)}  "
+              f"val loss {_fmt(val['loss'])}  "
               f"top-1 {percent(val.get('top1'))}  top-5 {percent(val.get('top5'))}  "
               f"({seconds:.0f} s, {record['images_per_s']:.0f} img/s)"
               + ("" if finite else "  metrics not finite: 'best' kept"), flush=True)
         log.write(json.dumps(record) + "\n")
         log.flush()
-        st.update(epoch=st["epoch"] + 1, batch=0, loss_sum=0.0, loss_count=0)
+        self.step_log.epoch(record)
+        st.update(epoch=st["epoch"] + 1, batch=0, loss_sum=0.0, loss_count=0, correct=0)
         self.last_val = val
         if finite and (st["best_top1"] is None or val["top1"] > st["best_top1"]):
             st["best_top1"] = val["top1"]
@@ -546,7 +570,7 @@ class Trainer:
         return 0
 
     def finish(self):
-        plot_curves(os.path.join(self.out, "log.jsonl"), os.path.join(self.out, "curves.png"))
+        curves = draw_curves(self.out)
         val = getattr(self, "last_val", None)
         results = {"model": self.cfg["model"], "dataset": self.cfg["dataset"], "epochs": self.state["epoch"],
                    "steps": self.state["step"], "best_top1": self.state["best_top1"]}
@@ -556,7 +580,7 @@ class Trainer:
                                 ("val top-1", percent(val.get("top1"))), ("val top-5", percent(val.get("top5"))),
                                 ("best top-1", percent(self.state["best_top1"]))]))
         mio.atomic_write(os.path.join(self.out, "results.json"), json.dumps(results, indent=1))
-        print(f"checkpoints, log and curves in {self.out}/")
+        print(f"checkpoints, logs{' and curves' if curves else ''} in {self.out}/")
         return 0
 
 
