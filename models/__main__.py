@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 from minidl.install import extra_hint
+from minidl.nn import init
 from minidl.tools.summary import summary
 
 from . import list_models, model_info
@@ -56,7 +57,8 @@ def count_model(name):
     """Build ``name`` at 1000 classes and count the parameters of its inference network
     (train-only aux heads are not counted, as in the references) and its GMACs."""
     info = model_info(name)
-    model = info.constructor(num_classes=1000)
+    with init.skip_init():   # the counts need shapes only: drawing the weights would dominate
+        model = info.constructor(num_classes=1000)
     report = summary(model, info.input_size, print_table=False, shape_only=True)
     return ZooRow(name, info.year, info.input_size, info.top1, info.top5, report.used_params,
                   info.params, report.gmacs, info.gmacs)
