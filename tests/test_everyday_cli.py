@@ -152,3 +152,13 @@ def test_every_flag_shows_its_default_in_help(main, monkeypatch):
                if a.option_strings and a.dest != "help" and "default" not in (a.help or "")]
     assert missing == []
     parsed.value.parser.format_help()   # every help string formats
+
+
+def test_a_resumed_run_continues_steps_csv_without_repeating_steps(idx_root, tmp_path):  # noqa: F811
+    out = tmp_path / "run"
+    assert train.main(_argv(idx_root, out, "--log-interval", "1", "--max-steps", "3")) == 0
+    with open(out / "steps.csv", "a") as f:
+        f.write("4,2.0000,0.5,0.01,100.0,")   # a row cut off by a kill
+    assert train.main(["--resume", str(out / "last.json")]) == 0
+    with open(out / "steps.csv", newline="") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
