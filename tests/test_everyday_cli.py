@@ -149,7 +149,7 @@ def test_every_flag_shows_its_default_in_help(main, monkeypatch):
     with pytest.raises(_Parsed) as parsed:
         main([])
     missing = [a.option_strings[0] for a in parsed.value.parser._actions
-               if a.option_strings and a.dest != "help" and "default" not in (a.help or "")]
+               if a.option_strings and not a.required and a.dest != "help" and "default" not in (a.help or "")]
     assert missing == []
     parsed.value.parser.format_help()   # every help string formats
 

@@ -53,12 +53,13 @@ def device(text):
 
 
 def show_defaults(parser, defaults=None, from_recipe=(), exclude=("help",)):
-    """Append "(default: X)" to the help of every flag whose help does not state its
-    default yet; ``defaults`` overrides the parser's own (for parsers that SUPPRESS them)
+    """Append "(default: X)" to the help of every optional flag whose help does not state
+    its default yet; ``defaults`` overrides the parser's own (for parsers that SUPPRESS them)
     and the keys in ``from_recipe`` say that the training recipe may set them instead."""
     defaults = defaults or {}
     for action in parser._actions:
-        if not action.option_strings or action.dest in exclude or "default" in (action.help or ""):
+        if (not action.option_strings or action.required or action.dest in exclude
+                or "default" in (action.help or "")):
             continue
         value = defaults.get(action.dest, action.default)
         if value is argparse.SUPPRESS or value is None or value is False:

@@ -38,8 +38,11 @@ def parse_args(argv=None):
     p.add_argument("--crop", choices=("center", "ten", "multiscale"), default="center")
     p.add_argument("--scales", type=lambda s: [positive_int(v) for v in s.split(",")],
                    help="multiscale: comma-separated square sizes (default: the paper's six)")
-    p.add_argument("--image-size", type=positive_int)
-    p.add_argument("--val-resize", type=positive_int)
+    p.add_argument("--image-size", type=positive_int,
+                   help="input size (default: recorded in the weights, else the model's)")
+    p.add_argument("--val-resize", type=positive_int,
+                   help="shorter side before the center crop (default: recorded in the weights, "
+                        "else the model's)")
     p.add_argument("--batch-size", type=positive_int, default=100)
     p.add_argument("--workers", type=non_negative_int, default=0)
     p.add_argument("--device", type=device, choices=DEVICES, default="cpu")

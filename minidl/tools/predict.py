@@ -51,8 +51,11 @@ def parse_args(argv=None):
     p.add_argument("images", nargs="+", help="image files, folders or quoted glob patterns")
     p.add_argument("--weights", required=True, help="a checkpoint manifest, a run folder or .safetensors")
     p.add_argument("--model", help="registered model (default: recorded in the weights)")
-    p.add_argument("--image-size", type=positive_int)
-    p.add_argument("--val-resize", type=positive_int)
+    p.add_argument("--image-size", type=positive_int,
+                   help="input size (default: recorded in the weights, else the model's)")
+    p.add_argument("--val-resize", type=positive_int,
+                   help="shorter side before the center crop (default: recorded in the weights, "
+                        "else the model's)")
     p.add_argument("--top", type=positive_int, default=5, help="how many classes to print (default 5)")
     p.add_argument("--device", type=device, choices=DEVICES, default="cpu")
     p.add_argument("--output", metavar="FILE.json|FILE.csv",

@@ -116,8 +116,8 @@ def parse_args(argv=None):
     a("--clip-grad-norm", type=positive_float)
     a("--rmsprop-alpha", type=float)
     a("--rmsprop-eps", type=float)
-    a("--image-size", type=positive_int)
-    a("--val-resize", type=positive_int)
+    a("--image-size", type=positive_int, help="input size (default: 28 on the IDX datasets, else the model's)")
+    a("--val-resize", type=positive_int, help="shorter side before the center crop (default: the model's)")
     a("--model-kwargs", type=json.loads, help='JSON options for the model, e.g. \'{"dropout": 0.3}\'')
     a("--aux-weight", type=non_negative_float,
       help="weight of auxiliary-head losses (default: the model's, as registered: GoogLeNet 0.3, "
