@@ -102,7 +102,8 @@ setup(
         # data-parallel training under mpiexec: mpi4py with the MPICH wheel (or, on a cluster,
         # mpi4py built against its own MPI: pip install mpi4py --no-binary mpi4py)
         "distributed": ["mpi4py>=4", "mpich>=4"],
-        "plot": ["matplotlib>=3.5"],  # python -m minidl.models --plot
+        "plot": ["matplotlib>=3.5"],  # python -m minidl.models --plot, minidl-plot, curves.png
+        "tensorboard": ["tensorboardX>=2.6"],  # minidl-train --tensorboard DIR
         # our kernels are compiled ahead of time into minidl._cuda; CuPy supplies the
         # arrays and cuBLAS (NVRTC is not needed).  CUDA 13 wheels:
         "cuda": ["cupy-cuda13x>=13", "nvidia-nccl-cu13"],
@@ -111,6 +112,7 @@ setup(
         "minidl-train = minidl.tools.train:main",
         "minidl-eval = minidl.tools.evaluate:main",
         "minidl-predict = minidl.tools.predict:main",
+        "minidl-plot = minidl.tools.plot:main",
     ]},
     ext_modules=[CMakeExtension("minidl._emu")],
     cmdclass={"build_ext": CMakeBuild},

@@ -1,7 +1,7 @@
 """CPU op benchmark: minidl against PyTorch-CPU (optional) on layer shapes of the zoo's
 models (ResNet, VGG, MobileNet convolutions, AlexNet LRN, ...; see CASES).
 
-    python benchmarks/cpu_ops.py [--rounds 7] [--reps 3] [--only conv3x3]
+    python benchmarks/cpu_ops.py [--rounds 7] [--reps 3] [--only 'conv 3x3']
 
 Each op is timed forward and forward+backward at batch 8.  PyTorch, when it is
 installed, runs in a separate process (its OpenMP pool and NumPy's OpenBLAS
@@ -138,10 +138,14 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=7, help="alternating blocks per side")
     ap.add_argument("--reps", type=int, default=3, help="timed calls per block")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--only", default=None, help="substring filter on case names")
+    ap.add_argument("--only", default=None,
+                    help="run only the cases whose name contains this text, case-insensitive")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "cpu_ops.json"))
     args = ap.parse_args(argv)
+    selected = [name for name in CASES if args.only is None or args.only.lower() in name.lower()]
+    if not selected:
+        ap.error(f"--only {args.only!r} matches no case; the cases: {'; '.join(CASES)}")
 
     torch_conn = torch_version = None
     if not args.no_torch:
@@ -164,9 +168,8 @@ def main(argv=None):
     numba.set_num_threads(args.threads)
     rows = []
     framework = _Framework("minidl")
-    for name, (kind, spec) in CASES.items():
-        if args.only and args.only not in name:
-            continue
+    for name in selected:
+        kind, spec = CASES[name]
         fns = _fns(framework, kind, spec)
         for f in fns:
             f()  # warm-up (and Numba compilation)

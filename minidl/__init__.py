@@ -2,8 +2,8 @@
 its own kernels, and the classic ImageNet classifiers."""
 from .autograd import detect_anomaly, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .backend import available_devices, get_backend
-from .creation import (arange, full, isfinite, ones, ones_like, rand, randn, tensor, zeros,
-                       zeros_like)
+from .creation import (arange, as_tensor, from_dlpack, from_numpy, full, isfinite, ones, ones_like,
+                       rand, randn, tensor, zeros, zeros_like)
 from .random import manual_seed
 from .tensor import Tensor
 from . import functional
@@ -15,7 +15,7 @@ from .dtypes import bfloat16, float16, float32, float64  # noqa: E402  (NumPy dt
 
 __version__ = "0.1.0"
 
-__all__ = ["Tensor", "tensor", "zeros", "ones", "full", "zeros_like", "ones_like", "arange",
+__all__ = ["Tensor", "tensor", "as_tensor", "from_numpy", "from_dlpack", "zeros", "ones", "full", "zeros_like", "ones_like", "arange",
            "randn", "rand", "isfinite", "no_grad", "enable_grad", "is_grad_enabled",
            "set_grad_enabled", "detect_anomaly", "manual_seed", "functional", "concat", "cat",
            "stack", "split", "get_backend", "available_devices", "float16", "bfloat16", "float32", "float64"]

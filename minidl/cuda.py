@@ -1,18 +1,20 @@
 """GPU availability: ``minidl.cuda.is_available()``, ``device_count()``.
 
 Never imports CuPy at minidl import time; the first call does (guarded).  The GPU
-needs both CuPy (``pip install minidl[cuda]``: cupy-cuda13x) and the compiled
+needs both CuPy (``pip install -e ".[cuda]"``: cupy-cuda13x) and the compiled
 module ``minidl._cuda`` (built by ``pip install -e .`` where nvcc is found).
 """
 from __future__ import annotations
 
 import importlib.util
 
+from .install import extra_hint
 
-def _why_unavailable():
+
+def unavailable_reason():
     """None when the cuda device can be used, else the reason."""
     if importlib.util.find_spec("cupy") is None:
-        return "CuPy is not installed (pip install minidl[cuda])"
+        return f"CuPy is not installed ({extra_hint('cuda')})"
     try:
         import cupy
     except Exception as e:  # a broken CuPy install
@@ -32,7 +34,7 @@ def _why_unavailable():
 
 
 def is_available() -> bool:
-    return _why_unavailable() is None
+    return unavailable_reason() is None
 
 
 def device_count() -> int:
@@ -44,6 +46,6 @@ def device_count() -> int:
 
 def require():
     """Raise a clear RuntimeError when the cuda device cannot be used."""
-    why = _why_unavailable()
+    why = unavailable_reason()
     if why is not None:
         raise RuntimeError(f"device 'cuda' is not available: {why}")

@@ -120,14 +120,23 @@ def _sorted_metadata(blob):
     return struct.pack("<Q", len(text)) + text + blob[8 + size:]
 
 
+def _current_umask():
+    mask = os.umask(0o022)   # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, data):
     """Write ``data`` (bytes or str) to ``path`` atomically: a temporary file in the
-    same folder, fsync, rename over ``path``, fsync of the folder.  A crash at any
+    same folder, fsync, rename over ``path``, fsync of the folder.  The file's mode is
+    0666 less the umask, as for any newly created file.  A crash at any
     point leaves either the old file or the new one, never a partial one."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
+        # mkstemp creates 0600; the written file gets the mode open() would give it
+        os.fchmod(fd, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
             f.write(data)
             f.flush()

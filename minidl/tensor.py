@@ -113,9 +113,38 @@ class Tensor(Conversions):
         return self.shape[0]
 
     def __repr__(self):
-        grad = ", requires_grad=True" if self.requires_grad else ""
-        body = np.array2string(self.numpy(), precision=4, separator=", ", threshold=50)
-        return f"Tensor({body}, shape={self.shape}, dtype={self.dtype}, device='{self.device}'{grad})"
+        prefix = "Tensor("
+        # prefix: continuation rows are indented under the first, as numpy.array_repr does
+        body = np.array2string(self.numpy(), precision=4, separator=", ", threshold=50,
+                               prefix=prefix)
+        extras = [f"shape={self.shape}", f"dtype={self.dtype}", f"device='{self.device}'"]
+        if self._ctx is not None:
+            extras.append(f"grad_fn=<{type(self._ctx).__name__}>")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return f"{prefix}{body}, {', '.join(extras)})"
+
+    # ------------------------------------------------------------ array protocols
+    def __array__(self, dtype=None, copy=None):
+        """``np.asarray(t)``: the cpu tensor's own array (no copy).  A tensor on another
+        device is an error, as in PyTorch: copy it to the host with ``.cpu()`` or ``.numpy()``."""
+        if self.device != "cpu":
+            raise TypeError(f"can't convert a tensor on device '{self.device}' to a NumPy array "
+                            "implicitly; copy it to host memory first with .cpu() or .numpy()")
+        if copy is False and dtype is not None and np.dtype(dtype) != self.dtype:
+            raise ValueError(f"__array__: converting {self.dtype} to {np.dtype(dtype)} needs a copy, "
+                             "but copy=False was given")
+        out = self.data if dtype is None else self.data.astype(dtype, copy=False)
+        return out.copy() if copy else out
+
+    def __dlpack__(self, **kwargs):
+        """DLPack export of the underlying array (shared memory); keyword arguments
+        (``stream``, ``max_version``, ``dl_device``, ``copy``) go to the array's own
+        ``__dlpack__``, the ones left at None are not passed."""
+        return self.data.__dlpack__(**{k: v for k, v in kwargs.items() if v is not None})
+
+    def __dlpack_device__(self):
+        return self.data.__dlpack_device__()
 
     # ------------------------------------------------------------ conversion
     def numpy(self):

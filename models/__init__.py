@@ -4,7 +4,7 @@
     net = models.create("resnet50", num_classes=10)
     models.list_models("efficientnet*")
 """
-from .registry import ModelInfo, create, list_models, model_info, register_model
+from .registry import ModelInfo, create, list_models, model_info, register_model, suggest
 from .torchvision_compat import load_torchvision_state_dict  # noqa: F401
 
 __all__ = ["ModelInfo", "create", "list_models", "load_torchvision_state_dict", "model_info",

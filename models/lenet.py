@@ -26,7 +26,7 @@ from .registry import register_model
 
 
 class LeNet5(nn.Module):
-    def __init__(self, num_classes=1000, in_channels=3, width=1, batch_norm=False, dropout=0.0):
+    def __init__(self, num_classes=10, in_channels=1, width=1, batch_norm=False, dropout=0.0):
         super().__init__()
         if width < 1 or int(width) != width:
             raise ValueError(f"LeNet5: expected a positive integer width, got {width!r}")
@@ -52,19 +52,19 @@ class LeNet5(nn.Module):
 
 
 _PAPER = ("LeCun et al., Gradient-Based Learning Applied to Document Recognition (1998); "
-          "MNIST test error 0.95% (no ImageNet result); parameters here at 3 input channels "
+          "MNIST test error 0.95% (no ImageNet result); parameters here at 1 input channel "
           "and 1000 classes, full C3 connectivity")
 
 
-@register_model(params=146_156, gmacs=0.000735, input_size=28, year=1998, paper=_PAPER,
+@register_model(params=145_856, gmacs=0.00049968, input_size=28, year=1998, paper=_PAPER,
                 test_size=28, recipe="lenet5", eval_resize=28)
-def lenet5(num_classes=1000, in_channels=3, **kwargs):
+def lenet5(num_classes=10, in_channels=1, **kwargs):
     return LeNet5(num_classes=num_classes, in_channels=in_channels, **kwargs)
 
 
-@register_model(params=412_724, gmacs=0.002066, input_size=28, year=1998,
+@register_model(params=412_124, gmacs=0.00159552, input_size=28, year=1998,
                 recipe="lenet5", eval_resize=28,
                 paper=_PAPER + "; width 2 and batch norm (not in the paper)", test_size=28)
-def lenet5_bn_w2(num_classes=1000, in_channels=3, **kwargs):
+def lenet5_bn_w2(num_classes=10, in_channels=1, **kwargs):
     kwargs = {"width": 2, "batch_norm": True, **kwargs}
     return LeNet5(num_classes=num_classes, in_channels=in_channels, **kwargs)

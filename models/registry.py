@@ -14,9 +14,12 @@ A registration holds everything about a model beside its definition:
 """
 from __future__ import annotations
 
+import difflib
 import fnmatch
+import functools
 import inspect
 import os
+import re
 from dataclasses import dataclass, field
 
 DEFAULT_CROP_PCT = 0.875   # 224 of 256: the resize-and-crop of most ImageNet evaluations
@@ -49,7 +52,7 @@ _REGISTRY: dict[str, ModelInfo] = {}
 
 def register_model(*, params, gmacs, input_size, recipe, eval_resize=None, aux_weight=None,
                    year=None, top1=None, top5=None, paper="", test_size=None, name=None):
-    """Decorator for a public model constructor ``fn(num_classes=1000, **kw) -> Module``.
+    """Decorator for a public model constructor ``fn(num_classes=..., **kw) -> Module``.
     ``eval_resize`` defaults to ``input_size / DEFAULT_CROP_PCT`` (256 for 224)."""
 
     def wrap(fn):
@@ -60,25 +63,57 @@ def register_model(*, params, gmacs, input_size, recipe, eval_resize=None, aux_w
         if resize < input_size:
             raise ValueError(f"register_model: {key!r}: expected eval_resize >= input_size "
                              f"({input_size}), got {resize}")
+        constructor = _with_in_chans(fn)
         _REGISTRY[key] = ModelInfo(
-            name=key, constructor=fn, params=params, gmacs=gmacs, input_size=input_size,
+            name=key, constructor=constructor, params=params, gmacs=gmacs, input_size=input_size,
             eval_resize=resize, recipe=recipe, aux_weight=aux_weight, year=year, top1=top1,
             top5=top5, paper=paper, test_size=test_size)
-        fn.model_info = _REGISTRY[key]
-        return fn
+        constructor.model_info = _REGISTRY[key]
+        return constructor
 
     return wrap
 
 
+def _with_in_chans(fn):
+    """``fn`` accepting timm's ``in_chans`` as another name of its ``in_channels``."""
+    if "in_channels" not in inspect.signature(fn).parameters:
+        return fn
+
+    @functools.wraps(fn)
+    def build(*args, in_chans=None, **kwargs):
+        if in_chans is not None:
+            if "in_channels" in kwargs:
+                raise TypeError(f"{fn.__name__}: got both in_chans and in_channels; pass one")
+            kwargs["in_channels"] = in_chans
+        return fn(*args, **kwargs)
+    return build
+
+
+def natural_key(name):
+    """resnet18 < resnet34 < resnet101: digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name.lower())]
+
+
 def list_models(pattern="*"):
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+    """The registered names matching the glob ``pattern`` (case-insensitive), in natural
+    order (resnet18 before resnet101)."""
+    pattern = pattern.lower()
+    return sorted((n for n in _REGISTRY if fnmatch.fnmatchcase(n.lower(), pattern)), key=natural_key)
+
+
+def suggest(name):
+    """' (did you mean resnet50?)' for a near miss of a registered name, else ''."""
+    close = difflib.get_close_matches(str(name).lower().rstrip("*"), list_models(), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def model_info(name) -> ModelInfo:
+    """The registration of ``name`` (case-insensitive)."""
     try:
-        return _REGISTRY[name]
+        return _REGISTRY[name if name in _REGISTRY else str(name).lower()]
     except KeyError:
-        raise ValueError(f"models: unknown model {name!r}; expected one of {list_models()}") from None
+        raise ValueError(f"models: unknown model {name!r}{suggest(name)}; "
+                         "python -m minidl.models lists them") from None
 
 
 # timm's argument names -> ours: the classifier's dropout and the stochastic depth rate
@@ -97,8 +132,10 @@ def _our_arguments(name, constructor, kwargs):
     return renamed
 
 
-def create(name, num_classes=1000, pretrained=False, **kwargs):
-    """Build a registered model by name.  ``drop_rate`` / ``drop_path_rate`` (timm's names)
+def create(name, num_classes=None, pretrained=False, **kwargs):
+    """Build a registered model by name; ``num_classes`` defaults to the model's own default
+    (1000 for the ImageNet models, 10 for LeNet-5).  Models with an ``in_channels`` option
+    also take it as ``in_chans``, as in timm.  ``drop_rate`` / ``drop_path_rate`` (timm's names)
     set ``dropout`` / ``stochastic_depth_prob`` where the model has them.  ``pretrained``:
     True for the published weights (see models/pretrained.py), or the path of a .pth /
     .safetensors file; with another ``num_classes`` than the file's, the new classifier
@@ -106,7 +143,9 @@ def create(name, num_classes=1000, pretrained=False, **kwargs):
     info = model_info(name)
     ours = _our_arguments(name, info.constructor, kwargs)
     try:
-        model = info.constructor(num_classes=num_classes, **ours)
+        if num_classes is not None:
+            ours["num_classes"] = num_classes
+        model = info.constructor(**ours)
     except TypeError as e:
         given = [t for t, o in TIMM_ARGUMENTS.items() if t in kwargs and o in ours and o in str(e)]
         if not given:
@@ -117,4 +156,4 @@ def create(name, num_classes=1000, pretrained=False, **kwargs):
     if not (pretrained is True or isinstance(pretrained, (str, os.PathLike))):
         raise TypeError(f"create: pretrained must be True, False or a file path, got {pretrained!r}")
     from .pretrained import load_pretrained
-    return load_pretrained(model, name, pretrained, num_classes)
+    return load_pretrained(model, name, pretrained, 1000 if num_classes is None else num_classes)

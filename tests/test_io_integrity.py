@@ -1,5 +1,7 @@
 """minidl.io: the content hash in the safetensors header, checked on every load, and
 byte-identical files for identical weights."""
+import os
+import stat
 import struct
 
 import numpy as np
@@ -72,3 +74,15 @@ def test_the_hash_covers_names_dtypes_and_shapes():
 def test_the_hash_key_is_reserved(tmp_path):
     with pytest.raises(ValueError, match="reserved for the content hash"):
         mio.save(_model(), tmp_path / "w.safetensors", metadata={"content_sha256": "0" * 64})
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_respect_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        weights = mio.save(_model(), tmp_path / "w.safetensors")
+        text = mio.atomic_write(tmp_path / "log.json", "{}")
+    finally:
+        os.umask(old)
+    for path in (weights, text):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask

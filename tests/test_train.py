@@ -134,7 +134,7 @@ def test_checkpoint_roundtrip_and_wrong_architecture(tmp_path):
     minidl.manual_seed(3)
     model = _tiny_model()
     opt = minidl.optim.Adam(model.parameters(), lr=1e-3)
-    x = minidl.randn(4, 3, 28, 28)
+    x = minidl.randn(4, 1, 28, 28)   # LeNet-5 defaults to one channel
     model(x).mean().backward()
     opt.step()
     path = ckpt.save_checkpoint(tmp_path, "last", model, opt, train_state={"step": 7, "note": "x"})

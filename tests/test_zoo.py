@@ -102,9 +102,85 @@ def test_models_cli_table_and_plot(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         main(["--table", "--models", "no_such_model*"])
     monkeypatch.setitem(sys.modules, "matplotlib", None)      # as if it were not installed
-    with pytest.raises(SystemExit, match="pip install 'minidl\\[plot\\]'"):
+    with pytest.raises(SystemExit, match=r'pip install -e "\.\[plot\]" in the minidl clone'):
         main(["--plot", str(tmp_path / "zoo.png"), "--models", "resnet18"])
     monkeypatch.undo()
     pytest.importorskip("matplotlib", reason="matplotlib (the 'plot' extra) is not installed")
     assert main(["--plot", str(tmp_path / "zoo.png"), "--models", "resnet18"]) == 0
     assert (tmp_path / "zoo.png").stat().st_size > 0
+
+
+def test_list_models_sorts_naturally_and_matches_case_insensitively():
+    assert models.list_models("resnet*") == ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+    assert models.list_models("ResNet1*") == ["resnet18", "resnet101", "resnet152"]
+    assert models.model_info("ResNet50").name == "resnet50"
+
+
+def test_models_cli_lists_models_and_filters_by_pattern(capsys):
+    from minidl.models.__main__ import main
+    assert main([]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 + len(models.list_models())
+    assert main(["vgg1*"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["vgg16", "vgg16_bn", "vgg19", "vgg19_bn"]
+    assert "138.4M" in out
+
+
+def test_a_model_name_typo_suggests_the_near_names(capsys):
+    with pytest.raises(ValueError, match=r"unknown model 'resnet05' \(did you mean resnet50"):
+        models.create("resnet05")
+    from minidl.models.__main__ import main
+    with pytest.raises(SystemExit):
+        main(["resnt50"])
+    err = capsys.readouterr().err
+    assert "did you mean resnet50?" in err and "vgg16" not in err
+
+
+def test_in_chans_is_another_name_of_in_channels_and_lenet_fits_mnist():
+    net = models.create("lenet5")
+    assert net.features[0].in_channels == 1 and net.classifier[-1].out_features == 10
+    assert models.create("lenet5", in_chans=3).features[0].in_channels == 3
+    assert models.lenet.lenet5(in_chans=2).features[0].in_channels == 2
+    with pytest.raises(TypeError, match="got both in_chans and in_channels"):
+        models.create("lenet5", in_chans=3, in_channels=3)
+
+
+def test_models_table_counts_all_models_in_seconds():
+    """--table builds every model without drawing its weights and counts by shape
+    propagation; the CPU time of this process is measured (the machine may be shared)."""
+    from minidl.models.__main__ import count_model
+    start, cpu = time.perf_counter(), time.process_time()
+    rows = [count_model(name) for name in NAMES]
+    cpu_seconds, seconds = time.process_time() - cpu, time.perf_counter() - start
+    print(f"--table: {len(rows)} models counted in {seconds:.1f} s ({cpu_seconds:.1f} s CPU)")
+    assert cpu_seconds <= 5.0
+    assert [r.name for r in rows if not (r.params_ok and r.gmacs_ok)] == []
+
+
+@pytest.mark.parametrize("name", ["lenet5", "alexnet", "overfeat_fast", "googlenet", "densenet121",
+                                  "efficientnet_b0", "mobilenet_v1", "xception"])
+def test_the_fast_count_agrees_with_the_full_forward(name):
+    """The table's shortcuts (no weight init, shape-only layers) change no count or shape."""
+    from minidl.nn import init
+    info = models.model_info(name)
+    with init.skip_init():
+        model = models.create(name, num_classes=1000)
+    fast = minidl.summary(model, info.test_size, print_table=False, shape_only=True)
+    minidl.manual_seed(0)
+    full_model = models.create(name, num_classes=1000)
+    full = minidl.summary(full_model, info.test_size, print_table=False)
+    assert (fast.total_macs, fast.used_params, fast.total_params) == \
+        (full.total_macs, full.used_params, full.total_params)
+    assert [(r.name, r.output_shape, r.params, r.macs) for r in fast.rows] == \
+        [(r.name, r.output_shape, r.params, r.macs) for r in full.rows]
+
+
+def test_skip_init_still_checks_its_arguments():
+    from minidl.nn import init
+    t = minidl.zeros(3, 4)
+    with init.skip_init():
+        assert init.kaiming_uniform_(t) is t and not t.numpy().any()
+        with pytest.raises(ValueError, match="expected a <= b"):
+            init.uniform_(t, 1.0, 0.0)
+    assert init.normal_(t).numpy().any()

@@ -33,8 +33,30 @@ def get_backend(device) -> Backend:
     return backend
 
 
+def unavailable_reason(device):
+    """None when ``device`` can be used now, else why not and what would fix it."""
+    name = str(device)
+    if name.startswith("cuda:"):
+        name = "cuda"
+    if name not in _factories:
+        return f"expected one of {sorted(_factories)}, got {device!r}"
+    if name == "cuda":
+        from .. import cuda
+        why = cuda.unavailable_reason()
+        return None if why is None else f"device 'cuda' is not available: {why}"
+    if name == "emu":
+        import importlib
+        try:
+            importlib.import_module("minidl._emu")
+        except ImportError as e:
+            return f"device 'emu' is not available: {e}"
+    return None
+
+
 def available_devices():
-    return sorted(_factories)
+    """The devices that work now: 'cpu', 'emu' where minidl._emu is built, 'cuda' where
+    CuPy, minidl._cuda and a GPU are all present."""
+    return [name for name in sorted(_factories) if unavailable_reason(name) is None]
 
 
 def _make_cpu():
@@ -44,7 +66,7 @@ def _make_cpu():
 
 register_backend("cpu", _make_cpu)
 
-__all__ = ["Backend", "get_backend", "register_backend", "available_devices"]
+__all__ = ["Backend", "get_backend", "register_backend", "available_devices", "unavailable_reason"]
 
 
 # ---------------------------------------------------------------- kernel backends

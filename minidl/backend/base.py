@@ -22,7 +22,7 @@ import numpy as np
 from .checks import check_array
 
 CONTRACT = {
-    "creation": ("asarray", "to_numpy", "zeros", "ones", "full", "empty", "zeros_like", "ones_like",
+    "creation": ("asarray", "from_dlpack", "to_numpy", "zeros", "ones", "full", "empty", "zeros_like", "ones_like",
                  "arange", "copy", "astype"),
     "random": ("rng", "standard_normal", "uniform"),
     "math": ("add", "sub", "mul", "div", "pow", "neg", "exp", "log", "sqrt", "tanh", "abs", "sign",
@@ -53,6 +53,10 @@ class Backend(ABC):
     # ---------------------------------------------------------- creation
     def asarray(self, data, dtype=None):
         return self.xp.asarray(data, dtype=dtype)
+
+    def from_dlpack(self, obj):
+        """The array another library exports through DLPack, sharing its memory."""
+        return self.xp.from_dlpack(obj)
 
     def to_numpy(self, a):
         return np.asarray(a)

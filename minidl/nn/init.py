@@ -3,14 +3,34 @@
 Every function fills a Tensor in place (it rebinds ``.data`` on the same
 object) through its backend, drawing from ``minidl.random`` so that
 ``minidl.manual_seed`` makes initialization reproducible, and returns it.
+
+Inside ``with skip_init():`` every function checks its arguments and leaves the
+tensor as it is (models built there keep their zero-filled parameters): for counting
+parameters and MACs of large models, where drawing the weights costs far more than
+the count (``python -m minidl.models --table``).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 from ..dtypes import is_floating
 from ..random import generator
 from ..tensor import Tensor
+
+
+_skipping = False
+
+
+@contextlib.contextmanager
+def skip_init():
+    """Initialization functions do nothing (but check their arguments) in this block."""
+    global _skipping
+    previous, _skipping = _skipping, True
+    try:
+        yield
+    finally:
+        _skipping = previous
 
 
 def _check(fn, tensor):
@@ -67,6 +87,8 @@ def uniform_(tensor, a=0.0, b=1.0):
     _check("uniform_", tensor)
     if a > b:
         raise ValueError(f"init.uniform_: expected a <= b, got a={a}, b={b}")
+    if _skipping:
+        return tensor
     be = tensor.backend
     tensor.data = be.uniform(generator(tensor.device), float(a), float(b), tensor.shape, tensor.dtype)
     return tensor
@@ -76,6 +98,8 @@ def normal_(tensor, mean=0.0, std=1.0):
     _check("normal_", tensor)
     if std < 0:
         raise ValueError(f"init.normal_: expected std >= 0, got {std}")
+    if _skipping:
+        return tensor
     be = tensor.backend
     z = be.standard_normal(generator(tensor.device), tensor.shape, tensor.dtype)
     tensor.data = be.add(be.mul(z, float(std)), float(mean))
@@ -84,6 +108,8 @@ def normal_(tensor, mean=0.0, std=1.0):
 
 def constant_(tensor, val):
     _check("constant_", tensor)
+    if _skipping:
+        return tensor
     tensor.data = tensor.backend.full(tensor.shape, float(val), tensor.dtype)
     return tensor
 
@@ -140,6 +166,8 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, max_rounds=10000):
         raise ValueError(f"init.trunc_normal_: expected a < b, got a={a}, b={b}")
     if std <= 0:
         raise ValueError(f"init.trunc_normal_: expected std > 0, got {std}")
+    if _skipping:
+        return tensor
     be, rng, shape, dtype = tensor.backend, generator(tensor.device), tensor.shape, tensor.dtype
     za, zb = (a - mean) / std, (b - mean) / std
     mass = _normal_cdf(zb) - _normal_cdf(za)

@@ -49,8 +49,8 @@ def eval_sizes(model_name, image_size=None, val_resize=None):
 
 
 def build_model(name, num_classes, data_channels=3, model_kwargs=None):
-    """A registered model for ``num_classes``; grayscale data goes to a model built for one
-    channel where the constructor offers ``in_channels``, else it is repeated to three
+    """A registered model for ``num_classes``; a model whose constructor offers
+    ``in_channels`` is built for the data's channels, else grayscale data is repeated to three
     (``InputSpec.repeat``).  Returns (model, input channels the model expects)."""
     zoo = import_zoo()
     try:
@@ -58,10 +58,12 @@ def build_model(name, num_classes, data_channels=3, model_kwargs=None):
     except ValueError as e:
         raise UsageError(str(e)) from None
     kwargs = dict(model_kwargs or {})
+    if "in_chans" in kwargs and "in_channels" not in kwargs:
+        kwargs["in_channels"] = kwargs.pop("in_chans")   # timm's name for it
     params = inspect.signature(info.constructor).parameters
     accepts_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    if data_channels == 1 and "in_channels" not in kwargs and _takes_in_channels(info.constructor):
-        kwargs["in_channels"] = 1
+    if "in_channels" not in kwargs and _takes_in_channels(info.constructor):
+        kwargs["in_channels"] = data_channels
     if not accepts_any:
         unknown = sorted(set(kwargs) - set(params))
         if unknown:
@@ -184,16 +186,16 @@ def evaluate(model, loader, spec, device="cpu", crop="center", ks=(1, 5), limit_
             x = spec(images).astype(dtype, copy=False)
             if crop == "multiscale":
                 kw = {} if scales is None else {"scales": scales}
-                probs = model.predict_multiscale(minidl.tensor(x, device=device), **kw)
+                probs = model.predict_multiscale(minidl.as_tensor(x, device=device), **kw)
                 probs = probs.numpy() if hasattr(probs, "numpy") else np.asarray(probs)
                 scores = np.log(np.maximum(probs, 1e-12))
             elif x.ndim == 5:  # ten crops: average the softmax over the crops
                 n, crops = x.shape[:2]
-                logits = model(minidl.tensor(x.reshape((n * crops,) + x.shape[2:]), device=device))
+                logits = model(minidl.as_tensor(x.reshape((n * crops,) + x.shape[2:]), device=device))
                 probs = F.softmax(logits, axis=1).numpy().reshape(n, crops, -1).mean(axis=1)
                 scores = np.log(np.maximum(probs, 1e-12))
             else:
-                scores = model(minidl.tensor(x, device=device)).numpy()
+                scores = model(minidl.as_tensor(x, device=device)).numpy()
             scores = np.asarray(scores, dtype=np.float64)
             shifted = scores - scores.max(axis=1, keepdims=True)
             log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))

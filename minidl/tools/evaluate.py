@@ -23,7 +23,7 @@ import minidl
 from minidl.tools.amp_training import AMP_CHOICES, amp_context
 from minidl.tools.checkpoint import CheckpointError
 from minidl.tools.distributed_run import Ranks
-from minidl.tools.cli import non_negative_int, percent, positive_int
+from minidl.tools.cli import DEVICES, device, non_negative_int, percent, positive_int, show_defaults
 from minidl.tools.common import (DATASETS, IDX_STATS, UsageError, build_dataset, build_model,
                                  dataset_channels, eval_sizes, evaluate, format_table,
                                  load_weights_spec)
@@ -44,15 +44,19 @@ def parse_args(argv=None):
     p.add_argument("--crop", choices=("center", "ten", "multiscale"), default="center")
     p.add_argument("--scales", type=lambda s: [positive_int(v) for v in s.split(",")],
                    help="multiscale: comma-separated square sizes (default: the paper's six)")
-    p.add_argument("--image-size", type=positive_int)
-    p.add_argument("--val-resize", type=positive_int)
+    p.add_argument("--image-size", type=positive_int,
+                   help="input size (default: recorded in the weights, else the model's)")
+    p.add_argument("--val-resize", type=positive_int,
+                   help="shorter side before the center crop (default: recorded in the weights, "
+                        "else the model's)")
     p.add_argument("--batch-size", type=positive_int, default=100)
     p.add_argument("--workers", type=non_negative_int, default=0)
-    p.add_argument("--device", choices=("cpu", "cuda", "emu"), default="cpu")
+    p.add_argument("--device", type=device, choices=DEVICES, default="cpu")
     p.add_argument("--amp", choices=AMP_CHOICES, default="off",
                    help="evaluate in mixed precision, as minidl-train --amp (default off)")
     p.add_argument("--limit-batches", type=positive_int, help="evaluate only the first N batches (smoke tests)")
     p.add_argument("--output", help="JSON file for the results (default: eval.json beside the weights)")
+    show_defaults(p)
     return p.parse_args(argv)
 
 

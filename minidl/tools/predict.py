@@ -2,6 +2,14 @@
 
     minidl-predict shirt.png boot.jpg --weights runs/fmnist/best.json
     minidl-predict cat.jpg --model resnet50 --weights resnet50.safetensors
+    minidl-predict photos/ 'more/*.jpg' --weights run/best.json --output predictions.csv
+
+Arguments are image files, folders (their images, recursively, in sorted order) and glob
+patterns (quoted, so that the shell leaves them to minidl-predict; ``**`` recurses).
+``--output`` also writes the predictions as JSON (a list of {image, predictions: [{rank,
+index, class, probability}]}, or {image, error} for an image that was skipped) or as CSV
+(image, rank, index, class, probability, error: one row per predicted class), by its
+extension.
 
 The model, its classes and its preprocessing come from the weights file's header
 (written by minidl-train).  For bare weights of an ImageNet model (--model given, no
@@ -16,6 +24,11 @@ the exit status is then 1.
 from __future__ import annotations
 
 import argparse
+import csv
+import glob
+import io
+import json
+import os
 import sys
 import warnings
 
@@ -25,21 +38,73 @@ import minidl
 import minidl.functional as F
 from minidl.data import CorruptImageError
 from minidl.tools.checkpoint import CheckpointError
-from minidl.tools.cli import positive_int
+from minidl.data import IMG_EXTENSIONS
+from minidl.tools.cli import DEVICES, device, positive_int, show_defaults
 from minidl.tools.common import (IDX_STATS, InputSpec, UsageError, build_model, eval_sizes,
                                  load_weights_spec)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="minidl-predict", description=__doc__.split("\n\n")[0])
-    p.add_argument("images", nargs="+", help="image files")
+    p = argparse.ArgumentParser(prog="minidl-predict", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n")[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images", nargs="+", help="image files, folders or quoted glob patterns")
     p.add_argument("--weights", required=True, help="a checkpoint manifest, a run folder or .safetensors")
     p.add_argument("--model", help="registered model (default: recorded in the weights)")
-    p.add_argument("--image-size", type=positive_int)
-    p.add_argument("--val-resize", type=positive_int)
+    p.add_argument("--image-size", type=positive_int,
+                   help="input size (default: recorded in the weights, else the model's)")
+    p.add_argument("--val-resize", type=positive_int,
+                   help="shorter side before the center crop (default: recorded in the weights, "
+                        "else the model's)")
     p.add_argument("--top", type=positive_int, default=5, help="how many classes to print (default 5)")
-    p.add_argument("--device", choices=("cpu", "cuda", "emu"), default="cpu")
-    return p.parse_args(argv)
+    p.add_argument("--device", type=device, choices=DEVICES, default="cpu")
+    p.add_argument("--output", metavar="FILE.json|FILE.csv",
+                   help="also write the predictions to this file, as JSON or CSV by its extension")
+    show_defaults(p)
+    args = p.parse_args(argv)
+    if args.output and os.path.splitext(args.output)[1].lower() not in (".json", ".csv"):
+        p.error(f"argument --output: expected a .json or .csv file name, got {args.output!r}")
+    return args
+
+
+def expand_images(items):
+    """The image paths named by ``items``: a folder gives its images (recursively, sorted),
+    a glob pattern the files it matches (sorted), anything else itself (a missing file
+    is then reported and skipped like an unreadable one)."""
+    paths = []
+    for item in items:
+        if os.path.isdir(item):
+            found = sorted(os.path.join(folder, name) for folder, _, names in os.walk(item)
+                           for name in names if name.lower().endswith(IMG_EXTENSIONS))
+            if not found:
+                raise UsageError(f"folder {item!r} holds no images ({', '.join(IMG_EXTENSIONS)})")
+            paths += found
+        elif glob.has_magic(item) and not os.path.exists(item):
+            found = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+            if not found:
+                raise UsageError(f"no file matches the pattern {item!r}")
+            paths += found
+        else:
+            paths.append(item)
+    return paths
+
+
+def write_predictions(path, records):
+    """``records`` (one dict per image) as JSON or CSV, by the extension of ``path``."""
+    if path.lower().endswith(".json"):
+        text = json.dumps(records, indent=1) + "\n"
+    else:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["image", "rank", "index", "class", "probability", "error"])
+        for record in records:
+            if "error" in record:
+                writer.writerow([record["image"], "", "", "", "", record["error"]])
+            for p in record.get("predictions", []):
+                writer.writerow([record["image"], p["rank"], p["index"], p["class"],
+                                 f"{p['probability']:.6f}", ""])
+        text = buffer.getvalue()
+    minidl.io.atomic_write(path, text)
 
 
 def _class_names(meta, num_classes):
@@ -91,20 +156,27 @@ def run(args):
         image_size, val_resize = eval_sizes(model_name, image_size, val_resize)
     top = max(1, min(args.top, num_classes))
     failures = 0
-    for path in args.images:
+    records = []
+    for path in expand_images(args.images):
         try:
             x = _preprocess(path, grayscale, image_size, val_resize)
         except CorruptImageError as e:
             print(f"minidl-predict: skipping {path}: {e.reason}", file=sys.stderr)
+            records.append({"image": path, "error": e.reason})
             failures += 1
             continue
         with minidl.no_grad():
-            logits = model(minidl.tensor(spec(x[None]), device=args.device))
+            logits = model(minidl.as_tensor(spec(x[None]), device=args.device))
             probs = F.softmax(logits, axis=1).numpy()[0]
         order = np.argsort(-probs, kind="stable")[:top]
         print(f"{path}:")
         for rank, k in enumerate(order, 1):
             print(f"  {rank}. {100 * probs[k]:6.2f}%  {names[k]}")
+        records.append({"image": path, "predictions": [
+            {"rank": rank, "index": int(k), "class": names[k], "probability": float(probs[k])}
+            for rank, k in enumerate(order, 1)]})
+    if args.output:
+        write_predictions(args.output, records)
     return failures
 
 

@@ -5,7 +5,8 @@ curves drawn from its log.
     last.json, best.json   checkpoints (minidl/tools/checkpoint.py), with their .safetensors
     log.jsonl              one JSON record per epoch
     results.json           the final metrics
-    curves.png             loss and accuracy per epoch (with matplotlib)
+    steps.csv              one row every --log-interval steps (minidl/tools/run_logs.py)
+    curves.png             loss, accuracy and lr per epoch (with matplotlib; minidl-plot)
     eval.json              minidl-eval's results for the run's weights
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from minidl.tools.common import UsageError
 
 # files that mark a folder as holding a run, and what --overwrite removes besides the checkpoints
 RUN_MARKERS = ("last.json", "best.json", "results.json", "log.jsonl")
-RUN_FILES = RUN_MARKERS + ("curves.png", "eval.json")
+RUN_FILES = RUN_MARKERS + ("curves.png", "eval.json", "steps.csv")
 
 
 def prepare_run_folder(out, overwrite=False, resumed_from=None):
@@ -83,30 +84,44 @@ def describe_checkpoint(path, progress):
 
 
 def plot_curves(log_path, png_path):
-    """Loss and accuracy per epoch from log.jsonl (skipped without matplotlib)."""
+    """Panels of loss, top-1/top-5 and lr per epoch (integer ticks) from log.jsonl.
+    Returns ``png_path``, or None without matplotlib or without records."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         return None
     with open(log_path) as f:
-        records = [json.loads(line) for line in f if line.strip()]
+        records = [r for r in (_record(line) for line in f) if r is not None]
     if not records:
         return None
     epochs = [r["epoch"] for r in records]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [r["train_loss"] for r in records], "o-", label="train")
-    ax_loss.plot(epochs, [r["val_loss"] for r in records], "o-", label="validation")
+
+    def series(key, scale=1.0):
+        return [None if r.get(key) is None else scale * r[key] for r in records]
+
+    fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(15, 4))
+    ax_loss.plot(epochs, series("train_loss"), "o-", label="train")
+    ax_loss.plot(epochs, series("val_loss"), "o-", label="validation")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    for key, label in (("val_top1", "top-1"), ("val_top5", "top-5")):
-        if records[0].get(key) is not None:
-            ax_acc.plot(epochs, [100 * r[key] for r in records], "o-", label=label)
-    ax_acc.set(xlabel="epoch", ylabel="%", title="validation accuracy")
-    for ax in (ax_loss, ax_acc):
+    for key, label in (("train_top1", "train top-1"), ("val_top1", "val top-1"), ("val_top5", "val top-5")):
+        if any(r.get(key) is not None for r in records):
+            ax_acc.plot(epochs, series(key, 100.0), "o-", label=label)
+    ax_acc.set(xlabel="epoch", ylabel="%", title="accuracy")
+    ax_lr.plot(epochs, series("lr"), "o-", label="lr at the epoch's end")
+    ax_lr.set(xlabel="epoch", ylabel="learning rate", title="learning rate")
+    for ax in (ax_loss, ax_acc, ax_lr):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
     return png_path
+
+
+def _record(line):
+    """A log.jsonl line as a dict, None for a line that is not a whole record."""
+    return json.loads(line) if _epoch_of(line) is not None else None

@@ -11,8 +11,9 @@ with no bias adds, from the shapes the hooks see:
 
 A module that does such arithmetic itself (``F.conv2d`` in its own ``forward``) is
 counted through ``custom_macs``.  ``shape_only=True`` gives the convolution and linear
-layers a forward that returns zeros of their output's shape, and the batch norm, LRN
-and activation layers one that returns their input, for the duration of the call;
+layers a forward that returns zeros of their output's shape, the pooling layers one
+that pools a single channel to find that shape, and the batch norm, LRN and
+activation layers one that returns their input, for the duration of the call;
 everything else runs.  That makes full-resolution counts of large models cheap.
 Shapes, params and MACs are exact either way, only the output values differ.
 """
@@ -181,6 +182,23 @@ def _zeros_like_output(module):
     return forward
 
 
+# pooling layers work on every channel alike: shape_only runs them on one channel
+_CHANNELWISE = (layers.MaxPool2d, layers.AvgPool2d, layers.AdaptiveAvgPool2d)
+_channelwise_planes = {}
+
+
+def _one_channel_output(module):
+    """A forward for shape_only: zeros of the output shape, the layer's own forward run on
+    a single channel of one sample to find the spatial size (cached per layer setting)."""
+    def forward(x):
+        key = (type(module), module.extra_repr(), tuple(x.shape[2:]))
+        if key not in _channelwise_planes:
+            plane = type(module).forward(module, zeros(1, 1, *x.shape[2:], dtype=x.dtype, device=x.device))
+            _channelwise_planes[key] = tuple(plane.shape[2:])
+        return zeros(*x.shape[:2], *_channelwise_planes[key], dtype=x.dtype, device=x.device)
+    return forward
+
+
 def _pass_through(x, *rest, **kwargs):
     return x
 
@@ -243,6 +261,8 @@ def _replacement_forward(module):
         return _zeros_like_output(module)
     if isinstance(module, _SHAPE_PRESERVING):
         return _pass_through
+    if isinstance(module, _CHANNELWISE):
+        return _one_channel_output(module)
     return None
 
 

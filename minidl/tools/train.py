@@ -43,9 +43,10 @@ from minidl.tools.amp_training import AMP_CHOICES, MAX_NONFINITE_STEPS, SCALER_K
 from minidl.tools import recipe_parts
 from minidl.tools.checkpoint import (CheckpointError, load_checkpoint, remove_stale_files, save_checkpoint,
                                      weights_path)
-from minidl.tools.run_folder import describe_checkpoint, open_log, plot_curves, prepare_run_folder
-from minidl.tools.cli import (non_negative_float, non_negative_int, percent, positive_float, positive_int,
-                              unit_fraction)
+from minidl.tools.run_folder import describe_checkpoint, open_log, prepare_run_folder
+from minidl.tools.run_logs import NoStepLog, StepLog, draw_curves, utc_now
+from minidl.tools.cli import (DEVICES, device, non_negative_float, non_negative_int, percent,
+                              positive_float, positive_int, show_defaults, unit_fraction)
 from minidl.tools.distributed_run import Ranks
 from minidl.tools.common import (DATASETS, InputSpec, UsageError, build_dataset, build_model,
                                  dataset_channels, eval_sizes, evaluate, format_table, import_zoo,
@@ -59,7 +60,7 @@ DEFAULTS = dict(model="lenet5_bn_w2", dataset="fashion-mnist", data=None, device
                 seed=0, output="runs/minidl", recipe="auto", model_kwargs={}, skip_nonfinite=False,
                 max_steps=None, limit_train_batches=None, limit_val_batches=None,
                 checkpoint_minutes=30.0, aux_weight=None, amp=None, sync_bn=False, dtype="float32",
-                world_size=1, **recipe_parts.FLAG_DEFAULTS)
+                world_size=1, log_interval=10, tensorboard=None, **recipe_parts.FLAG_DEFAULTS)
 # What flags given with --resume do to the checkpoint's settings (stated in --help):
 # rebuild the schedule / set the restored optimizer's hyperparameters,
 RESUME_SCHEDULE_KEYS = {"lr", "sched", "epochs", "step_size", "milestones", "gamma", "power", "warmup_epochs",
@@ -69,7 +70,7 @@ RESUME_OPTIMIZER_KEYS = {"momentum", "nesterov", "wd", "rmsprop_alpha", "rmsprop
 RESUME_STEP_KEYS = {"label_smoothing", "clip_grad_norm", "aux_weight", "skip_nonfinite", "mixup", "cutmix",
                     "model_ema_decay", "grad_accum_steps"}
 RUNTIME_KEYS = {"device", "workers", "output", "max_steps", "limit_val_batches", "checkpoint_minutes",
-                "data", "overwrite"}
+                "data", "overwrite", "log_interval", "tensorboard"}
 # or cannot change (the model, its data, the batches and the optimizer's buffers).
 RESUME_FIXED_KEYS = {"model", "model_kwargs", "dataset", "batch_size", "opt", "no_wd_on_norm_and_bias",
                      "recipe", "seed", "image_size", "val_resize", "limit_train_batches", "weights", "amp",
@@ -101,7 +102,8 @@ def parse_args(argv=None):
     a("--model", help=f"registered model (default {DEFAULTS['model']}; python -m minidl.models)")
     a("--dataset", choices=DATASETS, help="default fashion-mnist")
     a("--data", help="dataset root (fashion-mnist default: /usr/share/datasets/fashion-mnist)")
-    a("--device", choices=("cpu", "cuda", "emu"), help="default cpu (emu: debugging only)")
+    a("--device", type=device, choices=DEVICES,
+      help="default cpu (emu: our CUDA kernels run on the CPU, for debugging)")
     a("--epochs", type=positive_int)
     a("--batch-size", type=positive_int)
     a("--opt", choices=("sgd", "rmsprop", "adam", "adamw"))
@@ -122,8 +124,8 @@ def parse_args(argv=None):
     a("--clip-grad-norm", type=positive_float)
     a("--rmsprop-alpha", type=float)
     a("--rmsprop-eps", type=float)
-    a("--image-size", type=positive_int)
-    a("--val-resize", type=positive_int)
+    a("--image-size", type=positive_int, help="input size (default: 28 on the IDX datasets, else the model's)")
+    a("--val-resize", type=positive_int, help="shorter side before the center crop (default: the model's)")
     a("--model-kwargs", type=json.loads, help='JSON options for the model, e.g. \'{"dropout": 0.3}\'')
     a("--aux-weight", type=non_negative_float,
       help="weight of auxiliary-head losses (default: the model's, as registered: GoogLeNet 0.3, "
@@ -149,7 +151,18 @@ def parse_args(argv=None):
     a("--checkpoint-minutes", type=non_negative_float,
       help="also save 'last' this often within an epoch (default 30; 0: after every step)")
     recipe_parts.add_arguments(a)
+    a("--log-interval", type=positive_int, help="write a row of steps.csv every N steps")
+    a("--tensorboard", metavar="DIR", help="also write TensorBoard event files to DIR (needs tensorboardX)")
+    show_defaults(p, DEFAULTS, from_recipe=recipe_keys())
     return vars(p.parse_args(argv))
+
+
+def recipe_keys():
+    """The settings a training recipe can set (shown as such in --help)."""
+    from dataclasses import fields
+
+    from minidl.models.recipes import Recipe
+    return {f.name for f in fields(Recipe)}
 
 
 def resolve_config(given, saved=None, world_size=1):
@@ -453,10 +466,11 @@ class Trainer:
         if self.mixer is not None:  # soft targets (N, classes)
             images, labels = recipe_parts.mix_batch(self.mixer, images, labels, self.cfg["seed"],
                                                     st["epoch"], st["batch"])
-        x = minidl.tensor(self.spec(images), device=device, dtype=self.cfg["dtype"])
-        y = minidl.tensor(labels, device=device)
+        x = minidl.as_tensor(self.spec(images), device=device, dtype=self.cfg["dtype"])
+        y = minidl.as_tensor(labels, device=device)
         with self.amp.autocast():
-            loss = self.loss_of(self.model(x), y)
+            outputs = self.model(x)
+            loss = self.loss_of(outputs, y)
         # the global batch's loss and any rank's stop request: every rank decides alike
         value, stop = self.ranks.step_outcome(float(loss.item()), len(labels), self.stop())
         self.stop_requested = stop
@@ -476,7 +490,12 @@ class Trainer:
             return None
         st["loss_sum"] += value * len(labels)
         st["loss_count"] += len(labels)
+        logits = outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+        target = y.argmax(axis=1) if y.ndim == 2 else y  # mixed soft targets: their largest class
+        st["correct"] = st.get("correct", 0) + int((logits.argmax(axis=1) == target).sum().item())
         self.history.append((st["step"] + 1, value))
+        self.step_log.step(st["step"] + 1, st["epoch"] + (st["batch"] + 1) / self.steps_per_epoch, value,
+                           self.optimizer.param_groups[0]["lr"], len(labels))
         accum = self.cfg["grad_accum_steps"]
         if st["batch"] % accum == 0:
             self.optimizer.zero_grad()
@@ -497,9 +516,11 @@ class Trainer:
         if removed:
             print(f"minidl-train: removed {len(removed)} stale file(s) of an interrupted write from "
                   f"{self.out}: {', '.join(removed)}", file=sys.stderr)
-        log_file = (open_log(self.out, self.state["epoch"] if self.resumed else None) if self.ranks.main
-                    else open(os.devnull, "w"))
-        with self.stop, log_file as log:
+        main = self.ranks.main  # rank 0 alone writes the logs
+        log_file = open_log(self.out, self.state["epoch"] if self.resumed else None) if main else open(os.devnull, "w")
+        step_log = StepLog(self.out, cfg["log_interval"], cfg["tensorboard"],
+                           self.state["step"] if self.resumed else None) if main else NoStepLog()
+        with self.stop, log_file as log, step_log as self.step_log:
             while st["epoch"] < cfg["epochs"]:
                 started = time.perf_counter()
                 timing = self.train_epoch()
@@ -567,8 +588,10 @@ class Trainer:
                 result["ema"] = evaluate(self.model, self.val_loader, self.spec, self.cfg["device"],
                                          limit_batches=self.cfg["limit_val_batches"], stop=self.stop)
         self.model.train()
-        if self.ranks.any(result is None):  # stopped on some rank
-            return None
+        if self.ranks.any(result is None or (self.ema is not None and result.get("ema") is None)):
+            return None  # stopped on some rank
+        if self.ema is not None:
+            result["ema"] = self.ranks.reduce_metrics(result["ema"])
         return self.ranks.reduce_metrics(result)
 
     def end_epoch(self, val, timing, seconds, log):
@@ -578,7 +601,9 @@ class Trainer:
         train_loss = st["loss_sum"] / st["loss_count"] if st["loss_count"] else None
         metrics = (train_loss, val["loss"], val.get("top1"), val.get("top5"))
         finite = all(v is None or math.isfinite(v) for v in metrics)
-        record = {"epoch": st["epoch"] + 1, "step": st["step"], "train_loss": train_loss,
+        train_top1 = st.get("correct", 0) / st["loss_count"] if st["loss_count"] else None
+        record = {"epoch": st["epoch"] + 1, "step": st["step"], "time": utc_now(), "train_loss": train_loss,
+                  "train_top1": train_top1,
                   "val_loss": val["loss"], "val_top1": val.get("top1"), "val_top5": val.get("top5"),
                   "finite": finite, "lr": self.optimizer.param_groups[0]["lr"], "time_s": round(seconds, 2),
                   "data_s": round(timing["data_s"], 2), "compute_s": round(timing["compute_s"], 2),
@@ -590,14 +615,16 @@ class Trainer:
                           ema_val_top5=val["ema"].get("top5"))
             print(f"  EMA weights: val loss {_fmt(val['ema']['loss'])}  top-1 "
                   f"{percent(val['ema'].get('top1'))}", flush=True)
-        print(f"epoch {record['epoch']}: train loss {_fmt(train_loss)}  val loss {_fmt(val['loss'])}  "
+        print(f"epoch {record['epoch']}: train loss {_fmt(train_loss)}  top-1 {percent(train_top1)}  "
+              f"val loss {_fmt(val['loss'])}  "
               f"top-1 {percent(val.get('top1'))}  top-5 {percent(val.get('top5'))}  "
               f"({seconds:.0f} s, {record['images_per_s']:.0f} img/s)"
               + ("" if finite else "  metrics not finite: 'best' kept"), flush=True)
         log.write(json.dumps(record) + "\n")
         log.flush()
         recipe_parts.report_plateau(self.scheduler, val.get("top1"))
-        st.update(epoch=st["epoch"] + 1, batch=0, loss_sum=0.0, loss_count=0)
+        self.step_log.epoch(record)
+        st.update(epoch=st["epoch"] + 1, batch=0, loss_sum=0.0, loss_count=0, correct=0)
         self.last_val = val
         if finite and (st["best_top1"] is None or val["top1"] > st["best_top1"]):
             st["best_top1"] = val["top1"]
@@ -616,6 +643,7 @@ class Trainer:
         return 0
 
     def finish(self):
+        curves = draw_curves(self.out)
         val = getattr(self, "last_val", None)
         test = None
         if val is not None and self.test_loader is not None:  # reported, never used to choose
@@ -635,7 +663,7 @@ class Trainer:
                 rows += [("test top-1", percent(test.get("top1"))), ("test top-5", percent(test.get("top5")))]
             print(format_table(rows))
         mio.atomic_write(os.path.join(self.out, "results.json"), json.dumps(results, indent=1))
-        print(f"checkpoints, log and curves in {self.out}/")
+        print(f"checkpoints, logs{' and curves' if curves else ''} in {self.out}/")
         return 0
 
 
