@@ -643,14 +643,13 @@ class Trainer:
         return 0
 
     def finish(self):
-        curves = draw_curves(self.out)
         val = getattr(self, "last_val", None)
         test = None
         if val is not None and self.test_loader is not None:  # reported, never used to choose
             test = self.ranks.reduce_metrics(evaluate(self.model, self.test_loader, self.spec, self.cfg["device"]))
         if not self.ranks.main:
             return 0
-        plot_curves(os.path.join(self.out, "log.jsonl"), os.path.join(self.out, "curves.png"))
+        curves = draw_curves(self.out)
         results = {"model": self.cfg["model"], "dataset": self.cfg["dataset"], "epochs": self.state["epoch"],
                    "steps": self.state["step"], "best_top1": self.state["best_top1"]}
         if val is not None:
