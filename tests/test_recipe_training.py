@@ -159,7 +159,7 @@ def test_idx_validation_is_held_out_of_train_and_test_reported(idx_root, tmp_pat
 def test_evaluate_takes_pretrained_weights(tmp_path, capsys):
     from minidl.tools import evaluate as ev
     root = make_ilsvrc(tmp_path / "imagenet")
-    src = models.create("lenet5", num_classes=6)
+    src = models.create("lenet5", num_classes=6, in_chans=3)  # the ILSVRC layout is RGB
     mio.save(src, tmp_path / "w.safetensors")
     assert ev.main(["--pretrained", str(tmp_path / "w.safetensors"), "--model", "lenet5", "--data", root,
                     "--image-size", "28", "--val-resize", "32", "--output", str(tmp_path / "e.json")]) == 0

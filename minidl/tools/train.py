@@ -308,6 +308,7 @@ class Trainer:
         self.cfg = cfg
         self.ranks = ranks if ranks is not None else Ranks()
         self.out = cfg["output"]
+        self.step_log = NoStepLog()  # run() opens the real one; a step outside run() logs nothing
         os.makedirs(self.out, exist_ok=True)
         minidl.manual_seed(cfg["seed"])
         np.random.seed(cfg["seed"])
