@@ -158,6 +158,8 @@ __device__ __forceinline__ T block_max(T v, T* scratch) {
 
 template <class T> __device__ __forceinline__ T exp_(T x) { return exp(x); }
 template <> __device__ __forceinline__ float exp_<float>(float x) { return expf(x); }
+template <class T> __device__ __forceinline__ T quiet_nan() { return nan(""); }
+template <> __device__ __forceinline__ float quiet_nan<float>() { return nanf(""); }
 template <class T> __device__ __forceinline__ T log_(T x) { return log(x); }
 template <> __device__ __forceinline__ float log_<float>(float x) { return logf(x); }
 template <class T> __device__ __forceinline__ T sqrt_(T x) { return sqrt(x); }

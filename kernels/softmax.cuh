@@ -6,7 +6,9 @@
 //                  K <= 1024; reductions are pure warp shuffles, no __syncthreads.
 //   WARP = false : one block per row, blockDim.x = 256; reductions are warp shuffles
 //                  plus one __shared__ exchange across warps (block_sum/block_max).
-// Labels are int64 (N,), assumed in [0, K) (checked by the Python caller).
+// Labels are int64 (N,) in [0, K): host labels are checked before their upload, device
+// labels are not (that would sync); a row whose label is out of range gets a NaN loss and
+// NaN gradients, never a read outside the row, so the trainer's NaN check names the step.
 // Conventions: outputs are overwritten.
 //   softmax backward   gx = y * (gy - sum(gy * y))          (y = softmax output)
 //   log-softmax back.  gx = gy - exp(y) * sum(gy)           (y = log-softmax output)
@@ -122,10 +124,14 @@ __global__ void cross_entropy_forward_kernel(const T* __restrict__ x, const long
     }
     sl = row_sum<WARP>(sl, scratch);
     if (r.tid == 0) {
-        long long lab = labels[r.row];
-        T l = -(T(1) - eps) * ((xr[lab] - m) - log_s);
-        if (eps != T(0)) l -= eps / T(K) * sl;  // at 0: 0 * (-inf) from a -inf logit would be NaN
-        loss[r.row] = l;
+        const long long lab = labels[r.row];
+        if (lab < 0 || lab >= K) {
+            loss[r.row] = quiet_nan<T>();
+        } else {
+            T l = -(T(1) - eps) * ((xr[lab] - m) - log_s);
+            if (eps != T(0)) l -= eps / T(K) * sl;  // at 0: 0 * (-inf) from a -inf logit would be NaN
+            loss[r.row] = l;
+        }
     }
 }
 
@@ -136,7 +142,7 @@ __global__ void cross_entropy_backward_kernel(const T* __restrict__ logp, const 
     if (r.row >= N) return;
     const long long off = r.row * K;
     const long long lab = labels[r.row];
-    const T gr = g[r.row], u = eps / T(K), on = T(1) - eps;
+    const T gr = (lab < 0 || lab >= K) ? quiet_nan<T>() : g[r.row], u = eps / T(K), on = T(1) - eps;
     for (int k = r.tid; k < K; k += r.nthr)
         dx[off + k] = gr * (exp_(logp[off + k]) - (k == lab ? on : T(0)) - u);
 }

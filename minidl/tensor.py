@@ -285,11 +285,20 @@ class Tensor(Conversions):
     def __le__(self, other):
         return self._compare(other, "less_equal")
 
-    def __bool__(self):
+    def _one_value(self, what):
         if self.data.size != 1:
-            raise ValueError(
-                f"bool: the truth value of a tensor is defined only for one element, got shape {self.shape}")
-        return bool(self.item())
+            raise ValueError(f"{what}: only a tensor of one element converts to a Python scalar, "
+                             f"got shape {self.shape}")
+        return self.item()
+
+    def __bool__(self):
+        return bool(self._one_value("bool"))
+
+    def __float__(self):
+        return float(self._one_value("float"))
+
+    def __int__(self):
+        return int(self._one_value("int"))
 
     def __invert__(self):
         return Tensor._wrap(~self.data, self.device)

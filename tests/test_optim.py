@@ -258,13 +258,14 @@ def test_clip_grad_norm_matches_numpy():
     a.grad, b.grad = minidl.tensor(ga, dtype="float64"), minidl.tensor(gb, dtype="float64")
     total = math.sqrt(np.sum(ga ** 2) + np.sum(gb ** 2))
     got = nn.clip_grad_norm_([a, b], max_norm=1.0)
-    assert got == pytest.approx(total)
+    assert isinstance(got, minidl.Tensor) and got.shape == () and got.dtype == np.float64
+    assert float(got) == pytest.approx(total)
     clipped = math.sqrt(np.sum(a.grad.numpy() ** 2) + np.sum(b.grad.numpy() ** 2))
     assert clipped == pytest.approx(1.0, rel=1e-5)
     np.testing.assert_allclose(a.grad.numpy(), ga / (total + 1e-6))
-    assert nn.clip_grad_norm_([a, b], max_norm=10.0) == pytest.approx(clipped)  # no change below max
+    assert float(nn.clip_grad_norm_([a, b], max_norm=10.0)) == pytest.approx(clipped)  # no change below max
     np.testing.assert_allclose(a.grad.numpy(), ga / (total + 1e-6))
-    assert nn.clip_grad_norm_([a, b], 1.0, norm_type=float("inf")) == pytest.approx(
+    assert float(nn.clip_grad_norm_([a, b], 1.0, norm_type=float("inf"))) == pytest.approx(
         max(np.abs(a.grad.numpy()).max(), np.abs(b.grad.numpy()).max()))
 
 

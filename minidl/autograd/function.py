@@ -267,6 +267,11 @@ class HookHandle:
 
 
 def _array_library(a):
+    """The array library of ``a`` ("numpy", "cupy"), a subclass counting as its base's."""
+    for cls in type(a).__mro__:
+        library = cls.__module__.partition(".")[0]
+        if library in ("numpy", "cupy"):
+            return library
     return type(a).__module__.partition(".")[0]
 
 

@@ -95,27 +95,34 @@ def log_softmax(x, axis=-1):
 
 
 def _labels(logits, target):
-    """Integer labels (N,) as a backend array on the logits' device, range-checked."""
+    """Integer labels (N,) as a backend array on the logits' device.  Labels are
+    range-checked where that costs no device sync: host data before its upload, and
+    tensors whose backend reads them for free.  Device labels are left to the kernel,
+    which makes the loss of an out-of-range label's row NaN (kernels/softmax.cuh)."""
+    from ..backend import get_backend
     from ..tensor import Tensor
     be = logits.backend
     if isinstance(target, Tensor):
         if target.device != logits.device:
             raise ValueError(f"cross_entropy: target is on {target.device!r} but logits are on {logits.device!r}")
-        labels = target.data
+        labels, host = target.data, None if be.reads_sync else be
     else:
-        labels = be.asarray(target)
+        host = get_backend("cpu")
+        labels = host.asarray(target)
     if labels.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy: expected integer class labels as target, got dtype {labels.dtype}")
     rows, classes = logits.shape
     if labels.ndim != 1 or labels.shape[0] != rows:
         raise ValueError(f"cross_entropy: expected target of shape ({rows},) for logits of shape "
                          f"{logits.shape}, got {tuple(labels.shape)}")
-    if rows:
-        low, high = int(be.min(labels)), int(be.max(labels))
+    if rows and host is not None:
+        low, high = int(host.min(labels)), int(host.max(labels))
         if low < 0:
             raise ValueError(f"cross_entropy: target contains label {low}, labels must be >= 0")
         if high >= classes:
             raise ValueError(f"cross_entropy: target contains label {high} but there are {classes} classes")
+    if not isinstance(target, Tensor):
+        labels = be.asarray(labels)
     return be.astype(labels, "int64")
 
 

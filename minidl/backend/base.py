@@ -49,6 +49,7 @@ CONTRACT = {
 class Backend(ABC):
     name = "abstract"
     xp = np
+    reads_sync = False  # does reading an array on the host wait for a device?
 
     # ---------------------------------------------------------- creation
     def asarray(self, data, dtype=None):

@@ -27,13 +27,15 @@ def check_index_range(op, name, a, upper):
 
     Checked where it costs no device sync: host (NumPy) arrays, i.e. everything on cpu
     and emu, and host labels given to cuda.  A CuPy array is device data that was
-    checked where it was made: labels by minidl.autograd.softmax, argmax by our own
+    checked where it was made: labels on the host before their upload (an out-of-range
+    label left on the device gives a NaN loss, see kernels/softmax.cuh), argmax by our own
     max_pool2d_forward (and the max-pool backward kernel only compares argmax values
     with pixel indices, it never dereferences them)."""
     if np.dtype(a.dtype).kind not in "iu":
         raise TypeError(f"{op}: {name} must hold integers, got dtype {np.dtype(a.dtype)}")
-    if isinstance(a, np.ndarray) and a.size:
-        low, high = int(a.min()), int(a.max())
+    if isinstance(a, np.ndarray) and a.size:  # (a plain view: emu's launch check is no host read)
+        plain = a.view(np.ndarray)
+        low, high = int(plain.min()), int(plain.max())
         if low < 0 or high >= upper:
             raise ValueError(f"{op}: {name} must lie in [0, {upper}), got {low if low < 0 else high}")
     return a

@@ -18,7 +18,11 @@ def _grads(parameters, fn):
 
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0):
     """Scale all gradients together so that their joint ``norm_type`` norm is at most
-    ``max_norm``; returns the norm before clipping (a Python float)."""
+    ``max_norm``; returns the norm before clipping, a 0-d float64 tensor on the
+    gradients' device (``float(norm)`` reads it).  Nothing is read on the host: the
+    norm, the factor min(1, max_norm / (norm + 1e-6)) and the scaling stay on the
+    device, so a training step with clipping needs no sync.  A non-finite norm makes
+    every gradient NaN, and the step's NaN check sees it."""
     if max_norm < 0:
         raise ValueError(f"clip_grad_norm_: expected max_norm >= 0, got {max_norm!r}")
     norm_type = float(norm_type)
@@ -26,21 +30,21 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0):
         raise ValueError(f"clip_grad_norm_: expected a positive norm_type (or inf), got {norm_type!r}")
     grads = _grads(parameters, "clip_grad_norm_")
     if not grads:
-        return 0.0
+        return Tensor(0.0, dtype="float64")  # (on the cpu: there is no device to say)
+    be = grads[0].backend
+    if len({g.device for g in grads}) > 1:
+        raise ValueError(f"clip_grad_norm_: expected gradients on one device, got {sorted({g.device for g in grads})}")
+    # float64 partial results so float32/half gradients neither overflow nor round
     if math.isinf(norm_type):
-        total = max(float(g.backend.max(g.backend.abs(g.data))) for g in grads)
+        parts = [be.max(be.abs(be.astype(g.data, "float64"))) for g in grads]
+        total = be.max(be.stack(parts, 0))
     else:
-        acc = 0.0
-        for g in grads:
-            be = g.backend
-            # accumulate in float64 on the host side so float32 gradients do not overflow/round
-            acc += float(be.sum(be.pow(be.abs(be.astype(g.data, "float64")), norm_type)))
-        total = acc ** (1.0 / norm_type)
-    coef = max_norm / (total + 1e-6)
-    if coef < 1.0:
-        for g in grads:
-            g.data = g.backend.mul(g.data, g.backend.asarray(coef, dtype=g.dtype))
-    return total
+        parts = [be.sum(be.pow(be.abs(be.astype(g.data, "float64")), norm_type)) for g in grads]
+        total = be.pow(be.sum(be.stack(parts, 0)), 1.0 / norm_type)
+    coef = be.minimum(be.div(be.asarray(float(max_norm), dtype="float64"), be.add(total, 1e-6)), 1.0)
+    for g in grads:
+        g.data = be.mul(g.data, be.astype(coef, g.dtype))
+    return Tensor._wrap(total, grads[0].device)
 
 
 def clip_grad_value_(parameters, clip_value):

@@ -39,12 +39,14 @@ import minidl
 import minidl.functional as F
 from minidl import optim
 from minidl import io as mio
+from minidl.backend.checks import check_index_range
 from minidl.tools.amp_training import AMP_CHOICES, MAX_NONFINITE_STEPS, SCALER_KEY, AmpTraining, default_amp
 from minidl.tools import recipe_parts
 from minidl.tools.checkpoint import (CheckpointError, load_checkpoint, remove_stale_files, save_checkpoint,
                                      weights_path)
 from minidl.tools.run_folder import describe_checkpoint, open_log, prepare_run_folder
 from minidl.tools.run_logs import NoStepLog, StepLog, draw_curves, utc_now
+from minidl.tools.step_metrics import PendingSteps, StepRecord
 from minidl.tools.cli import (DEVICES, device, non_negative_float, non_negative_int, percent,
                               positive_float, positive_int, show_defaults, unit_fraction)
 from minidl.tools.distributed_run import Ranks
@@ -379,6 +381,11 @@ class Trainer:
         self.stop_requested = False
         self.last_save = time.monotonic()
         self.history = []  # (step, loss) of every step this process ran
+        self.num_classes = len(self.train_set.classes)
+        # one process, no AMP skips, no --skip-nonfinite: nothing needs the loss before the
+        # next log point, so the steps queue on the device without a sync (step_metrics.py)
+        self.pending = PendingSteps() if (self.ranks.world == 1 and self.amp.mode == "off"
+                                          and not cfg["skip_nonfinite"]) else None
 
     def check_validation_set(self, channels):
         """An empty or undecodable validation set is a start-up error, not one after an epoch."""
@@ -460,6 +467,46 @@ class Trainer:
             return loss
         return F.cross_entropy(outputs, labels, label_smoothing=ls)
 
+    def checked_step_value(self, loss, images, where):
+        """The step's loss read now (distributed, --amp, --skip-nonfinite decide per step):
+        the global batch's value, or None when the step is skipped."""
+        st = self.state
+        value, stop = self.ranks.step_outcome(float(loss.item()), images, self.stop())
+        self.stop_requested = stop
+        if self.amp.tolerates_nonfinite(math.isfinite(value)):
+            print(f"minidl-train: skipping the step {where}: the loss is {value} under "
+                  f"--amp {self.amp.mode} ({self.amp.nonfinite_run} in a row; {MAX_NONFINITE_STEPS} stop "
+                  "the run)", file=sys.stderr)
+            st["skipped_steps"] += 1
+            self.amp.skip(loss, self.optimizer)
+            return None
+        if not math.isfinite(value):
+            if not self.cfg["skip_nonfinite"]:
+                raise NonFiniteLoss(f"the loss is {value} {where}")
+            print(f"minidl-train: skipping the step {where}: the loss is {value}", file=sys.stderr)
+            st["skipped_steps"] += 1
+            return None
+        return value
+
+    def record(self, r):
+        """A step's figures into the epoch's sums, the history and the step log."""
+        st = self.state
+        st["loss_sum"] += r.loss * r.images
+        st["loss_count"] += r.images
+        st["correct"] = st.get("correct", 0) + int(r.correct)
+        self.history.append((r.step, r.loss))
+        self.step_log.step(r.step, r.epoch, r.loss, r.lr, r.images)
+
+    def read_pending(self):
+        """Read the queued steps (one transfer) and record them; the first non-finite loss
+        stops the run naming its step, before anything is saved."""
+        if self.pending is None:
+            return
+        for r in self.pending.read():
+            if not math.isfinite(r.loss):
+                raise NonFiniteLoss(f"the loss is {r.loss} {r.where}")
+            self.record(r)
+
     def train_step(self, images, labels):
         st = self.state
         self.scheduler.step(st["epoch"] + st["batch"] / self.steps_per_epoch)
@@ -467,36 +514,28 @@ class Trainer:
         if self.mixer is not None:  # soft targets (N, classes)
             images, labels = recipe_parts.mix_batch(self.mixer, images, labels, self.cfg["seed"],
                                                     st["epoch"], st["batch"])
+        if labels.ndim == 1:  # checked here, on the host: on a GPU a check after the upload is a sync
+            check_index_range("minidl-train", "labels", labels, self.num_classes)
         x = minidl.as_tensor(self.spec(images), device=device, dtype=self.cfg["dtype"])
         y = minidl.as_tensor(labels, device=device)
         with self.amp.autocast():
             outputs = self.model(x)
             loss = self.loss_of(outputs, y)
-        # the global batch's loss and any rank's stop request: every rank decides alike
-        value, stop = self.ranks.step_outcome(float(loss.item()), len(labels), self.stop())
-        self.stop_requested = stop
-        if self.amp.tolerates_nonfinite(math.isfinite(value)):
-            print(f"minidl-train: skipping the step at step {st['step'] + 1}: the loss is {value} under "
-                  f"--amp {self.amp.mode} ({self.amp.nonfinite_run} in a row; {MAX_NONFINITE_STEPS} stop "
-                  "the run)", file=sys.stderr)
-            st["skipped_steps"] += 1
-            self.amp.skip(loss, self.optimizer)
-            return None
-        if not math.isfinite(value):
-            where = f"at step {st['step'] + 1} (epoch {st['epoch'] + 1}, batch {st['batch'] + 1})"
-            if not self.cfg["skip_nonfinite"]:
-                raise NonFiniteLoss(f"the loss is {value} {where}")
-            print(f"minidl-train: skipping the step {where}: the loss is {value}", file=sys.stderr)
-            st["skipped_steps"] += 1
-            return None
-        st["loss_sum"] += value * len(labels)
-        st["loss_count"] += len(labels)
         logits = outputs[0] if isinstance(outputs, (tuple, list)) else outputs
         target = y.argmax(axis=1) if y.ndim == 2 else y  # mixed soft targets: their largest class
-        st["correct"] = st.get("correct", 0) + int((logits.argmax(axis=1) == target).sum().item())
-        self.history.append((st["step"] + 1, value))
-        self.step_log.step(st["step"] + 1, st["epoch"] + (st["batch"] + 1) / self.steps_per_epoch, value,
-                           self.optimizer.param_groups[0]["lr"], len(labels))
+        correct = (logits.argmax(axis=1) == target).sum()
+        where = f"at step {st['step'] + 1} (epoch {st['epoch'] + 1}, batch {st['batch'] + 1})"
+        epoch = st["epoch"] + (st["batch"] + 1) / self.steps_per_epoch
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self.pending is not None:  # read at the next log point: the step queues without a sync
+            self.pending.add(st["step"] + 1, epoch, where, lr, len(labels), loss, correct)
+            self.stop_requested = self.stop()
+            value = True
+        else:
+            value = self.checked_step_value(loss, len(labels), where)
+            if value is None:
+                return None
+            self.record(StepRecord(st["step"] + 1, epoch, where, lr, len(labels), value, float(correct)))
         accum = self.cfg["grad_accum_steps"]
         if st["batch"] % accum == 0:
             self.optimizer.zero_grad()
@@ -559,11 +598,17 @@ class Trainer:
                 timing["data_s"] += t1 - t0
                 timing["compute_s"] += t2 - t1
                 timing["images"] += len(labels)
+                stopping = self.stop_requested or (cfg["max_steps"] and st["step"] >= cfg["max_steps"])
+                saving = time.monotonic() - self.last_save > 60 * cfg["checkpoint_minutes"]
+                if stopping or saving or st["batch"] == self.steps_per_epoch \
+                        or st["step"] % cfg["log_interval"] == 0:
+                    self.read_pending()  # a log point: before anything is saved or printed
                 bar.update(st, self.optimizer.param_groups[0]["lr"], len(labels), t1 - t0, t2 - t1)
-                if self.stop_requested or (cfg["max_steps"] and st["step"] >= cfg["max_steps"]):
+                if stopping:
                     return None
-                if time.monotonic() - self.last_save > 60 * cfg["checkpoint_minutes"]:
+                if saving:
                     self.save("last")
+            self.read_pending()  # (a last batch of only unreadable images ended the loop early)
         except NonFiniteLoss as e:
             bar.close()
             raise SystemExit(f"minidl-train: error: {e}; stopping: {self.checkpoint_state()}. Lower --lr, "

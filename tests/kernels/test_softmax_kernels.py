@@ -90,3 +90,31 @@ def test_cross_entropy_rejects_bad_labels(device):
     x = to_dev(be, np.zeros((2, 3), np.float32))
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
         be.cross_entropy_forward(x, np.array([0, 3]), 0.0)  # host labels: checked on every device
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("device", DEVICES)
+def test_cross_entropy_gives_nan_rows_for_out_of_range_device_labels(device):
+    """Device labels are not read on the host (a sync); the kernels turn an out-of-range
+    label into a NaN loss and NaN gradient row, never a read outside the row."""
+    from minidl.backend.kernel.operand import Operand
+    be = get_backend(device)
+    n, k = 4, 3
+    x = rng(0).standard_normal((n, k)).astype(np.float32)
+    labels = np.array([0, 3, -1, 2], np.int64)  # rows 1 and 2 are out of range
+    d_labels = to_dev(be, labels) if device == "cuda" else labels.copy()
+    loss, logp = be.empty((n,), np.float32), be.empty((n, k), np.float32)
+    be.launch("cross_entropy_forward", np.float32, Operand("logits", to_dev(be, x), (n, k), np.float32),
+              Operand("labels", d_labels, (n,), np.int64), Operand("loss", loss, (n,), np.float32),
+              Operand("logp", logp, (n, k), np.float32), n, k, 0.1)
+    dx = be.empty((n, k), np.float32)
+    be.launch("cross_entropy_backward", np.float32, Operand("log_probs", logp, (n, k), np.float32),
+              Operand("labels", d_labels, (n,), np.int64),
+              Operand("grad_per_row", to_dev(be, np.ones(n, np.float32)), (n,), np.float32),
+              Operand("dx", dx, (n, k), np.float32), n, k, 0.1)
+    loss, dx = host(be, loss), host(be, dx)
+    assert np.isnan(loss[1:3]).all() and np.isnan(dx[1:3]).all()
+    good = np.array([0, 3])
+    ref = CPU.cross_entropy_forward(x[good], labels[good], 0.1)[0]
+    np.testing.assert_allclose(loss[good], ref, rtol=1e-5)
+    assert np.isfinite(dx[good]).all()

@@ -16,10 +16,12 @@ The backend counts what crosses the host boundary (:meth:`KernelBackend.stats`):
 kernel launches, uploads (``asarray`` of data that is not a device array; on emu,
 whose device arrays are NumPy arrays, only of non-array data) and downloads
 (``to_numpy``, which also waits for the device: the backend's only synchronizing
-operation).
+operation).  On emu, :meth:`KernelBackend.watch_host_reads` also counts the implicit
+reads (``float(a)``, ``a.item()``, ...) that would each be a sync on a GPU.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import fields
 
 import numpy as np
@@ -28,6 +30,7 @@ from ..base import Backend
 from ..checks import check_array
 from ..geometry import ConvGeometry, PoolGeometry, check_int32
 from . import batchnorm, conv, elementwise, lrn, optim, pool, softmax
+from .host_reads import DeviceArray
 from .operand import Operand
 
 COUNTERS = ("launches", "host_to_device", "device_to_host")
@@ -37,6 +40,8 @@ _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 class KernelBackend(Backend):
     """A backend whose fused ops run our CUDA kernels (on a GPU, or emulated)."""
 
+    reads_sync = True  # emu too: it stands for the GPU, whose host reads are syncs
+
     def __init__(self, name, xp, kernels, ptr, stream):
         self.name = name
         self.xp = xp
@@ -44,6 +49,7 @@ class KernelBackend(Backend):
         self._ptr = ptr
         self._stream = stream
         self._counts = dict.fromkeys(COUNTERS, 0)
+        self._watching = False
 
     def stats(self):
         """Counts since the backend was made: {"launches", "host_to_device",
@@ -92,7 +98,45 @@ class KernelBackend(Backend):
             self._counts["host_to_device"] += 1
             if self.xp is not np:
                 data = np.asarray(data, dtype=dtype)
-        return self.xp.asarray(data, dtype=dtype)
+        return self._watched(self.xp.asarray(data, dtype=dtype))
+
+    # ---------------------------------------------------------- host reads (emu)
+    @contextmanager
+    def watch_host_reads(self):
+        """Within it, emu's new arrays count their implicit host reads as
+        ``device_to_host`` (see :mod:`.host_reads`); a GPU counts nothing more here."""
+        if self.xp is not np or self._watching:
+            yield self
+            return
+        self._watching, DeviceArray.counts = True, self._counts
+        try:
+            yield self
+        finally:
+            self._watching, DeviceArray.counts = False, None
+
+    def _watched(self, a):
+        return a.view(DeviceArray) if self._watching and type(a) is np.ndarray else a
+
+    def zeros(self, shape, dtype):
+        return self._watched(super().zeros(shape, dtype))
+
+    def ones(self, shape, dtype):
+        return self._watched(super().ones(shape, dtype))
+
+    def full(self, shape, value, dtype):
+        return self._watched(super().full(shape, value, dtype))
+
+    def empty(self, shape, dtype):
+        return self._watched(super().empty(shape, dtype))
+
+    def arange(self, *args, dtype=None):
+        return self._watched(super().arange(*args, dtype=dtype))
+
+    def standard_normal(self, rng, shape, dtype):
+        return self._watched(super().standard_normal(rng, shape, dtype))
+
+    def uniform(self, rng, low, high, shape, dtype):
+        return self._watched(super().uniform(rng, low, high, shape, dtype))
 
     def __repr__(self):
         return f"KernelBackend({self.name!r})"
