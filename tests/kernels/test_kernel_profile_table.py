@@ -16,7 +16,7 @@ import kernels as kernel_bench  # noqa: E402
 pytestmark = pytest.mark.timeout(300)
 
 # entries (name substrings) whose every launch meets the thresholds in the profile
-MEETING_THRESHOLDS = ["sigmoid fwd+bwd", "silu fwd+bwd", "dropout fwd+bwd", "SGD momentum"]
+MEETING_THRESHOLDS = ["relu fwd+bwd", "relu6 fwd+bwd", "sigmoid fwd+bwd", "silu fwd+bwd", "dropout fwd+bwd", "SGD momentum"]
 
 
 def test_profile_shape_keeps_layout_and_bounds_size():
