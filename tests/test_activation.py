@@ -108,3 +108,31 @@ def test_activation_type_errors():
         F.relu(np.ones(3))
     with pytest.raises(TypeError, match="sigmoid: expected a floating-point tensor, got dtype int64"):
         F.sigmoid(minidl.tensor(np.arange(3)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("op", ["relu", "relu6", "sigmoid", "silu"])
+def test_cpu_fused_activations_keep_the_generic_semantics(op, dtype):
+    """The CPU backend's one-pass Numba activations (backend/cpu/elementwise.py) against
+    the generic NumPy forms of backend/base.py, on the edge values: NaN, +-inf, +-0, the
+    relu6 bounds, and a non-contiguous input."""
+    from minidl.backend import get_backend
+    from minidl.backend.base import Backend
+    cpu = get_backend("cpu")
+    edge = [np.nan, np.inf, -np.inf, 0.0, -0.0, 6.0, 5.999, 6.001, 1e-30, -1e-30, 80.0, -80.0, 700.0, -700.0]
+    rng = np.random.default_rng(0)
+    x = np.concatenate([edge, rng.standard_normal(50) * 4]).astype(dtype)
+    x = np.stack([x, x[::-1]], axis=1).T  # (2, n) from a transpose: not C-contiguous
+    gy = rng.standard_normal(x.shape).astype(dtype)
+    gy[0, :3] = [np.nan, np.inf, 2.0]
+    saved = Backend.sigmoid(cpu, x) if op == "sigmoid" else x  # sigmoid's backward takes the output
+    rtol = 1e-6 if dtype == "float32" else 1e-15  # (sigmoid rounds in another order)
+    with np.errstate(all="ignore"):
+        np.testing.assert_allclose(getattr(cpu, op)(x), getattr(Backend, op)(cpu, x), rtol=rtol, atol=0)
+        got = getattr(cpu, f"{op}_backward")(saved, gy)
+        want = getattr(Backend, f"{op}_backward")(cpu, saved, gy)
+    assert got.dtype == want.dtype == np.dtype(dtype) and got.shape == x.shape
+    # float32: the two round in a different order (both are checked against float64 above)
+    np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == "float32" else 1e-14, atol=1e-30, equal_nan=True)
+    with pytest.raises(ValueError, match=f"{op}_backward: gy has shape"):
+        getattr(cpu, f"{op}_backward")(saved, gy[:, :3])

@@ -1,6 +1,6 @@
 """The CPU backend: NumPy arrays, BLAS GEMM, and parallel cached Numba loops.
 
-Op families live one per module (conv, pool, lrn, batchnorm, softmax); this
+Op families live one per module (elementwise, conv, pool, lrn, batchnorm, softmax); this
 class binds them to the backend contract of minidl/backend/base.py.
 """
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..base import Backend
-from . import batchnorm, conv, gemm, lrn, pool, softmax
+from . import batchnorm, conv, elementwise, gemm, lrn, pool, softmax
 
 
 class CpuBackend(Backend):
@@ -20,6 +20,14 @@ class CpuBackend(Backend):
 
     def matmul(self, a, b):
         return gemm.matmul(a, b)
+
+    relu = elementwise.relu
+    relu_backward = elementwise.relu_backward
+    relu6 = elementwise.relu6
+    relu6_backward = elementwise.relu6_backward
+    sigmoid = elementwise.sigmoid
+    sigmoid_backward = elementwise.sigmoid_backward
+    silu_backward = elementwise.silu_backward
 
     conv2d_forward = staticmethod(conv.conv2d_forward)
     conv2d_backward = staticmethod(conv.conv2d_backward)

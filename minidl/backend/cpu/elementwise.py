@@ -1,0 +1,130 @@
+"""Activations for the CPU backend as single-pass parallel Numba loops.
+
+The generic NumPy forms in backend/base.py make several passes and temporaries per
+call (``where((x > 0) & (x < 6), gy, 0)`` is five passes over the tensor); on
+MobileNetV2 at batch 16 and 224 px, relu6's backward alone took a quarter of the
+training step.  Each loop here reads its inputs once and writes its output once.
+
+Semantics are the generic forms' (backend/base.py), NaN included: relu and relu6 pass
+a NaN input through, and their backwards give 0 where the input is NaN.  No fastmath:
+it would let LLVM assume there are no NaNs.  float32/float64 only; other dtypes
+(float16, bfloat16) take the generic forms.  silu's forward stays generic
+(``x * sigmoid(x)`` over this sigmoid): without a vector exp, one fused Numba pass was
+slower than NumPy's SIMD multiply after the sigmoid (74 vs 58 ms on 16x96x112x112).
+
+Measured here (2-core VM, float32 16x96x112x112, median of 5, NumPy generic -> Numba):
+relu 18 -> 12 ms, relu backward 109 -> 14, relu6 backward 120 -> 12, sigmoid 307 -> 80,
+silu backward 167 -> 86; a MobileNetV2 training step at batch 16, 224 px: 2.15 -> 1.34 s.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from ..base import Backend
+from ..checks import check_array
+from .parallel import parallel_kernel
+
+FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@parallel_kernel()
+def _relu(x, y):
+    for i in prange(x.size):
+        v = x[i]
+        y[i] = 0 if v < 0 else v
+
+
+@parallel_kernel()
+def _relu_backward(x, gy, gx):
+    for i in prange(x.size):
+        gx[i] = gy[i] if x[i] > 0 else 0
+
+
+@parallel_kernel()
+def _relu6(x, y):
+    for i in prange(x.size):
+        v = x[i]
+        y[i] = 0 if v < 0 else (6 if v > 6 else v)
+
+
+@parallel_kernel()
+def _relu6_backward(x, gy, gx):
+    for i in prange(x.size):
+        v = x[i]
+        gx[i] = gy[i] if (v > 0 and v < 6) else 0
+
+
+@parallel_kernel()
+def _sigmoid(x, y):
+    for i in prange(x.size):
+        v = x[i]
+        e = math.exp(-abs(v))  # exp of -|x| only: no overflow for large |x|
+        y[i] = 1 / (1 + e) if v >= 0 else e / (1 + e)
+
+
+@parallel_kernel()
+def _sigmoid_backward(y, gy, gx):
+    for i in prange(y.size):
+        s = y[i]
+        gx[i] = gy[i] * s * (1 - s)
+
+
+@parallel_kernel()
+def _silu_backward(x, gy, gx):
+    for i in prange(x.size):
+        v = x[i]
+        e = math.exp(-abs(v))
+        s = 1 / (1 + e) if v >= 0 else e / (1 + e)
+        gx[i] = gy[i] * s * (1 + v * (1 - s))
+
+
+def _forward(kernel, x):
+    y = np.empty(x.shape, x.dtype)
+    kernel.sized(x.size)(np.ascontiguousarray(x).reshape(-1), y.reshape(-1))
+    return y
+
+
+def _backward(op, kernel, saved, gy):
+    check_array(op, "gy", gy, saved.shape, saved.dtype)
+    gx = np.empty(gy.shape, gy.dtype)
+    kernel.sized(gy.size)(np.ascontiguousarray(saved).reshape(-1), np.ascontiguousarray(gy).reshape(-1),
+                          gx.reshape(-1))
+    return gx
+
+
+def _fast(*arrays):
+    dtypes = [getattr(a, "dtype", None) for a in arrays]
+    return all(d in FAST_DTYPES for d in dtypes) and len(set(dtypes)) == 1
+
+
+# The contract's methods (first argument: the backend), bound in cpu/__init__.py.
+def relu(be, x):
+    return _forward(_relu, x) if _fast(x) else Backend.relu(be, x)
+
+
+def relu_backward(be, x, gy):
+    return _backward("relu_backward", _relu_backward, x, gy) if _fast(x, gy) else Backend.relu_backward(be, x, gy)
+
+
+def relu6(be, x):
+    return _forward(_relu6, x) if _fast(x) else Backend.relu6(be, x)
+
+
+def relu6_backward(be, x, gy):
+    return _backward("relu6_backward", _relu6_backward, x, gy) if _fast(x, gy) else Backend.relu6_backward(be, x, gy)
+
+
+def sigmoid(be, x):
+    return _forward(_sigmoid, x) if _fast(x) else Backend.sigmoid(be, x)
+
+
+def sigmoid_backward(be, y, gy):
+    return _backward("sigmoid_backward", _sigmoid_backward, y, gy) if _fast(y, gy) \
+        else Backend.sigmoid_backward(be, y, gy)
+
+
+def silu_backward(be, x, gy):
+    return _backward("silu_backward", _silu_backward, x, gy) if _fast(x, gy) else Backend.silu_backward(be, x, gy)
