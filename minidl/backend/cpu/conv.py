@@ -208,9 +208,11 @@ def _is_depthwise(g):
 
 
 def _is_pointwise(g):
-    """A 1x1 stride-1 unpadded conv whose feature map is big enough for per-image GEMMs."""
-    return (g.KH == g.KW == 1 and g.stride == (1, 1) and not any(g.padding)
-            and g.HO * g.WO >= SMALL_MAP_PIXELS)
+    """A 1x1 stride-1 unpadded conv: per-image GEMMs straight on x, no im2col.  Even on
+    small maps they beat the batch-inner im2col layout (measured here at batch 16, fwd /
+    bwd ms: 256->128 at 28x28 11.6 -> 6.9 / 17.9 -> 11.0; 1024->128 at 7x7 2.7 -> 1.6 /
+    6.6 -> 3.9; 128->32 at 7x7 bwd 0.70 -> 0.22)."""
+    return g.KH == g.KW == 1 and g.stride == (1, 1) and not any(g.padding)
 
 
 def _blocks(n_img, ho, wo, col_rows, itemsize):
