@@ -153,7 +153,8 @@ def parse_args(argv=None):
     a("--checkpoint-minutes", type=non_negative_float,
       help="also save 'last' this often within an epoch (default 30; 0: after every step)")
     recipe_parts.add_arguments(a)
-    a("--log-interval", type=positive_int, help="write a row of steps.csv every N steps")
+    a("--log-interval", type=positive_int, help="every N steps: read the queued step losses from the device "
+      "(one transfer) and write a row of steps.csv")
     a("--tensorboard", metavar="DIR", help="also write TensorBoard event files to DIR (needs tensorboardX)")
     show_defaults(p, DEFAULTS, from_recipe=recipe_keys())
     return vars(p.parse_args(argv))
