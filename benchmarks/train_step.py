@@ -23,7 +23,7 @@ and stochastic depth off checks that both frameworks' losses agree in strict fp3
 
 Reported per model and batch size: images/s (median, best), milliseconds per step,
 host time per step (time to enqueue a step; on the CPU it is the step), peak memory
-(CPU: the worker process's peak resident set; GPU: the memory pool's high-water mark)
+(CPU: the peak resident set of the model's own worker process; GPU: the memory pool's high-water mark)
 and, where the backend counts them (cuda, emu), kernel launches and host-device
 transfers per step.  ``emu`` runs the CUDA kernels through the host emulation: no
 PyTorch comparison and no meaningful speed, but the same launches and transfers as on
@@ -288,8 +288,7 @@ class Remote:
 
     def __init__(self, side_name, device, threads, mode=None, python=None):
         ctx = mp.get_context("spawn")
-        if python:
-            ctx.set_executable(python)
+        ctx.set_executable(python or sys.executable)  # (the setting is the context's: reset it)
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=worker, args=(child, side_name, device, threads, mode), daemon=True)
         self.proc.start()
@@ -344,25 +343,17 @@ def main(argv=None):
     if args.device == "cpu" and set(modes) - {"strict"}:
         ap.error("on the CPU only the torch mode 'strict' exists (TF32 and AMP are GPU modes)")
 
-    ours = Remote("minidl", args.device, args.threads, args.amp)
-    if not ours.ok:
-        sys.exit(f"train_step: minidl could not start on {args.device}: {ours.info}")
-    theirs = {}
     if not args.no_torch and args.device == "emu":
         print("# no PyTorch comparison on emu (an emulation, not a device PyTorch has)", file=sys.stderr)
-    elif not args.no_torch:
-        for mode in modes:
-            r = Remote("torch", args.device, args.threads, mode, args.torch_python)
-            if r.ok:
-                theirs[mode] = r
-            else:
-                print(f"# PyTorch comparison unavailable ({r.info}); minidl alone", file=sys.stderr)
-                break
-    torch_version = next(iter(theirs.values())).info if theirs else None
+    minidl_version = torch_version = None
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models.split(","):
+            # fresh processes per model: the peak resident set (CPU) is then the model's own
+            ours, theirs = _start_sides(args, modes)
+            minidl_version = ours.info
+            torch_version = next(iter(theirs.values())).info if theirs else torch_version
             for batch in batches:
                 weights = os.path.join(tmp, f"{model}.npz")
                 row = dict(model=model, batch=batch, image_size=args.image_size)
@@ -394,16 +385,16 @@ def main(argv=None):
                     row["loss_agrees"] = abs(a - b) <= 1e-3 * max(1.0, abs(b))
                 rows.append(row)
                 print(_line(row), flush=True)
-    ours.close()
-    for r in theirs.values():
-        r.close()
+            ours.close()
+            for r in theirs.values():
+                r.close()
 
     device_tag = args.device if args.device in ("cpu", "emu") else _gpu_tag()
     out_dir = args.out_dir or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", device_tag)
     os.makedirs(out_dir, exist_ok=True)
     meta = dict(machine=dict(platform=platform.platform(), processor=_cpu_name(), cpus=os.cpu_count(),
                              threads=args.threads, device=device_tag),
-                minidl=ours.info, minidl_amp=args.amp, torch=torch_version, torch_modes=list(theirs), warmup=args.warmup,
+                minidl=minidl_version, minidl_amp=args.amp, torch=torch_version, torch_modes=list(theirs), warmup=args.warmup,
                 steps=args.steps, rounds=args.rounds, image_size=args.image_size,
                 step=f"zero_grad, forward, CE (label smoothing {SMOOTHING}), backward, "
                      f"SGD (lr {LR}, momentum {MOMENTUM}, wd {WEIGHT_DECAY})",
@@ -415,6 +406,24 @@ def main(argv=None):
         f.write(table)
     print("\n" + table)
     print(f"wrote {out_dir}/train_step.{{json,md}}")
+
+
+def _start_sides(args, modes):
+    """minidl's worker and one PyTorch worker per torch mode (none where torch is missing)."""
+    ours = Remote("minidl", args.device, args.threads, args.amp)
+    if not ours.ok:
+        sys.exit(f"train_step: minidl could not start on {args.device}: {ours.info}")
+    theirs = {}
+    if args.no_torch or args.device == "emu":
+        return ours, theirs
+    for mode in modes:
+        r = Remote("torch", args.device, args.threads, mode, args.torch_python)
+        if not r.ok:
+            print(f"# PyTorch comparison unavailable ({r.info}); minidl alone", file=sys.stderr)
+            args.no_torch = True  # said once
+            break
+        theirs[mode] = r
+    return ours, theirs
 
 
 def _line(row):
