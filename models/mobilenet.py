@@ -41,28 +41,35 @@ MOBILENET_V2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2
 
 
 class DepthwiseSeparable(nn.Module):
-    def __init__(self, in_channels, out_channels, stride):
+    def __init__(self, in_channels, out_channels, stride, activation=nn.ReLU):
         super().__init__()
-        self.dw = ConvBNAct(in_channels, in_channels, 3, stride=stride, groups=in_channels)
-        self.pw = ConvBNAct(in_channels, out_channels, 1)
+        self.dw = ConvBNAct(in_channels, in_channels, 3, stride=stride, groups=in_channels, activation=activation)
+        self.pw = ConvBNAct(in_channels, out_channels, 1, activation=activation)
 
     def forward(self, x):
         return self.pw(self.dw(x))
 
 
+V1_ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6}
+
+
 class MobileNetV1(nn.Module):
-    def __init__(self, num_classes=1000, alpha=1.0, rho=1.0, dropout=0.0):
+    def __init__(self, num_classes=1000, alpha=1.0, rho=1.0, dropout=0.0, activation="relu"):
         super().__init__()
         if alpha <= 0 or rho <= 0:
             raise ValueError(f"MobileNetV1: expected positive alpha and rho, got alpha={alpha}, "
                              f"rho={rho}")
+        if activation not in V1_ACTIVATIONS:
+            raise ValueError(f"MobileNetV1: expected activation 'relu' (the paper) or 'relu6' (TF-slim's "
+                             f"and timm's weights), got {activation!r}")
+        act = V1_ACTIVATIONS[activation]
         self.alpha, self.rho = float(alpha), float(rho)
         self.default_input_size = int(round(224 * rho))
         width = lambda c: max(1, int(c * alpha))  # noqa: E731
         channels = width(32)
-        layers = [ConvBNAct(3, channels, 3, stride=2)]
+        layers = [ConvBNAct(3, channels, 3, stride=2, activation=act)]
         for out, stride in MOBILENET_V1_BLOCKS:
-            layers.append(DepthwiseSeparable(channels, width(out), stride))
+            layers.append(DepthwiseSeparable(channels, width(out), stride, act))
             channels = width(out)
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
@@ -124,7 +131,8 @@ class MobileNetV2(nn.Module):
                       "MobileNet_v1_1.0_224 (the paper gives 70.6 top-1 only)", test_size=64)
 def mobilenet_v1(num_classes=1000, alpha=1.0, rho=1.0, **kwargs):
     """``alpha``: width multiplier; ``rho``: resolution multiplier (feed inputs of
-    ``model.default_input_size`` = round(224 * rho))."""
+    ``model.default_input_size`` = round(224 * rho)); ``activation``: "relu" as in the
+    paper, or "relu6" as TF-slim's and timm's implementations (use it with their weights)."""
     return MobileNetV1(num_classes=num_classes, alpha=alpha, rho=rho, **kwargs)
 
 

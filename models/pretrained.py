@@ -6,8 +6,9 @@ Sources, by file name:
   by ``minidl.pth.read_pth`` without importing torch, mapped by
   ``load_torchvision_state_dict``;
 - ``*.safetensors``: minidl's own checkpoints, or timm / Hugging Face ``model.safetensors``
-  files, whose names are mapped to ours where timm's differ (EfficientNet; timm's
-  ResNet, DenseNet, VGG and Inception-v3 already use torchvision's names).
+  files, whose names are mapped to ours where timm's differ (EfficientNet, MobileNet v1;
+  timm's ResNet, DenseNet, VGG, legacy_xception and Inception-v3 already use ours; a file
+  without Inception-v3's auxiliary head, as timm's, leaves that head freshly initialized).
 
 ``pretrained=True`` uses the torchvision file listed in ``TORCHVISION_WEIGHTS`` from the
 weights folder (``$MINIDL_HOME/weights``, else ``~/.cache/minidl/weights``), downloading it
@@ -65,7 +66,8 @@ NO_WEIGHTS = {
     "inception_v2": "no framework publishes BN-Inception weights with this layout",
     "densenet264": "never released by the authors, torchvision or timm",
     "xception": "torchvision has none; use a timm model.safetensors file via pretrained='path'",
-    "mobilenet_v1": "torchvision has none; use a timm model.safetensors file via pretrained='path'",
+    "mobilenet_v1": "torchvision has none; use a timm mobilenetv1_100 model.safetensors file via "
+                    "pretrained='path' with activation='relu6' (timm's blocks use ReLU6)",
     "lenet5": "a 32x32 digit network: train it (minutes) instead",
     "lenet5_bn_w2": "a 32x32 digit network: train it (minutes) instead",
 }
@@ -162,7 +164,27 @@ def _timm_efficientnet_key(key):
     return key
 
 
-_TIMM_KEY_MAPS = {"efficientnet": _timm_efficientnet_key}
+# timm's mobilenetv1_100 (its EfficientNet builder): blocks per stage, in our features order
+_TIMM_MOBILENET_V1_STAGES = (1, 2, 2, 6, 2)
+
+
+def _timm_mobilenet_v1_key(key):
+    """timm's mobilenetv1_* names -> ours (features.0 = stem, features.1..13 = dw/pw blocks)."""
+    for timm_prefix, ours in (("conv_stem.", "features.0.0."), ("bn1.", "features.0.1.")):
+        if key.startswith(timm_prefix):
+            return ours + key[len(timm_prefix):]
+    m = re.match(r"blocks\.(\d+)\.(\d+)\.(conv_dw|bn1|conv_pw|bn2)\.(.+)$", key)
+    if not m:
+        return key
+    stage, index = int(m.group(1)), int(m.group(2))
+    block = 1 + sum(_TIMM_MOBILENET_V1_STAGES[:stage]) + index
+    part = {"conv_dw": "dw.0", "bn1": "dw.1", "conv_pw": "pw.0", "bn2": "pw.1"}[m.group(3)]
+    return f"features.{block}.{part}.{m.group(4)}"
+
+
+# timm's names where they differ from ours; timm's legacy_xception, inception_v3, ResNet,
+# DenseNet and VGG use ours already (timm's inception_v3 has no auxiliary head)
+_TIMM_KEY_MAPS = {"efficientnet": _timm_efficientnet_key, "mobilenet_v1": _timm_mobilenet_v1_key}
 
 
 def timm_to_minidl(name, state_dict):
@@ -186,8 +208,12 @@ def _load_state(model, state, num_classes):
     head = _new_head_keys(model, state, num_classes)
     for key in head:
         del state[key]
-    result = load_torchvision_state_dict(model, state, strict=not head)
-    left = sorted(set(result.missing) - set(head))
+    # a file without the auxiliary head (timm's Inception-v3): used only in training, it
+    # keeps its fresh initialization
+    aux = [k for k, _ in model._state_items() if k.startswith("AuxLogits.")]
+    no_aux = aux if aux and not any(k.startswith("AuxLogits.") for k in state) else []
+    result = load_torchvision_state_dict(model, state, strict=not (head or no_aux))
+    left = sorted(set(result.missing) - set(head) - set(no_aux))
     if left:
         raise ValueError(f"pretrained: the file gives no value to {len(left)} model keys beside "
                          f"the new {num_classes}-class head: {left[:10]}")
@@ -202,8 +228,10 @@ def load_pretrained(model, name, source, num_classes=1000):
         raise FileNotFoundError(f"pretrained: no weights file at {path!r}")
     if path.endswith(".safetensors"):
         state = mio.load(path)
-        if not {k for k, _ in model._state_items()} & set(state):
-            state = timm_to_minidl(name, state)
+        ours = {k for k, _ in model._state_items()}
+        mapped = timm_to_minidl(name, state)
+        if len(ours & set(mapped)) > len(ours & set(state)):  # timm's names
+            state = mapped
     elif path.endswith((".pth", ".pt", ".bin")):
         state = read_pth(path)
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):

@@ -261,6 +261,59 @@ def test_logits_match_torchvision(tmp_path, name, layout):
     np.testing.assert_allclose(got, np.load(tmp_path / "logits.npy"), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.skipif(not TORCH_PYTHON, reason="set MINIDL_TORCH_PYTHON to a Python with torch and "
+                                             "timm to compare logits against timm")
+@pytest.mark.parametrize("ours,kwargs,theirs", [("mobilenet_v1", {"activation": "relu6"}, "mobilenetv1_100"),
+                                                ("xception", {}, "legacy_xception"),
+                                                ("inception_v3", {}, "inception_v3")])
+def test_logits_match_timm(tmp_path, ours, kwargs, theirs):
+    """timm's own safetensors (its names) load with timm's logits; timm's Inception-v3 has
+    no auxiliary head, which keeps its fresh initialization.  Random weights with random
+    batch-norm statistics let activations grow through the deep nets (Inception-v3's
+    logits reach 1e12), so the bound is relative to the largest logit."""
+    x = np.random.default_rng(0).standard_normal((2, 3, 128, 128)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    proc = subprocess.run([TORCH_PYTHON, os.path.join(HERE, "torch_scripts", "timm_logits.py"), theirs,
+                           str(tmp_path / "model.safetensors"), str(tmp_path / "logits.npy"), str(tmp_path / "x.npy")],
+                          timeout=600)
+    if proc.returncode == 3:
+        pytest.skip(f"timm is not installed for {TORCH_PYTHON}")
+    assert proc.returncode == 0
+    net = models.create(ours, pretrained=str(tmp_path / "model.safetensors"), **kwargs)
+    net.eval()
+    with minidl.no_grad():
+        got = net(minidl.tensor(x)).numpy()
+    want = np.load(tmp_path / "logits.npy")
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max(), (got, want)
+
+
+def test_timm_mobilenet_v1_names_map_to_ours(tmp_path):
+    """timm's mobilenetv1_100 names (stem, blocks.<stage>.<i>.{conv_dw,bn1,conv_pw,bn2},
+    classifier; listed from timm 1.0.31) load into every block in order."""
+    net = models.create("mobilenet_v1")
+    values = [v for _, v in net.state_dict().items()]
+    names = ["conv_stem.weight"] + [f"bn1.{p}" for p in ("weight", "bias", "running_mean", "running_var",
+                                                          "num_batches_tracked")]
+    for stage, blocks in enumerate((1, 2, 2, 6, 2)):
+        for i in range(blocks):
+            for conv, bn in (("conv_dw", "bn1"), ("conv_pw", "bn2")):
+                names += [f"blocks.{stage}.{i}.{conv}.weight"] + [
+                    f"blocks.{stage}.{i}.{bn}.{p}" for p in ("weight", "bias", "running_mean", "running_var",
+                                                              "num_batches_tracked")]
+    names += ["classifier.weight", "classifier.bias"]
+    rng = np.random.default_rng(1)
+    state = {n: (rng.standard_normal(v.shape).astype(v.dtype) if v.dtype.kind == "f" else v.copy())
+             for n, v in zip(names, values)}
+    from safetensors.numpy import save_file
+    save_file(state, str(tmp_path / "model.safetensors"))
+    loaded = dict(models.create("mobilenet_v1", pretrained=str(tmp_path / "model.safetensors")).state_dict())
+    np.testing.assert_array_equal(loaded["features.0.0.weight"], state["conv_stem.weight"])
+    np.testing.assert_array_equal(loaded["features.1.dw.0.weight"], state["blocks.0.0.conv_dw.weight"])
+    np.testing.assert_array_equal(loaded["features.6.pw.1.running_var"], state["blocks.3.0.bn2.running_var"])
+    np.testing.assert_array_equal(loaded["features.13.dw.1.bias"], state["blocks.4.1.bn1.bias"])
+    np.testing.assert_array_equal(loaded["classifier.weight"], state["classifier.weight"])
+
+
 def test_timm_regularizer_names():
     net = models.create("efficientnet_b0", num_classes=10, drop_rate=0.3, drop_path_rate=0.1)
     assert net.classifier[0].p == 0.3
