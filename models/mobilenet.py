@@ -28,7 +28,7 @@ from __future__ import annotations
 from minidl import functional as F
 from minidl import nn
 
-from .layers import ConvBNAct, init_conv_bn_linear, make_divisible
+from .layers import ConvBNAct, StochasticDepth, init_conv_bn_linear, make_divisible
 from .registry import register_model
 
 # v1 depthwise-separable blocks after the 32-channel stem: (out channels, stride)
@@ -86,10 +86,11 @@ class InvertedResidual(nn.Module):
     """1x1 expand (ReLU6) - 3x3 depthwise (ReLU6) - 1x1 linear projection; identity
     shortcut when the shape is kept."""
 
-    def __init__(self, in_channels, out_channels, stride, expand_ratio):
+    def __init__(self, in_channels, out_channels, stride, expand_ratio, drop_path=0.0):
         super().__init__()
         hidden = int(round(in_channels * expand_ratio))
         self.use_res_connect = stride == 1 and in_channels == out_channels
+        self.drop_path = StochasticDepth(drop_path) if drop_path and self.use_res_connect else None
         layers = []
         if expand_ratio != 1:
             layers.append(ConvBNAct(in_channels, hidden, 1, activation=nn.ReLU6))
@@ -101,20 +102,28 @@ class InvertedResidual(nn.Module):
 
     def forward(self, x):
         y = self.conv(x)
-        return x + y if self.use_res_connect else y
+        if not self.use_res_connect:
+            return y
+        return x + (y if self.drop_path is None else self.drop_path(y))
 
 
 class MobileNetV2(nn.Module):
-    def __init__(self, num_classes=1000, width_mult=1.0, round_nearest=8, dropout=0.2):
+    def __init__(self, num_classes=1000, width_mult=1.0, round_nearest=8, dropout=0.2,
+                 stochastic_depth_prob=0.0):
+        """``stochastic_depth_prob`` (timm's drop_path_rate, off by default as in the paper):
+        inverted-residual block k of n drops its branch with probability p * k / n, as
+        timm's EfficientNet builder (blocks without a shortcut keep theirs)."""
         super().__init__()
         channels = make_divisible(32 * width_mult, round_nearest)
         self.last_channel = make_divisible(1280 * max(1.0, width_mult), round_nearest)
         layers = [ConvBNAct(3, channels, 3, stride=2, activation=nn.ReLU6)]
+        index, total = 0, sum(n for _, _, n, _ in MOBILENET_V2_STAGES)
         for t, c, n, s in MOBILENET_V2_STAGES:
             out = make_divisible(c * width_mult, round_nearest)
             for i in range(n):
-                layers.append(InvertedResidual(channels, out, s if i == 0 else 1, t))
-                channels = out
+                layers.append(InvertedResidual(channels, out, s if i == 0 else 1, t,
+                                               stochastic_depth_prob * index / total))
+                channels, index = out, index + 1
         layers.append(ConvBNAct(channels, self.last_channel, 1, activation=nn.ReLU6))
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.last_channel, num_classes))

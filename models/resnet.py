@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from minidl import nn
 
-from .layers import init_conv_bn_linear
+from .layers import StochasticDepth, init_conv_bn_linear
 from .registry import register_model
 
 # name -> (block, blocks per stage, groups, width_per_group)
@@ -40,7 +40,7 @@ class BasicBlock(nn.Module):
     """Two 3x3 convolutions (ResNet-18/34)."""
     expansion = 1
 
-    def __init__(self, in_channels, planes, stride=1, groups=1, width_per_group=64):
+    def __init__(self, in_channels, planes, stride=1, groups=1, width_per_group=64, drop_path=0.0):
         super().__init__()
         if groups != 1 or width_per_group != 64:
             raise ValueError("BasicBlock: expected groups=1 and width_per_group=64, got "
@@ -53,6 +53,7 @@ class BasicBlock(nn.Module):
         out = planes * self.expansion
         self.downsample = _downsample(in_channels, out, stride) \
             if stride != 1 or in_channels != out else None
+        self.drop_path = StochasticDepth(drop_path) if drop_path else None
 
     def last_bn(self):
         return self.bn2
@@ -61,14 +62,14 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         y = self.relu(self.bn1(self.conv1(x)))
         y = self.bn2(self.conv2(y))
-        return self.relu(y + identity)
+        return self.relu(_dropped(self, y) + identity)
 
 
 class Bottleneck(nn.Module):
     """1x1 reduce, 3x3 (grouped for ResNeXt, carries the stride: v1.5), 1x1 expand x4."""
     expansion = 4
 
-    def __init__(self, in_channels, planes, stride=1, groups=1, width_per_group=64):
+    def __init__(self, in_channels, planes, stride=1, groups=1, width_per_group=64, drop_path=0.0):
         super().__init__()
         width = int(planes * (width_per_group / 64.0)) * groups
         out = planes * self.expansion
@@ -81,6 +82,7 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU()
         self.downsample = _downsample(in_channels, out, stride) \
             if stride != 1 or in_channels != out else None
+        self.drop_path = StochasticDepth(drop_path) if drop_path else None
 
     def last_bn(self):
         return self.bn3
@@ -90,7 +92,12 @@ class Bottleneck(nn.Module):
         y = self.relu(self.bn1(self.conv1(x)))
         y = self.relu(self.bn2(self.conv2(y)))
         y = self.bn3(self.conv3(y))
-        return self.relu(y + identity)
+        return self.relu(_dropped(self, y) + identity)
+
+
+def _dropped(block, y):
+    """The residual branch through the block's stochastic depth, where it has one."""
+    return y if block.drop_path is None else block.drop_path(y)
 
 
 _BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
@@ -101,23 +108,28 @@ class ResNet(nn.Module):
     average pool and one fully connected layer."""
 
     def __init__(self, block, layers, num_classes=1000, groups=1, width_per_group=64,
-                 zero_init_residual=False):
+                 zero_init_residual=False, dropout=0.0, stochastic_depth_prob=0.0):
+        """``dropout`` before the classifier and ``stochastic_depth_prob`` (timm's drop_rate
+        and drop_path_rate, default off as in the paper): block k of n drops its residual
+        branch with probability stochastic_depth_prob * k / (n - 1), as timm's ResNet."""
         super().__init__()
         block = _BLOCKS[block] if isinstance(block, str) else block
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU()
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        in_channels = 64
+        in_channels, index, total = 64, 0, sum(layers)
         for stage, (planes, blocks) in enumerate(zip((64, 128, 256, 512), layers), start=1):
             stride = 1 if stage == 1 else 2
             stage_blocks = []
             for i in range(blocks):
+                drop = stochastic_depth_prob * index / max(1, total - 1)
                 stage_blocks.append(block(in_channels, planes, stride if i == 0 else 1,
-                                          groups, width_per_group))
-                in_channels = planes * block.expansion
+                                          groups, width_per_group, drop))
+                in_channels, index = planes * block.expansion, index + 1
             setattr(self, f"layer{stage}", nn.Sequential(*stage_blocks))
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.dropout = nn.Dropout(dropout) if dropout else None
         self.fc = nn.Linear(in_channels, num_classes)
         self._init_weights(zero_init_residual)
 
@@ -131,8 +143,8 @@ class ResNet(nn.Module):
     def forward(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        x = self.avgpool(x)
-        return self.fc(x.reshape(x.shape[0], x.shape[1]))
+        x = self.avgpool(x).reshape(x.shape[0], x.shape[1])
+        return self.fc(x if self.dropout is None else self.dropout(x))
 
 
 def _build(name, num_classes, **kwargs):

@@ -320,8 +320,30 @@ def test_timm_regularizer_names():
     depths = [m.stochastic_depth.p for m in net.modules() if hasattr(m, "stochastic_depth")]
     assert depths[0] == 0 and 0 < depths[-1] < 0.1
     assert models.create("mobilenet_v2", num_classes=10, drop_rate=0.5).classifier[0].p == 0.5
-    with pytest.raises(TypeError, match="resnet18 has no drop_path_rate"):
-        models.create("resnet18", drop_path_rate=0.1)
+    with pytest.raises(TypeError, match="vgg16 has no drop_path_rate"):
+        models.create("vgg16", drop_path_rate=0.1)
+
+
+@pytest.mark.parametrize("name,first,last", [("resnet50", 0.0, 0.2), ("resnext50_32x4d", 0.0, 0.2),
+                                             ("mobilenet_v2", 0.2 * 2 / 17, 0.2 * 15 / 17)])
+def test_drop_path_rate_in_resnet_and_mobilenet_v2(name, first, last):
+    """timm's drop_path_rate: ResNet's block k of n drops with p * k / (n - 1) (the first
+    block never), MobileNetV2's shortcut blocks with p * k / n; evaluation is unchanged and
+    training drops whole samples' branches."""
+    net = models.create(name, num_classes=10, drop_rate=0.1, drop_path_rate=0.2)
+    rates = [m.drop_path.p for m in net.modules() if getattr(m, "drop_path", None) is not None]
+    assert rates == sorted(rates) and rates[-1] == pytest.approx(last)
+    assert rates[0] == pytest.approx(first) if first else rates[0] > 0
+    plain = models.create(name, num_classes=10)
+    plain.load_state_dict(net.state_dict())  # no new parameters: the same state dict
+    x = minidl.tensor(np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32))
+    net.eval(), plain.eval()
+    with minidl.no_grad():
+        np.testing.assert_array_equal(net(x).numpy(), plain(x).numpy())
+    net.train(), plain.train()
+    minidl.manual_seed(0)
+    with minidl.no_grad():
+        assert not np.allclose(net(x).numpy(), plain(x).numpy())
     with pytest.raises(TypeError, match="give drop_rate or dropout, not both"):
         models.create("vgg16", drop_rate=0.1, dropout=0.2)
 
