@@ -2,6 +2,7 @@
 weight EMA (validated, checkpointed, restored on resume), gradient accumulation, --min-lr
 and --pretrained with a new head."""
 import json
+import os
 import re
 
 import numpy as np
@@ -170,3 +171,22 @@ def test_evaluate_takes_pretrained_weights(tmp_path, capsys):
     assert ev.main(["--pretrained", str(tmp_path / "w7.safetensors"), "--model", "lenet5", "--data", root,
                     "--image-size", "28", "--val-resize", "32"]) != 0
     assert "mis-shaped keys" in capsys.readouterr().err
+
+
+def test_a_folder_without_val_holds_out_part_of_train(tmp_path):
+    """--dataset folder without val/: validation is a seeded part of train/ (default 1/12,
+    at most 5000), never the training images themselves; --val-split 0 is refused."""
+    import shutil
+    root = make_ilsvrc(tmp_path / "pets")
+    shutil.rmtree(os.path.join(root, "val"))
+    argv = ["--model", "lenet5", "--dataset", "folder", "--data", root, "--image-size", "28",
+            "--batch-size", "4", "--epochs", "1", "--recipe", "none", "--output", str(tmp_path / "run")]
+    t = _trainer(argv)
+    n = 6 * 6 + 1  # six classes of six images and the corrupt one
+    assert len(t.val_set) == n // 12 and len(t.train_set) == n - n // 12 and t.test_set is None
+    assert not set(t.val_set.indices) & set(t.train_set.indices)
+    assert t.run() == 0
+    t = _trainer(argv[:-1] + [str(tmp_path / "run12"), "--val-split", "12"])
+    assert len(t.val_set) == 12
+    with pytest.raises(UsageError, match="has no val/ folder.*expected N > 0, got 0"):
+        _trainer(argv[:-1] + [str(tmp_path / "run0"), "--val-split", "0"])

@@ -30,6 +30,9 @@ class Subset:
     def get(self, index, seed=0, epoch=0):
         return self.dataset.get(int(self.indices[index]), seed, epoch)
 
+    def __getitem__(self, index):
+        return self.get(index)
+
     def get_batch(self, indices):
         get_batch = getattr(self.dataset, "get_batch", None)
         return None if get_batch is None else get_batch(self.indices[np.asarray(indices)])

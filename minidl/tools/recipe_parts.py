@@ -67,7 +67,8 @@ def add_arguments(add):
                                                   "(default 0)")
     add("--val-split", type=int, help="hold out this many training images (fixed seed) to validate "
                                       "and choose 'best' on; the test set is reported at the end "
-                                      "(default: 5000 of 60000, i.e. 1/12, for the IDX sets; 0 elsewhere)")
+                                      "(default: 5000 of 60000, i.e. 1/12, for the IDX sets and a --dataset "
+                                      "folder without val/; 0 elsewhere)")
     add("--patience", type=int, help="plateau: epochs without improvement before a decay (default 2)")
 
 
@@ -132,14 +133,18 @@ def train_transform(cfg):
     return data.Compose(steps)
 
 
-def held_out_split(cfg, train_set, unaugmented_train):
+def held_out_split(cfg, train_set, unaugmented_train, required=False):
     """(train, validation) Subsets of ``train_set`` when --val-split holds images out, else
-    None.  ``unaugmented_train()`` builds the training images with the evaluation transform."""
+    None.  ``unaugmented_train()`` builds the training images with the evaluation transform.
+    ``required``: the dataset has no validation images of its own (a folder without val/)."""
     from minidl.data import Subset
     count = cfg["val_split"]
     if count is None:
-        count = min(IDX_HELD_OUT, len(train_set) // 12) if cfg["dataset"] in IDX_DATASETS else 0
+        count = min(IDX_HELD_OUT, len(train_set) // 12) if cfg["dataset"] in IDX_DATASETS or required else 0
     if count == 0:
+        if required:
+            raise UsageError(f"--val-split: {cfg['data']!r} has no val/ folder, so validation images are held "
+                             f"out of its {len(train_set)} training images: expected N > 0, got {count}")
         return None
     if not 0 < count < len(train_set):
         raise UsageError(f"--val-split: expected 0 <= N < {len(train_set)} (the training images), got {count}")

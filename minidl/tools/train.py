@@ -319,16 +319,19 @@ class Trainer:
         self.train_set, spec = build_dataset(cfg["dataset"], cfg["data"], True, cfg["image_size"],
                                              cfg["val_resize"])
         classes = self.train_set.classes if cfg["dataset"] in ("imagenet", "folder") else None
-        self.val_set, _ = build_dataset(cfg["dataset"], cfg["data"], False, cfg["image_size"],
-                                        cfg["val_resize"], classes=classes)
+        # a folder without val/ has no held-out images of its own: part of train is held out
+        no_val = cfg["dataset"] == "folder" and not os.path.isdir(os.path.join(cfg["data"], "val"))
+        self.val_set = None if no_val else build_dataset(cfg["dataset"], cfg["data"], False, cfg["image_size"],
+                                                         cfg["val_resize"], classes=classes)[0]
         channels = dataset_channels(self.train_set)
-        self.check_validation_set(channels)
         self.train_set.transform = recipe_parts.train_transform(cfg) or self.train_set.transform
         self.test_set = None  # the dataset's own test set, when validation holds out part of train
         split = recipe_parts.held_out_split(cfg, self.train_set, lambda: build_dataset(
-            cfg["dataset"], cfg["data"], True, cfg["image_size"], cfg["val_resize"], augment=False)[0])
+            cfg["dataset"], cfg["data"], True, cfg["image_size"], cfg["val_resize"], augment=False)[0],
+            required=no_val)
         if split is not None:
             self.test_set, (self.train_set, self.val_set) = self.val_set, split
+        self.check_validation_set(channels)
         self.model, in_channels = build_model(cfg["model"], len(self.train_set.classes), channels,
                                               cfg["model_kwargs"])
         if cfg["pretrained"] and checkpoint is None:
