@@ -377,3 +377,29 @@ def test_reduce_lr_on_plateau_divides_after_patience_and_resumes():
     assert again.get_last_lr() == pytest.approx([1e-4]) and again.best == 0.30
     with pytest.raises(ValueError, match="mode must be 'min' or 'max', got 'up'"):
         sched.ReduceLROnPlateau(opt, mode="up")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("momentum,dampening,nesterov,first_step", [
+    (0.0, 0.0, False, False), (0.9, 0.0, False, True), (0.9, 0.1, False, False), (0.9, 0.0, True, False)])
+def test_cpu_fused_sgd_update_matches_the_generic_form(dtype, momentum, dampening, nesterov, first_step):
+    """backend/cpu/optim.py's one-pass update against Backend.sgd_update (PyTorch's
+    semantics, in place), and its fallback for a non-contiguous parameter."""
+    from minidl.backend import get_backend
+    from minidl.backend.base import Backend
+    cpu = get_backend("cpu")
+    rng = np.random.default_rng(0)
+    p = rng.standard_normal((37, 5)).astype(dtype)
+    g = rng.standard_normal(p.shape).astype(dtype)
+    b = rng.standard_normal(p.shape).astype(dtype)
+    args = (0.1, momentum, dampening, 1e-2, nesterov, first_step)
+    p1, b1, p2, b2 = p.copy(), b.copy(), p.copy(), b.copy()
+    cpu.sgd_update(p1, g, b1 if momentum else None, *args)
+    Backend.sgd_update(cpu, p2, g, b2 if momentum else None, *args)
+    rtol = 1e-6 if dtype == "float32" else 1e-15
+    np.testing.assert_allclose(p1, p2, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(b1, b2, rtol=rtol, atol=rtol)
+    assert not np.array_equal(p1, p)
+    p3 = np.asfortranarray(p)  # not C-contiguous: the generic form, still in place
+    cpu.sgd_update(p3, g, b.copy() if momentum else None, *args)
+    np.testing.assert_allclose(p3, p2, rtol=rtol, atol=rtol)

@@ -1,6 +1,6 @@
 """The CPU backend: NumPy arrays, BLAS GEMM, and parallel cached Numba loops.
 
-Op families live one per module (elementwise, conv, pool, lrn, batchnorm, softmax); this
+Op families live one per module (elementwise, optim, conv, pool, lrn, batchnorm, softmax); this
 class binds them to the backend contract of minidl/backend/base.py.
 """
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..base import Backend
-from . import batchnorm, conv, elementwise, gemm, lrn, pool, softmax
+from . import batchnorm, conv, elementwise, gemm, lrn, optim, pool, softmax
 
 
 class CpuBackend(Backend):
@@ -28,6 +28,8 @@ class CpuBackend(Backend):
     sigmoid = elementwise.sigmoid
     sigmoid_backward = elementwise.sigmoid_backward
     silu_backward = elementwise.silu_backward
+
+    sgd_update = optim.sgd_update
 
     conv2d_forward = staticmethod(conv.conv2d_forward)
     conv2d_backward = staticmethod(conv.conv2d_backward)
