@@ -737,14 +737,15 @@ class ProgressBar:
         self.images = 0
 
     def update(self, state, lr, images, data_s, compute_s):
-        value = state["loss_sum"] / state["loss_count"] if state["loss_count"] else float("nan")
+        # the epoch's mean loss as of the last --log-interval read ("-" before the first)
+        loss = f"{state['loss_sum'] / state['loss_count']:.4f}" if state["loss_count"] else "-"
         self.data_s += data_s
         self.compute_s += compute_s
         self.images += images
         if self.bar is None:
             return
         rate = self.images / max(self.data_s + self.compute_s, 1e-9)
-        self.bar.set_postfix_str(f"loss {value:.4f} lr {lr:.4g} {rate:.0f} img/s "
+        self.bar.set_postfix_str(f"loss {loss} lr {lr:.4g} {rate:.0f} img/s "
                                  f"data {1000 * data_s:.0f}ms compute {1000 * compute_s:.0f}ms",
                                  refresh=False)
         self.bar.update(1)
