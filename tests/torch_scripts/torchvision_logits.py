@@ -6,20 +6,12 @@ statistics, torch.save its state dict, and save its eval-mode logits on a seeded
 """
 import sys
 
-import numpy as np
 import torch
 import torchvision
+from reference_logits import randomized_logits
 
 name, pth, logits_path, input_path, layout = sys.argv[1:6]
 torch.manual_seed(0)
-model = getattr(torchvision.models, name)(weights=None).eval()
-with torch.no_grad():
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.uniform_(0.5, 1.5)
-            m.bias.uniform_(-0.2, 0.2)
-    x = torch.from_numpy(np.load(input_path))
-    np.save(logits_path, model(x).double().numpy())
+model = getattr(torchvision.models, name)(weights=None)
+randomized_logits(model, input_path, logits_path)
 torch.save(model.state_dict(), pth, _use_new_zipfile_serialization=(layout == "zip"))
