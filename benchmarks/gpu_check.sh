@@ -5,8 +5,11 @@
 #    --no-build-isolation uses the installed pybind11/cmake/ninja);
 # 2. runs on device cuda the kernel tests, the op tests and the end-to-end
 #    training-step test (MINIDL_KERNEL_DEVICES=cuda, -k cuda);
-# 3. runs benchmarks/kernels.py --device cuda, and a 1-rank NCCL smoke test where mpi4py exists;
-# 4. writes build.log, tests.log, kernels_cuda.{md,json} and summary.md into OUT_DIR.
+# 3. runs benchmarks/kernels.py --device cuda, the whole-step benchmark against PyTorch
+#    (benchmarks/train_step.py: resnet50 and mobilenet_v2 at batch 64, fp32 and AMP), and a
+#    1-rank NCCL smoke test where mpi4py exists;
+# 4. writes build.log, tests.log, kernels_cuda.{md,json}, train_step.{md,json} and
+#    summary.md into OUT_DIR.
 set -uo pipefail
 OUT="${1:?usage: gpu_check.sh OUT_DIR}"
 mkdir -p "$OUT"
@@ -40,6 +43,18 @@ timeout 240 python3 benchmarks/kernels.py --device cuda --out "$OUT" > "$OUT/ben
 brc=$?
 echo "- benchmarks/kernels.py: rc=$brc ($(( $(date +%s) - t0 )) s)" >> "$summary"
 [ -f "$OUT/kernels_cuda.md" ] && cat "$OUT/kernels_cuda.md" >> "$summary"
+
+t0=$(date +%s)
+timeout 200 python3 benchmarks/train_step.py --device cuda --models resnet50,mobilenet_v2 --warmup 3 \
+    --steps 5 --rounds 2 --out-dir "$OUT" > "$OUT/train_step.log" 2>&1
+echo "- benchmarks/train_step.py (fp32): rc=$? ($(( $(date +%s) - t0 )) s)" >> "$summary"
+[ -f "$OUT/train_step.md" ] && cat "$OUT/train_step.md" >> "$summary"
+t0=$(date +%s)
+mkdir -p "$OUT/amp"
+timeout 120 python3 benchmarks/train_step.py --device cuda --models resnet50 --amp bf16 --torch-modes amp \
+    --warmup 3 --steps 5 --rounds 2 --out-dir "$OUT/amp" > "$OUT/train_step_amp.log" 2>&1
+echo "- benchmarks/train_step.py (--amp bf16 vs PyTorch AMP): rc=$? ($(( $(date +%s) - t0 )) s)" >> "$summary"
+[ -f "$OUT/amp/train_step.md" ] && cat "$OUT/amp/train_step.md" >> "$summary"
 
 # 1-rank NCCL smoke test (all-reduce and two DDP steps); needs mpi4py for the bootstrap
 if python3 -c "import mpi4py" 2>/dev/null; then
