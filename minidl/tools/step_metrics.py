@@ -29,10 +29,10 @@ class PendingSteps:
     """The steps run since the last read; :meth:`read` returns them as StepRecords."""
 
     def __init__(self):
-        self._rows, self._losses, self._correct = [], [], []
+        self._clear()
 
-    def __len__(self):
-        return len(self._rows)
+    def _clear(self):
+        self._rows, self._losses, self._correct = [], [], []
 
     def add(self, step, epoch, where, lr, images, loss, correct):
         """``loss`` and ``correct`` are 0-d tensors on the device; nothing is read."""
@@ -47,5 +47,5 @@ class PendingSteps:
             values = minidl.stack([minidl.stack(self._losses), minidl.stack(self._correct)]).numpy()
         records = [StepRecord(*row, float(loss), float(correct))
                    for row, loss, correct in zip(self._rows, values[0], values[1])]
-        self.__init__()
+        self._clear()
         return records

@@ -39,7 +39,6 @@ import minidl
 import minidl.functional as F
 from minidl import optim
 from minidl import io as mio
-from minidl.backend.checks import check_index_range
 from minidl.tools.amp_training import AMP_CHOICES, MAX_NONFINITE_STEPS, SCALER_KEY, AmpTraining, default_amp
 from minidl.tools import recipe_parts
 from minidl.tools.checkpoint import (CheckpointError, load_checkpoint, remove_stale_files, save_checkpoint,
@@ -385,7 +384,6 @@ class Trainer:
         self.stop_requested = False
         self.last_save = time.monotonic()
         self.history = []  # (step, loss) of every step this process ran
-        self.num_classes = len(self.train_set.classes)
         # one process, no AMP skips, no --skip-nonfinite: nothing needs the loss before the
         # next log point, so the steps queue on the device without a sync (step_metrics.py)
         self.pending = PendingSteps() if (self.ranks.world == 1 and self.amp.mode == "off"
@@ -518,13 +516,13 @@ class Trainer:
         if self.mixer is not None:  # soft targets (N, classes)
             images, labels = recipe_parts.mix_batch(self.mixer, images, labels, self.cfg["seed"],
                                                     st["epoch"], st["batch"])
-        if labels.ndim == 1:  # checked here, on the host: on a GPU a check after the upload is a sync
-            check_index_range("minidl-train", "labels", labels, self.num_classes)
         x = minidl.as_tensor(self.spec(images), device=device, dtype=self.cfg["dtype"])
         y = minidl.as_tensor(labels, device=device)
         with self.amp.autocast():
             outputs = self.model(x)
-            loss = self.loss_of(outputs, y)
+            # integer labels reach the loss as host data: cross_entropy range-checks them
+            # before its upload (a check of device labels would be a sync on a GPU)
+            loss = self.loss_of(outputs, labels if labels.ndim == 1 else y)
         logits = outputs[0] if isinstance(outputs, (tuple, list)) else outputs
         target = y.argmax(axis=1) if y.ndim == 2 else y  # mixed soft targets: their largest class
         correct = (logits.argmax(axis=1) == target).sum()
