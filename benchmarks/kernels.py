@@ -189,6 +189,29 @@ def _bias(ctx):
     return Case(run, bytes=3 * n * 4, torch_run=tr, check=check)
 
 
+@entry("elementwise", "add+ReLU fwd+bwd (fused residual)", f"({B50},256,56,56)")
+def _add_relu(ctx):
+    shape = ctx.pick((2, 3, 4, 5), (B50, 256, 56, 56))
+    a, b, gy = ctx.randn(*shape), ctx.randn(*shape), ctx.randn(*shape)
+    be, n = ctx.be, int(np.prod(shape))
+
+    def check():
+        ctx.close(be.add_relu(a, b), np.maximum(ctx.host(a) + ctx.host(b), 0))
+
+    def run():
+        y = be.add_relu(a, b)
+        be.relu_backward(y, gy)
+    tr = None
+    if ctx.torch is not None:
+        ta, tb = ctx.t(a).clone().requires_grad_(True), ctx.t(b).clone().requires_grad_(True)
+        tg = ctx.t(gy)
+
+        def tr():
+            ctx.torch.autograd.grad(ctx.torch.nn.functional.relu(ta + tb), (ta, tb), tg)
+    # forward reads a, b and writes y; backward reads y, gy and writes the one gradient
+    return Case(run, bytes=6 * n * 4, torch_run=tr, check=check, notes="fwd+bwd")
+
+
 @entry("elementwise", "dropout fwd+bwd (mask-apply)", f"({B50},65536)")
 def _dropout(ctx):
     shape = ctx.pick((3, 50), (B50, 4096 * 16))
@@ -311,42 +334,51 @@ def _lsm(ctx):
 
 
 # ================================================================ batch norm
-def _bn_entry(shape_full):
+def _bn_entry(shape_full, relu=False):
     def make(ctx):
         shape = ctx.pick((2, 3, 5, 5), shape_full)
         c = shape[1]
         x, gy = ctx.randn(*shape, scale=2), ctx.randn(*shape)
         gamma, beta = ctx.uniform(0.5, 1.5, c), ctx.randn(c)
+        running_mean, running_var = ctx.be.zeros((c,), np.float32), ctx.be.ones((c,), np.float32)
         be, n = ctx.be, int(np.prod(shape))
 
         def check():
-            y, m, v = be.batch_norm_train_forward(x, gamma, beta, 1e-5)
+            y, m, v = be.batch_norm_train_forward(x, gamma, beta, 1e-5, relu)
             xh = ctx.host(x).astype(np.float64)
             ctx.close(m, xh.mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
             ctx.close(v, xh.var((0, 2, 3)), rtol=1e-4, atol=1e-5)
+            ref = ctx.cpu.batch_norm_train_forward(ctx.host(x), ctx.host(gamma), ctx.host(beta), 1e-5, relu)[0]
+            ctx.close(y, ref, rtol=1e-4, atol=1e-4)
 
         def run():
-            y, m, v = be.batch_norm_train_forward(x, gamma, beta, 1e-5)
-            be.batch_norm_backward(x, gy, gamma, m, v, 1e-5)
+            y, m, v = be.batch_norm_train_forward(x, gamma, beta, 1e-5, relu, running_mean, running_var, 0.1)
+            be.batch_norm_backward(x, gy, gamma, beta, m, v, 1e-5, relu)
         tr = None
         if ctx.torch is not None:
             tx = ctx.t(x).clone().requires_grad_(True)
             tgm = ctx.t(gamma).clone().requires_grad_(True)
             tbt = ctx.t(beta).clone().requires_grad_(True)
+            trm, trv = ctx.t(running_mean).clone(), ctx.t(running_var).clone()
             tg = ctx.t(gy)
+            functional = ctx.torch.nn.functional
 
             def tr():
-                y = ctx.torch.nn.functional.batch_norm(tx, None, None, tgm, tbt, True, 0.1, 1e-5)
+                y = functional.batch_norm(tx, trm, trv, tgm, tbt, True, 0.1, 1e-5)
+                if relu:
+                    y = functional.relu(y)
                 ctx.torch.autograd.grad(y, (tx, tgm, tbt), tg)
-        # forward: 2 reads of x (two-pass stats) + 1 read + 1 write; backward: 2x(x, gy) + dx
-        return Case(run, bytes=(4 + 5) * n * 4, torch_run=tr, check=check,
-                    notes="fwd+bwd; bytes count the passes over the data our kernels make")
+        # forward: the statistics read x, the map reads x and writes y; backward: the
+        # reduction reads x and gy, the dx map reads them again and writes dx
+        return Case(run, bytes=(3 + 5) * n * 4, torch_run=tr, check=check,
+                    notes="fwd+bwd incl. running stats; bytes count the passes over the data our kernels make")
     return make
 
 
 entry("batchnorm", "BN-train fwd+bwd", f"({B},64,112,112)")(_bn_entry((B, 64, 112, 112)))
 entry("batchnorm", "BN-train fwd+bwd", f"({B50},256,56,56)")(_bn_entry((B50, 256, 56, 56)))
 entry("batchnorm", "BN-train fwd+bwd", f"({B50},2048,7,7)")(_bn_entry((B50, 2048, 7, 7)))
+entry("batchnorm", "BN+ReLU fwd+bwd (fused)", f"({B50},256,56,56)")(_bn_entry((B50, 256, 56, 56), relu=True))
 
 
 # ================================================================ conv helper: entries

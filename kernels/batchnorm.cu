@@ -1,6 +1,7 @@
 // Host launchers of the batch-norm family (declared in batchnorm.h, kernels in
-// batchnorm.cuh): one block per channel for the statistics passes, grid-stride for
-// the eval forward, one thread per channel for the running update.
+// batchnorm.cuh and channel.cuh).  Train forward: statistics reduction -> finalize
+// (stats, coefficients, running update) -> normalizing map; backward: gradient
+// reduction -> finalize (dgamma, dbeta, dx coefficients) -> dx map.
 #include "batchnorm.h"
 
 #include "batchnorm.cuh"
@@ -8,34 +9,79 @@
 namespace minidl {
 
 namespace {
-inline int channel_threads(long long M) { return M >= 8192 ? 512 : (M >= 1024 ? 256 : (M >= 128 ? 128 : 64)); }
+constexpr int kChannelThreads = 128;  // finalize kernels: a thread per channel
+
+ChannelTiles checked_plan(int N, int C, long long S, const char* op) {
+    ChannelTiles t = plan_channel_tiles(N, C, S);
+    if (t.chunks > 65535)
+        throw std::runtime_error(std::string(op) + ": planes of " + std::to_string(S) +
+                                 " values need more than 65535 reduction chunks");
+    return t;
+}
 }  // namespace
 
 template <class T>
-void batch_norm_train_forward(uptr x, uptr gamma, uptr beta, uptr y, uptr mean, uptr var, int N, int C, long long S,
-                              double eps, uptr stream) {
+void batch_norm_train_forward(uptr x, uptr gamma, uptr beta, uptr y, uptr mean, uptr var, uptr running_mean,
+                              uptr running_var, uptr work, int N, int C, long long S, double eps, double momentum,
+                              int relu, uptr stream) {
     if (N == 0 || C == 0 || S == 0) return;
-    MINIDL_LAUNCH(batch_norm_train_forward_kernel<T>, dim3(C), dim3(channel_threads((long long)N * S)), 0, stream,
-                  cp<T>(x), cp<T>(gamma), cp<T>(beta), mp<T>(y), mp<T>(mean), mp<T>(var), N, C, S, T(eps));
+    const ChannelTiles t = checked_plan(N, C, S, "batch_norm_train_forward");
+    T* partial = mp<T>(work);
+    T* coef = partial + 2LL * t.chunks * C;
+    launch_channel_reduce<T, Reduce::kShiftedSq>(cp<T>(x), nullptr, nullptr, t, partial,
+                                                 partial + (long long)t.chunks * C, stream);
+    MINIDL_LAUNCH(batch_norm_finalize_stats_kernel<T>, dim3(ceil_div(C, kChannelThreads)), dim3(kChannelThreads), 0,
+                  stream, partial, partial + (long long)t.chunks * C, cp<T>(gamma), cp<T>(beta), t, eps, mp<T>(mean),
+                  mp<T>(var), coef, mp<T>(running_mean), mp<T>(running_var), momentum);
+    if (relu)
+        launch_channel_map<T, Map::kAffineRelu>(cp<T>(x), nullptr, coef, mp<T>(y), N, C, S, stream);
+    else
+        launch_channel_map<T, Map::kAffine>(cp<T>(x), nullptr, coef, mp<T>(y), N, C, S, stream);
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(batch_norm_train_forward);
 
 template <class T>
-void batch_norm_eval_forward(uptr x, uptr gamma, uptr beta, uptr mean, uptr var, uptr y, int N, int C, long long S,
-                             double eps, uptr stream) {
-    long long total = (long long)N * C * S;
-    MINIDL_LAUNCH(batch_norm_eval_forward_kernel<T>, grid_1d(total, 256), dim3(256), 0, stream, cp<T>(x),
-                  cp<T>(gamma), cp<T>(beta), cp<T>(mean), cp<T>(var), mp<T>(y), total, C, S, T(eps));
+void batch_norm_eval_forward(uptr x, uptr gamma, uptr beta, uptr mean, uptr var, uptr y, uptr work, int N, int C,
+                             long long S, double eps, int relu, uptr stream) {
+    if (N == 0 || C == 0 || S == 0) return;
+    T* coef = mp<T>(work);
+    MINIDL_LAUNCH(batch_norm_affine_coefficients_kernel<T>, dim3(ceil_div(C, kChannelThreads)),
+                  dim3(kChannelThreads), 0, stream, cp<T>(gamma), cp<T>(beta), cp<T>(mean), cp<T>(var), C, eps, coef,
+                  coef + C, static_cast<T*>(nullptr));
+    if (relu)
+        launch_channel_map<T, Map::kAffineRelu>(cp<T>(x), nullptr, coef, mp<T>(y), N, C, S, stream);
+    else
+        launch_channel_map<T, Map::kAffine>(cp<T>(x), nullptr, coef, mp<T>(y), N, C, S, stream);
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(batch_norm_eval_forward);
 
 template <class T>
-void batch_norm_backward(uptr x, uptr gy, uptr gamma, uptr mean, uptr var, uptr dx, uptr dgamma, uptr dbeta, int N,
-                         int C, long long S, double eps, uptr stream) {
+void batch_norm_backward(uptr x, uptr gy, uptr gamma, uptr beta, uptr mean, uptr var, uptr dx, uptr dgamma,
+                         uptr dbeta, uptr work, int N, int C, long long S, double eps, int relu, uptr stream) {
     if (N == 0 || C == 0 || S == 0) return;
-    MINIDL_LAUNCH(batch_norm_backward_kernel<T>, dim3(C), dim3(channel_threads((long long)N * S)), 0, stream,
-                  cp<T>(x), cp<T>(gy), cp<T>(gamma), cp<T>(mean), cp<T>(var), mp<T>(dx), mp<T>(dgamma), mp<T>(dbeta),
-                  N, C, S, T(eps));
+    const ChannelTiles t = checked_plan(N, C, S, "batch_norm_backward");
+    T* partial = mp<T>(work);
+    T* coef = partial + 2LL * t.chunks * C;  // a, b, d of dx; then the ReLU mask's scale, shift
+    T* reduce_coef = coef + 2LL * C;         // mean, scale, shift for the reduction (rows 2..4)
+    const dim3 channel_grid(ceil_div(C, kChannelThreads)), channel_block(kChannelThreads);
+    if (relu) {
+        // rows 3, 4 = the forward's scale and shift (the mask); row 2 = mean until the
+        // finalize overwrites it with d, after the reduction has read it
+        MINIDL_LAUNCH(batch_norm_affine_coefficients_kernel<T>, channel_grid, channel_block, 0, stream, cp<T>(gamma),
+                      cp<T>(beta), cp<T>(mean), cp<T>(var), C, eps, coef + 3LL * C, coef + 4LL * C, reduce_coef);
+        launch_channel_reduce<T, Reduce::kGradStatsRelu>(cp<T>(x), cp<T>(gy), reduce_coef, t, partial,
+                                                         partial + (long long)t.chunks * C, stream);
+    } else {
+        launch_channel_reduce<T, Reduce::kGradStats>(cp<T>(x), cp<T>(gy), cp<T>(mean), t, partial,
+                                                     partial + (long long)t.chunks * C, stream);
+    }
+    MINIDL_LAUNCH(batch_norm_finalize_backward_kernel<T>, channel_grid, channel_block, 0, stream, partial,
+                  partial + (long long)t.chunks * C, cp<T>(gamma), cp<T>(mean), cp<T>(var), t, eps, mp<T>(dgamma),
+                  mp<T>(dbeta), coef);
+    if (relu)
+        launch_channel_map<T, Map::kGradAffineRelu>(cp<T>(x), cp<T>(gy), coef, mp<T>(dx), N, C, S, stream);
+    else
+        launch_channel_map<T, Map::kGradAffine>(cp<T>(x), cp<T>(gy), coef, mp<T>(dx), N, C, S, stream);
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(batch_norm_backward);
 
@@ -43,8 +89,9 @@ template <class T>
 void batch_norm_update_running(uptr running_mean, uptr running_var, uptr mean, uptr var, int C, double momentum,
                                long long count, uptr stream) {
     double unbias = count > 1 ? double(count) / double(count - 1) : 1.0;
-    MINIDL_LAUNCH(batch_norm_update_running_kernel<T>, dim3(ceil_div(C, 128)), dim3(128), 0, stream,
-                  mp<T>(running_mean), mp<T>(running_var), cp<T>(mean), cp<T>(var), C, T(momentum), T(unbias));
+    MINIDL_LAUNCH(batch_norm_update_running_kernel<T>, dim3(ceil_div(C, kChannelThreads)), dim3(kChannelThreads), 0,
+                  stream, mp<T>(running_mean), mp<T>(running_var), cp<T>(mean), cp<T>(var), C, T(momentum),
+                  T(unbias));
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(batch_norm_update_running);
 

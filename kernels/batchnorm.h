@@ -1,7 +1,14 @@
-// Host launchers of the batch-norm family: kernels in batchnorm.cuh, launchers in
-// batchnorm.cu, bound in bindings.cpp as <launcher>_f32 / _f64 and called by
-// minidl/backend/kernel/batchnorm.py.  x is viewed as (N, C, S); the per-channel
-// vectors hold C elements; batch_norm_update_running works in place.
+// Host launchers of the batch-norm family: kernels in batchnorm.cuh (and the shared
+// per-channel passes of channel.cuh), launchers in batchnorm.cu, bound in bindings.cpp
+// as <launcher>_f32 / _f64 and called by minidl/backend/kernel/batchnorm.py.  x is
+// viewed as (N, C, S); the per-channel vectors hold C elements.
+//
+// `work` is a caller-allocated vector of the input's dtype; with
+// P = channel_partials(N, C, S) (elementwise.h) it holds at least
+//   train forward 2*P*C + 2*C,  eval forward 2*C,  backward 2*P*C + 5*C  elements.
+// running_mean / running_var (train forward) may be 0: no running update; otherwise
+// they are updated IN PLACE.  relu != 0 fuses a ReLU after the normalization (the
+// backward then takes the forward's beta to rebuild the ReLU mask from x).
 #pragma once
 
 #include "launcher.h"
@@ -9,14 +16,15 @@
 namespace minidl {
 
 template <class T>
-void batch_norm_train_forward(uptr x, uptr gamma, uptr beta, uptr y, uptr mean, uptr var, int N, int C, long long S,
-                              double eps, uptr stream);
+void batch_norm_train_forward(uptr x, uptr gamma, uptr beta, uptr y, uptr mean, uptr var, uptr running_mean,
+                              uptr running_var, uptr work, int N, int C, long long S, double eps, double momentum,
+                              int relu, uptr stream);
 template <class T>
-void batch_norm_eval_forward(uptr x, uptr gamma, uptr beta, uptr mean, uptr var, uptr y, int N, int C, long long S,
-                             double eps, uptr stream);
+void batch_norm_eval_forward(uptr x, uptr gamma, uptr beta, uptr mean, uptr var, uptr y, uptr work, int N, int C,
+                             long long S, double eps, int relu, uptr stream);
 template <class T>
-void batch_norm_backward(uptr x, uptr gy, uptr gamma, uptr mean, uptr var, uptr dx, uptr dgamma, uptr dbeta, int N,
-                         int C, long long S, double eps, uptr stream);
+void batch_norm_backward(uptr x, uptr gy, uptr gamma, uptr beta, uptr mean, uptr var, uptr dx, uptr dgamma,
+                         uptr dbeta, uptr work, int N, int C, long long S, double eps, int relu, uptr stream);
 template <class T>
 void batch_norm_update_running(uptr running_mean, uptr running_var, uptr mean, uptr var, int C, double momentum,
                                long long count, uptr stream);

@@ -109,8 +109,10 @@ PYBIND11_MODULE(MINIDL_MODULE_NAME, m) {
     MINIDL_DEF_F(m, sigmoid_backward);
     MINIDL_DEF_F(m, silu);
     MINIDL_DEF_F(m, silu_backward);
+    MINIDL_DEF_F(m, add_relu);
     MINIDL_DEF_F(m, bias_add);
     MINIDL_DEF_F(m, bias_add_backward);
+    m.def("channel_partials", &minidl::channel_partials);
     MINIDL_DEF_F(m, dropout_apply);
     MINIDL_DEF_F(m, dropout_backward);
     // optim.h

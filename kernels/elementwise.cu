@@ -1,6 +1,6 @@
 // Host launchers of the elementwise family (declared in elementwise.h, kernels in
-// elementwise.cuh): 1-D grid-stride launches of kThreads-wide blocks, except the
-// bias-add backward reduction (one block per channel).
+// elementwise.cuh): 1-D grid-stride launches of kThreads-wide blocks, except bias-add
+// and its backward (the per-channel map and reduction of channel.cuh).
 #include "elementwise.h"
 
 #include "elementwise.cuh"
@@ -28,18 +28,29 @@ MINIDL_ACTIVATION_LAUNCHERS(sigmoid);
 MINIDL_ACTIVATION_LAUNCHERS(silu);
 
 template <class T>
+void add_relu(uptr a, uptr b, uptr y, long long n, uptr stream) {
+    MINIDL_LAUNCH(add_relu_kernel<T>, grid_1d(n, kThreads), dim3(kThreads), 0, stream, cp<T>(a), cp<T>(b), mp<T>(y),
+                  n);
+}
+MINIDL_INSTANTIATE_FLOAT_DOUBLE(add_relu);
+
+int channel_partials(int N, int C, long long S) { return plan_channel_tiles(N, C, S).chunks; }
+
+template <class T>
 void bias_add(uptr x, uptr b, uptr y, int N, int C, long long S, uptr stream) {
-    long long total = (long long)N * C * S;
-    MINIDL_LAUNCH(bias_add_kernel<T>, grid_1d(total, kThreads), dim3(kThreads), 0, stream, cp<T>(x), cp<T>(b),
-                  mp<T>(y), total, C, S);
+    launch_channel_map<T, Map::kAdd>(cp<T>(x), nullptr, cp<T>(b), mp<T>(y), N, C, S, stream);
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(bias_add);
 
 template <class T>
-void bias_add_backward(uptr gy, uptr db, int N, int C, long long S, uptr stream) {
-    long long per = (long long)N * S;
-    int threads = per >= 4096 ? 512 : (per >= 256 ? 256 : 64);
-    MINIDL_LAUNCH(bias_add_backward_kernel<T>, dim3(C), dim3(threads), 0, stream, cp<T>(gy), mp<T>(db), N, C, S);
+void bias_add_backward(uptr gy, uptr db, uptr work, int N, int C, long long S, uptr stream) {
+    if (C == 0) return;
+    if ((long long)N * S == 0)
+        throw std::runtime_error("bias_add_backward: an empty batch has no reduction (the caller zero-fills)");
+    const ChannelTiles t = plan_channel_tiles(N, C, S);
+    launch_channel_reduce<T, Reduce::kSum>(cp<T>(gy), nullptr, nullptr, t, mp<T>(work), nullptr, stream);
+    MINIDL_LAUNCH(sum_partials_kernel<T>, dim3(ceil_div(C, 128)), dim3(128), 0, stream, cp<T>(work), t.chunks, C,
+                  mp<T>(db));
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(bias_add_backward);
 

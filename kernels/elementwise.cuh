@@ -1,19 +1,20 @@
-// Elementwise kernels: activations (relu, relu6, sigmoid, silu), bias-add and its
-// backward reduction, dropout mask-apply.
+// Elementwise kernels: activations (relu, relu6, sigmoid, silu), the fused residual
+// add+ReLU, bias-add and its backward reduction, dropout mask-apply.
 //
-// Layout: activations and dropout treat their arrays as flat, contiguous vectors of
-// n elements (any shape).  Bias-add works on NCHW viewed as (N, C, S) with S = H*W
-// (S = 1 for a (N, C) Linear output) and a bias of C elements.
+// Layout: activations, add+ReLU and dropout treat their arrays as flat, contiguous
+// vectors of n elements (any shape).  Bias-add works on NCHW viewed as (N, C, S) with
+// S = H*W (S = 1 for a (N, C) Linear output) and a bias of C elements.
 // Indexing: 1-D grids of 256 threads with grid-stride loops (64-bit indices), so any
-// n works with a capped grid.  bias_add_backward uses one block per channel with a
-// warp-shuffle block reduction.
+// n works with a capped grid.  Bias-add and its backward are the per-channel map and
+// reduction of channel.cuh (coalesced for any plane size), the backward's partials
+// summed per channel by sum_partials_kernel.
 // Conventions: every kernel writes (overwrites) its outputs, never accumulates.
 // Backward of relu/relu6/silu takes the forward input x; of sigmoid the forward
 // output y.  Dropout: keep = (u >= p) for a uniform u in [0, 1) drawn by the caller;
 // the forward writes y = x * keep / (1 - p) and mask = keep / (1 - p), the backward
 // gx = gy * mask.
 #pragma once
-#include "common.cuh"
+#include "channel.cuh"
 
 namespace minidl {
 
@@ -69,26 +70,21 @@ __global__ void silu_backward_kernel(const T* __restrict__ x, const T* __restric
     }
 }
 
-// y[n, c, s] = x[n, c, s] + b[c]
+// y = max(a + b, 0): a residual sum and its ReLU in one pass (the backward is
+// relu_backward on y, since y > 0 exactly where a + b > 0).
 template <class T>
-__global__ void bias_add_kernel(const T* __restrict__ x, const T* __restrict__ b, T* __restrict__ y,
-                                long long total, int C, long long S) {
-    MINIDL_GRID_STRIDE(i, total) y[i] = x[i] + b[(i / S) % C];
+__global__ void add_relu_kernel(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ y, long long n) {
+    MINIDL_GRID_STRIDE(i, n) { T v = a[i] + b[i]; y[i] = v > T(0) ? v : T(0); }
 }
 
-// db[c] = sum over n, s of gy[n, c, s]; one block per channel (blockDim.x % 32 == 0)
+// db[c] = the sum of channel_reduce_kernel's partials (P, C) of gy, in a fixed order.
 template <class T>
-__global__ void bias_add_backward_kernel(const T* __restrict__ gy, T* __restrict__ db, int N, int C, long long S) {
-    __shared__ T scratch[32];
-    const int c = blockIdx.x;
+__global__ void sum_partials_kernel(const T* __restrict__ partial, int P, int C, T* __restrict__ db) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
     T acc = T(0);
-    const long long per = (long long)N * S;
-    for (long long j = threadIdx.x; j < per; j += blockDim.x) {
-        long long nn = j / S, s = j - nn * S;
-        acc += gy[(nn * C + c) * S + s];
-    }
-    acc = block_sum(acc, scratch);
-    if (threadIdx.x == 0) db[c] = acc;
+    for (int p = 0; p < P; ++p) acc += partial[(long long)p * C + c];
+    db[c] = acc;
 }
 
 template <class T>

@@ -42,6 +42,11 @@ class ConvBNAct(nn.Sequential):
         super().__init__(*layers)
         self.out_channels = out_channels
 
+    def forward(self, x):
+        if len(self) == 3 and type(self[2]) is nn.ReLU:  # BN and ReLU in one fused pass
+            return self[1](self[0](x), relu=True)
+        return super().forward(x)
+
 
 class SqueezeExcite(nn.Module):
     """Channel attention: x * sigmoid(fc2(act(fc1(mean_hw(x)))))."""

@@ -13,7 +13,7 @@ residual branch so that each block starts as the identity (Goyal et al. 2017).
 """
 from __future__ import annotations
 
-from minidl import nn
+from minidl import functional as F, nn
 
 from .layers import StochasticDepth, init_conv_bn_linear
 from .registry import register_model
@@ -47,7 +47,7 @@ class BasicBlock(nn.Module):
                              f"groups={groups}, width_per_group={width_per_group}")
         self.conv1 = nn.Conv2d(in_channels, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU()  # torchvision's module tree; forward fuses it into bn/add_relu
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         out = planes * self.expansion
@@ -60,9 +60,9 @@ class BasicBlock(nn.Module):
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
-        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.bn1(self.conv1(x), relu=True)
         y = self.bn2(self.conv2(y))
-        return self.relu(_dropped(self, y) + identity)
+        return F.add_relu(_dropped(self, y), identity)
 
 
 class Bottleneck(nn.Module):
@@ -79,7 +79,7 @@ class Bottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = nn.Conv2d(width, out, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out)
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU()  # torchvision's module tree; forward fuses it into bn/add_relu
         self.downsample = _downsample(in_channels, out, stride) \
             if stride != 1 or in_channels != out else None
         self.drop_path = StochasticDepth(drop_path) if drop_path else None
@@ -89,10 +89,10 @@ class Bottleneck(nn.Module):
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
-        y = self.relu(self.bn1(self.conv1(x)))
-        y = self.relu(self.bn2(self.conv2(y)))
+        y = self.bn1(self.conv1(x), relu=True)
+        y = self.bn2(self.conv2(y), relu=True)
         y = self.bn3(self.conv3(y))
-        return self.relu(_dropped(self, y) + identity)
+        return F.add_relu(_dropped(self, y), identity)
 
 
 def _dropped(block, y):
@@ -116,7 +116,7 @@ class ResNet(nn.Module):
         block = _BLOCKS[block] if isinstance(block, str) else block
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU()  # torchvision's module tree; forward fuses it into bn/add_relu
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         in_channels, index, total = 64, 0, sum(layers)
         for stage, (planes, blocks) in enumerate(zip((64, 128, 256, 512), layers), start=1):
@@ -141,7 +141,7 @@ class ResNet(nn.Module):
                     nn.init.zeros_(m.last_bn().weight)
 
     def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.bn1(self.conv1(x), relu=True))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         x = self.avgpool(x).reshape(x.shape[0], x.shape[1])
         return self.fc(x if self.dropout is None else self.dropout(x))

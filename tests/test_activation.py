@@ -136,3 +136,24 @@ def test_cpu_fused_activations_keep_the_generic_semantics(op, dtype):
     np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == "float32" else 1e-14, atol=1e-30, equal_nan=True)
     with pytest.raises(ValueError, match=f"{op}_backward: gy has shape"):
         getattr(cpu, f"{op}_backward")(saved, gy[:, :3])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_add_relu_matches_reference_and_gradients(dtype, device):
+    rng = np.random.default_rng(11)
+    a, b = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((2, 3, 4, 5))
+    t = lambda v: minidl.tensor(v, dtype=dtype, device=device)
+    y = F.add_relu(t(a), t(b))
+    ref = elementwise(REFERENCES["relu"], a.astype(dtype).astype(np.float64) + b.astype(dtype))
+    np.testing.assert_allclose(y.numpy(), ref, rtol=1e-6, atol=1e-6)
+    assert y.dtype == np.dtype(dtype)
+    if dtype == "float64":
+        gradcheck(F.add_relu, a, b, device=device)
+
+
+def test_add_relu_broadcasts_like_the_two_ops(device):
+    rng = np.random.default_rng(12)
+    a, b = rng.standard_normal((2, 3, 4)), rng.standard_normal((3, 1))
+    t = lambda v: minidl.tensor(v, dtype="float64", device=device)
+    np.testing.assert_allclose(F.add_relu(t(a), t(b)).numpy(), np.maximum(a + b, 0), rtol=1e-12)
+    gradcheck(F.add_relu, a, b, device=device)

@@ -101,6 +101,40 @@ def test_eval_gradients(shape, device):
     gradcheck(op, x, gamma, beta, device=device)
 
 
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_fused_relu_matches_relu_of_batch_norm(training, device):
+    rng = np.random.default_rng(7)
+    x, gamma, beta = rand(rng, 3, 4, 5, 5), rand(rng, 4), rand(rng, 4)
+    t = lambda a: minidl.tensor(a, dtype="float64", device=device)
+    stats = lambda: (t(rand(np.random.default_rng(8), 4)), t(np.full(4, 1.5)))
+    fused_stats, plain_stats = stats(), stats()
+    fused = F.batch_norm(t(x), *fused_stats, t(gamma), t(beta), training=training, relu=True)
+    plain = F.relu(F.batch_norm(t(x), *plain_stats, t(gamma), t(beta), training=training))
+    np.testing.assert_allclose(fused.numpy(), plain.numpy(), rtol=1e-12, atol=1e-12)
+    assert (fused.numpy() == 0).any() and (fused.numpy() > 0).any()
+    for a, b in zip(fused_stats, plain_stats):  # the same running update
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_fused_relu_gradients(training, device):
+    rng = np.random.default_rng(9)
+    x, gamma, beta = rand(rng, 3, 2, 3, 2), rand(rng, 2), rand(rng, 2)
+    rm = minidl.tensor(rand(rng, 2), dtype="float64", device=device)
+    rv = minidl.tensor(rng.uniform(0.5, 2, 2), dtype="float64", device=device)
+    op = lambda x, w, b: F.batch_norm(x, rm if not training else None, rv if not training else None, w, b,
+                                      training=training, eps=1e-3, relu=True)
+    gradcheck(op, x, gamma, beta, rtol=1e-5, atol=1e-7, device=device)
+
+
+def test_module_relu_argument(device):
+    bn = minidl.nn.BatchNorm2d(3).to(device)
+    x = minidl.tensor(np.random.default_rng(10).standard_normal((2, 3, 4, 4)), dtype="float32", device=device)
+    fused = bn(x, relu=True)
+    np.testing.assert_allclose(fused.numpy(), np.maximum(bn(x).numpy(), 0), rtol=1e-5, atol=1e-6)
+    assert int(bn.num_batches_tracked.item()) == 2
+
+
 def test_float32_backward_matches_float64(device):
     rng = np.random.default_rng(6)
     x, gy = rand(rng, 4, 8, 6, 6) + 5, rand(rng, 4, 8, 6, 6)

@@ -482,7 +482,7 @@ MALFORMED_CALLS = {
     "relu_backward_gradient_too_small": lambda device: _backend_expect_error(
         device, "relu_backward", _f32(64, 64), _f32(2)),
     "batch_norm_backward_stats_too_short": lambda device: _backend_expect_error(
-        device, "batch_norm_backward", _f32(2, 8, 3, 3), _f32(2, 8, 3, 3), _f32(8), _f32(1), _f32(1), 1e-5),
+        device, "batch_norm_backward", _f32(2, 8, 3, 3), _f32(2, 8, 3, 3), _f32(8), _f32(8), _f32(1), _f32(1), 1e-5),
     "softmax_backward_gradient_too_small": lambda device: _backend_expect_error(
         device, "softmax_backward", _f32(64, 64), _f32(2, 2), False),
 }

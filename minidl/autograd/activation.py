@@ -1,4 +1,5 @@
-"""Activations (relu, relu6, sigmoid, silu, tanh) and inverted dropout.
+"""Activations (relu, the fused add+ReLU, relu6, sigmoid, silu, tanh) and inverted
+dropout.
 
 Each backward uses the backend's matching ``*_backward`` method on the saved
 forward input (the output for sigmoid), so a device can fuse them; dropout's
@@ -21,6 +22,22 @@ class ReLU(Function):
 
     def backward(self, gy):
         return self.backend.relu_backward(self.saved[0], gy)
+
+
+class AddReLU(Function):
+    """y = max(a + b, 0) in one pass (a residual block's sum and ReLU); a and b of one
+    shape and dtype."""
+
+    op_name = "relu"
+
+    def forward(self, a, b):
+        y = self.backend.add_relu(a, b)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, gy):
+        g = self.backend.relu_backward(self.saved[0], gy)  # y > 0 exactly where a + b > 0
+        return g, g
 
 
 class ReLU6(Function):
@@ -80,6 +97,16 @@ def _check_tensor(x, op):
 def relu(x):
     _check_tensor(x, "relu")
     return ReLU.apply(x)
+
+
+def add_relu(a, b):
+    """relu(a + b), fused into one pass where a and b have one shape and dtype (the
+    end of a residual block); otherwise the two ops."""
+    _check_tensor(a, "add_relu")
+    _check_tensor(b, "add_relu")
+    if a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
+        return relu(a + b)
+    return AddReLU.apply(a, b)
 
 
 def relu6(x):

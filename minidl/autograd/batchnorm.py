@@ -26,23 +26,23 @@ def _reduce_axes(x):
 
 
 class BatchNormTrain(Function):
-    """Batch statistics; ``stats`` (a dict attribute) receives the batch mean and
-    biased variance so that the caller can update the running statistics."""
+    """Batch statistics; the arrays ``running_mean``/``running_var`` (attributes, or
+    None) are updated in place by the backend's forward with ``momentum``.  With
+    ``relu`` the output is max(batch_norm(x), 0) from the same pass."""
 
     op_name = "batch_norm"
 
     def forward(self, x, weight, bias):
         be = self.backend
         gamma, beta = _affine_params(be, weight, bias, x.shape[1], x.dtype)
-        y, mean, var = be.batch_norm_train_forward(x, gamma, beta, self.eps)
-        self.save_for_backward(x, gamma, mean, var)
-        self.stats["mean"], self.stats["var"] = mean, var
+        y, mean, var = be.batch_norm_train_forward(x, gamma, beta, self.eps, self.relu, self.running_mean,
+                                                   self.running_var, self.momentum)
+        self.save_for_backward(x, gamma, beta, mean, var)
         return y
 
     def backward(self, gy):
-        x, gamma, mean, var = self.saved
-        dx, dgamma, dbeta = self.backend.batch_norm_backward(x, gy, gamma, mean, var, self.eps)
-        return dx, dgamma, dbeta
+        x, gamma, beta, mean, var = self.saved
+        return self.backend.batch_norm_backward(x, gy, gamma, beta, mean, var, self.eps, self.relu)
 
 
 class BatchNormEval(Function):
@@ -54,13 +54,16 @@ class BatchNormEval(Function):
     def forward(self, x, weight, bias):
         be = self.backend
         gamma, beta = _affine_params(be, weight, bias, x.shape[1], x.dtype)
-        self.save_for_backward(x, gamma)
-        return be.batch_norm_eval_forward(x, gamma, beta, self.mean, self.var, self.eps)
+        y = be.batch_norm_eval_forward(x, gamma, beta, self.mean, self.var, self.eps, self.relu)
+        self.save_for_backward(x, gamma, y if self.relu else None)
+        return y
 
     def backward(self, gy):
         # Rarely used (frozen BN under fine-tuning), so generic ops suffice here.
         be = self.backend
-        x, gamma = self.saved
+        x, gamma, y = self.saved
+        if self.relu:
+            gy = be.relu_backward(y, gy)
         shape, axes = _channel_shape(x), _reduce_axes(x)
         invstd = be.cast_like(be.div(1.0, be.sqrt(be.add(self.var, self.eps))), gy)
         dx = dgamma = dbeta = None
@@ -90,10 +93,12 @@ def _check_vector(t, name, channels, dtype=None):
 
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
-               momentum=0.1, eps=1e-5):
+               momentum=0.1, eps=1e-5, relu=False):
     """PyTorch's ``F.batch_norm``.  In training, ``running_mean``/``running_var``
-    (Tensors or None) are updated in place:
-    running = (1 - momentum) * running + momentum * batch statistic."""
+    (Tensors or None) are updated in place, as PyTorch does:
+    running = (1 - momentum) * running + momentum * batch statistic.
+    ``relu=True`` returns relu(batch_norm(...)) from one fused pass (forward and
+    backward), as a BN followed by a ReLU in a model wants."""
     from ..tensor import Tensor
     x, weight, bias = autocast_inputs("batch_norm", (x, weight, bias))
     if not isinstance(x, Tensor):
@@ -116,19 +121,12 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
             raise ValueError("batch_norm: running_mean and running_var are required in evaluation mode "
                              "(training=False), got None")
         return BatchNormEval.apply(x, weight, bias, mean=running_mean.data, var=running_var.data,
-                                   eps=float(eps))
+                                   eps=float(eps), relu=bool(relu))
 
     count = x.size // channels if channels else 0
     if count <= 1:
         raise ValueError(f"batch_norm: expected more than 1 value per channel in training, "
                          f"got input shape {x.shape}")
-    stats = {}
-    y = BatchNormTrain.apply(x, weight, bias, eps=float(eps), stats=stats)
-    if running_mean is not None:
-        be = x.backend
-        # updated in place on fresh copies, then rebound: the running tensors' previous
-        # arrays (which may alias the caller's) are left as they were
-        new_mean, new_var = be.copy(running_mean.data), be.copy(running_var.data)
-        be.batch_norm_update_running(new_mean, new_var, stats["mean"], stats["var"], momentum, count)
-        running_mean.data, running_var.data = new_mean, new_var
-    return y
+    return BatchNormTrain.apply(x, weight, bias, eps=float(eps), relu=bool(relu), momentum=float(momentum),
+                                running_mean=None if running_mean is None else running_mean.data,
+                                running_var=None if running_var is None else running_var.data)

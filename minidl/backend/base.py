@@ -33,7 +33,7 @@ CONTRACT = {
     "shape": ("reshape", "transpose", "ascontiguous", "broadcast_to", "expand_dims", "getitem",
               "scatter", "pad", "concat", "stack", "split", "one_hot"),
     "elementwise": ("relu", "relu_backward", "relu6", "relu6_backward", "sigmoid", "sigmoid_backward",
-                    "silu", "silu_backward", "bias_add", "bias_add_backward", "dropout_apply",
+                    "silu", "silu_backward", "add_relu", "bias_add", "bias_add_backward", "dropout_apply",
                     "dropout_backward"),
     "optim": ("sgd_update",),
     "conv": ("conv2d_forward", "conv2d_backward"),
@@ -304,6 +304,11 @@ class Backend(ABC):
         s = self.sigmoid(x)
         return gy * s * (1 + x * (1 - s))
 
+    def add_relu(self, a, b):
+        """y = max(a + b, 0) (a residual sum and its ReLU; the backward is relu_backward
+        on y)."""
+        return self.xp.maximum(a + b, 0)
+
     def bias_add(self, x, b):
         """y = x + b over channel axis 1: x (N, C, ...), b (C,) cast to x's dtype."""
         return x + self.cast_like(b, x).reshape((1, -1) + (1,) * (x.ndim - 2))
@@ -398,17 +403,22 @@ class Backend(ABC):
 
     # ---------------------------------------------------------- batchnorm
     @abstractmethod
-    def batch_norm_train_forward(self, x, gamma, beta, eps):
+    def batch_norm_train_forward(self, x, gamma, beta, eps, relu=False, running_mean=None, running_var=None,
+                                 momentum=0.1):
         """x (N, C) or (N, C, H, W), gamma and beta (C,) -> (y shaped like x, mean (C,),
-        biased var (C,)) from the batch statistics."""
+        biased var (C,)) from the batch statistics; y = max(y, 0) with ``relu``.  Given
+        running stats ((C,) arrays) are updated IN PLACE as batch_norm_update_running
+        does, with count = values per channel."""
 
     @abstractmethod
-    def batch_norm_eval_forward(self, x, gamma, beta, mean, var, eps):
-        """y = (x - mean) / sqrt(var + eps) * gamma + beta with given (C,) statistics."""
+    def batch_norm_eval_forward(self, x, gamma, beta, mean, var, eps, relu=False):
+        """y = (x - mean) / sqrt(var + eps) * gamma + beta with given (C,) statistics
+        (then max(y, 0) with ``relu``)."""
 
     @abstractmethod
-    def batch_norm_backward(self, x, gy, gamma, mean, var, eps):
-        """Backward of the training forward -> (dx shaped like x, dgamma (C,), dbeta (C,))."""
+    def batch_norm_backward(self, x, gy, gamma, beta, mean, var, eps, relu=False):
+        """Backward of the training forward -> (dx shaped like x, dgamma (C,), dbeta (C,));
+        with ``relu`` of the fused forward (gy counts where the normalized x > 0)."""
 
     def batch_norm_update_running(self, running_mean, running_var, mean, var, momentum, count):
         """IN PLACE: running = (1 - momentum) * running + momentum * batch statistic, the

@@ -68,7 +68,7 @@ class _BatchNorm(Module):
             raise ValueError(f"{name}: expected {self.num_features} channels (num_features), "
                              f"got {x.shape[1]} (input shape {x.shape})")
 
-    def _normalize(self, x4):
+    def _normalize(self, x4, relu):
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             nbt = self.num_batches_tracked
@@ -78,7 +78,7 @@ class _BatchNorm(Module):
         use_batch_stats = self.training or not self.track_running_stats
         # running buffers are updated only while training; without tracking there are none
         return F.batch_norm(x4, self.running_mean, self.running_var, self.weight, self.bias,
-                            use_batch_stats, momentum, self.eps)
+                            use_batch_stats, momentum, self.eps, relu=relu)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
@@ -86,22 +86,23 @@ class _BatchNorm(Module):
 
 
 class BatchNorm2d(_BatchNorm):
-    """Batch norm over (N, H, W) for each channel of an (N, C, H, W) input."""
+    """Batch norm over (N, H, W) for each channel of an (N, C, H, W) input.
+    ``bn(x, relu=True)`` is relu(bn(x)) in one fused pass."""
 
-    def forward(self, x):
+    def forward(self, x, relu=False):
         self._check_input(x, (4,))
-        return self._normalize(x)
+        return self._normalize(x, relu)
 
 
 class BatchNorm1d(_BatchNorm):
     """Batch norm of an (N, C) or (N, C, L) input, per channel C."""
 
-    def forward(self, x):
+    def forward(self, x, relu=False):
         self._check_input(x, (2, 3))
         shape = x.shape
         # the fused kernel is NCHW: view (N, C[, L]) as (N, C, L, 1)
         x4 = x.reshape(shape[0], shape[1], shape[2] if x.ndim == 3 else 1, 1)
-        return self._normalize(x4).reshape(shape)
+        return self._normalize(x4, relu).reshape(shape)
 
 
 class LocalResponseNorm(Module):

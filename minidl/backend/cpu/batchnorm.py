@@ -36,9 +36,10 @@ def _per_channel(x3, vectors, op):
 
 
 @parallel_kernel(fastmath=_FAST)
-def _train_forward(x, gamma, beta, eps, y, mean, var):
+def _train_forward(x, gamma, beta, eps, relu, momentum, running_mean, running_var, y, mean, var):
     n_batch, channels, m = x.shape
     count = n_batch * m
+    unbias = count / (count - 1) if count > 1 else 1.0
     for c in prange(channels):
         shift = np.float64(x[0, c, 0])
         s = 0.0
@@ -57,12 +58,17 @@ def _train_forward(x, gamma, beta, eps, y, mean, var):
         for n in range(n_batch):
             for i in range(m):
                 y[n, c, i] = x[n, c, i] * a + b
+                if relu and not y[n, c, i] > 0:
+                    y[n, c, i] = 0
         mean[c] = mean_c
         var[c] = v
+        if running_mean.shape[0]:  # IN PLACE, as the kernels' finalize step does
+            running_mean[c] = (1.0 - momentum) * running_mean[c] + momentum * mean_c
+            running_var[c] = (1.0 - momentum) * running_var[c] + momentum * v * unbias
 
 
 @parallel_kernel(fastmath=_FAST)
-def _affine_forward(x, gamma, beta, mean, var, eps, y):
+def _affine_forward(x, gamma, beta, mean, var, eps, relu, y):
     n_batch, channels, m = x.shape
     for c in prange(channels):
         scale = gamma[c] / np.sqrt(np.float64(var[c]) + eps)
@@ -71,20 +77,27 @@ def _affine_forward(x, gamma, beta, mean, var, eps, y):
         for n in range(n_batch):
             for i in range(m):
                 y[n, c, i] = x[n, c, i] * a + b
+                if relu and not y[n, c, i] > 0:
+                    y[n, c, i] = 0
 
 
 @parallel_kernel(fastmath=_FAST)
-def _train_backward(x, gy, gamma, mean, var, eps, dx, dgamma, dbeta):
+def _train_backward(x, gy, gamma, beta, mean, var, eps, relu, dx, dgamma, dbeta):
+    """With ``relu`` the forward was max(bn(x), 0): gy counts where bn(x) > 0 (g')."""
     n_batch, channels, m = x.shape
     count = n_batch * m
     for c in prange(channels):
         mu = np.float64(mean[c])
         invstd = 1.0 / np.sqrt(np.float64(var[c]) + eps)
+        mask_a = x.dtype.type(gamma[c] * invstd)  # the forward's affine map, for the mask
+        mask_b = x.dtype.type(beta[c] - mu * gamma[c] * invstd)
         sum_g = 0.0
         sum_gx = 0.0
         for n in range(n_batch):
             for i in range(m):
                 g = np.float64(gy[n, c, i])
+                if relu and not x[n, c, i] * mask_a + mask_b > 0:
+                    g = 0.0
                 sum_g += g
                 sum_gx += g * (np.float64(x[n, c, i]) - mu)
         dbeta[c] = sum_g
@@ -98,31 +111,48 @@ def _train_backward(x, gy, gamma, mean, var, eps, dx, dgamma, dbeta):
         d = x.dtype.type(-b64 * mu - k * sum_g / count)
         for n in range(n_batch):
             for i in range(m):
-                dx[n, c, i] = gy[n, c, i] * a + x[n, c, i] * b + d
+                g = gy[n, c, i]
+                if relu and not x[n, c, i] * mask_a + mask_b > 0:
+                    g = 0
+                dx[n, c, i] = g * a + x[n, c, i] * b + d
 
 
-def batch_norm_train_forward(x, gamma, beta, eps):
+def _running_stats(running_mean, running_var, channels):
+    """The running stats the forward updates in place (empty arrays: none)."""
+    if running_mean is None:
+        return np.empty(0), np.empty(0)
+    for name, a in (("running_mean", running_mean), ("running_var", running_var)):
+        check_array("batch_norm_train_forward", name, a, (channels,))
+        if not a.flags.writeable:
+            raise ValueError(f"batch_norm_train_forward: {name} must be writeable (it is updated in place)")
+    return running_mean, running_var
+
+
+def batch_norm_train_forward(x, gamma, beta, eps, relu=False, running_mean=None, running_var=None, momentum=0.1):
     x3 = _as_ncm(x)
     channels = x3.shape[1]
     y = np.empty_like(x3)
     mean = np.empty(channels, dtype=x3.dtype)
     var = np.empty(channels, dtype=x3.dtype)
+    running = _running_stats(running_mean, running_var, channels)
     if x3.size:
         _train_forward.sized(x3.size)(x3, *_per_channel(x3, {"weight": gamma, "bias": beta},
-                                                        "batch_norm_train_forward"), float(eps), y, mean, var)
+                                                        "batch_norm_train_forward"), float(eps), bool(relu),
+                                      float(momentum), *running, y, mean, var)
     return y.reshape(x.shape), mean, var
 
 
-def batch_norm_eval_forward(x, gamma, beta, mean, var, eps):
+def batch_norm_eval_forward(x, gamma, beta, mean, var, eps, relu=False):
     x3 = _as_ncm(x)
     y = np.empty_like(x3)
     if x3.size:
         vectors = {"weight": gamma, "bias": beta, "running_mean": mean, "running_var": var}
-        _affine_forward.sized(x3.size)(x3, *_per_channel(x3, vectors, "batch_norm_eval_forward"), float(eps), y)
+        _affine_forward.sized(x3.size)(x3, *_per_channel(x3, vectors, "batch_norm_eval_forward"), float(eps),
+                                       bool(relu), y)
     return y.reshape(x.shape)
 
 
-def batch_norm_backward(x, gy, gamma, mean, var, eps):
+def batch_norm_backward(x, gy, gamma, beta, mean, var, eps, relu=False):
     x3 = _as_ncm(x)
     gy3 = _as_ncm(np.asarray(gy, dtype=x3.dtype))
     channels = x3.shape[1]
@@ -130,7 +160,7 @@ def batch_norm_backward(x, gy, gamma, mean, var, eps):
     dgamma = np.empty(channels, dtype=x3.dtype)
     dbeta = np.empty(channels, dtype=x3.dtype)
     if x3.size:
-        vectors = {"weight": gamma, "mean": mean, "var": var}
-        _train_backward.sized(x3.size)(x3, gy3, *_per_channel(x3, vectors, "batch_norm_backward"), float(eps), dx,
-                                       dgamma, dbeta)
+        vectors = {"weight": gamma, "bias": beta, "mean": mean, "var": var}
+        _train_backward.sized(x3.size)(x3, gy3, *_per_channel(x3, vectors, "batch_norm_backward"), float(eps),
+                                       bool(relu), dx, dgamma, dbeta)
     return dx.reshape(x.shape), dgamma, dbeta

@@ -150,6 +150,7 @@ class KernelBackend(Backend):
     sigmoid_backward = elementwise.sigmoid_backward
     silu = elementwise.silu
     silu_backward = elementwise.silu_backward
+    add_relu = elementwise.add_relu
     bias_add = elementwise.bias_add
     bias_add_backward = elementwise.bias_add_backward
     dropout_apply = elementwise.dropout_apply

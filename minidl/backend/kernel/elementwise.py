@@ -1,9 +1,10 @@
 """Elementwise family (kernels/elementwise.{h,cu,cuh}) for KernelBackend: activations,
-bias-add and dropout, under the contract's names (generic versions and semantics in
+the fused add+ReLU, bias-add and dropout, under the contract's names (generic versions and semantics in
 minidl/backend/base.py).  Inputs are made C-contiguous and cast to the first input's
 dtype; outputs are fresh arrays."""
 from __future__ import annotations
 
+from ..base import Backend
 from .operand import Operand, contiguous as _c, ncs as _ncs
 
 
@@ -67,10 +68,24 @@ def bias_add(be, x, b):
 def bias_add_backward(be, gy):
     (gy,) = _c(be, gy)
     n, c, s = _ncs(gy, "bias_add_backward")
+    if n * s == 0:
+        return be.zeros((c,), gy.dtype)
     db = be.empty((c,), gy.dtype)
+    size = int(be.kernels.channel_partials(n, c, s)) * c
     be.launch("bias_add_backward", gy.dtype, Operand("gy", gy, gy.shape, gy.dtype),
-              Operand("db", db, (c,), gy.dtype), n, c, s)
+              Operand("db", db, (c,), gy.dtype), Operand("work", be.empty((size,), gy.dtype), (size,), gy.dtype),
+              n, c, s)
     return db
+
+
+def add_relu(be, a, b):
+    if a.shape != b.shape:  # a broadcast sum takes the generic version
+        return Backend.add_relu(be, a, b)
+    a, b = _c(be, a, b)
+    y = be.empty(a.shape, a.dtype)
+    be.launch("add_relu", a.dtype, Operand("a", a, a.shape, a.dtype), Operand("b", b, a.shape, a.dtype),
+              Operand("y", y, a.shape, a.dtype), a.size)
+    return y
 
 
 def dropout_apply(be, x, u, p):
