@@ -16,6 +16,8 @@
 // [p][C] (overwritten); a finalize kernel of the family combines them in a fixed order,
 // so results are deterministic and no atomics are used.
 //
+// A kSum reduction's partials are summed by sum_partials_kernel (launch_channel_sum).
+//
 // Map (channel_map_kernel): out[i] = f(inputs[i], coefficients of i's channel), with K
 // per-channel coefficient vectors stored back to back (coef[k * C + c]).  A block owns
 // kMapChunk consecutive elements; it stages the coefficients of the channels they span
@@ -79,7 +81,8 @@ __host__ __device__ inline long long chunk_count(const ChannelTiles& t, int p) {
 
 // What a reduction sums per value v = x (and g = gy):
 enum class Reduce {
-    kSum,         // q0 = v                                   (bias-add backward: v = gy)
+    kSum,         // q0 = v, written times `scale`            (bias-add backward: v = gy;
+                  //                                           global average pooling)
     kShiftedSq,   // q0 = v - shift, q1 = (v - shift)^2       (batch-norm statistics)
     kGradStats,   // q0 = g', q1 = g' * (x - mean), g' = g    (batch-norm backward)
     kGradStatsRelu,  // the same with g' = g where x * scale + shift > 0, else 0
@@ -92,7 +95,7 @@ enum class Reduce {
 template <class T, Reduce R>
 __global__ void __launch_bounds__(kReduceThreads)
     channel_reduce_kernel(const T* __restrict__ x, const T* __restrict__ g, const T* __restrict__ coef,
-                          ChannelTiles t, T* __restrict__ partial0, T* __restrict__ partial1) {
+                          ChannelTiles t, T scale, T* __restrict__ partial0, T* __restrict__ partial1) {
     constexpr bool kTwo = R != Reduce::kSum;
     constexpr bool kGrad = R == Reduce::kGradStats || R == Reduce::kGradStatsRelu;
     __shared__ T xs[kTileElems];
@@ -123,16 +126,8 @@ __global__ void __launch_bounds__(kReduceThreads)
     for (int n = n0; n < n1; ++n) {
         const long long start = ((long long)n * t.C + c0) * t.S + s0;
         __syncthreads();  // the previous tile is consumed
-        // Lanes start at the 32-byte sector below the range (allocations are 256-byte
-        // aligned), so each warp's 128 bytes cover 4 whole sectors even where a tile
-        // starts mid-sector.  Lanes before the range load its first value instead of
-        // idling, which keeps every lane on the same iteration count.
-        const long long head = (long long)((start * sizeof(T)) % 32 / sizeof(T));
-        for (long long j = (long long)threadIdx.x - head; j < span; j += blockDim.x) {
-            const long long jj = j < 0 ? 0 : j;
-            xs[jj] = x[start + jj];
-            if constexpr (kGrad) gs[jj] = g[start + jj];
-        }
+        stage_to_shared(xs, x, start, span);
+        if constexpr (kGrad) stage_to_shared(gs, g, start, span);
         __syncthreads();
         if constexpr (R == Reduce::kShiftedSq) {
             if (n == n0) {
@@ -185,15 +180,29 @@ __global__ void __launch_bounds__(kReduceThreads)
             partial0[out + k] = base[k] + d;              // chunk mean
             T m2 = acc1[k] - acc0[k] * d;                 // chunk M2
             partial1[out + k] = m2 > T(0) ? m2 : T(0);
+        } else if constexpr (R == Reduce::kSum) {
+            partial0[out + k] = acc0[k] * scale;
         } else {
             partial0[out + k] = acc0[k];
-            if constexpr (kTwo) partial1[out + k] = acc1[k];
+            partial1[out + k] = acc1[k];
         }
     }
 }
 
+// out[c] = the sum of a kSum reduction's partials (P, C), in a fixed order (the
+// reduction's finalize where P > 1).
+template <class T>
+__global__ void sum_partials_kernel(const T* __restrict__ partial, int P, int C, T* __restrict__ out) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    T acc = T(0);
+    for (int p = 0; p < P; ++p) acc += partial[(long long)p * C + c];
+    out[c] = acc;
+}
+
 // What a map computes from x (and g) and the K coefficients a, b, ... of a channel:
 enum class Map {
+    kFill,        // y = alpha * a             (global average pooling backward; K = 1)
     kAdd,         // y = x + a                 (bias-add; K = 1)
     kAffine,      // y = x * a + b             (batch-norm forward; K = 2)
     kAffineRelu,  // y = max(x * a + b, 0)
@@ -201,14 +210,17 @@ enum class Map {
     kGradAffineRelu,  // the same with g = 0 where x * e + f <= 0 (K = 5: a b d e f)
 };
 
-template <Map M> constexpr int map_coefficients() {
-    return M == Map::kAdd ? 1 : (M == Map::kGradAffine ? 3 : (M == Map::kGradAffineRelu ? 5 : 2));
+template <Map M> __host__ __device__ constexpr int map_coefficients() {
+    return (M == Map::kAdd || M == Map::kFill) ? 1
+                                               : (M == Map::kGradAffine ? 3 : (M == Map::kGradAffineRelu ? 5 : 2));
 }
 
 template <class T, Map M>
 __device__ __forceinline__ T map_value(T x, T g, const T* k) {
     if constexpr (M == Map::kAdd) {
         return x + k[0];
+    } else if constexpr (M == Map::kFill) {
+        return k[0];
     } else if constexpr (M == Map::kAffine) {
         return x * k[0] + k[1];
     } else if constexpr (M == Map::kAffineRelu) {
@@ -222,10 +234,11 @@ __device__ __forceinline__ T map_value(T x, T g, const T* k) {
     }
 }
 
-// coef: K vectors of C values back to back; g is read only by the kGrad* maps.
+// coef: K vectors of C values back to back; x is not read by kFill, g only by the
+// kGrad* maps; kFill scales its coefficient by alpha when staging it.
 template <class T, Map M>
 __global__ void __launch_bounds__(kMapThreads)
-    channel_map_kernel(const T* __restrict__ x, const T* __restrict__ g, const T* __restrict__ coef,
+    channel_map_kernel(const T* __restrict__ x, const T* __restrict__ g, const T* __restrict__ coef, T alpha,
                        T* __restrict__ y, long long total, int C, long long S) {
     constexpr int K = map_coefficients<M>();
     __shared__ T staged[K * kMapRows];
@@ -240,7 +253,8 @@ __global__ void __launch_bounds__(kMapThreads)
             __syncthreads();  // the previous chunk's coefficients are consumed
             for (int j = threadIdx.x; j < rows; j += blockDim.x) {
                 const int c = (int)((r0 + j) % C);
-                for (int k = 0; k < K; ++k) staged[k * kMapRows + j] = coef[(long long)k * C + c];
+                for (int k = 0; k < K; ++k)
+                    staged[k * kMapRows + j] = M == Map::kFill ? alpha * coef[c] : coef[(long long)k * C + c];
             }
             __syncthreads();
         }
@@ -252,27 +266,45 @@ __global__ void __launch_bounds__(kMapThreads)
             } else {
                 const int c = (int)(r % C);
                 for (int k = 0; k < K; ++k) kv[k] = coef[(long long)k * C + c];
+                if constexpr (M == Map::kFill) kv[0] *= alpha;
             }
-            T gv = T(0);
+            T xv = T(0), gv = T(0);
+            if constexpr (M != Map::kFill) xv = x[i];
             if constexpr (M == Map::kGradAffine || M == Map::kGradAffineRelu) gv = g[i];
-            y[i] = map_value<T, M>(x[i], gv, kv);
+            y[i] = map_value<T, M>(xv, gv, kv);
         }
     }
 }
 
 template <class T, Map M>
-void launch_channel_map(const T* x, const T* g, const T* coef, T* y, int N, int C, long long S, uptr stream) {
+void launch_channel_map(const T* x, const T* g, const T* coef, T* y, int N, int C, long long S, uptr stream,
+                        T alpha = T(1)) {
     const long long total = (long long)N * C * S;
     if (total == 0) return;
     MINIDL_LAUNCH((channel_map_kernel<T, M>), grid_1d(ceil_div(total, kMapChunk), 1), dim3(kMapThreads), 0, stream,
-                  x, g, coef, y, total, C, S);
+                  x, g, coef, alpha, y, total, C, S);
 }
 
 template <class T, Reduce R>
 void launch_channel_reduce(const T* x, const T* g, const T* coef, const ChannelTiles& t, T* partial0, T* partial1,
-                           uptr stream) {
+                           uptr stream, T scale = T(1)) {
+    if (t.chunks > 65535)
+        throw std::runtime_error("per-channel reduction: planes of " + std::to_string(t.S) +
+                                 " values need more than 65535 reduction chunks");
     MINIDL_LAUNCH((channel_reduce_kernel<T, R>), dim3(ceil_div(t.C, t.CT), t.chunks), dim3(kReduceThreads), 0, stream,
-                  x, g, coef, t, partial0, partial1);
+                  x, g, coef, t, scale, partial0, partial1);
+}
+
+// out (C,) = scale * the per-channel sums over (N, C, S) of x; `work` holds P * C values
+// where P = t.chunks > 1 (unused otherwise: the one partial row is out itself).
+template <class T>
+void launch_channel_sum(const T* x, const ChannelTiles& t, T* work, T* out, uptr stream, T scale = T(1)) {
+    if (t.chunks == 1) {
+        launch_channel_reduce<T, Reduce::kSum>(x, nullptr, nullptr, t, out, nullptr, stream, scale);
+        return;
+    }
+    launch_channel_reduce<T, Reduce::kSum>(x, nullptr, nullptr, t, work, nullptr, stream, scale);
+    MINIDL_LAUNCH(sum_partials_kernel<T>, dim3(ceil_div(t.C, 128)), dim3(128), 0, stream, work, t.chunks, t.C, out);
 }
 
 }  // namespace minidl

@@ -12,6 +12,8 @@
 //       the same without a name in the error message (prefer the macro).
 //   MINIDL_DYNAMIC_SHARED(T, name)
 //       declares `T* name` pointing at the launch's dynamic shared memory.
+//   minidl::stage_to_shared
+//       copies a contiguous range of global memory to shared memory, coalesced.
 //   minidl::warp_sum / warp_max / block_sum / block_max
 //       shuffle reductions (block versions need blockDim.x a multiple of 32 and a
 //       __shared__ scratch of 32 elements; every thread gets the result).
@@ -154,6 +156,21 @@ __device__ __forceinline__ T block_max(T v, T* scratch) {
     __syncthreads();
     v = lane < nwarps ? scratch[lane] : scratch[0];
     return warp_max(v);
+}
+
+// dst[0, n) = src[start, start + n) by the whole block, consecutive threads on
+// consecutive addresses.  Lanes start at the 32-byte sector below src + start
+// (allocations are 256-byte aligned), so each warp's 128 bytes cover 4 whole sectors
+// even where the range starts mid-sector; lanes before the range load its first value
+// instead of idling, which keeps every lane on the same iteration count.  The caller
+// synchronizes (__syncthreads) before reading dst.
+template <class T>
+__device__ __forceinline__ void stage_to_shared(T* dst, const T* __restrict__ src, long long start, long long n) {
+    const long long head = (long long)((start * sizeof(T)) % 32 / sizeof(T));
+    for (long long j = (long long)threadIdx.x - head; j < n; j += blockDim.x) {
+        const long long jj = j < 0 ? 0 : j;
+        dst[jj] = src[start + jj];
+    }
 }
 
 template <class T> __device__ __forceinline__ T exp_(T x) { return exp(x); }

@@ -47,10 +47,7 @@ void bias_add_backward(uptr gy, uptr db, uptr work, int N, int C, long long S, u
     if (C == 0) return;
     if ((long long)N * S == 0)
         throw std::runtime_error("bias_add_backward: an empty batch has no reduction (the caller zero-fills)");
-    const ChannelTiles t = plan_channel_tiles(N, C, S);
-    launch_channel_reduce<T, Reduce::kSum>(cp<T>(gy), nullptr, nullptr, t, mp<T>(work), nullptr, stream);
-    MINIDL_LAUNCH(sum_partials_kernel<T>, dim3(ceil_div(C, 128)), dim3(128), 0, stream, cp<T>(work), t.chunks, C,
-                  mp<T>(db));
+    launch_channel_sum<T>(cp<T>(gy), plan_channel_tiles(N, C, S), mp<T>(work), mp<T>(db), stream);
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(bias_add_backward);
 

@@ -6,8 +6,7 @@
 // S = H*W (S = 1 for a (N, C) Linear output) and a bias of C elements.
 // Indexing: 1-D grids of 256 threads with grid-stride loops (64-bit indices), so any
 // n works with a capped grid.  Bias-add and its backward are the per-channel map and
-// reduction of channel.cuh (coalesced for any plane size), the backward's partials
-// summed per channel by sum_partials_kernel.
+// reduction of channel.cuh (coalesced for any plane size).
 // Conventions: every kernel writes (overwrites) its outputs, never accumulates.
 // Backward of relu/relu6/silu takes the forward input x; of sigmoid the forward
 // output y.  Dropout: keep = (u >= p) for a uniform u in [0, 1) drawn by the caller;
@@ -75,16 +74,6 @@ __global__ void silu_backward_kernel(const T* __restrict__ x, const T* __restric
 template <class T>
 __global__ void add_relu_kernel(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ y, long long n) {
     MINIDL_GRID_STRIDE(i, n) { T v = a[i] + b[i]; y[i] = v > T(0) ? v : T(0); }
-}
-
-// db[c] = the sum of channel_reduce_kernel's partials (P, C) of gy, in a fixed order.
-template <class T>
-__global__ void sum_partials_kernel(const T* __restrict__ partial, int P, int C, T* __restrict__ db) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    T acc = T(0);
-    for (int p = 0; p < P; ++p) acc += partial[(long long)p * C + c];
-    db[c] = acc;
 }
 
 template <class T>

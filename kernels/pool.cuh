@@ -8,12 +8,17 @@
 //  * average: divisor is the window clipped to the padded input (KH*KW unless ceil_mode
 //    overhangs) with count_include_pad, else the number of real input cells.
 //  * adaptive average: bins [floor(i*H/OH), ceil((i+1)*H/OH)).
+// Global average pooling (the 1x1 adaptive output) is the per-channel reduction and
+// map of channel.cuh over the N*C planes viewed as (1, N*C, H*W): coalesced for any
+// plane size (7x7 included).
 // Every kernel overwrites its output.  Backward passes are gathers: one thread per input
 // pixel visits the output windows that contain it, in row-major output order, so
 // overlapping windows (3x3/2) need no atomics and results are deterministic.
+// Max pooling runs on row tiles staged in shared memory (below); the direct kernels
+// serve planes too wide for a tile.
 #pragma once
 
-#include "common.cuh"
+#include "channel.cuh"
 
 namespace minidl {
 
@@ -74,6 +79,90 @@ __global__ void max_pool2d_backward_kernel(const T* __restrict__ gy, const int* 
                 if (argmax[o] == idx) acc += gy[o];
             }
         dx[i] = acc;
+    }
+}
+
+// ------------------------------------------------------------ max pooling, row tiles
+// The main path of max pooling.  A block takes a (plane, row tile) work item and first
+// stages the rows it reads into shared memory: the input rows of a tile of output rows
+// (forward), or the output rows (gy and argmax) that cover a tile of input rows
+// (backward).  Rows of one plane are one contiguous range, so the staging is
+// coalesced; each input value is then read once from global memory (plus the rows two
+// tiles share), where per-output windows at stride 2 would use half of every sector
+// and read each input 2.25 times.  Planes too wide for a tile take the direct kernels
+// above.
+constexpr int kPoolTile = 4096;  // staged elements (per array)
+constexpr int kPoolThreads = 256;
+
+template <typename T>
+__global__ void __launch_bounds__(kPoolThreads)
+    max_pool2d_forward_tiled_kernel(const T* __restrict__ x, T* __restrict__ y, int* __restrict__ argmax,
+                                    PoolGeometry g, int rows, int tiles) {
+    __shared__ T xs[kPoolTile];
+    const long long items = (long long)g.N * g.C * tiles;
+    for (long long item = blockIdx.x; item < items; item += gridDim.x) {
+        const long long plane = item / tiles;
+        const int oh0 = (int)(item % tiles) * rows, oh1 = min(g.OH, oh0 + rows);
+        const int ih0 = max(0, oh0 * g.sh - g.ph), ih1 = min(g.H, (oh1 - 1) * g.sh - g.ph + g.KH);
+        __syncthreads();  // the previous item's rows are consumed
+        stage_to_shared(xs, x, plane * g.H * g.W + (long long)ih0 * g.W, (long long)(ih1 - ih0) * g.W);
+        __syncthreads();
+        const long long out = plane * g.OH * g.OW + (long long)oh0 * g.OW;
+        for (int o = threadIdx.x; o < (oh1 - oh0) * g.OW; o += blockDim.x) {
+            const int oh = oh0 + o / g.OW, ow = o % g.OW;
+            int h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
+            const int h1 = min(h0 + g.KH, g.H), w1 = min(w0 + g.KW, g.W);
+            h0 = max(h0, 0);
+            w0 = max(w0, 0);
+            T best = -INFINITY;
+            int best_idx = h0 * g.W + w0;
+            for (int h = h0; h < h1; ++h)
+                for (int w = w0; w < w1; ++w) {
+                    const T v = xs[(h - ih0) * g.W + w];
+                    if (v > best || isnan(v)) {
+                        best = v;
+                        best_idx = h * g.W + w;
+                    }
+                }
+            y[out + o] = best;
+            argmax[out + o] = best_idx;
+        }
+    }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kPoolThreads)
+    max_pool2d_backward_tiled_kernel(const T* __restrict__ gy, const int* __restrict__ argmax, T* __restrict__ dx,
+                                     PoolGeometry g, int rows, int tiles) {
+    __shared__ T gs[kPoolTile];
+    __shared__ int as[kPoolTile];
+    const long long items = (long long)g.N * g.C * tiles;
+    for (long long item = blockIdx.x; item < items; item += gridDim.x) {
+        const long long plane = item / tiles;
+        const int ih0 = (int)(item % tiles) * rows, ih1 = min(g.H, ih0 + rows);
+        int lo, hi, unused;
+        pool_covering(ih0, g.KH, g.sh, g.ph, g.OH, lo, unused);
+        pool_covering(ih1 - 1, g.KH, g.sh, g.ph, g.OH, unused, hi);
+        const long long start = plane * g.OH * g.OW + (long long)lo * g.OW;
+        const long long n = hi >= lo ? (long long)(hi - lo + 1) * g.OW : 0;
+        __syncthreads();
+        stage_to_shared(gs, gy, start, n);
+        stage_to_shared(as, argmax, start, n);
+        __syncthreads();
+        const long long base = plane * g.H * g.W + (long long)ih0 * g.W;
+        for (int i = threadIdx.x; i < (ih1 - ih0) * g.W; i += blockDim.x) {
+            const int h = ih0 + i / g.W, w = i % g.W, idx = h * g.W + w;
+            int oh0, oh1, ow0, ow1;
+            pool_covering(h, g.KH, g.sh, g.ph, g.OH, oh0, oh1);
+            pool_covering(w, g.KW, g.sw, g.pw, g.OW, ow0, ow1);
+            T acc = T(0);
+            for (int oh = oh0; oh <= oh1; ++oh)
+                for (int ow = ow0; ow <= ow1; ++ow) {
+                    const int o = (oh - lo) * g.OW + ow;
+                    if (as[o] == idx) acc += gs[o];
+                }
+            dx[base + i] = acc;
+        }
     }
 }
 
@@ -175,19 +264,6 @@ __global__ void adaptive_avg_pool2d_backward_kernel(const T* __restrict__ gy, T*
         }
         dx[i] = acc;
     }
-}
-
-// Global average pooling: one warp per plane (8 planes per 256-thread block).
-template <typename T>
-__global__ void adaptive_avg_pool2d_forward_1x1_kernel(const T* __restrict__ x, T* __restrict__ y, int planes, int hw) {
-    const long long p = (long long)blockIdx.x * (blockDim.x / kWarp) + threadIdx.x / kWarp;
-    if (p >= planes) return;  // uniform across the warp
-    const int lane = threadIdx.x % kWarp;
-    const T* xp = x + p * hw;
-    T acc = T(0);
-    for (int j = lane; j < hw; j += kWarp) acc += xp[j];
-    acc = warp_sum(acc);
-    if (lane == 0) y[p] = acc / T(hw);
 }
 
 }  // namespace minidl

@@ -17,7 +17,10 @@ void avg_pool2d_backward(uptr gy, uptr dx, const PoolGeometry& g, bool count_inc
 // adaptive pooling reads N, C, H, W, OH, OW of the geometry
 template <class T> void adaptive_avg_pool2d_forward(uptr x, uptr y, const PoolGeometry& g, uptr stream);
 template <class T> void adaptive_avg_pool2d_backward(uptr gy, uptr dx, const PoolGeometry& g, uptr stream);
-// the 1x1 output (global average pooling): one warp per plane
-template <class T> void adaptive_avg_pool2d_forward_1x1(uptr x, uptr y, const PoolGeometry& g, uptr stream);
+// the 1x1 output (global average pooling): a per-channel reduction over the N*C planes;
+// work holds channel_partials(1, N*C, H*W) * N*C values (elementwise.h) where that is > 1
+template <class T>
+void adaptive_avg_pool2d_forward_1x1(uptr x, uptr y, uptr work, const PoolGeometry& g, uptr stream);
+template <class T> void adaptive_avg_pool2d_backward_1x1(uptr gy, uptr dx, const PoolGeometry& g, uptr stream);
 
 }  // namespace minidl

@@ -19,6 +19,10 @@ MAX_CASES = {
     "3x3s2_pad1_ceil": ((1, 2, 10, 10), (3, 3), (2, 2), (1, 1), True),
     "3x3s2_ceil_overhang": ((2, 2, 8, 8), (3, 3), (2, 2), (0, 0), True),
     "3x2_s21_many_blocks": ((2, 3, 20, 20), (3, 2), (2, 1), (1, 1), False),
+    # staged row tiles: 5 forward tiles and 2 backward tiles per plane
+    "3x3s2_pad1_row_tiles": ((1, 1, 80, 240), (3, 3), (2, 2), (1, 1), False),
+    # a plane too wide for a row tile: the direct kernels
+    "3x3s2_wide_plane_direct": ((1, 1, 3, 4200), (3, 3), (2, 2), (0, 0), False),
 }
 
 
@@ -84,7 +88,8 @@ def test_avg_pool2d_all_equal(be):
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("xs,out", [((2, 3, 7, 7), (1, 1)), ((2, 3, 7, 7), (3, 3)),
                                     ((1, 2, 9, 7), (4, 5)), ((2, 2, 5, 5), (2, 2)),
-                                    ((4, 70, 6, 5), (1, 1)), ((1, 2, 3, 3), (5, 4))])
+                                    ((4, 70, 6, 5), (1, 1)), ((1, 2, 3, 3), (5, 4)),
+                                    ((2, 3, 40, 40), (1, 1)), ((3, 300, 1, 2), (1, 1))])
 def test_adaptive_avg_pool2d(be, cpu, xs, out):
     x = _rand(xs, 13)
     g = PoolGeometry.adaptive(xs, out)

@@ -54,9 +54,15 @@ def adaptive_avg_pool2d_forward(be, x, g):
     (x,) = contiguous(be, x)
     check_pool_arrays("adaptive_avg_pool2d_forward", g, x=x)
     y = be.empty(g.y_shape, x.dtype)
-    # the 1x1 output (global average pooling) has its own kernel: one warp per plane
-    launcher = "adaptive_avg_pool2d_forward_1x1" if (g.OH, g.OW) == (1, 1) else "adaptive_avg_pool2d_forward"
-    be.launch(launcher, x.dtype, Operand("x", x, g.x_shape, x.dtype), Operand("y", y, g.y_shape, x.dtype), g)
+    operands = [Operand("x", x, g.x_shape, x.dtype), Operand("y", y, g.y_shape, x.dtype)]
+    if (g.OH, g.OW) == (1, 1):  # global average pooling: a per-channel reduction over the planes
+        planes = g.N * g.C
+        partials = int(be.kernels.channel_partials(1, planes, g.H * g.W)) if planes else 1
+        size = partials * planes if partials > 1 else 1
+        be.launch("adaptive_avg_pool2d_forward_1x1", x.dtype, *operands,
+                  Operand("work", be.empty((size,), x.dtype), (size,), x.dtype), g)
+    else:
+        be.launch("adaptive_avg_pool2d_forward", x.dtype, *operands, g)
     return y
 
 
@@ -64,6 +70,6 @@ def adaptive_avg_pool2d_backward(be, gy, g):
     (gy,) = contiguous(be, gy)
     check_pool_arrays("adaptive_avg_pool2d_backward", g, gy=gy)
     dx = be.empty(g.x_shape, gy.dtype)
-    be.launch("adaptive_avg_pool2d_backward", gy.dtype, Operand("gy", gy, g.y_shape, gy.dtype),
-              Operand("dx", dx, g.x_shape, gy.dtype), g)
+    launcher = "adaptive_avg_pool2d_backward_1x1" if (g.OH, g.OW) == (1, 1) else "adaptive_avg_pool2d_backward"
+    be.launch(launcher, gy.dtype, Operand("gy", gy, g.y_shape, gy.dtype), Operand("dx", dx, g.x_shape, gy.dtype), g)
     return dx
