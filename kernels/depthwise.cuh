@@ -1,14 +1,24 @@
 // Depthwise convolution (NCHW): groups == C, weight (O, 1, KH, KW) with O = C * mult;
 // output channel o reads input channel o / mult.  Geometry as in conv.cuh (ConvGeometry,
 // hi = ho*sh - pt + kh*dh), outputs overwritten, never accumulated.
-//  * forward: one thread per output element, KH*KW taps.
-//  * backward-data: one thread per input element gathering from the mult output
-//    channels and the taps whose stride divides (no atomics).
-//  * backward-weight: one block (32..256 threads) per (o, tap) reducing gy * x over N*HO*WO
-//    with a block-strided loop and minidl::block_sum (warp shuffles).
+//
+// Main path: row tiles in shared memory.  A block takes a (plane, row tile) work item
+// (grid-stride over them), stages the rows it reads (one contiguous, coalesced range of
+// the plane, halo rows included) and the channel's taps, and each thread then computes
+// several outputs from shared memory, so every input is read from global memory once
+// per tile instead of once per tap, and every access is coalesced.
+//  * forward: output row tiles; any mult.
+//  * backward-data (mult == 1): input row tiles gathering from the staged gy rows that
+//    cover them and the taps whose stride divides (no atomics).
+//  * backward-weight: a block per (image, output channel) computes ALL taps: warps take
+//    taps, lanes pixels of the staged x and gy rows; per-image partials (N, O*KK) are
+//    summed by channel.cuh's sum_partials_kernel (fixed order, deterministic).
+// Direct kernels (one thread per output / input element; one block per (o, tap) for the
+// weight gradient) serve what a tile does not fit: planes too wide, more than
+// kDwMaxTaps taps, and the backward-data of mult > 1.
 #pragma once
 
-#include "common.cuh"
+#include "channel.cuh"
 #include "conv.cuh"
 
 namespace minidl {
@@ -91,6 +101,131 @@ depthwise_conv2d_backward_weight_kernel(const T* __restrict__ x, const T* __rest
     }
     acc = block_sum(acc, warp_sums);
     if (threadIdx.x == 0) dw[blockIdx.x] = acc;
+}
+
+// ------------------------------------------------------------ row tiles
+constexpr int kDwTile = 4096;    // staged elements per array
+constexpr int kDwThreads = 256;
+constexpr int kDwMaxTaps = 64;
+
+template <typename T>
+__device__ __forceinline__ void stage_taps(T* ws, const T* __restrict__ w, int o, int KK) {
+    if ((int)threadIdx.x < KK) ws[threadIdx.x] = w[(long long)o * KK + threadIdx.x];
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kDwThreads)
+    depthwise_conv2d_forward_tiled_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y,
+                                          ConvGeometry g, int rows, int tiles) {
+    __shared__ T xs[kDwTile];
+    __shared__ T ws[kDwMaxTaps];
+    const int mult = g.O / g.C, KK = g.KH * g.KW;
+    const long long items = (long long)g.N * g.O * tiles;
+    for (long long item = blockIdx.x; item < items; item += gridDim.x) {
+        const long long plane = item / tiles;  // n * O + o
+        const int o = (int)(plane % g.O);
+        const long long n = plane / g.O;
+        const int ho0 = (int)(item % tiles) * rows, ho1 = min(g.HO, ho0 + rows);
+        const int hi0 = max(0, ho0 * g.sh - g.pt), hi1 = min(g.H, (ho1 - 1) * g.sh - g.pt + (g.KH - 1) * g.dh + 1);
+        __syncthreads();  // the previous item's rows are consumed
+        if (hi1 > hi0)
+            stage_to_shared(xs, x, ((n * g.C + o / mult) * g.H + hi0) * g.W, (long long)(hi1 - hi0) * g.W);
+        stage_taps(ws, w, o, KK);
+        __syncthreads();
+        const long long out = plane * g.HO * g.WO + (long long)ho0 * g.WO;
+        for (int q = threadIdx.x; q < (ho1 - ho0) * g.WO; q += blockDim.x) {
+            const int ho = ho0 + q / g.WO, wo = q % g.WO;
+            T acc = T(0);
+            for (int kh = 0; kh < g.KH; ++kh) {
+                const int hi = ho * g.sh - g.pt + kh * g.dh;
+                if (hi < 0 || hi >= g.H) continue;
+                for (int kw = 0; kw < g.KW; ++kw) {
+                    const int wi = wo * g.sw - g.pl + kw * g.dw;
+                    if (wi < 0 || wi >= g.W) continue;
+                    acc += xs[(hi - hi0) * g.W + wi] * ws[kh * g.KW + kw];
+                }
+            }
+            y[out + q] = acc;
+        }
+    }
+}
+
+// The output rows [lo, hi] whose taps read input rows [hi0, hi1).
+__device__ __forceinline__ void depthwise_covering_rows(const ConvGeometry& g, int hi0, int hi1, int& lo, int& hi) {
+    const int first = hi0 + g.pt - (g.KH - 1) * g.dh;
+    lo = first <= 0 ? 0 : (first + g.sh - 1) / g.sh;
+    hi = min(g.HO - 1, (hi1 - 1 + g.pt) / g.sh);
+}
+
+// mult == 1: input channel c is output channel c.
+template <typename T>
+__global__ void __launch_bounds__(kDwThreads)
+    depthwise_conv2d_backward_data_tiled_kernel(const T* __restrict__ gy, const T* __restrict__ w,
+                                                T* __restrict__ dx, ConvGeometry g, int rows, int tiles) {
+    __shared__ T gs[kDwTile];
+    __shared__ T ws[kDwMaxTaps];
+    const int KK = g.KH * g.KW;
+    const long long items = (long long)g.N * g.C * tiles;
+    for (long long item = blockIdx.x; item < items; item += gridDim.x) {
+        const long long plane = item / tiles;  // n * C + c
+        const int c = (int)(plane % g.C);
+        const int hi0 = (int)(item % tiles) * rows, hi1 = min(g.H, hi0 + rows);
+        int lo, hi;
+        depthwise_covering_rows(g, hi0, hi1, lo, hi);
+        __syncthreads();
+        if (hi >= lo) stage_to_shared(gs, gy, (plane * g.HO + lo) * g.WO, (long long)(hi - lo + 1) * g.WO);
+        stage_taps(ws, w, c, KK);
+        __syncthreads();
+        const long long base = (plane * g.H + hi0) * g.W;
+        for (int i = threadIdx.x; i < (hi1 - hi0) * g.W; i += blockDim.x) {
+            T acc = T(0);
+            for_each_output_reading(g, hi0 + i / g.W, i % g.W,
+                                    [&](int tap, int out) { acc += gs[out - lo * g.WO] * ws[tap]; });
+            dx[base + i] = acc;
+        }
+    }
+}
+
+// partial (N, O * KK): image n's contribution to dw.
+template <typename T>
+__global__ void __launch_bounds__(kDwThreads)
+    depthwise_conv2d_backward_weight_tiled_kernel(const T* __restrict__ x, const T* __restrict__ gy,
+                                                  T* __restrict__ partial, ConvGeometry g, int rows) {
+    __shared__ T xs[kDwTile], gs[kDwTile];
+    __shared__ T acc[kDwMaxTaps];
+    const int mult = g.O / g.C, KK = g.KH * g.KW;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    const long long items = (long long)g.N * g.O;
+    for (long long plane = blockIdx.x; plane < items; plane += gridDim.x) {  // n * O + o
+        const int o = (int)(plane % g.O);
+        const long long n = plane / g.O;
+        const long long x_plane = (n * g.C + o / mult) * g.H;
+        __syncthreads();
+        if ((int)threadIdx.x < KK) acc[threadIdx.x] = T(0);
+        for (int ho0 = 0; ho0 < g.HO; ho0 += rows) {
+            const int ho1 = min(g.HO, ho0 + rows);
+            const int hi0 = max(0, ho0 * g.sh - g.pt);
+            const int hi1 = min(g.H, (ho1 - 1) * g.sh - g.pt + (g.KH - 1) * g.dh + 1);
+            const int pixels = (ho1 - ho0) * g.WO;
+            __syncthreads();
+            if (hi1 > hi0) stage_to_shared(xs, x, (x_plane + hi0) * g.W, (long long)(hi1 - hi0) * g.W);
+            stage_to_shared(gs, gy, (plane * g.HO + ho0) * g.WO, (long long)pixels);
+            __syncthreads();
+            for (int t = warp; t < KK; t += warps) {
+                const int kh = t / g.KW, kw = t % g.KW;
+                T q = T(0);
+                for (int p = lane; p < pixels; p += kWarp) {
+                    const int ho = ho0 + p / g.WO, wo = p % g.WO;
+                    const int hi = ho * g.sh - g.pt + kh * g.dh, wi = wo * g.sw - g.pl + kw * g.dw;
+                    if (hi >= 0 && hi < g.H && wi >= 0 && wi < g.W) q += gs[p] * xs[(hi - hi0) * g.W + wi];
+                }
+                q = warp_sum(q);
+                if (lane == 0) acc[t] += q;
+            }
+        }
+        __syncthreads();
+        if ((int)threadIdx.x < KK) partial[plane * KK + threadIdx.x] = acc[threadIdx.x];
+    }
 }
 
 }  // namespace minidl

@@ -10,7 +10,8 @@ namespace minidl {
 
 template <class T> void depthwise_conv2d_forward(uptr x, uptr w, uptr y, const ConvGeometry& g, uptr stream);
 template <class T> void depthwise_conv2d_backward_data(uptr gy, uptr w, uptr dx, const ConvGeometry& g, uptr stream);
+// work: N * O * KH * KW values (per-image partials of dw)
 template <class T>
-void depthwise_conv2d_backward_weight(uptr x, uptr gy, uptr dw, const ConvGeometry& g, uptr stream);
+void depthwise_conv2d_backward_weight(uptr x, uptr gy, uptr dw, uptr work, const ConvGeometry& g, uptr stream);
 
 }  // namespace minidl

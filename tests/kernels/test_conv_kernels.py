@@ -36,6 +36,12 @@ CONV_CASES = {
     "depthwise_mult2": ((2, 4, 6, 5), (8, 1, 3, 3), (2, 1), (1, 1, 1, 1), (1, 1), 4),
     "depthwise_stride2_asym": ((2, 3, 9, 8), (3, 1, 3, 3), (2, 2), (1, 0, 0, 1), (1, 1), 3),
     "depthwise_5x5_dil2_many": ((2, 5, 12, 11), (5, 1, 5, 5), (1, 1), (4, 4, 4, 4), (2, 2), 5),
+    # several row tiles per plane (forward 6, backward-data 3, backward-weight 6)
+    "depthwise_row_tiles": ((1, 2, 60, 200), (2, 1, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2),
+    "depthwise_row_tiles_stride2": ((1, 2, 70, 200), (2, 1, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 2),
+    # the direct kernels: a plane too wide for a tile, and more taps than a tile holds
+    "depthwise_wide_plane_direct": ((1, 2, 4, 4200), (2, 1, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2),
+    "depthwise_9x9_taps_direct": ((1, 2, 10, 10), (2, 1, 9, 9), (1, 1), (4, 4, 4, 4), (1, 1), 2),
     "pointwise_gemm": ((2, 6, 5, 5), (4, 6, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
     "pointwise_groups2": ((2, 6, 5, 4), (4, 3, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 2),
     "1x1_stride2": ((2, 6, 7, 7), (4, 6, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),

@@ -113,7 +113,9 @@ def conv2d_backward(be, x, w, gy, g, need_dx=True, need_dw=True):
             be.launch("depthwise_conv2d_backward_data", dtype, gyo, wo, Operand("dx", dx, g.x_shape, dtype), g)
         if need_dw:
             dw = xp.empty_like(w)
-            be.launch("depthwise_conv2d_backward_weight", dtype, xo, gyo, Operand("dw", dw, g.w_shape, dtype), g)
+            partials = (g.N * g.O * g.KH * g.KW,)  # per-image dw, summed by the launcher
+            be.launch("depthwise_conv2d_backward_weight", dtype, xo, gyo, Operand("dw", dw, g.w_shape, dtype),
+                      Operand("work", xp.empty(partials, dtype=dtype), partials, dtype), g)
         return dx, dw
     kk = cg * g.KH * g.KW
     if _algo(be, True, g) == "igemm":
