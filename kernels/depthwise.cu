@@ -16,23 +16,26 @@ void check_depthwise(const char* op, const ConvGeometry& g) {
                                     std::to_string(g.C) + ", out_channels " + std::to_string(g.O));
 }
 
-// Output rows per tile whose input rows (halo included) fit kDwTile, or 0.
+// Output rows per tile whose input rows (halo included) fit a tile, or 0.
+template <class T>
 int forward_rows(const ConvGeometry& g) {
-    const int in_rows = kDwTile / (g.W > 0 ? g.W : 1), span = (g.KH - 1) * g.dh + 1;
+    const int in_rows = dw_tile<T>() / (g.W > 0 ? g.W : 1), span = (g.KH - 1) * g.dh + 1;
     return g.KH * g.KW > kDwMaxTaps || in_rows < span ? 0 : (in_rows - span) / g.sh + 1;
 }
 
-// Input rows per tile whose covering output rows fit kDwTile, or 0 (mult == 1 only).
+// Input rows per tile whose covering output rows fit a tile, or 0 (mult == 1 only).
+template <class T>
 int backward_data_rows(const ConvGeometry& g) {
     if (g.O != g.C || g.KH * g.KW > kDwMaxTaps) return 0;
-    const int out_rows = kDwTile / (g.WO > 0 ? g.WO : 1);  // covering rows <= (rows - 1 + span) / sh + 1
+    const int out_rows = dw_tile<T>() / (g.WO > 0 ? g.WO : 1);  // covering rows <= (rows - 1 + span) / sh + 1
     const int rows = (out_rows - 1) * g.sh - (g.KH - 1) * g.dh + 1;
     return rows < 1 ? 0 : rows;
 }
 
 // Output rows per backward-weight tile: the x rows and the gy rows both fit, or 0.
+template <class T>
 int backward_weight_rows(const ConvGeometry& g) {
-    const int rows = forward_rows(g), gy_rows = kDwTile / (g.WO > 0 ? g.WO : 1);
+    const int rows = forward_rows<T>(g), gy_rows = dw_tile<T>() / (g.WO > 0 ? g.WO : 1);
     return rows < gy_rows ? rows : gy_rows;
 }
 }  // namespace
@@ -40,7 +43,7 @@ int backward_weight_rows(const ConvGeometry& g) {
 template <class T>
 void depthwise_conv2d_forward(uptr x, uptr w, uptr y, const ConvGeometry& g, uptr stream) {
     check_depthwise("depthwise_conv2d_forward", g);
-    const int rows = forward_rows(g);
+    const int rows = forward_rows<T>(g);
     if (rows > 0 && g.HO > 0 && g.WO > 0) {
         const int tiles = (int)ceil_div(g.HO, rows);
         MINIDL_LAUNCH(depthwise_conv2d_forward_tiled_kernel<T>, grid_1d((long long)g.N * g.O * tiles, 1),
@@ -56,7 +59,7 @@ MINIDL_INSTANTIATE_FLOAT_DOUBLE(depthwise_conv2d_forward);
 template <class T>
 void depthwise_conv2d_backward_data(uptr gy, uptr w, uptr dx, const ConvGeometry& g, uptr stream) {
     check_depthwise("depthwise_conv2d_backward_data", g);
-    const int rows = backward_data_rows(g);
+    const int rows = backward_data_rows<T>(g);
     if (rows > 0 && g.H > 0 && g.W > 0) {
         const int tiles = (int)ceil_div(g.H, rows);
         MINIDL_LAUNCH(depthwise_conv2d_backward_data_tiled_kernel<T>, grid_1d((long long)g.N * g.C * tiles, 1),
@@ -72,7 +75,7 @@ MINIDL_INSTANTIATE_FLOAT_DOUBLE(depthwise_conv2d_backward_data);
 template <class T>
 void depthwise_conv2d_backward_weight(uptr x, uptr gy, uptr dw, uptr work, const ConvGeometry& g, uptr stream) {
     check_depthwise("depthwise_conv2d_backward_weight", g);
-    const int rows = backward_weight_rows(g), KK = g.KH * g.KW;
+    const int rows = backward_weight_rows<T>(g), KK = g.KH * g.KW;
     if (rows > 0 && g.N > 0 && g.HO > 0 && g.WO > 0) {
         MINIDL_LAUNCH(depthwise_conv2d_backward_weight_tiled_kernel<T>, grid_1d((long long)g.N * g.O, 1),
                       dim3(kDwThreads), 0, stream, cp<T>(x), cp<T>(gy), mp<T>(work), g, rows);

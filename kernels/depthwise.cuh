@@ -104,7 +104,9 @@ depthwise_conv2d_backward_weight_kernel(const T* __restrict__ x, const T* __rest
 }
 
 // ------------------------------------------------------------ row tiles
-constexpr int kDwTile = 4096;    // staged elements per array
+// staged elements per array: 16 KB (4096 floats, 2048 doubles), so the weight
+// gradient's two arrays stay within the 48 KB of static shared memory
+template <class T> __host__ __device__ constexpr int dw_tile() { return 16384 / (int)sizeof(T); }
 constexpr int kDwThreads = 256;
 constexpr int kDwMaxTaps = 64;
 
@@ -117,7 +119,7 @@ template <typename T>
 __global__ void __launch_bounds__(kDwThreads)
     depthwise_conv2d_forward_tiled_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y,
                                           ConvGeometry g, int rows, int tiles) {
-    __shared__ T xs[kDwTile];
+    __shared__ T xs[dw_tile<T>()];
     __shared__ T ws[kDwMaxTaps];
     const int mult = g.O / g.C, KK = g.KH * g.KW;
     const long long items = (long long)g.N * g.O * tiles;
@@ -162,7 +164,7 @@ template <typename T>
 __global__ void __launch_bounds__(kDwThreads)
     depthwise_conv2d_backward_data_tiled_kernel(const T* __restrict__ gy, const T* __restrict__ w,
                                                 T* __restrict__ dx, ConvGeometry g, int rows, int tiles) {
-    __shared__ T gs[kDwTile];
+    __shared__ T gs[dw_tile<T>()];
     __shared__ T ws[kDwMaxTaps];
     const int KK = g.KH * g.KW;
     const long long items = (long long)g.N * g.C * tiles;
@@ -191,7 +193,7 @@ template <typename T>
 __global__ void __launch_bounds__(kDwThreads)
     depthwise_conv2d_backward_weight_tiled_kernel(const T* __restrict__ x, const T* __restrict__ gy,
                                                   T* __restrict__ partial, ConvGeometry g, int rows) {
-    __shared__ T xs[kDwTile], gs[kDwTile];
+    __shared__ T xs[dw_tile<T>()], gs[dw_tile<T>()];
     __shared__ T acc[kDwMaxTaps];
     const int mult = g.O / g.C, KK = g.KH * g.KW;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;

@@ -12,15 +12,17 @@ namespace minidl {
 namespace {
 long long planes(const PoolGeometry& g) { return (long long)g.N * g.C; }
 
-// Output rows per forward tile (its input rows fit kPoolTile), or 0 if one does not fit.
+// Output rows per forward tile (its input rows fit a tile), or 0 if one does not fit.
+template <class T>
 int forward_tile_rows(const PoolGeometry& g) {
-    const int in_rows = kPoolTile / (g.W > 0 ? g.W : 1);
+    const int in_rows = pool_tile<T>() / (g.W > 0 ? g.W : 1);
     return in_rows < g.KH ? 0 : (in_rows - g.KH) / g.sh + 1;
 }
 
-// Input rows per backward tile (the output rows covering them fit kPoolTile), or 0.
+// Input rows per backward tile (the output rows covering them fit a tile), or 0.
+template <class T>
 int backward_tile_rows(const PoolGeometry& g) {
-    const int out_rows = kPoolTile / (g.OW > 0 ? g.OW : 1);  // covering rows <= (rows - 1 + KH) / sh + 1
+    const int out_rows = pool_tile<T>() / (g.OW > 0 ? g.OW : 1);  // covering rows <= (rows - 1 + KH) / sh + 1
     const int rows = (out_rows - 1) * g.sh - g.KH + 1;
     return rows < 1 ? 0 : rows;
 }
@@ -28,7 +30,7 @@ int backward_tile_rows(const PoolGeometry& g) {
 
 template <class T>
 void max_pool2d_forward(uptr x, uptr y, uptr argmax, const PoolGeometry& g, uptr stream) {
-    const int rows = forward_tile_rows(g);
+    const int rows = forward_tile_rows<T>(g);
     if (rows > 0 && g.OH > 0 && g.OW > 0) {
         const int tiles = (int)ceil_div(g.OH, rows);
         MINIDL_LAUNCH(max_pool2d_forward_tiled_kernel<T>, grid_1d(planes(g) * tiles, 1), dim3(kPoolThreads), 0,
@@ -42,7 +44,7 @@ MINIDL_INSTANTIATE_FLOAT_DOUBLE(max_pool2d_forward);
 
 template <class T>
 void max_pool2d_backward(uptr gy, uptr argmax, uptr dx, const PoolGeometry& g, uptr stream) {
-    const int rows = backward_tile_rows(g);
+    const int rows = backward_tile_rows<T>(g);
     if (rows > 0 && g.H > 0 && g.W > 0) {
         const int tiles = (int)ceil_div(g.H, rows);
         MINIDL_LAUNCH(max_pool2d_backward_tiled_kernel<T>, grid_1d(planes(g) * tiles, 1), dim3(kPoolThreads), 0,

@@ -91,14 +91,15 @@ __global__ void max_pool2d_backward_kernel(const T* __restrict__ gy, const int* 
 // tiles share), where per-output windows at stride 2 would use half of every sector
 // and read each input 2.25 times.  Planes too wide for a tile take the direct kernels
 // above.
-constexpr int kPoolTile = 4096;  // staged elements (per array)
+// staged elements per array: 16 KB (4096 floats, 2048 doubles)
+template <class T> __host__ __device__ constexpr int pool_tile() { return 16384 / (int)sizeof(T); }
 constexpr int kPoolThreads = 256;
 
 template <typename T>
 __global__ void __launch_bounds__(kPoolThreads)
     max_pool2d_forward_tiled_kernel(const T* __restrict__ x, T* __restrict__ y, int* __restrict__ argmax,
                                     PoolGeometry g, int rows, int tiles) {
-    __shared__ T xs[kPoolTile];
+    __shared__ T xs[pool_tile<T>()];
     const long long items = (long long)g.N * g.C * tiles;
     for (long long item = blockIdx.x; item < items; item += gridDim.x) {
         const long long plane = item / tiles;
@@ -134,8 +135,8 @@ template <typename T>
 __global__ void __launch_bounds__(kPoolThreads)
     max_pool2d_backward_tiled_kernel(const T* __restrict__ gy, const int* __restrict__ argmax, T* __restrict__ dx,
                                      PoolGeometry g, int rows, int tiles) {
-    __shared__ T gs[kPoolTile];
-    __shared__ int as[kPoolTile];
+    __shared__ T gs[pool_tile<T>()];
+    __shared__ int as[pool_tile<T>()];
     const long long items = (long long)g.N * g.C * tiles;
     for (long long item = blockIdx.x; item < items; item += gridDim.x) {
         const long long plane = item / tiles;
