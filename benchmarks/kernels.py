@@ -238,34 +238,56 @@ def _dropout(ctx):
                 notes="uniform draws come from the caller; torch generates its own")
 
 
-@entry("optim", "SGD momentum+nesterov+wd", "25.6M params (ResNet-50)")
+def _resnet50_sizes():
+    """The element counts of ResNet-50's 161 parameter tensors (25,557,032 values), from
+    its layer table: what a training step's optimizer updates."""
+    sizes = [64 * 3 * 49, 64, 64]  # stem conv, bn
+    inplanes = 64
+    for planes, blocks in ((64, 3), (128, 4), (256, 6), (512, 3)):
+        for b in range(blocks):
+            width, out = planes, planes * 4
+            sizes += [width * inplanes, width, width, width * width * 9, width, width, out * width, out, out]
+            if b == 0:
+                sizes += [out * inplanes, out, out]  # downsample conv + bn
+            inplanes = out
+    return sizes + [1000 * 2048, 1000]
+
+
+@entry("optim", "SGD momentum+nesterov+wd (multi-tensor)", "ResNet-50's 161 tensors, 25.6M params")
 def _sgd(ctx):
-    n = ctx.pick(1000, 25_557_032)
-    p, g, buf = ctx.randn(n), ctx.randn(n), ctx.randn(n)
+    full = _resnet50_sizes()
+    budget = ctx.pick(200, sum(full))
+    sizes = []  # the full list, or the real tensors that fit the smaller run's budget
+    for k in full:
+        if sum(sizes) + k <= budget:
+            sizes.append(k)
+    n = sum(sizes)
+    ctx.scale = sum(full) / n
+    p, g, buf = ([ctx.randn(k) for k in sizes] for _ in range(3))
     be = ctx.be
 
     def check():
-        p0, g0, b0 = ctx.host(p).astype(np.float64), ctx.host(g), ctx.host(buf).astype(np.float64)
-        d = g0 + 1e-4 * p0
-        b1 = 0.9 * b0 + d
+        p0 = [ctx.host(a).astype(np.float64) for a in p]
+        b0 = [ctx.host(a).astype(np.float64) for a in buf]
         be.sgd_update(p, g, buf, 0.1, 0.9, 0.0, 1e-4, True, False)
-        ctx.close(buf, b1, rtol=1e-5)
-        ctx.close(p, p0 - 0.1 * (d + 0.9 * b1), rtol=1e-5)
+        for pk, gk, bk, p0k, b0k in zip(p, g, buf, p0, b0):
+            d = ctx.host(gk) + 1e-4 * p0k
+            b1 = 0.9 * b0k + d
+            ctx.close(bk, b1, rtol=1e-5)
+            ctx.close(pk, p0k - 0.1 * (d + 0.9 * b1), rtol=1e-5)
 
     def run():
         be.sgd_update(p, g, buf, 1e-6, 0.9, 0.0, 1e-4, True, False)
     tr = None
     if ctx.torch is not None:
-        tp = ctx.t(ctx.randn(n)).clone()
-        tgrad = ctx.t(ctx.randn(n)).clone()
-        tbuf = ctx.t(ctx.randn(n)).clone()
+        tp, tgrad, tbuf = ([ctx.t(a).clone() for a in arrays] for arrays in (p, g, buf))
 
-        def tr():  # torch's foreach SGD path on one tensor
-            ctx.torch._foreach_add_([tgrad], [tp], alpha=1e-4)
-            ctx.torch._foreach_mul_([tbuf], 0.9)
-            ctx.torch._foreach_add_([tbuf], [tgrad])
-            ctx.torch._foreach_add_([tgrad], [tbuf], alpha=0.9)
-            ctx.torch._foreach_add_([tp], [tgrad], alpha=-1e-6)
+        def tr():  # torch's foreach SGD ops over the same tensor list (unfused)
+            ctx.torch._foreach_add_(tgrad, tp, alpha=1e-4)
+            ctx.torch._foreach_mul_(tbuf, 0.9)
+            ctx.torch._foreach_add_(tbuf, tgrad)
+            ctx.torch._foreach_add_(tgrad, tbuf, alpha=0.9)
+            ctx.torch._foreach_add_(tp, tgrad, alpha=-1e-6)
     return Case(run, bytes=5 * n * 4, torch_run=tr, check=check, notes="torch: unfused foreach ops")
 
 

@@ -7,6 +7,7 @@
 // geometry structs of launcher.h are bound as classes with named fields.  Launch
 // errors raise RuntimeError naming the kernel.  No CUDA header is included here.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>  // the optimizers' address lists
 
 #include <initializer_list>
 #include <string>
@@ -117,6 +118,8 @@ PYBIND11_MODULE(MINIDL_MODULE_NAME, m) {
     MINIDL_DEF_F(m, dropout_backward);
     // optim.h
     MINIDL_DEF_F(m, sgd_update);
+    MINIDL_DEF_F(m, adam_update);
+    MINIDL_DEF_F(m, rmsprop_update);
     // softmax.h
     MINIDL_DEF_F(m, softmax_forward);
     MINIDL_DEF_F(m, softmax_backward);

@@ -1,16 +1,98 @@
-// Host launcher of the fused SGD update (declared in optim.h, kernel in optim.cuh).
+// Host launchers of the fused multi-tensor optimizer updates (declared in optim.h,
+// kernels in optim.cuh): each packs its tensor lists into TensorList kernel arguments,
+// as many launches as kListTensors / kListBlocks require.
 #include "optim.h"
+
+#include <cmath>
+#include <initializer_list>
 
 #include "optim.cuh"
 
 namespace minidl {
 
+namespace {
+
+// Calls launch(list, blocks) for consecutive pieces of the tensors: arrays[a][k] is
+// array a of tensor k (an empty list: nullptr for every tensor).  A tensor whose
+// chunks outrun a launch's blocks goes on in the next launch from slot 0.
+template <int A, class Launch>
+void for_each_tensor_list(const char* op, std::initializer_list<const Addresses*> arrays, const Sizes& sizes,
+                          Launch&& launch) {
+    for (const Addresses* a : arrays)
+        if (!a->empty() && a->size() != sizes.size())
+            throw std::invalid_argument(std::string(op) + ": expected " + std::to_string(sizes.size()) +
+                                        " addresses per list (one per tensor), got " + std::to_string(a->size()));
+    TensorList<A> tl{};
+    int slots = 0, blocks = 0;
+    for (std::size_t k = 0; k < sizes.size(); ++k) {
+        if (sizes[k] <= 0) continue;
+        int slot = slots, a = 0;
+        for (const Addresses* list : arrays)
+            tl.ptr[a++][slot] = list->empty() ? nullptr : reinterpret_cast<void*>((*list)[k]);
+        tl.size[slot] = sizes[k];
+        const long long chunks = (sizes[k] + kChunk - 1) / kChunk;
+        for (long long c = 0; c < chunks; ++c) {
+            tl.block_tensor[blocks] = (unsigned char)slot;
+            tl.block_chunk[blocks] = (int)c;
+            ++blocks;
+            const bool last = c + 1 == chunks;
+            if (blocks == kListBlocks || (last && slot + 1 == kListTensors)) {
+                launch(tl, blocks);
+                blocks = 0;
+                if (last) {
+                    slot = -1;
+                } else {  // the rest of this tensor opens the next list
+                    for (int i = 0; i < A; ++i) tl.ptr[i][0] = tl.ptr[i][slot];
+                    tl.size[0] = tl.size[slot];
+                    slot = 0;
+                }
+            }
+        }
+        slots = slot + 1;
+    }
+    if (blocks > 0) launch(tl, blocks);
+}
+}  // namespace
+
 template <class T>
-void sgd_update(uptr param, uptr grad, uptr buf, long long n, double lr, double momentum, double dampening,
-                double weight_decay, bool nesterov, bool first_step, uptr stream) {
-    MINIDL_LAUNCH(sgd_update_kernel<T>, grid_1d(n, 256), dim3(256), 0, stream, mp<T>(param), cp<T>(grad),
-                  mp<T>(buf), n, T(lr), T(momentum), T(dampening), T(weight_decay), int(nesterov), int(first_step));
+void sgd_update(const Addresses& params, const Addresses& grads, const Addresses& bufs, const Sizes& sizes,
+                double lr, double momentum, double dampening, double weight_decay, int nesterov, int first_step,
+                uptr stream) {
+    if (momentum != 0.0 && bufs.empty()) throw std::invalid_argument("sgd_update: momentum needs buffers");
+    for_each_tensor_list<3>("sgd_update", {&params, &grads, &bufs}, sizes, [&](const TensorList<3>& tl, int blocks) {
+        MINIDL_LAUNCH(sgd_update_kernel<T>, dim3(blocks), dim3(kOptimThreads), 0, stream, tl, T(lr), T(momentum),
+                      T(dampening), T(weight_decay), nesterov, first_step);
+    });
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(sgd_update);
+
+template <class T>
+void adam_update(const Addresses& params, const Addresses& grads, const Addresses& exp_avgs,
+                 const Addresses& exp_avg_sqs, const Addresses& max_exp_avg_sqs, const Sizes& sizes, double lr,
+                 double beta1, double beta2, double eps, double weight_decay, int decoupled, long long step,
+                 uptr stream) {
+    if (step < 1) throw std::invalid_argument("adam_update: expected step >= 1, got " + std::to_string(step));
+    const double bias1 = 1.0 - std::pow(beta1, (double)step), bias2 = 1.0 - std::pow(beta2, (double)step);
+    for_each_tensor_list<5>("adam_update", {&params, &grads, &exp_avgs, &exp_avg_sqs, &max_exp_avg_sqs}, sizes,
+                            [&](const TensorList<5>& tl, int blocks) {
+                                MINIDL_LAUNCH(adam_update_kernel<T>, dim3(blocks), dim3(kOptimThreads), 0, stream, tl,
+                                              T(lr), T(beta1), T(beta2), T(eps), T(weight_decay), decoupled,
+                                              T(lr / bias1), T(1.0 / std::sqrt(bias2)));
+                            });
+}
+MINIDL_INSTANTIATE_FLOAT_DOUBLE(adam_update);
+
+template <class T>
+void rmsprop_update(const Addresses& params, const Addresses& grads, const Addresses& square_avgs,
+                    const Addresses& grad_avgs, const Addresses& bufs, const Sizes& sizes, double lr, double alpha,
+                    double eps, double momentum, double weight_decay, int eps_inside_sqrt, uptr stream) {
+    for_each_tensor_list<5>("rmsprop_update", {&params, &grads, &square_avgs, &grad_avgs, &bufs}, sizes,
+                            [&](const TensorList<5>& tl, int blocks) {
+                                MINIDL_LAUNCH(rmsprop_update_kernel<T>, dim3(blocks), dim3(kOptimThreads), 0, stream,
+                                              tl, T(lr), T(alpha), T(eps), T(momentum), T(weight_decay),
+                                              eps_inside_sqrt);
+                            });
+}
+MINIDL_INSTANTIATE_FLOAT_DOUBLE(rmsprop_update);
 
 }  // namespace minidl

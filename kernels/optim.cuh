@@ -1,26 +1,74 @@
-// Fused optimizer updates: SGD with momentum, dampening, Nesterov and weight decay
-// (PyTorch's torch.optim.SGD semantics), one pass over a flat parameter.
+// Fused optimizer updates over many tensors per launch (multi-tensor apply, as in Apex
+// and PyTorch's fused optimizers): SGD (momentum, dampening, Nesterov, weight decay),
+// Adam / AdamW (AMSGrad) and TensorFlow-style RMSprop; the semantics are those of the
+// optimizers' docstrings in minidl/optim (PyTorch's for SGD and Adam).
 //
-// Layout: param, grad and momentum buffer are contiguous vectors of n elements.
-// Indexing: 1-D grid-stride loop.
-// Conventions: updates param and buf IN PLACE; grad is read only.
-//   d = grad + weight_decay * param
-//   if momentum != 0:
-//       buf = d                                  (first step: buf is written, not read)
-//       buf = momentum * buf + (1 - dampening) * d   (later steps)
-//       d = d + momentum * buf if nesterov else buf
-//   param -= lr * d
+// Layout: every tensor is a contiguous vector.  A launch takes a TensorList<A> kernel
+// argument: A arrays per tensor (param, grad, then the optimizer's state vectors), of
+// up to kListTensors tensors, and a work list of up to kListBlocks blocks, block b
+// updating chunk block_chunk[b] (kChunk elements) of tensor block_tensor[b].  The host
+// packer (optim.cu) splits longer lists into several launches: a ResNet-50 step (161
+// tensors, 25.6M values) is a few launches, not one per parameter, and no pointer table
+// is uploaded (the list travels in the kernel's parameter space, under 4 KB).
+// Indexing: within its chunk a block loops with stride blockDim.x.
+// Conventions: params and state are updated IN PLACE, grads are read only; a state
+// array a tensor does not use (no momentum, no AMSGrad, not centered) is nullptr.
+//   SGD:     d = grad + wd * p;  buf = d (first step) | momentum * buf + (1 - dampening) * d;
+//            d = nesterov ? d + momentum * buf : buf;  p -= lr * d
+//   Adam:    g = grad (+ wd * p unless decoupled);  p *= 1 - lr * wd (decoupled, AdamW);
+//            m = b1 * m + (1 - b1) * g;  v = b2 * v + (1 - b2) * g^2;
+//            vmax = max(vmax, v) (AMSGrad: v = vmax);
+//            p -= step_size * m / (sqrt(v) * inv_sqrt_bias2 + eps)
+//   RMSprop: g = grad + wd * p;  ms = alpha * ms + (1 - alpha) * g^2;
+//            mg = alpha * mg + (1 - alpha) * g, den = ms - mg^2 (centered) else den = ms;
+//            step = lr * g / (sqrt(den + eps) | sqrt(den) + eps);
+//            buf = momentum * buf + step, step = buf (momentum);  p -= step
 #pragma once
 #include "common.cuh"
 
 namespace minidl {
 
+constexpr int kListTensors = 40;
+constexpr int kListBlocks = 320;
+constexpr int kChunk = 16384;
+constexpr int kOptimThreads = 512;
+
+template <int A>
+struct TensorList {
+    void* ptr[A][kListTensors];
+    long long size[kListTensors];
+    unsigned char block_tensor[kListBlocks];
+    int block_chunk[kListBlocks];
+#if MINIDL_EMU
+    // the arrays of the list, for the emu profiler's sector alignment (emu/cuda_emu.h)
+    std::vector<const void*> pointers() const {
+        std::vector<const void*> out;
+        for (int a = 0; a < A; ++a)
+            for (int k = 0; k < kListTensors; ++k)
+                if (ptr[a][k] != nullptr) out.push_back(ptr[a][k]);
+        return out;
+    }
+#endif
+};
+
+// The element range [begin, end) of this block's chunk and its tensor's slot.
+template <int A>
+__device__ __forceinline__ int chunk_of(const TensorList<A>& tl, long long& begin, long long& end) {
+    const int k = tl.block_tensor[blockIdx.x];
+    begin = (long long)tl.block_chunk[blockIdx.x] * kChunk;
+    end = tl.size[k] - begin < kChunk ? tl.size[k] : begin + kChunk;
+    return k;
+}
+
 template <class T>
-__global__ void sgd_update_kernel(T* __restrict__ param, const T* __restrict__ grad, T* __restrict__ buf,
-                                  long long n, T lr, T momentum, T dampening, T weight_decay, int nesterov,
-                                  int first_step) {
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (long long)gridDim.x * blockDim.x) {
+__global__ void __launch_bounds__(kOptimThreads)
+    sgd_update_kernel(TensorList<3> tl, T lr, T momentum, T dampening, T weight_decay, int nesterov, int first_step) {
+    long long begin, end;
+    const int k = chunk_of(tl, begin, end);
+    T* __restrict__ param = static_cast<T*>(tl.ptr[0][k]);
+    const T* __restrict__ grad = static_cast<const T*>(tl.ptr[1][k]);
+    T* __restrict__ buf = static_cast<T*>(tl.ptr[2][k]);
+    for (long long i = begin + threadIdx.x; i < end; i += blockDim.x) {
         T p = param[i];
         T d = grad[i] + weight_decay * p;
         if (momentum != T(0)) {
@@ -29,6 +77,65 @@ __global__ void sgd_update_kernel(T* __restrict__ param, const T* __restrict__ g
             d = nesterov ? d + momentum * b : b;
         }
         param[i] = p - lr * d;
+    }
+}
+
+template <class T>
+__global__ void __launch_bounds__(kOptimThreads)
+    adam_update_kernel(TensorList<5> tl, T lr, T beta1, T beta2, T eps, T weight_decay, int decoupled, T step_size,
+                       T inv_sqrt_bias2) {
+    long long begin, end;
+    const int k = chunk_of(tl, begin, end);
+    T* __restrict__ param = static_cast<T*>(tl.ptr[0][k]);
+    const T* __restrict__ grad = static_cast<const T*>(tl.ptr[1][k]);
+    T* __restrict__ exp_avg = static_cast<T*>(tl.ptr[2][k]);
+    T* __restrict__ exp_avg_sq = static_cast<T*>(tl.ptr[3][k]);
+    T* __restrict__ max_exp_avg_sq = static_cast<T*>(tl.ptr[4][k]);
+    for (long long i = begin + threadIdx.x; i < end; i += blockDim.x) {
+        T p = param[i], g = grad[i];
+        if (decoupled)
+            p *= T(1) - lr * weight_decay;
+        else
+            g += weight_decay * p;
+        const T m = beta1 * exp_avg[i] + (T(1) - beta1) * g;
+        T v = beta2 * exp_avg_sq[i] + (T(1) - beta2) * g * g;
+        exp_avg[i] = m;
+        exp_avg_sq[i] = v;
+        if (max_exp_avg_sq != nullptr) {
+            v = max_exp_avg_sq[i] > v ? max_exp_avg_sq[i] : v;
+            max_exp_avg_sq[i] = v;
+        }
+        param[i] = p - step_size * m / (sqrt_(v) * inv_sqrt_bias2 + eps);
+    }
+}
+
+template <class T>
+__global__ void __launch_bounds__(kOptimThreads)
+    rmsprop_update_kernel(TensorList<5> tl, T lr, T alpha, T eps, T momentum, T weight_decay, int eps_inside_sqrt) {
+    long long begin, end;
+    const int k = chunk_of(tl, begin, end);
+    T* __restrict__ param = static_cast<T*>(tl.ptr[0][k]);
+    const T* __restrict__ grad = static_cast<const T*>(tl.ptr[1][k]);
+    T* __restrict__ square_avg = static_cast<T*>(tl.ptr[2][k]);
+    T* __restrict__ grad_avg = static_cast<T*>(tl.ptr[3][k]);
+    T* __restrict__ buf = static_cast<T*>(tl.ptr[4][k]);
+    for (long long i = begin + threadIdx.x; i < end; i += blockDim.x) {
+        const T p = param[i], g = grad[i] + weight_decay * p;
+        const T ms = alpha * square_avg[i] + (T(1) - alpha) * g * g;
+        square_avg[i] = ms;
+        T den = ms;
+        if (grad_avg != nullptr) {
+            const T mg = alpha * grad_avg[i] + (T(1) - alpha) * g;
+            grad_avg[i] = mg;
+            den = ms - mg * mg;
+        }
+        den = eps_inside_sqrt ? sqrt_(den + eps) : sqrt_(den) + eps;
+        T step = lr * g / den;
+        if (buf != nullptr) {
+            step += momentum * buf[i];
+            buf[i] = step;
+        }
+        param[i] = p - step;
     }
 }
 

@@ -1,15 +1,33 @@
-// Host launcher of the fused optimizer updates: kernel in optim.cuh, launcher in
-// optim.cu, bound in bindings.cpp as sgd_update_f32 / _f64 and called by
-// minidl/backend/kernel/optim.py.  param and buf are updated in place; buf may be 0
-// when momentum == 0.
+// Host launchers of the fused multi-tensor optimizer updates: kernels in optim.cuh,
+// launchers in optim.cu, bound in bindings.cpp as <launcher>_f32 / _f64 and called by
+// minidl/backend/kernel/optim.py.  Each takes lists of device addresses, one entry per
+// tensor (params, grads, state), and the tensors' sizes; params and state are updated
+// IN PLACE.  An optional state list (SGD without momentum: bufs; Adam without AMSGrad:
+// max_exp_avg_sqs; RMSprop not centered: grad_avgs, without momentum: bufs) is empty.
 #pragma once
+
+#include <vector>
 
 #include "launcher.h"
 
 namespace minidl {
 
+using Addresses = std::vector<uptr>;
+using Sizes = std::vector<long long>;
+
 template <class T>
-void sgd_update(uptr param, uptr grad, uptr buf, long long n, double lr, double momentum, double dampening,
-                double weight_decay, bool nesterov, bool first_step, uptr stream);
+void sgd_update(const Addresses& params, const Addresses& grads, const Addresses& bufs, const Sizes& sizes,
+                double lr, double momentum, double dampening, double weight_decay, int nesterov, int first_step,
+                uptr stream);
+// step: the step number t >= 1 of every tensor in the lists (bias corrections)
+template <class T>
+void adam_update(const Addresses& params, const Addresses& grads, const Addresses& exp_avgs,
+                 const Addresses& exp_avg_sqs, const Addresses& max_exp_avg_sqs, const Sizes& sizes, double lr,
+                 double beta1, double beta2, double eps, double weight_decay, int decoupled, long long step,
+                 uptr stream);
+template <class T>
+void rmsprop_update(const Addresses& params, const Addresses& grads, const Addresses& square_avgs,
+                    const Addresses& grad_avgs, const Addresses& bufs, const Sizes& sizes, double lr, double alpha,
+                    double eps, double momentum, double weight_decay, int eps_inside_sqrt, uptr stream);
 
 }  // namespace minidl

@@ -394,12 +394,12 @@ def test_cpu_fused_sgd_update_matches_the_generic_form(dtype, momentum, dampenin
     b = rng.standard_normal(p.shape).astype(dtype)
     args = (0.1, momentum, dampening, 1e-2, nesterov, first_step)
     p1, b1, p2, b2 = p.copy(), b.copy(), p.copy(), b.copy()
-    cpu.sgd_update(p1, g, b1 if momentum else None, *args)
-    Backend.sgd_update(cpu, p2, g, b2 if momentum else None, *args)
+    cpu.sgd_update([p1], [g], [b1] if momentum else None, *args)
+    Backend.sgd_update(cpu, [p2], [g], [b2] if momentum else None, *args)
     rtol = 1e-6 if dtype == "float32" else 1e-15
     np.testing.assert_allclose(p1, p2, rtol=rtol, atol=rtol)
     np.testing.assert_allclose(b1, b2, rtol=rtol, atol=rtol)
     assert not np.array_equal(p1, p)
     p3 = np.asfortranarray(p)  # not C-contiguous: the generic form, still in place
-    cpu.sgd_update(p3, g, b.copy() if momentum else None, *args)
+    cpu.sgd_update([p3], [g], [b.copy()] if momentum else None, *args)
     np.testing.assert_allclose(p3, p2, rtol=rtol, atol=rtol)

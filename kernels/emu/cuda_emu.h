@@ -171,9 +171,19 @@ void run(const char* name, dim3 grid, dim3 block, std::size_t smem, Body body, v
 
 bool profiling();  // the kernel profiler (profile.h) is recording
 
+// A kernel argument that is a struct holding device pointers says so with a
+// `pointers()` member (emu builds only): the profiler rebases on those arrays too.
+template <class T, class = void>
+struct has_pointer_list : std::false_type {};
+template <class T>
+struct has_pointer_list<T, std::void_t<decltype(std::declval<const T&>().pointers())>> : std::true_type {};
+
 template <class T>
 void note_pointer(std::vector<std::uintptr_t>& out, const T& arg) {
-    if constexpr (std::is_pointer_v<T>) out.push_back(reinterpret_cast<std::uintptr_t>(arg));
+    if constexpr (std::is_pointer_v<T>)
+        out.push_back(reinterpret_cast<std::uintptr_t>(arg));
+    else if constexpr (has_pointer_list<T>::value)  // a struct of arrays (the optimizers' tensor lists)
+        for (const void* p : arg.pointers()) out.push_back(reinterpret_cast<std::uintptr_t>(p));
 }
 
 template <class T>

@@ -11,7 +11,8 @@ abstract: every backend implements them (minidl/backend/cpu is the reference).
 Conventions: arrays are NCHW; convolution and pooling sizes come in a
 ``ConvGeometry`` / ``PoolGeometry`` (minidl/backend/geometry.py); every op
 returns fresh arrays and never accumulates into its inputs, except the ops marked
-IN PLACE (``sgd_update``, ``batch_norm_update_running``).
+IN PLACE (the optimizer updates, ``batch_norm_update_running``, and the running
+statistics given to ``batch_norm_train_forward``).
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ CONTRACT = {
     "elementwise": ("relu", "relu_backward", "relu6", "relu6_backward", "sigmoid", "sigmoid_backward",
                     "silu", "silu_backward", "add_relu", "bias_add", "bias_add_backward", "dropout_apply",
                     "dropout_backward"),
-    "optim": ("sgd_update",),
+    "optim": ("sgd_update", "adam_update", "rmsprop_update"),
     "conv": ("conv2d_forward", "conv2d_backward"),
     "pool": ("max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
              "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward"),
@@ -328,28 +329,94 @@ class Backend(ABC):
         return self.cast_like(gy, mask) * mask
 
     # ---------------------------------------------------------- optim (generic)
-    def sgd_update(self, param, grad, buf, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
+    def sgd_update(self, params, grads, bufs, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
                    nesterov=False, first_step=False):
-        """One SGD step IN PLACE on ``param`` (and the momentum buffer ``buf``, shaped like
-        param; None when momentum == 0), PyTorch semantics::
+        """One SGD step IN PLACE on each array of the list ``params`` (and of ``bufs``, the
+        momentum buffers shaped like them; None when momentum == 0), PyTorch semantics::
 
             d = grad + weight_decay * param
             buf = d                                    (first_step: buf is written, not read)
             buf = momentum * buf + (1 - dampening) * d (later steps)
             d = d + momentum * buf  if nesterov  else  buf   (when momentum != 0)
             param -= lr * d
+
+        Lists, not one array, so that a device updates every parameter in a few launches.
         """
-        d = self.cast_like(grad, param)
-        if weight_decay != 0:
-            d = d + weight_decay * param
-        if momentum != 0:
-            if first_step:
-                buf[...] = d
-            else:
-                buf *= momentum
-                buf += (1 - dampening) * d
-            d = d + momentum * buf if nesterov else buf
-        param -= lr * d
+        for k, (param, grad) in enumerate(zip(params, grads)):
+            d = self.cast_like(grad, param)
+            if weight_decay != 0:
+                d = d + weight_decay * param
+            if momentum != 0:
+                buf = bufs[k]
+                if first_step:
+                    buf[...] = d
+                else:
+                    buf *= momentum
+                    buf += (1 - dampening) * d
+                d = d + momentum * buf if nesterov else buf
+            param -= lr * d
+
+    def adam_update(self, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, beta1, beta2, eps,
+                    weight_decay=0.0, decoupled=False):
+        """One Adam (AdamW with ``decoupled``) step IN PLACE on the lists ``params`` and
+        their state (``max_exp_avg_sqs``: None unless AMSGrad), at step number ``step``
+        >= 1 of every tensor, PyTorch semantics::
+
+            g = grad + weight_decay * p            (decoupled: p *= 1 - lr * weight_decay)
+            m = beta1 * m + (1 - beta1) * g;  v = beta2 * v + (1 - beta2) * g^2
+            v = vmax = max(vmax, v)                (AMSGrad)
+            p -= lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
+        """
+        xp = self.xp
+        step_size, inv_sqrt_bias2 = lr / (1.0 - beta1 ** step), 1.0 / (1.0 - beta2 ** step) ** 0.5
+        for k, (p, grad) in enumerate(zip(params, grads)):
+            g = self.cast_like(grad, p)
+            if decoupled:
+                p *= 1.0 - lr * weight_decay
+            elif weight_decay != 0:
+                g = g + weight_decay * p
+            m, v = exp_avgs[k], exp_avg_sqs[k]
+            m *= beta1
+            m += (1.0 - beta1) * g
+            v *= beta2
+            v += (1.0 - beta2) * g * g
+            if max_exp_avg_sqs is not None:
+                xp.maximum(max_exp_avg_sqs[k], v, out=max_exp_avg_sqs[k])
+                v = max_exp_avg_sqs[k]
+            p -= step_size * m / (xp.sqrt(v) * inv_sqrt_bias2 + eps)
+
+    def rmsprop_update(self, params, grads, square_avgs, grad_avgs, bufs, lr, alpha, eps, momentum=0.0,
+                       weight_decay=0.0, eps_inside_sqrt=True):
+        """One TensorFlow-style RMSprop step IN PLACE on the lists ``params`` and their
+        state (``grad_avgs``: None unless centered; ``bufs``: None when momentum == 0)::
+
+            g = grad + weight_decay * p;  ms = alpha * ms + (1 - alpha) * g^2
+            mg = alpha * mg + (1 - alpha) * g, den = ms - mg^2   (centered; else den = ms)
+            step = lr * g / sqrt(den + eps)        (eps outside: lr * g / (sqrt(den) + eps))
+            buf = momentum * buf + step, step = buf              (momentum)
+            p -= step
+        """
+        xp = self.xp
+        for k, (p, grad) in enumerate(zip(params, grads)):
+            g = self.cast_like(grad, p)
+            if weight_decay != 0:
+                g = g + weight_decay * p
+            ms = square_avgs[k]
+            ms *= alpha
+            ms += (1.0 - alpha) * g * g
+            den = ms
+            if grad_avgs is not None:
+                mg = grad_avgs[k]
+                mg *= alpha
+                mg += (1.0 - alpha) * g
+                den = ms - mg * mg
+            den = xp.sqrt(den + eps) if eps_inside_sqrt else xp.sqrt(den) + eps
+            step = lr * g / den
+            if bufs is not None:
+                bufs[k] *= momentum
+                bufs[k] += step
+                step = bufs[k]
+            p -= step
 
     # ---------------------------------------------------------- conv
     @abstractmethod

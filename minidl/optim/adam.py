@@ -1,8 +1,6 @@
 """Adam and AdamW (PyTorch semantics)."""
 from __future__ import annotations
 
-import math
-
 from .optimizer import Optimizer
 
 
@@ -32,32 +30,22 @@ class Adam(Optimizer):
         if group["eps"] < 0:
             raise ValueError(f"{self._name}: expected eps >= 0, got {group['eps']!r}")
 
-    def _update(self, group, p, grad, state):
-        be = p.backend
-        lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        g = grad
-        if wd != 0:
-            if self._decoupled:
-                p.data = be.mul(p.data, 1.0 - lr * wd)
-            else:
-                g = be.add(g, be.mul(p.data, wd))
-        t = state.get("step", 0) + 1
-        state["step"] = t
-        m = state.get("exp_avg")
-        v = state.get("exp_avg_sq")
-        if m is None:
-            m, v = be.zeros(p.shape, p.dtype), be.zeros(p.shape, p.dtype)
-        m = be.add(be.mul(m, beta1), be.mul(g, 1.0 - beta1))
-        v = be.add(be.mul(v, beta2), be.mul(be.mul(g, g), 1.0 - beta2))
-        state["exp_avg"], state["exp_avg_sq"] = m, v
-        if group["amsgrad"]:
-            v_max = state.get("max_exp_avg_sq")
-            v = v if v_max is None else be.maximum(v_max, v)
-            state["max_exp_avg_sq"] = v
-        bias1 = 1.0 - beta1 ** t
-        bias2 = 1.0 - beta2 ** t
-        den = be.add(be.mul(be.sqrt(v), 1.0 / math.sqrt(bias2)), eps)
-        p.data = be.sub(p.data, be.mul(be.div(m, den), lr / bias1))
+    def _update_group(self, group, be, params, grads, states):
+        """One fused step (``Backend.adam_update``) of the group; parameters at different
+        step counts (one added to the optimizer later) go in separate calls."""
+        (beta1, beta2), amsgrad = group["betas"], group["amsgrad"]
+        zeros = lambda p: be.zeros(p.shape, p.dtype)  # noqa: E731
+        exp_avgs = self._buffers(be, params, states, "exp_avg", zeros)
+        exp_avg_sqs = self._buffers(be, params, states, "exp_avg_sq", zeros)
+        max_sqs = self._buffers(be, params, states, "max_exp_avg_sq", zeros) if amsgrad else None
+        for state in states:
+            state["step"] = state.get("step", 0) + 1
+        for step in sorted({state["step"] for state in states}):
+            pick = [k for k, state in enumerate(states) if state["step"] == step]
+            take = lambda arrays: None if arrays is None else [arrays[k] for k in pick]  # noqa: E731
+            be.adam_update([params[k].data for k in pick], take(grads), take(exp_avgs), take(exp_avg_sqs),
+                           take(max_sqs), step, group["lr"], beta1, beta2, group["eps"], group["weight_decay"],
+                           self._decoupled)
 
 
 class AdamW(Adam):

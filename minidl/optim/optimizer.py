@@ -1,8 +1,11 @@
 """``Optimizer``: parameter groups, per-parameter state, and (de)serialization.
 
-Subclasses implement ``_update(group, param, grad, state)``, which computes the
-new parameter array through ``param.backend`` (never NumPy directly) and
-rebinds ``param.data``; ``state`` is the parameter's dict of buffers.
+Subclasses implement ``_update_group(group, be, params, grads, states)``: one step of
+every parameter of a group that has a gradient (on backend ``be``), through the
+backend's fused multi-tensor update (a few kernel launches for a whole model on a
+GPU).  Updates are IN PLACE: a parameter owns its storage (``step`` gives one whose
+array is read-only or not contiguous a contiguous copy first), so a device keeps the
+same addresses from step to step.  ``states`` are the parameters' dicts of buffers.
 """
 from __future__ import annotations
 
@@ -102,21 +105,34 @@ class Optimizer:
                 loss = closure()
         with no_grad():
             for group in self.param_groups:
+                by_backend = {}
                 for p in group["params"]:
                     if p.grad is None:
                         continue
                     if p.grad.shape != p.shape:
                         raise ValueError(f"{self._name}.step: gradient shape {p.grad.shape} does not "
                                          f"match parameter shape {p.shape}")
-                    state = self.state.setdefault(id(p), {})
-                    dtype = p.dtype
-                    self._update(group, p, p.grad.data, state)
-                    if p.dtype != dtype:  # e.g. a float64 grad must not promote a float32 param
-                        p.data = p.backend.astype(p.data, dtype)
+                    p.data = _owned(p.backend, p.data)
+                    by_backend.setdefault(p.backend, []).append(p)
+                for be, params in by_backend.items():
+                    states = [self.state.setdefault(id(p), {}) for p in params]
+                    self._update_group(group, be, params, [p.grad.data for p in params], states)
         return loss
 
-    def _update(self, group, param, grad, state):
-        raise NotImplementedError(f"{self._name}: _update is not implemented")
+    def _update_group(self, group, be, params, grads, states):
+        raise NotImplementedError(f"{self._name}: _update_group is not implemented")
+
+    @staticmethod
+    def _buffers(be, params, states, key, make):
+        """The state arrays ``key`` of the parameters, each created by make(param) where
+        missing (and made contiguous and writable, as the in-place updates need)."""
+        out = []
+        for p, state in zip(params, states):
+            if state.get(key) is None:
+                state[key] = make(p)
+            state[key] = _owned(be, state[key])
+            out.append(state[key])
+        return out
 
     # ------------------------------------------------------------ state
     def _all_params(self):
@@ -186,6 +202,12 @@ class Optimizer:
                     lines.append(f"    {k}: {g[k]}")
         lines.append(")")
         return "\n".join(lines)
+
+
+def _owned(be, a):
+    """``a``, or a contiguous writable copy of it when an in-place update cannot use it."""
+    flags = a.flags
+    return a if flags.c_contiguous and getattr(flags, "writeable", True) else be.copy(a)
 
 
 def _is_array(v):

@@ -36,30 +36,13 @@ class RMSprop(Optimizer):
             if not lo <= group[key] <= hi:
                 raise ValueError(f"RMSprop: expected {key} in [{lo}, {hi}], got {group[key]!r}")
 
-    def _update(self, group, p, grad, state):
-        be = p.backend
-        alpha, eps, momentum = group["alpha"], group["eps"], group["momentum"]
-        g = grad
-        if group["weight_decay"] != 0:
-            g = be.add(g, be.mul(p.data, group["weight_decay"]))
-        ms = state.get("square_avg")
-        if ms is None:
-            ms = be.full(p.shape, group["initial_square"], p.dtype)
-        ms = be.add(be.mul(ms, alpha), be.mul(be.mul(g, g), 1.0 - alpha))
-        state["square_avg"] = ms
-        den = ms
-        if group["centered"]:
-            mg = state.get("grad_avg")
-            mg = be.mul(g, 1.0 - alpha) if mg is None else be.add(be.mul(mg, alpha), be.mul(g, 1.0 - alpha))
-            state["grad_avg"] = mg
-            den = be.sub(ms, be.mul(mg, mg))
-        if group["eps_inside_sqrt"]:
-            den = be.sqrt(be.add(den, eps))
-        else:
-            den = be.add(be.sqrt(den), eps)
-        step = be.mul(be.div(g, den), group["lr"])
-        if momentum != 0:
-            buf = state.get("momentum_buffer")
-            step = step if buf is None else be.add(be.mul(buf, momentum), step)
-            state["momentum_buffer"] = step
-        p.data = be.sub(p.data, step)
+    def _update_group(self, group, be, params, grads, states):
+        """One fused step (``Backend.rmsprop_update``) of the group."""
+        momentum = group["momentum"]
+        square_avgs = self._buffers(be, params, states, "square_avg",
+                                    lambda p: be.full(p.shape, group["initial_square"], p.dtype))
+        zeros = lambda p: be.zeros(p.shape, p.dtype)  # noqa: E731
+        grad_avgs = self._buffers(be, params, states, "grad_avg", zeros) if group["centered"] else None
+        bufs = self._buffers(be, params, states, "momentum_buffer", zeros) if momentum != 0 else None
+        be.rmsprop_update([p.data for p in params], grads, square_avgs, grad_avgs, bufs, group["lr"],
+                          group["alpha"], group["eps"], momentum, group["weight_decay"], group["eps_inside_sqrt"])

@@ -28,21 +28,19 @@ class SGD(Optimizer):
             raise ValueError("SGD: nesterov requires momentum > 0 and dampening == 0, got "
                              f"momentum={group['momentum']!r}, dampening={group['dampening']!r}")
 
-    def _update(self, group, p, grad, state):
-        """One fused step (``Backend.sgd_update``: a single kernel on cuda/emu).  It runs
-        in place on a fresh copy of the parameter, which is then rebound, so arrays that
-        alias the old ``p.data`` are never changed; the momentum buffer belongs to the
-        optimizer and is updated in place (created, in the parameter's dtype, on the
-        first step with momentum)."""
-        be = p.backend
+    def _update_group(self, group, be, params, grads, states):
+        """One fused step (``Backend.sgd_update``) of the group; the momentum buffers
+        belong to the optimizer (created, in the parameter's dtype, on a parameter's
+        first step with momentum, which writes them without reading)."""
         momentum = group["momentum"]
-        buf, first_step = None, False
-        if momentum != 0:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf, first_step = be.empty(p.shape, p.dtype), True
-                state["momentum_buffer"] = buf
-        param = be.copy(p.data)
-        be.sgd_update(param, grad, buf, group["lr"], momentum, group["dampening"], group["weight_decay"],
-                      group["nesterov"], first_step=first_step)
-        p.data = param
+        args = (group["lr"], momentum, group["dampening"], group["weight_decay"], group["nesterov"])
+        if momentum == 0:
+            be.sgd_update([p.data for p in params], grads, None, *args)
+            return
+        first = [state.get("momentum_buffer") is None for state in states]
+        bufs = self._buffers(be, params, states, "momentum_buffer", lambda p: be.empty(p.shape, p.dtype))
+        for first_step in (True, False):
+            pick = [k for k, f in enumerate(first) if f == first_step]
+            if pick:
+                be.sgd_update([params[k].data for k in pick], [grads[k] for k in pick], [bufs[k] for k in pick],
+                              *args, first_step=first_step)

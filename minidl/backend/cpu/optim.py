@@ -5,7 +5,8 @@ PyTorch semantics this follows) makes about seven passes over the parameters wit
 temporaries; on AlexNet's 61M parameters that was a large share of a CPU training step.
 Here each element of param, grad and the momentum buffer is read once and written once.
 float32/float64 parameters with gradients of the same dtype and contiguous arrays;
-anything else takes the generic form.
+anything else takes the generic form.  Adam and RMSprop use the generic in-place forms
+of backend/base.py.
 """
 from __future__ import annotations
 
@@ -30,14 +31,19 @@ def _sgd(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first_step,
         p[i] -= lr * d
 
 
-def sgd_update(be, param, grad, buf, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
+def sgd_update(be, params, grads, bufs, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
                nesterov=False, first_step=False):
-    arrays = [param, grad] + ([buf] if momentum != 0 else [])
-    if param.dtype not in (np.float32, np.float64) or any(a.dtype != param.dtype or a.shape != param.shape
-                                                          or not a.flags.c_contiguous for a in arrays):
-        return Backend.sgd_update(be, param, grad, buf, lr, momentum, dampening, weight_decay, nesterov,
-                                  first_step)
-    flat_buf = buf.reshape(-1) if momentum != 0 else np.empty(1, param.dtype)
-    _sgd.sized(param.size)(param.reshape(-1), grad.reshape(-1), flat_buf, float(lr), float(momentum),
-                           float(dampening), float(weight_decay), bool(nesterov), bool(first_step),
-                           momentum != 0)
+    """Backend.sgd_update: one Numba pass per tensor; a tensor the pass does not take
+    (another dtype, non-contiguous) gets the generic form."""
+    for k, (param, grad) in enumerate(zip(params, grads)):
+        buf = bufs[k] if momentum != 0 else None
+        arrays = [param, grad] + ([buf] if momentum != 0 else [])
+        if param.dtype not in (np.float32, np.float64) or any(
+                a.dtype != param.dtype or a.shape != param.shape or not a.flags.c_contiguous for a in arrays):
+            Backend.sgd_update(be, [param], [grad], [buf], lr, momentum, dampening, weight_decay, nesterov,
+                               first_step)
+            continue
+        flat_buf = buf.reshape(-1) if momentum != 0 else np.empty(1, param.dtype)
+        _sgd.sized(param.size)(param.reshape(-1), grad.reshape(-1), flat_buf, float(lr), float(momentum),
+                               float(dampening), float(weight_decay), bool(nesterov), bool(first_step),
+                               momentum != 0)

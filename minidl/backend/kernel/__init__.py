@@ -69,13 +69,18 @@ class KernelBackend(Backend):
         converted = []
         for a in args:
             if isinstance(a, Operand):
-                check_array(launcher, a.name, a.array, a.shape, a.dtype, contiguous=True)
-                a = self._ptr(a.array)
+                a = self._operand_ptr(launcher, a)
+            elif isinstance(a, list) and a and isinstance(a[0], Operand):  # a tensor list (optimizers)
+                a = [self._operand_ptr(launcher, o) for o in a]
             elif isinstance(a, (ConvGeometry, PoolGeometry)):
                 a = self._geometry_struct(launcher, a)
             converted.append(a)
         getattr(self.kernels, f"{launcher}_{sfx}")(*converted, self._stream())
         self._counts["launches"] += 1
+
+    def _operand_ptr(self, launcher, operand):
+        check_array(launcher, operand.name, operand.array, operand.shape, operand.dtype, contiguous=True)
+        return self._ptr(operand.array)
 
     def _geometry_struct(self, launcher, geometry):
         check_int32(launcher, geometry)
@@ -157,6 +162,8 @@ class KernelBackend(Backend):
     dropout_backward = elementwise.dropout_backward
     # ---------------------------------------------------------- optim
     sgd_update = optim.sgd_update
+    adam_update = optim.adam_update
+    rmsprop_update = optim.rmsprop_update
     # ---------------------------------------------------------- conv
     conv2d_forward = conv.conv2d_forward
     conv2d_backward = conv.conv2d_backward

@@ -1,29 +1,81 @@
-"""Optimizer family (kernels/optim.{h,cu,cuh}) for KernelBackend: the fused SGD step
-(contract and semantics: Backend.sgd_update)."""
+"""Optimizer family (kernels/optim.{h,cu,cuh}) for KernelBackend: the fused multi-tensor
+SGD, Adam/AdamW and RMSprop steps (contract and semantics: Backend.sgd_update,
+adam_update, rmsprop_update).  Tensors go to the kernels in lists, one list per dtype,
+so a whole model's parameters take a few launches; a tensor the kernels do not take
+(non-contiguous, or state of another dtype) gets the generic in-place form."""
 from __future__ import annotations
 
 from ..base import Backend
 from .operand import Operand
 
 
-def sgd_update(be, param, grad, buf, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+def _lists(be, op, params, grads, states):
+    """Split tensor k into kernel lists by dtype: {dtype: (indices, grads cast)}, and the
+    indices the kernels cannot take.  ``states``: name -> list of arrays, or None."""
+    by_dtype, generic = {}, []
+    for k, (p, g) in enumerate(zip(params, grads)):
+        if g.shape != p.shape:
+            raise ValueError(f"{op}: grad {g.dtype}{tuple(g.shape)} does not match param {p.dtype}{tuple(p.shape)}")
+        state = [s[k] for s in states.values() if s is not None]
+        if any(s is None or s.shape != p.shape for s in state):
+            raise ValueError(f"{op}: every state array must be given and shaped like its param "
+                             f"{tuple(p.shape)}")
+        if not p.flags.c_contiguous or any(s.dtype != p.dtype or not s.flags.c_contiguous for s in state):
+            generic.append(k)
+            continue
+        indices, cast = by_dtype.setdefault(p.dtype, ([], []))
+        indices.append(k)
+        cast.append(be.c(be.cast_like(g, p)))
+    return by_dtype, generic
+
+
+def _launch(be, op, params, grads, states, scalars):
+    by_dtype, generic = _lists(be, op, params, grads, states)
+    for dtype, (indices, cast) in by_dtype.items():
+        def operands(name, arrays):
+            if arrays is None:
+                return []
+            return [Operand(name, arrays[k], arrays[k].shape, dtype) for k in indices]
+        lists = [operands("param", params), [Operand("grad", g, g.shape, dtype) for g in cast]]
+        lists += [operands(name, arrays) for name, arrays in states.items()]
+        be.launch(op, dtype, *lists, [int(params[k].size) for k in indices], *scalars)
+    return generic
+
+
+def _pick(arrays, indices):
+    return None if arrays is None else [arrays[k] for k in indices]
+
+
+def sgd_update(be, params, grads, bufs, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
                first_step=False):
-    """In-place fused SGD step on contiguous ``param`` (and momentum ``buf``, which may
-    be None when momentum == 0); ``grad`` is cast to param's dtype (and made
-    contiguous) when needed; a non-contiguous param or buffer, or a buffer of another
-    dtype, takes the generic version; returns None."""
-    if grad.shape != param.shape:
-        raise ValueError(f"sgd_update: grad {grad.dtype}{tuple(grad.shape)} does not match param "
-                         f"{param.dtype}{tuple(param.shape)}")
-    if momentum != 0 and (buf is None or buf.shape != param.shape):
-        raise ValueError(f"sgd_update: momentum needs a buffer of the param's shape {tuple(param.shape)}")
-    if not param.flags.c_contiguous or (momentum != 0 and (buf.dtype != param.dtype
-                                                           or not buf.flags.c_contiguous)):
-        # the kernel updates contiguous arrays of one dtype in place; the generic version any
-        return Backend.sgd_update(be, param, grad, buf, lr, momentum, dampening, weight_decay, nesterov,
-                                  first_step)
-    grad = be.c(be.cast_like(grad, param))
-    shape, dtype = param.shape, param.dtype
-    be.launch("sgd_update", dtype, Operand("param", param, shape, dtype), Operand("grad", grad, shape, dtype),
-              Operand("buf", buf, shape, dtype) if momentum != 0 else 0, param.size, float(lr), float(momentum),
-              float(dampening), float(weight_decay), bool(nesterov), bool(first_step))
+    states = {"buf": bufs if momentum != 0 else None}
+    generic = _launch(be, "sgd_update", params, grads, states,
+                      (float(lr), float(momentum), float(dampening), float(weight_decay), int(bool(nesterov)),
+                       int(bool(first_step))))
+    if generic:
+        Backend.sgd_update(be, _pick(params, generic), _pick(grads, generic), _pick(states["buf"], generic) or
+                           [None] * len(generic), lr, momentum, dampening, weight_decay, nesterov, first_step)
+
+
+def adam_update(be, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, beta1, beta2, eps,
+                weight_decay=0.0, decoupled=False):
+    states = {"exp_avg": exp_avgs, "exp_avg_sq": exp_avg_sqs, "max_exp_avg_sq": max_exp_avg_sqs}
+    generic = _launch(be, "adam_update", params, grads, states,
+                      (float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
+                       int(bool(decoupled)), int(step)))
+    if generic:
+        Backend.adam_update(be, *(_pick(a, generic) for a in (params, grads, exp_avgs, exp_avg_sqs,
+                                                              max_exp_avg_sqs)),
+                            step, lr, beta1, beta2, eps, weight_decay, decoupled)
+
+
+def rmsprop_update(be, params, grads, square_avgs, grad_avgs, bufs, lr, alpha, eps, momentum=0.0,
+                   weight_decay=0.0, eps_inside_sqrt=True):
+    states = {"square_avg": square_avgs, "grad_avg": grad_avgs, "buf": bufs if momentum != 0 else None}
+    generic = _launch(be, "rmsprop_update", params, grads, states,
+                      (float(lr), float(alpha), float(eps), float(momentum), float(weight_decay),
+                       int(bool(eps_inside_sqrt))))
+    if generic:
+        Backend.rmsprop_update(be, *(_pick(a, generic) for a in (params, grads, square_avgs, grad_avgs,
+                                                                 states["buf"])),
+                               lr, alpha, eps, momentum, weight_decay, eps_inside_sqrt)
