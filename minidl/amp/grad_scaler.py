@@ -101,7 +101,7 @@ class GradScaler:
         for p in params:  # the discarded step of a skip then computes on zeros, not on inf/NaN
             if p.grad is not None:
                 p.grad.data = be.where(skip, be.zeros_like(p.grad.data), p.grad.data)
-        saved_params = [p.data for p in params]  # optimizers rebind p.data to fresh arrays
+        saved_params = [be.copy(p.data) for p in params]  # optimizers update p.data in place
         saved_state = {key: {k: be.copy(v) for k, v in state.items() if _is_array(v)}
                        for key, state in optimizer.state.items()}
         result = optimizer.step(*args, **kwargs)
