@@ -10,6 +10,7 @@ Outside a multi-rank job, and in eval mode, it is ``BatchNorm1d``/``BatchNorm2d`
 """
 from __future__ import annotations
 
+from ..autograd.activation import relu as relu_
 from ..autograd.function import Function, no_grad
 from ..autograd.shape import concat
 from ..creation import full
@@ -38,13 +39,15 @@ class SyncBatchNorm(_BatchNorm):
     """Batch norm of (N, C), (N, C, L) or (N, C, H, W) inputs whose training statistics
     cover every rank's batch."""
 
-    def forward(self, x):
+    def forward(self, x, relu=False):
+        """``relu=True``: relu(bn(x)), as BatchNorm2d's fused form."""
         self._check_input(x, (2, 3, 4))
         shape = x.shape
         x4 = x.reshape(shape[0], shape[1], shape[2] if x.ndim > 2 else 1, shape[3] if x.ndim > 3 else 1)
         if not self.training or get_world_size() == 1:
-            return self._normalize(x4).reshape(*shape)
-        return self._normalize_globally(x4).reshape(*shape)
+            return self._normalize(x4, relu).reshape(*shape)
+        y = self._normalize_globally(x4)
+        return (relu_(y) if relu else y).reshape(*shape)
 
     def _normalize_globally(self, x):
         n, c, h, w = x.shape
