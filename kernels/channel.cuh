@@ -225,7 +225,7 @@ __device__ __forceinline__ T map_value(T x, T g, const T* k) {
         return x * k[0] + k[1];
     } else if constexpr (M == Map::kAffineRelu) {
         T v = x * k[0] + k[1];
-        return v > T(0) ? v : T(0);
+        return v < T(0) ? T(0) : v;  // NaN passes, as relu_kernel
     } else if constexpr (M == Map::kGradAffine) {
         return k[0] * g + k[1] * x + k[2];
     } else {

@@ -22,7 +22,7 @@ namespace minidl {
 
 template <class T>
 __global__ void relu_kernel(const T* __restrict__ x, T* __restrict__ y, long long n) {
-    MINIDL_GRID_STRIDE(i, n) { T v = x[i]; y[i] = v > T(0) ? v : T(0); }
+    MINIDL_GRID_STRIDE(i, n) { T v = x[i]; y[i] = v < T(0) ? T(0) : v; }  // NaN passes, as in PyTorch
 }
 
 template <class T>
@@ -73,7 +73,7 @@ __global__ void silu_backward_kernel(const T* __restrict__ x, const T* __restric
 // relu_backward on y, since y > 0 exactly where a + b > 0).
 template <class T>
 __global__ void add_relu_kernel(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ y, long long n) {
-    MINIDL_GRID_STRIDE(i, n) { T v = a[i] + b[i]; y[i] = v > T(0) ? v : T(0); }
+    MINIDL_GRID_STRIDE(i, n) { T v = a[i] + b[i]; y[i] = v < T(0) ? T(0) : v; }
 }
 
 template <class T>

@@ -157,3 +157,14 @@ def test_add_relu_broadcasts_like_the_two_ops(device):
     t = lambda v: minidl.tensor(v, dtype="float64", device=device)
     np.testing.assert_allclose(F.add_relu(t(a), t(b)).numpy(), np.maximum(a + b, 0), rtol=1e-12)
     gradcheck(F.add_relu, a, b, device=device)
+
+
+def test_relu_and_its_fused_forms_pass_nan_through(device):
+    """As PyTorch: relu(NaN) is NaN (the CPU loops and the kernels alike), so a
+    diverging run shows NaN instead of silent zeros."""
+    x = minidl.tensor(np.array([[[[np.nan, -1.0], [2.0, np.nan]]]]), dtype="float32", device=device)
+    zero = minidl.tensor(np.zeros((1, 1, 2, 2)), dtype="float32", device=device)
+    mean, var = (minidl.tensor(np.array([v]), dtype="float32", device=device) for v in (0.0, 1.0 - 1e-5))
+    for y in (F.relu(x), F.add_relu(x, zero), F.batch_norm(x, mean, var, training=False, relu=True)):
+        out = y.numpy().reshape(-1)
+        assert np.isnan(out[0]) and np.isnan(out[3]) and out[1] == 0 and out[2] == 2.0, out

@@ -23,6 +23,7 @@ class CpuBackend(Backend):
 
     relu = elementwise.relu
     relu_backward = elementwise.relu_backward
+    add_relu = elementwise.add_relu
     relu6 = elementwise.relu6
     relu6_backward = elementwise.relu6_backward
     sigmoid = elementwise.sigmoid

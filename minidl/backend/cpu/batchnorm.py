@@ -58,7 +58,7 @@ def _train_forward(x, gamma, beta, eps, relu, momentum, running_mean, running_va
         for n in range(n_batch):
             for i in range(m):
                 y[n, c, i] = x[n, c, i] * a + b
-                if relu and not y[n, c, i] > 0:
+                if relu and y[n, c, i] < 0:  # NaN passes, as relu does
                     y[n, c, i] = 0
         mean[c] = mean_c
         var[c] = v
@@ -77,7 +77,7 @@ def _affine_forward(x, gamma, beta, mean, var, eps, relu, y):
         for n in range(n_batch):
             for i in range(m):
                 y[n, c, i] = x[n, c, i] * a + b
-                if relu and not y[n, c, i] > 0:
+                if relu and y[n, c, i] < 0:
                     y[n, c, i] = 0
 
 

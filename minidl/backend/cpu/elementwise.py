@@ -44,6 +44,13 @@ def _relu_backward(x, gy, gx):
 
 
 @parallel_kernel()
+def _add_relu(a, b, y):
+    for i in prange(a.size):
+        v = a[i] + b[i]
+        y[i] = 0 if v < 0 else v
+
+
+@parallel_kernel()
 def _relu6(x, y):
     for i in prange(x.size):
         v = x[i]
@@ -107,6 +114,15 @@ def relu(be, x):
 
 def relu_backward(be, x, gy):
     return _backward("relu_backward", _relu_backward, x, gy) if _fast(x, gy) else Backend.relu_backward(be, x, gy)
+
+
+def add_relu(be, a, b):
+    if not _fast(a, b) or a.shape != b.shape:
+        return Backend.add_relu(be, a, b)
+    y = np.empty(a.shape, a.dtype)
+    _add_relu.sized(a.size)(np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1),
+                            y.reshape(-1))
+    return y
 
 
 def relu6(be, x):
