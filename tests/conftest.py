@@ -39,6 +39,10 @@ def _cuda_reason():
     return None
 
 
+# float32 ops are tested at float32 precision: no TF32 tensor cores (minidl.cuda.allow_tf32)
+minidl.cuda.allow_tf32.matmul = False
+minidl.cuda.allow_tf32.conv = False
+
 EMU_REASON = _emu_reason()
 CUDA_REASON = _cuda_reason()  # None when the cuda device is usable
 _REASONS = {"cpu": None, "emu": EMU_REASON, "cuda": CUDA_REASON}

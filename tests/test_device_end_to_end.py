@@ -9,7 +9,7 @@ import pytest
 import minidl
 import minidl.functional as F
 import minidl.models as models
-from conftest import device_params
+from conftest import CUDA_REASON, device_params
 
 
 def _step(model, images, labels, device):
@@ -61,3 +61,31 @@ def test_training_steps_match_cpu(device, name, size, batch, kwargs):
     for key, g in ref_grads.items():
         np.testing.assert_allclose(grads[key], g, rtol=1e-6, atol=1e-7 * scale,
                                    err_msg=f"gradient of {key} differs from the CPU backend")
+
+
+def test_allow_tf32_defaults_follow_pytorch_and_take_only_bools():
+    from minidl.cuda import AllowTF32
+    fresh = AllowTF32()
+    assert (fresh.matmul, fresh.conv) == (False, True)  # torch: matmul off, cuDNN conv on
+    assert (minidl.cuda.allow_tf32.matmul, minidl.cuda.allow_tf32.conv) == (False, False)  # tests: off
+    with pytest.raises(TypeError, match=r"allow_tf32.matmul: expected True or False, got 1"):
+        fresh.matmul = 1
+    fresh.conv = False
+    assert "conv=False" in repr(fresh)
+
+
+@pytest.mark.skipif(CUDA_REASON is not None, reason=f"TF32 matmul needs a GPU: {CUDA_REASON}")
+def test_allow_tf32_matmul_switches_cublas_precision():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((256, 512)), rng.standard_normal((512, 256))
+    want = a @ b
+    errors = {}
+    for flag in (False, True):
+        minidl.cuda.allow_tf32.matmul = flag
+        try:
+            got = (minidl.tensor(a, dtype="float32", device="cuda")
+                   @ minidl.tensor(b, dtype="float32", device="cuda")).numpy()
+        finally:
+            minidl.cuda.allow_tf32.matmul = False
+        errors[flag] = np.abs(got - want).max() / np.abs(want).max()
+    assert errors[False] < 1e-5 < errors[True] < 1e-2, errors

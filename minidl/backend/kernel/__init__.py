@@ -205,5 +205,6 @@ def make_cuda_backend():
     cuda.require()
     import cupy
     from ... import _cuda
+    cuda.allow_tf32.apply_to_cupy()
     return KernelBackend("cuda", cupy, _cuda, lambda a: a.data.ptr,
                          lambda: cupy.cuda.get_current_stream().ptr)
