@@ -158,11 +158,14 @@ class Tensor(Conversions):
     def tolist(self):
         return self.numpy().tolist()
 
-    def to(self, device=None, dtype=None):
+    def to(self, device=None, dtype=None, non_blocking=False):
+        """This tensor on ``device`` and/or in ``dtype`` (itself when nothing changes).
+        ``non_blocking=True``: a host-to-GPU copy overlaps the host and the queued
+        kernels (pinned memory, a second stream; see Backend.upload)."""
         out = self
         if device is not None and _device_name(device) != self.device:
             get_backend(device)  # raises a clear error for an unknown or absent device
-            out = ToDevice.apply(out, device=_device_name(device))
+            out = ToDevice.apply(out, device=_device_name(device), non_blocking=bool(non_blocking))
         if dtype is not None and np.dtype(dtype) != out.dtype:
             out = Cast.apply(out, dtype=np.dtype(dtype))
         return out

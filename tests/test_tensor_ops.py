@@ -771,3 +771,23 @@ def test_error_dim_out_of_range():
                lambda: x.transpose(0, 2), lambda: split(x, 1, axis=2), lambda: stack([x, x], axis=3)):
         with pytest.raises(ValueError, match="out of range"):
             fn()
+
+
+@pytest.mark.parametrize("non_blocking", [False, True])
+def test_to_device_non_blocking_gives_the_same_values_and_frees_the_host_array(device, non_blocking):
+    """Several uploads in a row (the GPU uploader cycles two pinned slots), the host
+    array rewritten right after each: every result keeps the values it was given."""
+    if device == "cpu":
+        pytest.skip("a cpu tensor's .to('cpu') is the tensor itself: there is no copy to test")
+    rng = np.random.default_rng(0)
+    host = rng.standard_normal((3, 4, 5)).astype(np.float32)
+    kept = []
+    for k in range(5):
+        host[...] = k + rng.standard_normal(host.shape)
+        want = host.copy()
+        t = minidl.from_numpy(host).to(device, non_blocking=non_blocking)
+        host[...] = -1000.0  # the caller reuses its buffer at once
+        kept.append((t, want))
+    for t, want in kept:
+        assert t.device == device
+        np.testing.assert_array_equal(t.numpy(), want)

@@ -16,7 +16,7 @@ class ToDevice(GenericFunction):
         self.src = self.backend
         self.dst = get_backend(self.device)
         self.output_device = self.device
-        return self.dst.asarray(self.src.to_numpy(x))
+        return self.dst.upload(self.src.to_numpy(x), getattr(self, "non_blocking", False))
 
     def backward(self, gy):
         return self.src.asarray(self.dst.to_numpy(gy))

@@ -23,7 +23,7 @@ import numpy as np
 from .checks import check_array
 
 CONTRACT = {
-    "creation": ("asarray", "from_dlpack", "to_numpy", "zeros", "ones", "full", "empty", "zeros_like", "ones_like",
+    "creation": ("asarray", "upload", "from_dlpack", "to_numpy", "zeros", "ones", "full", "empty", "zeros_like", "ones_like",
                  "arange", "copy", "astype"),
     "random": ("rng", "standard_normal", "uniform"),
     "math": ("add", "sub", "mul", "div", "pow", "neg", "exp", "log", "sqrt", "tanh", "abs", "sign",
@@ -55,6 +55,13 @@ class Backend(ABC):
     # ---------------------------------------------------------- creation
     def asarray(self, data, dtype=None):
         return self.xp.asarray(data, dtype=dtype)
+
+    def upload(self, host, non_blocking=False):
+        """A device array of the host (NumPy) array's values.  ``non_blocking``: the copy
+        may overlap the host and the device work already queued (a GPU copies from
+        pinned memory on a second stream); either way ``host`` may be reused as soon as
+        this returns, and the result is ready for the ops queued after it."""
+        return self.asarray(host)
 
     def from_dlpack(self, obj):
         """The array another library exports through DLPack, sharing its memory."""

@@ -516,8 +516,9 @@ class Trainer:
         if self.mixer is not None:  # soft targets (N, classes)
             images, labels = recipe_parts.mix_batch(self.mixer, images, labels, self.cfg["seed"],
                                                     st["epoch"], st["batch"])
-        x = minidl.as_tensor(self.spec(images), device=device, dtype=self.cfg["dtype"])
-        y = minidl.as_tensor(labels, device=device)
+        # non-blocking: on a GPU the batch's copy overlaps the previous step's kernels
+        x = minidl.as_tensor(self.spec(images), dtype=self.cfg["dtype"]).to(device, non_blocking=True)
+        y = minidl.as_tensor(labels).to(device, non_blocking=True)
         with self.amp.autocast():
             outputs = self.model(x)
             # integer labels reach the loss as host data: cross_entropy range-checks them

@@ -49,6 +49,7 @@ class KernelBackend(Backend):
         self._ptr = ptr
         self._stream = stream
         self._counts = dict.fromkeys(COUNTERS, 0)
+        self._uploader = None  # created by the first non-blocking upload (cuda)
         self._watching = False
 
     def stats(self):
@@ -97,6 +98,20 @@ class KernelBackend(Backend):
         if self.xp is np:
             return np.asarray(a)
         return self.xp.asnumpy(a)
+
+    def upload(self, host, non_blocking=False):
+        """Backend.upload; on a GPU, non-blocking copies go through the double-buffered
+        pinned uploader (kernel/upload.py)."""
+        if self.xp is np:  # emu: a device array is a copy, never the host's memory
+            self._counts["host_to_device"] += 1
+            return self._watched(np.array(host, copy=True, order="C"))
+        if not non_blocking:
+            return self.asarray(host)
+        if self._uploader is None:
+            from .upload import PinnedUploader
+            self._uploader = PinnedUploader(self.xp)
+        self._counts["host_to_device"] += 1
+        return self._uploader.upload(host)
 
     def asarray(self, data, dtype=None):
         if not isinstance(data, self.xp.ndarray):
