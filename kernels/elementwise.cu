@@ -1,36 +1,62 @@
 // Host launchers of the elementwise family (declared in elementwise.h, kernels in
-// elementwise.cuh): 1-D grid-stride launches of kThreads-wide blocks, except bias-add
-// and its backward (the per-channel map and reduction of channel.cuh).
+// elementwise.cuh): elementwise_map_kernel for every op with one output, dropout's
+// mask-apply as a 1-D grid-stride launch, bias-add and its backward as the per-channel
+// map and reduction of channel.cuh.
 #include "elementwise.h"
 
 #include "elementwise.cuh"
 
 namespace minidl {
 
+namespace {
+
+// elementwise_map_kernel with the widest vector every pointer's alignment allows and
+// the narrowest index that holds n.
+template <class T, class Op, bool Binary>
+void launch_map(const char* name, const T* a, const T* b, T* out, long long n, uptr stream) {
+    if (n <= 0) return;
+    constexpr int kV = 16 / (int)sizeof(T);
+    const bool aligned = ((reinterpret_cast<uptr>(a) | reinterpret_cast<uptr>(b) | reinterpret_cast<uptr>(out)) % 16) == 0;
+    const int v = aligned ? kV : 1;
+    const dim3 grid = grid_1d(ceil_div(n, (long long)v * kMapUnroll), kThreads);
+    const bool narrow = n < (1LL << 30);  // index + grid stride stay below 2^31
+    if (aligned && narrow)
+        launch_named(name, elementwise_map_kernel<T, kV, int, Op, Binary>, grid, dim3(kThreads), 0, stream, a, b, out,
+                     (int)n, Op());
+    else if (aligned)
+        launch_named(name, elementwise_map_kernel<T, kV, long long, Op, Binary>, grid, dim3(kThreads), 0, stream, a,
+                     b, out, n, Op());
+    else if (narrow)
+        launch_named(name, elementwise_map_kernel<T, 1, int, Op, Binary>, grid, dim3(kThreads), 0, stream, a, b, out,
+                     (int)n, Op());
+    else
+        launch_named(name, elementwise_map_kernel<T, 1, long long, Op, Binary>, grid, dim3(kThreads), 0, stream, a, b,
+                     out, n, Op());
+}
+}  // namespace
+
 // An activation's forward y = f(x) and backward gx = gy * f'(saved), saved being the
 // forward input (the forward output for sigmoid).
-#define MINIDL_ACTIVATION_LAUNCHERS(op)                                                                    \
-    template <class T>                                                                                     \
-    void op(uptr x, uptr y, long long n, uptr stream) {                                                    \
-        MINIDL_LAUNCH(op##_kernel<T>, grid_1d(n, kThreads), dim3(kThreads), 0, stream, cp<T>(x), mp<T>(y), n); \
-    }                                                                                                      \
-    template <class T>                                                                                     \
-    void op##_backward(uptr saved, uptr gy, uptr gx, long long n, uptr stream) {                           \
-        MINIDL_LAUNCH(op##_backward_kernel<T>, grid_1d(n, kThreads), dim3(kThreads), 0, stream, cp<T>(saved), \
-                      cp<T>(gy), mp<T>(gx), n);                                                            \
-    }                                                                                                      \
-    MINIDL_INSTANTIATE_FLOAT_DOUBLE(op);                                                                   \
+#define MINIDL_ACTIVATION_LAUNCHERS(op, Forward, Backward)                                           \
+    template <class T>                                                                              \
+    void op(uptr x, uptr y, long long n, uptr stream) {                                             \
+        launch_map<T, Forward<T>, false>(#op "_kernel", cp<T>(x), nullptr, mp<T>(y), n, stream);              \
+    }                                                                                               \
+    template <class T>                                                                              \
+    void op##_backward(uptr saved, uptr gy, uptr gx, long long n, uptr stream) {                    \
+        launch_map<T, Backward<T>, true>(#op "_backward_kernel", cp<T>(saved), cp<T>(gy), mp<T>(gx), n, stream); \
+    }                                                                                               \
+    MINIDL_INSTANTIATE_FLOAT_DOUBLE(op);                                                            \
     MINIDL_INSTANTIATE_FLOAT_DOUBLE(op##_backward)
 
-MINIDL_ACTIVATION_LAUNCHERS(relu);
-MINIDL_ACTIVATION_LAUNCHERS(relu6);
-MINIDL_ACTIVATION_LAUNCHERS(sigmoid);
-MINIDL_ACTIVATION_LAUNCHERS(silu);
+MINIDL_ACTIVATION_LAUNCHERS(relu, Relu, ReluBackward);
+MINIDL_ACTIVATION_LAUNCHERS(relu6, Relu6, Relu6Backward);
+MINIDL_ACTIVATION_LAUNCHERS(sigmoid, Sigmoid, SigmoidBackward);
+MINIDL_ACTIVATION_LAUNCHERS(silu, Silu, SiluBackward);
 
 template <class T>
 void add_relu(uptr a, uptr b, uptr y, long long n, uptr stream) {
-    MINIDL_LAUNCH(add_relu_kernel<T>, grid_1d(n, kThreads), dim3(kThreads), 0, stream, cp<T>(a), cp<T>(b), mp<T>(y),
-                  n);
+    launch_map<T, AddRelu<T>, true>("add_relu_kernel", cp<T>(a), cp<T>(b), mp<T>(y), n, stream);
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(add_relu);
 
@@ -61,8 +87,7 @@ MINIDL_INSTANTIATE_FLOAT_DOUBLE(dropout_apply);
 
 template <class T>
 void dropout_backward(uptr gy, uptr mask, uptr gx, long long n, uptr stream) {
-    MINIDL_LAUNCH(dropout_backward_kernel<T>, grid_1d(n, kThreads), dim3(kThreads), 0, stream, cp<T>(gy),
-                  cp<T>(mask), mp<T>(gx), n);
+    launch_map<T, Mul<T>, true>("dropout_backward_kernel", cp<T>(gy), cp<T>(mask), mp<T>(gx), n, stream);
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(dropout_backward);
 

@@ -49,6 +49,23 @@ def test_activation_forward_backward(device, dtype, n, act):
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("offset", [0, 1], ids=["aligned_vectors", "unaligned_scalar"])
+def test_map_kernel_vector_and_scalar_paths(device, dtype, offset):
+    """The map kernel moves 16-byte vectors where every pointer is 16-byte aligned and
+    falls back to scalars where one is not (a view one element into its allocation)."""
+    be = get_backend(device)
+    n = 4 * 1024 + 3  # several unrolled vectors per thread, and a tail
+    full = [to_dev(be, rng(k).standard_normal(n + 1).astype(dtype)) for k in (5, 6)]
+    a, b = (v[offset:offset + n] for v in full)
+    ah, bh = host(be, a), host(be, b)
+    np.testing.assert_allclose(host(be, be.add_relu(a, b)), np.maximum(ah + bh, 0), **tol(dtype, device))
+    np.testing.assert_allclose(host(be, be.relu_backward(a, b)), np.where(ah > 0, bh, 0), **tol(dtype, device))
+    np.testing.assert_allclose(host(be, be.relu(a)), np.maximum(ah, 0), **tol(dtype, device))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1, 1), (3, 5), (2, 7, 3, 5), (4, 33, 1, 1), (2, 3, 17, 19)])
 def test_bias_add_and_backward(device, dtype, shape):
     be = get_backend(device)
