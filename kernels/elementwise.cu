@@ -40,11 +40,11 @@ void launch_map(const char* name, const T* a, const T* b, T* out, long long n, u
 #define MINIDL_ACTIVATION_LAUNCHERS(op, Forward, Backward)                                           \
     template <class T>                                                                              \
     void op(uptr x, uptr y, long long n, uptr stream) {                                             \
-        launch_map<T, Forward<T>, false>(#op "_kernel", cp<T>(x), nullptr, mp<T>(y), n, stream);              \
+        launch_map<T, Forward<T>, false>("elementwise_map_kernel<" #Forward ">", cp<T>(x), nullptr, mp<T>(y), n, stream);              \
     }                                                                                               \
     template <class T>                                                                              \
     void op##_backward(uptr saved, uptr gy, uptr gx, long long n, uptr stream) {                    \
-        launch_map<T, Backward<T>, true>(#op "_backward_kernel", cp<T>(saved), cp<T>(gy), mp<T>(gx), n, stream); \
+        launch_map<T, Backward<T>, true>("elementwise_map_kernel<" #Backward ">", cp<T>(saved), cp<T>(gy), mp<T>(gx), n, stream); \
     }                                                                                               \
     MINIDL_INSTANTIATE_FLOAT_DOUBLE(op);                                                            \
     MINIDL_INSTANTIATE_FLOAT_DOUBLE(op##_backward)
@@ -56,7 +56,7 @@ MINIDL_ACTIVATION_LAUNCHERS(silu, Silu, SiluBackward);
 
 template <class T>
 void add_relu(uptr a, uptr b, uptr y, long long n, uptr stream) {
-    launch_map<T, AddRelu<T>, true>("add_relu_kernel", cp<T>(a), cp<T>(b), mp<T>(y), n, stream);
+    launch_map<T, AddRelu<T>, true>("elementwise_map_kernel<AddRelu>", cp<T>(a), cp<T>(b), mp<T>(y), n, stream);
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(add_relu);
 
@@ -87,7 +87,7 @@ MINIDL_INSTANTIATE_FLOAT_DOUBLE(dropout_apply);
 
 template <class T>
 void dropout_backward(uptr gy, uptr mask, uptr gx, long long n, uptr stream) {
-    launch_map<T, Mul<T>, true>("dropout_backward_kernel", cp<T>(gy), cp<T>(mask), mp<T>(gx), n, stream);
+    launch_map<T, Mul<T>, true>("elementwise_map_kernel<Mul>", cp<T>(gy), cp<T>(mask), mp<T>(gx), n, stream);
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(dropout_backward);
 
