@@ -37,16 +37,18 @@ void launch_map(const char* name, const T* a, const T* b, T* out, long long n, u
 
 // An activation's forward y = f(x) and backward gx = gy * f'(saved), saved being the
 // forward input (the forward output for sigmoid).
-#define MINIDL_ACTIVATION_LAUNCHERS(op, Forward, Backward)                                           \
-    template <class T>                                                                              \
-    void op(uptr x, uptr y, long long n, uptr stream) {                                             \
-        launch_map<T, Forward<T>, false>("elementwise_map_kernel<" #Forward ">", cp<T>(x), nullptr, mp<T>(y), n, stream);              \
-    }                                                                                               \
-    template <class T>                                                                              \
-    void op##_backward(uptr saved, uptr gy, uptr gx, long long n, uptr stream) {                    \
-        launch_map<T, Backward<T>, true>("elementwise_map_kernel<" #Backward ">", cp<T>(saved), cp<T>(gy), mp<T>(gx), n, stream); \
-    }                                                                                               \
-    MINIDL_INSTANTIATE_FLOAT_DOUBLE(op);                                                            \
+#define MINIDL_ACTIVATION_LAUNCHERS(op, Forward, Backward)                                                            \
+    template <class T>                                                                                                \
+    void op(uptr x, uptr y, long long n, uptr stream) {                                                               \
+        launch_map<T, Forward<T>, false>("elementwise_map_kernel<" #Forward ">", cp<T>(x), nullptr, mp<T>(y), n,      \
+                                         stream);                                                                     \
+    }                                                                                                                 \
+    template <class T>                                                                                                \
+    void op##_backward(uptr saved, uptr gy, uptr gx, long long n, uptr stream) {                                      \
+        launch_map<T, Backward<T>, true>("elementwise_map_kernel<" #Backward ">", cp<T>(saved), cp<T>(gy), mp<T>(gx), \
+                                         n, stream);                                                                  \
+    }                                                                                                                 \
+    MINIDL_INSTANTIATE_FLOAT_DOUBLE(op);                                                                              \
     MINIDL_INSTANTIATE_FLOAT_DOUBLE(op##_backward)
 
 MINIDL_ACTIVATION_LAUNCHERS(relu, Relu, ReluBackward);
