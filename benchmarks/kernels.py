@@ -547,6 +547,40 @@ entry("pool", "maxpool 3x3/2 fwd+bwd", f"({B},64,112,112)")(_maxpool_entry((B, 6
 entry("pool", "maxpool 3x3/2 fwd+bwd", f"({B50},64,112,112)")(_maxpool_entry((B50, 64, 112, 112)))
 
 
+def _avgpool_entry(shape_full, kernel, stride, padding):
+    def make(ctx):
+        shape = ctx.pick((2, 3, 11, 11), shape_full)
+        x = ctx.randn(*shape)
+        be = ctx.be
+        g = PoolGeometry.create(shape, (kernel,) * 2, (stride,) * 2, (padding,) * 2, False)
+        gy = ctx.randn(*g.y_shape)
+
+        def check():
+            ctx.close(be.avg_pool2d_forward(x, g, True), ctx.cpu.avg_pool2d_forward(ctx.host(x), g, True), what="y")
+            ctx.close(be.avg_pool2d_backward(gy, g, True), ctx.cpu.avg_pool2d_backward(ctx.host(gy), g, True),
+                      what="dx")
+
+        def run():
+            be.avg_pool2d_forward(x, g, True)
+            be.avg_pool2d_backward(gy, g, True)
+        tr = None
+        if ctx.torch is not None:
+            tx, tg = ctx.t(x).clone().requires_grad_(True), ctx.t(gy)
+
+            def tr():
+                out = ctx.torch.nn.functional.avg_pool2d(tx, kernel, stride, padding)
+                ctx.torch.autograd.grad(out, tx, tg)
+        nx, ny = int(np.prod(shape)), int(np.prod(g.y_shape))
+        # fwd: x -> y; bwd: gy -> dx
+        return Case(run, bytes=(2 * nx + 2 * ny) * 4, torch_run=tr, check=check, notes="fwd+bwd")
+    return make
+
+
+# Inception-v3's 3x3/1 branch pooling at 35x35, DenseNet-121's 2x2/2 transition
+entry("pool", "avgpool 3x3/1 pad 1 fwd+bwd", f"({B50},192,35,35)")(_avgpool_entry((B50, 192, 35, 35), 3, 1, 1))
+entry("pool", "avgpool 2x2/2 fwd+bwd", f"({B50},128,56,56)")(_avgpool_entry((B50, 128, 56, 56), 2, 2, 0))
+
+
 @entry("pool", "global avgpool fwd+bwd", f"({B50},2048,7,7)")
 def _gap(ctx):
     shape = ctx.pick((2, 40, 5, 5), (B50, 2048, 7, 7))

@@ -1,7 +1,7 @@
 // Host launchers of the pooling family (declared in pool.h, kernels in pool.cuh):
-// max pooling on row tiles (a block per plane and tile, grid-stride over them; the
-// direct kernels where a tile does not fit), the rest 1-D grid-stride launches over
-// output cells (forward) or input pixels (backward gathers); the 1x1 adaptive average
+// max and average pooling on row tiles (a block per plane and tile, grid-stride over
+// them; the direct kernels where a tile does not fit), adaptive pooling 1-D
+// grid-stride launches over output cells (forward) or input pixels (backward gathers); the 1x1 adaptive average
 // (global pooling) takes channel.cuh's reduction and map over the planes.
 #include "pool.h"
 
@@ -58,6 +58,13 @@ MINIDL_INSTANTIATE_FLOAT_DOUBLE(max_pool2d_backward);
 
 template <class T>
 void avg_pool2d_forward(uptr x, uptr y, const PoolGeometry& g, bool count_include_pad, uptr stream) {
+    const int rows = forward_tile_rows<T>(g);
+    if (rows > 0 && g.OH > 0 && g.OW > 0) {
+        const int tiles = (int)ceil_div(g.OH, rows);
+        MINIDL_LAUNCH(avg_pool2d_forward_tiled_kernel<T>, grid_1d(planes(g) * tiles, 1), dim3(kPoolThreads), 0,
+                      stream, cp<T>(x), mp<T>(y), g, count_include_pad, rows, tiles);
+        return;
+    }
     MINIDL_LAUNCH(avg_pool2d_forward_kernel<T>, grid_1d(planes(g) * g.OH * g.OW, kThreads), dim3(kThreads), 0, stream,
                   cp<T>(x), mp<T>(y), g, count_include_pad);
 }
@@ -65,6 +72,13 @@ MINIDL_INSTANTIATE_FLOAT_DOUBLE(avg_pool2d_forward);
 
 template <class T>
 void avg_pool2d_backward(uptr gy, uptr dx, const PoolGeometry& g, bool count_include_pad, uptr stream) {
+    const int rows = backward_tile_rows<T>(g);
+    if (rows > 0 && g.H > 0 && g.W > 0) {
+        const int tiles = (int)ceil_div(g.H, rows);
+        MINIDL_LAUNCH(avg_pool2d_backward_tiled_kernel<T>, grid_1d(planes(g) * tiles, 1), dim3(kPoolThreads), 0,
+                      stream, cp<T>(gy), mp<T>(dx), g, count_include_pad, rows, tiles);
+        return;
+    }
     MINIDL_LAUNCH(avg_pool2d_backward_kernel<T>, grid_1d(planes(g) * g.H * g.W, kThreads), dim3(kThreads), 0, stream,
                   cp<T>(gy), mp<T>(dx), g, count_include_pad);
 }

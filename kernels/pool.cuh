@@ -14,8 +14,8 @@
 // Every kernel overwrites its output.  Backward passes are gathers: one thread per input
 // pixel visits the output windows that contain it, in row-major output order, so
 // overlapping windows (3x3/2) need no atomics and results are deterministic.
-// Max pooling runs on row tiles staged in shared memory (below); the direct kernels
-// serve planes too wide for a tile.
+// Max and average pooling run on row tiles staged in shared memory (below); the direct
+// kernels serve planes too wide for a tile.
 #pragma once
 
 #include "channel.cuh"
@@ -222,6 +222,71 @@ __global__ void avg_pool2d_backward_kernel(const T* __restrict__ gy, T* __restri
             }
         }
         dx[i] = acc;
+    }
+}
+
+// Average pooling on row tiles (as max pooling above): forward from staged input rows,
+// backward gathering from the staged gy rows that cover a tile of input rows.
+template <typename T>
+__global__ void __launch_bounds__(kPoolThreads)
+    avg_pool2d_forward_tiled_kernel(const T* __restrict__ x, T* __restrict__ y, PoolGeometry g, bool include_pad,
+                                    int rows, int tiles) {
+    __shared__ T xs[pool_tile<T>()];
+    const long long items = (long long)g.N * g.C * tiles;
+    for (long long item = blockIdx.x; item < items; item += gridDim.x) {
+        const long long plane = item / tiles;
+        const int oh0 = (int)(item % tiles) * rows, oh1 = min(g.OH, oh0 + rows);
+        const int ih0 = max(0, oh0 * g.sh - g.ph), ih1 = min(g.H, (oh1 - 1) * g.sh - g.ph + g.KH);
+        __syncthreads();
+        if (ih1 > ih0) stage_to_shared(xs, x, plane * g.H * g.W + (long long)ih0 * g.W, (long long)(ih1 - ih0) * g.W);
+        __syncthreads();
+        const long long out = plane * g.OH * g.OW + (long long)oh0 * g.OW;
+        for (int o = threadIdx.x; o < (oh1 - oh0) * g.OW; o += blockDim.x) {
+            const int oh = oh0 + o / g.OW, ow = o % g.OW;
+            int h0, h1, dh, w0, w1, dw;
+            avg_window(oh, g.sh, g.ph, g.KH, g.H, include_pad, h0, h1, dh);
+            avg_window(ow, g.sw, g.pw, g.KW, g.W, include_pad, w0, w1, dw);
+            T acc = T(0);
+            for (int h = h0; h < h1; ++h)
+                for (int w = w0; w < w1; ++w) acc += xs[(h - ih0) * g.W + w];
+            y[out + o] = (h0 < h1 && w0 < w1) ? acc / T(dh * dw) : T(0);
+        }
+    }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kPoolThreads)
+    avg_pool2d_backward_tiled_kernel(const T* __restrict__ gy, T* __restrict__ dx, PoolGeometry g, bool include_pad,
+                                     int rows, int tiles) {
+    __shared__ T gs[pool_tile<T>()];
+    const long long items = (long long)g.N * g.C * tiles;
+    for (long long item = blockIdx.x; item < items; item += gridDim.x) {
+        const long long plane = item / tiles;
+        const int ih0 = (int)(item % tiles) * rows, ih1 = min(g.H, ih0 + rows);
+        int lo, hi, unused;
+        pool_covering(ih0, g.KH, g.sh, g.ph, g.OH, lo, unused);
+        pool_covering(ih1 - 1, g.KH, g.sh, g.ph, g.OH, unused, hi);
+        __syncthreads();
+        if (hi >= lo) stage_to_shared(gs, gy, plane * g.OH * g.OW + (long long)lo * g.OW, (long long)(hi - lo + 1) * g.OW);
+        __syncthreads();
+        const long long base = plane * g.H * g.W + (long long)ih0 * g.W;
+        for (int i = threadIdx.x; i < (ih1 - ih0) * g.W; i += blockDim.x) {
+            const int h = ih0 + i / g.W, w = i % g.W;
+            int oh0, oh1, ow0, ow1;
+            pool_covering(h, g.KH, g.sh, g.ph, g.OH, oh0, oh1);
+            pool_covering(w, g.KW, g.sw, g.pw, g.OW, ow0, ow1);
+            T acc = T(0);
+            for (int oh = oh0; oh <= oh1; ++oh) {
+                int a, b, dh;
+                avg_window(oh, g.sh, g.ph, g.KH, g.H, include_pad, a, b, dh);
+                for (int ow = ow0; ow <= ow1; ++ow) {
+                    int c, d, dw;
+                    avg_window(ow, g.sw, g.pw, g.KW, g.W, include_pad, c, d, dw);
+                    acc += gs[(oh - lo) * g.OW + ow] / T(dh * dw);
+                }
+            }
+            dx[base + i] = acc;
+        }
     }
 }
 

@@ -17,10 +17,11 @@ pytestmark = pytest.mark.timeout(300)
 
 # entries (name substrings) whose every launch meets the thresholds in the profile
 # (every memory-bound family of the GPU-step issue: elementwise, bias-add, fused add+ReLU,
-# batch norm with and without the fused ReLU, max and global average pooling, depthwise)
+# batch norm with and without the fused ReLU, max, average and global average pooling,
+# depthwise)
 MEETING_THRESHOLDS = ["relu fwd+bwd", "relu6 fwd+bwd", "sigmoid fwd+bwd", "silu fwd+bwd", "dropout fwd+bwd",
                       "SGD momentum", "bias_add fwd+bwd", "add+ReLU fwd+bwd", "BN-train fwd+bwd", "BN+ReLU fwd+bwd",
-                      "maxpool 3x3/2", "global avgpool", "depthwise 3x3/1"]
+                      "maxpool 3x3/2", "avgpool 3x3/1", "avgpool 2x2/2", "global avgpool", "depthwise 3x3/1"]
 
 
 def test_profile_shape_keeps_layout_and_bounds_size():

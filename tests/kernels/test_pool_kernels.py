@@ -58,6 +58,10 @@ AVG_CASES = {
     "2x2s2_odd": ((2, 3, 8, 7), (2, 2), (2, 2), (0, 0), False),
     "3x3s2_ceil_overhang": ((1, 2, 8, 8), (3, 3), (2, 2), (0, 0), True),
     "3x2_s21_pad_many_blocks": ((2, 3, 20, 20), (3, 2), (2, 1), (1, 1), True),
+    # staged row tiles (5 forward, 2 backward per plane), and a plane too wide for one
+    "3x3s2_pad1_row_tiles": ((1, 1, 80, 240), (3, 3), (2, 2), (1, 1), False),
+    "3x3s2_wide_plane_direct": ((1, 1, 3, 4200), (3, 3), (2, 2), (0, 0), False),
+    "3x3s1_pad1_inception": ((1, 2, 35, 35), (3, 3), (1, 1), (1, 1), False),
 }
 
 
