@@ -18,6 +18,7 @@
 #include "depthwise.h"
 #include "elementwise.h"
 #include "lrn.h"
+#include "tensor_core.h"
 #include "optim.h"
 #include "pool.h"
 #include "softmax.h"
@@ -152,4 +153,6 @@ PYBIND11_MODULE(MINIDL_MODULE_NAME, m) {
     // lrn.h
     MINIDL_DEF_F(m, lrn_forward);
     MINIDL_DEF_F(m, lrn_backward);
+    // tensor_core.h (tests only)
+    m.def("tensor_core_probe", &minidl::tensor_core_probe, py::call_guard<py::gil_scoped_release>());
 }

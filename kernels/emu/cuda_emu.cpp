@@ -108,6 +108,8 @@ void run_fibers(const char* name, dim3 grid, int nthreads) {
                     makecontext(&c, fiber_entry, 0);
                     g_threads[t].state = RUN;
                     g_threads[t].nshfl = 0;
+                    g_threads[t].async_pending.clear();
+                    g_threads[t].async_groups.clear();
                     g_threads[t].fiber = &c;
                 }
                 for (;;) {
@@ -194,6 +196,8 @@ void run_threads(dim3 grid, dim3 block, int nthreads) {
                     for (unsigned bx = 0; bx < grid.x; ++bx) {
                         blockIdx = dim3(bx, by, bz);
                         s.nshfl = 0;
+                        s.async_pending.clear();
+                        s.async_groups.clear();
                         body(ctx);
                         Warp& w = g_warps[s.warp];
                         w.live.fetch_and(~(1u << s.lane));

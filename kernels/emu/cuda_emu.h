@@ -148,7 +148,15 @@ struct Warp {
     std::unique_ptr<std::barrier<>> bar;  // thread mode
 };
 
+struct AsyncCopy {            // one cp.async of kernels/tensor_core.cuh, not yet done
+    void* dst;
+    const void* src;         // nullptr: zero-fill
+    unsigned bytes;
+};
+
 struct ThreadState {         // one per CUDA thread of the running block
+    std::vector<AsyncCopy> async_pending;               // issued since the last commit_group
+    std::vector<std::vector<AsyncCopy>> async_groups;  // committed, oldest first (done at wait_group)
     dim3 tid;
     int lane = 0, warp = 0;
     std::uint64_t nshfl = 0; // warp collectives done so far; its parity picks the buffer half
