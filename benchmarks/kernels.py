@@ -422,10 +422,13 @@ def _close_scaled(ctx, got, want, rtol=1e-3, what=""):
     ctx.close(got, want, rtol=rtol, atol=rtol * max(float(np.abs(want).max()), 1.0), what=what)
 
 
-def _conv_entry(n, c, hw, o, k, stride, pad, groups=1, mode="fwd", algo=None):
-    """mode 'fwd' (y) or 'bwd' (dx and dw); square kernel k, symmetric pad."""
+def _conv_entry(n, c, hw, o, k, stride, pad, groups=1, mode="fwd", algo=None, tf32=False):
+    """mode 'fwd' (y) or 'bwd' (dx and dw); square kernel k, symmetric pad.  ``tf32``:
+    minidl.cuda.allow_tf32.conv on (the tensor-core kernel) and cuDNN's TF32 on."""
     def make(ctx):
         _torch_fp32(ctx)
+        if tf32 and ctx.torch is not None:
+            ctx.torch.backends.cudnn.allow_tf32 = True
         nn_, cc, hh, oo, gg = n, c, hw, o, groups
         if ctx.size == "tiny":  # same kernel/stride/pad and layout kind, tiny sizes
             nn_, hh = 2, max(2 * k + 1, 9)
@@ -447,19 +450,20 @@ def _conv_entry(n, c, hw, o, k, stride, pad, groups=1, mode="fwd", algo=None):
         m = min(nn_, 2)  # the check runs on the first images (the CPU reference is slow)
 
         def call(fn):
-            old = getattr(be, "conv_algo", None)
-            be.conv_algo = algo or old
+            old = getattr(be, "conv_algo", None), minidl.cuda.allow_tf32.conv
+            be.conv_algo = algo or old[0]
+            minidl.cuda.allow_tf32.conv = tf32
             try:
                 return fn()
             finally:
-                be.conv_algo = old
+                be.conv_algo, minidl.cuda.allow_tf32.conv = old
 
         def check():
             xh, wh, gh = ctx.host(x)[:m], ctx.host(w), ctx.host(gy)[:m]
             xs, gs = be.asarray(xh), be.asarray(gh)
             if mode == "fwd":
                 _close_scaled(ctx, call(lambda: be.conv2d_forward(xs, w, geometry(m))),
-                              ctx.cpu.conv2d_forward(xh, wh, geometry(m)), what="y")
+                              ctx.cpu.conv2d_forward(xh, wh, geometry(m)), rtol=3e-3 if tf32 else 1e-3, what="y")
             else:
                 dx, dw = call(lambda: be.conv2d_backward(xs, w, gs, geometry(m)))
                 rdx, rdw = ctx.cpu.conv2d_backward(xh, wh, gh, geometry(m))
@@ -484,7 +488,8 @@ def _conv_entry(n, c, hw, o, k, stride, pad, groups=1, mode="fwd", algo=None):
                     return t.ops.aten.convolution_backward(tg, tx, tw, None, [stride] * 2, [pad] * 2, [1, 1],
                                                            False, [0, 0], gg, [True, True, False])
         notes = ("dx+dw" if mode == "bwd" else "y") + (f", {algo}" if algo else "")
-        return Case(run, flops=flops, torch_run=tr, check=check, notes=notes + "; torch: cuDNN fp32")
+        torch_notes = "; torch: cuDNN TF32" if tf32 else "; torch: cuDNN fp32"
+        return Case(run, flops=flops, torch_run=tr, check=check, notes=notes + torch_notes)
     return make
 
 
@@ -505,6 +510,11 @@ for _args in ((64, 56, 256, 1, 1, 0), (128, 56, 128, 3, 2, 1), (256, 14, 256, 3,
     for _mode in ("fwd", "bwd"):
         entry("conv", f"conv {_k}x{_k}/{_s} {_c}->{_o} {_mode}", f"({B50},{_c},{_hw},{_hw})")(
             _conv_entry(B50, _c, _hw, _o, _k, _s, _p, mode=_mode))
+for _args in ((64, 56, 64, 3, 1, 1), (128, 56, 128, 3, 2, 1), (256, 14, 256, 3, 1, 1), (512, 7, 512, 3, 1, 1),
+              (3, 224, 64, 7, 2, 3)):  # the TF32 tensor-core forward (kernels/conv_tc.cuh)
+    _c, _hw, _o, _k, _s, _p = _args
+    entry("conv", f"conv {_k}x{_k}/{_s} {_c}->{_o} fwd TF32", f"({B50},{_c},{_hw},{_hw})")(
+        _conv_entry(B50, _c, _hw, _o, _k, _s, _p, algo="igemm", tf32=True))
 for _n in (B, B50):
     for _mode in ("fwd", "bwd"):
         entry("depthwise", f"depthwise 3x3/1 144 {_mode}", f"({_n},144,56,56)")(

@@ -1,8 +1,10 @@
 // Host launchers of the convolution family (declared in conv.h, kernels in conv.cuh):
-// 1-D grid-stride launches for im2col / col2im, 64x64 output tiles for implicit GEMM.
+// 1-D grid-stride launches for im2col / col2im, 64x64 output tiles for implicit GEMM
+// (SIMT, and the TF32 tensor-core forward of conv_tc.cuh).
 #include "conv.h"
 
 #include "conv.cuh"
+#include "conv_tc.cuh"
 
 namespace minidl {
 
@@ -52,5 +54,11 @@ void conv2d_igemm_backward_weight(uptr x, uptr gy, uptr ws, const ConvGeometry& 
                   mp<T>(ws), g, splits, chunk);
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(conv2d_igemm_backward_weight);
+
+void conv2d_tc_forward_tf32(uptr x, uptr w, uptr y, const ConvGeometry& g, uptr stream) {
+    const dim3 grid(ceil_div((long long)g.N * g.HO * g.WO, kTcBN), ceil_div(g.O / g.G, kTcBM), g.G);
+    MINIDL_LAUNCH(conv2d_tc_forward_tf32_kernel, grid, dim3(kTcThreads), 0, stream, cp<float>(x), cp<float>(w),
+                  mp<float>(y), g);
+}
 
 }  // namespace minidl

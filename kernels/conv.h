@@ -18,5 +18,7 @@ template <class T> void conv2d_igemm_backward_data(uptr gy, uptr w, uptr dx, con
 // output pixels; with splits == 1, ws is dw itself.
 template <class T>
 void conv2d_igemm_backward_weight(uptr x, uptr gy, uptr ws, const ConvGeometry& g, int splits, uptr stream);
+// float32 only, on TF32 tensor cores (conv_tc.cuh); bound as conv2d_tc_forward_f32
+void conv2d_tc_forward_tf32(uptr x, uptr w, uptr y, const ConvGeometry& g, uptr stream);
 
 }  // namespace minidl

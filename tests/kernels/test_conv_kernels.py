@@ -70,6 +70,42 @@ def test_conv2d(be, cpu, algo, name):
     _conv_check(be, cpu, CONV_CASES[name], atol=3e-5)
 
 
+def _tf32(a):
+    """cvt.rna.tf32.f32 (tests/kernels/test_tensor_core.py checks it): nearest, ties
+    away from zero, to 10 mantissa bits."""
+    u = np.asarray(a, np.float32).view(np.uint32).astype(np.uint64)
+    return ((u + 0x1000) & 0xFFFFE000).astype(np.uint32).view(np.float32)
+
+
+# the TF32 kernel covers what implicit GEMM covers (not 1x1 / depthwise), plus a tile
+# edge in every direction: 70 output channels, 9x11 = 99 pixels per image
+TF32_CASES = [n for n in CONV_CASES if not n.startswith(("pointwise", "depthwise"))]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", TF32_CASES)
+def test_conv2d_forward_tf32_tensor_cores(be, cpu, name):
+    """With minidl.cuda.allow_tf32.conv the float32 forward runs on mma.sync TF32
+    (kernels/conv_tc.cuh): against a float64 reference of the TF32-rounded inputs it
+    agrees to fp32 summation error, and against the exact inputs to TF32's ~1e-3."""
+    import minidl
+    xs, ws, stride, padding, dilation, groups = CONV_CASES[name]
+    x, w = _rand(xs, 21), _rand(ws, 22)
+    g = ConvGeometry.create(xs, ws, stride, padding, dilation, groups)
+    old = (minidl.cuda.allow_tf32.conv, getattr(be, "conv_algo", None))
+    minidl.cuda.allow_tf32.conv, be.conv_algo = True, "igemm"
+    try:
+        y = be.to_numpy(be.conv2d_forward(be.asarray(x), be.asarray(w), g))
+    finally:
+        minidl.cuda.allow_tf32.conv, be.conv_algo = old
+    rounded = cpu.conv2d_forward(_tf32(x).astype(np.float64), _tf32(w).astype(np.float64), g)
+    exact = cpu.conv2d_forward(x.astype(np.float64), w.astype(np.float64), g)
+    scale = np.abs(exact).max()
+    np.testing.assert_allclose(y / scale, rounded / scale, rtol=0, atol=2e-6)
+    err = np.abs(y - exact).max() / scale
+    assert 1e-5 < err < 3e-3, err  # TF32 rounding shows: the tensor-core kernel ran
+
+
 @pytest.mark.timeout(120)
 def test_conv2d_float64(be, cpu, algo):
     _conv_check(be, cpu, CONV_CASES["groups2"], dtype=np.float64, rtol=1e-12, atol=1e-12)

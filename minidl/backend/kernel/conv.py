@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
+from ... import cuda
 from ..checks import check_conv_arrays
 from .operand import Operand, contiguous
 
@@ -73,7 +76,9 @@ def conv2d_forward(be, x, w, g):
     if _is_depthwise(g):
         be.launch("depthwise_conv2d_forward", dtype, xo, wo, yo, g)
     elif _algo(be, False, g) == "igemm":
-        be.launch("conv2d_igemm_forward", dtype, xo, wo, yo, g)
+        # TF32 tensor cores where minidl.cuda.allow_tf32.conv permits (float32 only)
+        tc = dtype == np.float32 and cuda.allow_tf32.conv
+        be.launch("conv2d_tc_forward" if tc else "conv2d_igemm_forward", dtype, xo, wo, yo, g)
     else:
         kk = (g.C // g.G) * g.KH * g.KW
         wg = w.reshape(g.G, g.O // g.G, kk)
