@@ -138,6 +138,10 @@ PYBIND11_MODULE(MINIDL_MODULE_NAME, m) {
     MINIDL_DEF_F(m, conv2d_igemm_backward_data);
     MINIDL_DEF_F(m, conv2d_igemm_backward_weight);
     m.def("conv2d_tc_forward_f32", &minidl::conv2d_tc_forward_tf32, py::call_guard<py::gil_scoped_release>());
+    m.def("conv2d_tc_backward_data_f32", &minidl::conv2d_tc_backward_data_tf32,
+          py::call_guard<py::gil_scoped_release>());
+    m.def("conv2d_tc_backward_weight_f32", &minidl::conv2d_tc_backward_weight_tf32,
+          py::call_guard<py::gil_scoped_release>());
     // depthwise.h
     MINIDL_DEF_F(m, depthwise_conv2d_forward);
     MINIDL_DEF_F(m, depthwise_conv2d_backward_data);

@@ -57,8 +57,25 @@ MINIDL_INSTANTIATE_FLOAT_DOUBLE(conv2d_igemm_backward_weight);
 
 void conv2d_tc_forward_tf32(uptr x, uptr w, uptr y, const ConvGeometry& g, uptr stream) {
     const dim3 grid(ceil_div((long long)g.N * g.HO * g.WO, kTcBN), ceil_div(g.O / g.G, kTcBM), g.G);
-    MINIDL_LAUNCH(conv2d_tc_forward_tf32_kernel, grid, dim3(kTcThreads), 0, stream, cp<float>(x), cp<float>(w),
-                  mp<float>(y), g);
+    MINIDL_LAUNCH(conv2d_tc_tf32_kernel<TcForward>, grid, dim3(kTcThreads), 0, stream,
+                  TcForward{cp<float>(x), cp<float>(w), mp<float>(y), g});
+}
+
+void conv2d_tc_backward_data_tf32(uptr gy, uptr w, uptr dx, const ConvGeometry& g, uptr stream) {
+    const dim3 grid(ceil_div((long long)g.N * g.H * g.W, kTcBN), ceil_div(g.C / g.G, kTcBM), g.G);
+    MINIDL_LAUNCH(conv2d_tc_tf32_kernel<TcBackwardData>, grid, dim3(kTcThreads), 0, stream,
+                  TcBackwardData{cp<float>(gy), cp<float>(w), mp<float>(dx), g});
+}
+
+void conv2d_tc_backward_weight_tf32(uptr x, uptr gy, uptr ws, const ConvGeometry& g, int splits, uptr stream) {
+    if (splits < 1)
+        throw std::invalid_argument("conv2d_tc_backward_weight: splits must be >= 1, got " + std::to_string(splits));
+    const long long P = (long long)g.N * g.HO * g.WO;
+    const long long chunk = (P + splits - 1) / splits;
+    const long long K = (long long)(g.C / g.G) * g.KH * g.KW;
+    const dim3 grid(ceil_div(K, kTcBN), ceil_div(g.O / g.G, kTcBM), g.G * splits);
+    MINIDL_LAUNCH(conv2d_tc_tf32_kernel<TcBackwardWeight>, grid, dim3(kTcThreads), 0, stream,
+                  TcBackwardWeight{cp<float>(x), cp<float>(gy), mp<float>(ws), g, splits, chunk});
 }
 
 }  // namespace minidl

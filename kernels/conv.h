@@ -18,7 +18,10 @@ template <class T> void conv2d_igemm_backward_data(uptr gy, uptr w, uptr dx, con
 // output pixels; with splits == 1, ws is dw itself.
 template <class T>
 void conv2d_igemm_backward_weight(uptr x, uptr gy, uptr ws, const ConvGeometry& g, int splits, uptr stream);
-// float32 only, on TF32 tensor cores (conv_tc.cuh); bound as conv2d_tc_forward_f32
+// float32 only, on TF32 tensor cores (conv_tc.cuh); bound as conv2d_tc_<pass>_f32.
+// The weight gradient's ws is as conv2d_igemm_backward_weight's.
 void conv2d_tc_forward_tf32(uptr x, uptr w, uptr y, const ConvGeometry& g, uptr stream);
+void conv2d_tc_backward_data_tf32(uptr gy, uptr w, uptr dx, const ConvGeometry& g, uptr stream);
+void conv2d_tc_backward_weight_tf32(uptr x, uptr gy, uptr ws, const ConvGeometry& g, int splits, uptr stream);
 
 }  // namespace minidl

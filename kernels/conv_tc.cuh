@@ -1,19 +1,23 @@
-// Convolution forward on tensor cores, TF32 (float32 tensors where
-// minidl.cuda.allow_tf32.conv permits): implicit GEMM y[m][p] = sum_k w[m][k] * col[k][p]
-// per group, M = O/G output channels, P = N*HO*WO output pixels, K = C/G*KH*KW, with
-// mma.sync m16n8k8 (tensor_core.cuh) and fp32 accumulation.
+// Convolutions on tensor cores, TF32 (float32 tensors where
+// minidl.cuda.allow_tf32.conv permits): the three implicit GEMMs of a convolution on
+// mma.sync m16n8k8 (tensor_core.cuh) with fp32 accumulation, per group g of G:
+//   forward          y[m][p]  = sum_k w[m][k]       * col(x)[k][p]   M = O/G, N = N*HO*WO, K = C/G*KH*KW
+//   backward-data    dx[c][q] = sum_k wt[c][k]      * col(gy)[k][q]  M = C/G, N = N*H*W,   K = O/G*KH*KW
+//   backward-weight  dw[m][k] = sum_p gy[m][p]      * col(x)[p][k]   M = O/G, N = C/G*KH*KW, K = a split of N*HO*WO
+// col() is gathered on the fly (padding, stride, dilation; backward-data gathers the
+// gy pixels whose window reads input pixel q, as conv.cuh's SIMT kernels do).
 //
-// Layout: NCHW x and y, w (O, C/G, KH, KW), as conv.cuh.
+// Layout: NCHW x, y, dx, gy; w and dw (O, C/G, KH, KW); the weight gradient writes
+// per-split partials ws (splits, O, C/G*KH*KW), summed by the caller (splits == 1: ws
+// is dw).
 // Tiling: a 64x64 output tile per block of 4 warps (2x2), each warp 32x32 = 2 m16 x 4
-// n8 mma tiles; K in steps of kTcBK = 16 (two k8 steps).  The block stages the weight
-// tile As[m][k] and the gathered input tile Bs[k][p] in shared memory, rounded to TF32
-// once at the store; fragments are then read by the PTX layouts (tensor_core.cuh).
-// Row pads of 4 (As) and 8 (Bs) floats make those fragment reads conflict-free: lane
-// (g, t) reads As[g][t] at bank (20g + t) % 32 and Bs[t][g] at bank (72t + g) % 32,
-// all 32 distinct.
-// Conventions: y overwritten.  Single-buffered plain loads for now: the ldmatrix /
-// cp.async pipeline, backward passes and FP16/BF16 variants are future work (see the
-// tensor-core issue).
+// n8 mma tiles; K in steps of kTcBK = 16 (two k8 steps).  The block stages the A tile
+// As[m][k] and the B tile Bs[k][n] in shared memory, rounded to TF32 once at the store;
+// fragments are then read by the PTX layouts (tensor_core.cuh).  Row pads of 4 (As) and
+// 8 (Bs) words make the fragment reads conflict-free: lane (g, t) reads As[g][t] at bank
+// (20g + t) % 32 and Bs[t][g] at bank (72t + g) % 32, all 32 distinct.
+// Conventions: outputs overwritten.  Single-buffered plain loads: the ldmatrix /
+// cp.async pipeline and the FP16/BF16 variants are future work (the tensor-core issue).
 #pragma once
 
 #include "conv.cuh"
@@ -24,56 +28,150 @@ namespace minidl {
 constexpr int kTcBM = 64, kTcBN = 64, kTcBK = 16, kTcThreads = 128;
 constexpr int kTcLdA = kTcBK + 4, kTcLdB = kTcBN + 8;
 
-// grid (ceil(N*HO*WO / 64), ceil(Og / 64), G)
-__global__ void __launch_bounds__(kTcThreads)
-    conv2d_tc_forward_tf32_kernel(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ y,
-                                  ConvGeometry g) {
+// ------------------------------------------------------------------ the three problems
+// Each says, for block z (its group, and split for the weight gradient): the GEMM
+// sizes, a(m, k) and b(column, k) with b's per-column setup (`Column`), and store(m, n).
+struct TcForward {
+    const float* x;
+    const float* w;
+    float* y;
+    ConvGeometry g;
+    int grp = 0;
+    __device__ void setup(int z) { grp = z; }
+    __device__ int rows() const { return g.O / g.G; }
+    __device__ long long cols() const { return (long long)g.N * g.HO * g.WO; }
+    __device__ long long k_begin() const { return 0; }
+    __device__ long long k_end() const { return (long long)(g.C / g.G) * g.KH * g.KW; }
+    __device__ float a(int m, long long k) const { return w[((long long)grp * rows() + m) * k_end() + k]; }
+    struct Column {
+        const float* xg;
+        int ho, wo;
+    };
+    __device__ Column column(long long p) const {
+        const int L = g.HO * g.WO;
+        const long long n = p / L;
+        const int l = (int)(p % L);
+        return Column{x + (n * g.C + (long long)grp * (g.C / g.G)) * g.H * g.W, l / g.WO, l % g.WO};
+    }
+    __device__ float b(const Column& col, long long k) const {
+        const int KK = g.KH * g.KW, c = (int)(k / KK), t = (int)(k % KK);
+        const int hi = col.ho * g.sh - g.pt + (t / g.KW) * g.dh, wi = col.wo * g.sw - g.pl + (t % g.KW) * g.dw;
+        return (hi >= 0 && hi < g.H && wi >= 0 && wi < g.W) ? col.xg[((long long)c * g.H + hi) * g.W + wi] : 0.0f;
+    }
+    __device__ void store(int m, long long p, float v) const {
+        const int L = g.HO * g.WO;
+        y[((p / L) * g.O + (long long)grp * rows() + m) * L + p % L] = v;
+    }
+};
+
+struct TcBackwardData {
+    const float* gy;
+    const float* w;
+    float* dx;
+    ConvGeometry g;
+    int grp = 0;
+    __device__ void setup(int z) { grp = z; }
+    __device__ int rows() const { return g.C / g.G; }
+    __device__ long long cols() const { return (long long)g.N * g.H * g.W; }
+    __device__ long long k_begin() const { return 0; }
+    __device__ long long k_end() const { return (long long)(g.O / g.G) * g.KH * g.KW; }
+    // A[c][k = m*KK + t] = W[m, c, t]
+    __device__ float a(int c, long long k) const {
+        const int KK = g.KH * g.KW, Cg = g.C / g.G, m = (int)(k / KK), t = (int)(k % KK);
+        return w[(((long long)grp * (g.O / g.G) + m) * Cg + c) * KK + t];
+    }
+    struct Column {
+        const float* gyg;
+        int h, w;
+    };
+    __device__ Column column(long long q) const {
+        const int HW = g.H * g.W;
+        const long long n = q / HW;
+        const int r = (int)(q % HW);
+        return Column{gy + (n * g.O + (long long)grp * (g.O / g.G)) * g.HO * g.WO, r / g.W, r % g.W};
+    }
+    __device__ float b(const Column& col, long long k) const {
+        const int KK = g.KH * g.KW, m = (int)(k / KK), t = (int)(k % KK);
+        const int hh = col.h + g.pt - (t / g.KW) * g.dh, ww = col.w + g.pl - (t % g.KW) * g.dw;
+        if (hh < 0 || ww < 0 || hh % g.sh || ww % g.sw) return 0.0f;
+        const int ho = hh / g.sh, wo = ww / g.sw;
+        return (ho < g.HO && wo < g.WO) ? col.gyg[((long long)m * g.HO + ho) * g.WO + wo] : 0.0f;
+    }
+    __device__ void store(int c, long long q, float v) const {
+        const int HW = g.H * g.W;
+        dx[((q / HW) * g.C + (long long)grp * rows() + c) * HW + q % HW] = v;
+    }
+};
+
+struct TcBackwardWeight {
+    const float* x;
+    const float* gy;
+    float* ws;
+    ConvGeometry g;
+    int splits;
+    long long chunk;  // output pixels per split
+    int grp = 0, split = 0;
+    __device__ void setup(int z) {
+        grp = z / splits;
+        split = z % splits;
+    }
+    __device__ int rows() const { return g.O / g.G; }
+    __device__ long long cols() const { return (long long)(g.C / g.G) * g.KH * g.KW; }
+    __device__ long long k_begin() const { return split * chunk; }
+    __device__ long long k_end() const {
+        const long long P = (long long)g.N * g.HO * g.WO, e = (split + 1) * chunk;
+        return e < P ? e : P;
+    }
+    // A[m][p] = gy[n, m, l]
+    __device__ float a(int m, long long p) const {
+        const int L = g.HO * g.WO;
+        return gy[((p / L) * g.O + (long long)grp * rows() + m) * L + p % L];
+    }
+    struct Column {
+        int c, kh, kw;
+    };
+    __device__ Column column(long long k) const {
+        const int KK = g.KH * g.KW, t = (int)(k % KK);
+        return Column{(int)(k / KK), t / g.KW, t % g.KW};
+    }
+    __device__ float b(const Column& col, long long p) const {
+        const int L = g.HO * g.WO, l = (int)(p % L);
+        const long long n = p / L;
+        const int hi = (l / g.WO) * g.sh - g.pt + col.kh * g.dh, wi = (l % g.WO) * g.sw - g.pl + col.kw * g.dw;
+        if (hi < 0 || hi >= g.H || wi < 0 || wi >= g.W) return 0.0f;
+        return x[((n * g.C + (long long)grp * (g.C / g.G) + col.c) * g.H + hi) * g.W + wi];
+    }
+    __device__ void store(int m, long long k, float v) const {
+        ws[((long long)split * g.O + (long long)grp * rows() + m) * cols() + k] = v;
+    }
+};
+
+// ------------------------------------------------------------------ the GEMM tile
+// grid (ceil(cols / 64), ceil(rows / 64), G [* splits]); one 64x64 tile of the problem.
+template <class Problem>
+__global__ void __launch_bounds__(kTcThreads) conv2d_tc_tf32_kernel(Problem pr) {
     __shared__ __align__(16) std::uint32_t As[kTcBM][kTcLdA];
     __shared__ __align__(16) std::uint32_t Bs[kTcBK][kTcLdB];
-    const int Cg = g.C / g.G, Og = g.O / g.G, KK = g.KH * g.KW, K = Cg * KK;
-    const int L = g.HO * g.WO;
-    const long long P = (long long)g.N * L;
-    const int grp = blockIdx.z, m0 = blockIdx.y * kTcBM;
-    const long long p0 = (long long)blockIdx.x * kTcBN;
+    pr.setup(blockIdx.z);
+    const int M = pr.rows(), m0 = blockIdx.y * kTcBM;
+    const long long N = pr.cols(), n0 = (long long)blockIdx.x * kTcBN;
+    const long long kb = pr.k_begin(), ke = pr.k_end();
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;  // this warp's 32x32 of the tile
     const int gid = lane >> 2, tig = lane & 3;
 
-    // The B column (output pixel) this thread gathers for every K slice.
-    const int bcol = tid % kTcBN;
-    const long long bp = p0 + bcol;
-    const bool bvalid = bp < P;
-    int bho = 0, bwo = 0;
-    long long bn = 0;
-    if (bvalid) {
-        bn = bp / L;
-        const int l = (int)(bp % L);
-        bho = l / g.WO;
-        bwo = l % g.WO;
-    }
-    const float* xg = x + (bn * g.C + (long long)grp * Cg) * g.H * g.W;
-    const float* wg = w + (long long)grp * Og * K;
+    const int bcol = tid % kTcBN;  // the B column this thread stages for every K slice
+    const bool bvalid = n0 + bcol < N;
+    const typename Problem::Column col = pr.column(bvalid ? n0 + bcol : 0);
 
     float acc[2][4][4] = {};
-    for (int k0 = 0; k0 < K; k0 += kTcBK) {
-        // weights: 64 x 16, consecutive threads on consecutive k (coalesced rows)
+    for (long long k0 = kb; k0 < ke; k0 += kTcBK) {
         for (int i = tid; i < kTcBM * kTcBK; i += kTcThreads) {
             const int m = i / kTcBK, k = i % kTcBK;
-            const bool ok = m0 + m < Og && k0 + k < K;
-            As[m][k] = to_tf32(ok ? wg[(long long)(m0 + m) * K + k0 + k] : 0.0f);
+            As[m][k] = to_tf32(m0 + m < M && k0 + k < ke ? pr.a(m0 + m, k0 + k) : 0.0f);
         }
-        // inputs: the 16 x 64 im2col slice gathered on the fly, a column per thread
-        for (int kl = tid / kTcBN; kl < kTcBK; kl += kTcThreads / kTcBN) {
-            const int k = k0 + kl;
-            float v = 0.0f;
-            if (bvalid && k < K) {
-                const int c = k / KK, t = k % KK;
-                const int hi = bho * g.sh - g.pt + (t / g.KW) * g.dh;
-                const int wi = bwo * g.sw - g.pl + (t % g.KW) * g.dw;
-                if (hi >= 0 && hi < g.H && wi >= 0 && wi < g.W) v = xg[((long long)c * g.H + hi) * g.W + wi];
-            }
-            Bs[kl][bcol] = to_tf32(v);
-        }
+        for (int kl = tid / kTcBN; kl < kTcBK; kl += kTcThreads / kTcBN)
+            Bs[kl][bcol] = to_tf32(bvalid && k0 + kl < ke ? pr.b(col, k0 + kl) : 0.0f);
         __syncthreads();
 #pragma unroll
         for (int kk = 0; kk < kTcBK; kk += 8) {
@@ -88,9 +186,9 @@ __global__ void __launch_bounds__(kTcThreads)
             }
 #pragma unroll
             for (int nj = 0; nj < 4; ++nj) {
-                const int col = wn + nj * 8 + gid;
-                b[nj][0] = Bs[kk + tig][col];
-                b[nj][1] = Bs[kk + tig + 4][col];
+                const int c = wn + nj * 8 + gid;
+                b[nj][0] = Bs[kk + tig][c];
+                b[nj][1] = Bs[kk + tig + 4][c];
             }
 #pragma unroll
             for (int mi = 0; mi < 2; ++mi)
@@ -108,9 +206,8 @@ __global__ void __launch_bounds__(kTcThreads)
 #pragma unroll
             for (int r = 0; r < 4; ++r) {
                 const int m = m0 + wm + mi * 16 + gid + (r >= 2 ? 8 : 0);
-                const long long p = p0 + wn + nj * 8 + 2 * tig + (r & 1);
-                if (m < Og && p < P)
-                    y[((p / L) * g.O + (long long)grp * Og + m) * L + p % L] = acc[mi][nj][r];
+                const long long n = n0 + wn + nj * 8 + 2 * tig + (r & 1);
+                if (m < M && n < N) pr.store(m, n, acc[mi][nj][r]);
             }
 }
 

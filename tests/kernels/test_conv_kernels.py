@@ -84,26 +84,32 @@ TF32_CASES = [n for n in CONV_CASES if not n.startswith(("pointwise", "depthwise
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("name", TF32_CASES)
-def test_conv2d_forward_tf32_tensor_cores(be, cpu, name):
-    """With minidl.cuda.allow_tf32.conv the float32 forward runs on mma.sync TF32
-    (kernels/conv_tc.cuh): against a float64 reference of the TF32-rounded inputs it
-    agrees to fp32 summation error, and against the exact inputs to TF32's ~1e-3."""
+def test_conv2d_tf32_tensor_cores(be, cpu, name):
+    """With minidl.cuda.allow_tf32.conv the float32 forward, backward-data and
+    backward-weight run on mma.sync TF32 (kernels/conv_tc.cuh): against a float64
+    reference of the TF32-rounded inputs each agrees to fp32 summation error, and
+    against the exact inputs to TF32's ~1e-3 (an error that shows the kernel ran)."""
     import minidl
     xs, ws, stride, padding, dilation, groups = CONV_CASES[name]
     x, w = _rand(xs, 21), _rand(ws, 22)
     g = ConvGeometry.create(xs, ws, stride, padding, dilation, groups)
+    gy = _rand(g.y_shape, 23)
     old = (minidl.cuda.allow_tf32.conv, getattr(be, "conv_algo", None))
     minidl.cuda.allow_tf32.conv, be.conv_algo = True, "igemm"
     try:
         y = be.to_numpy(be.conv2d_forward(be.asarray(x), be.asarray(w), g))
+        dx, dw = (be.to_numpy(a) for a in be.conv2d_backward(be.asarray(x), be.asarray(w), be.asarray(gy), g))
     finally:
         minidl.cuda.allow_tf32.conv, be.conv_algo = old
-    rounded = cpu.conv2d_forward(_tf32(x).astype(np.float64), _tf32(w).astype(np.float64), g)
-    exact = cpu.conv2d_forward(x.astype(np.float64), w.astype(np.float64), g)
-    scale = np.abs(exact).max()
-    np.testing.assert_allclose(y / scale, rounded / scale, rtol=0, atol=2e-6)
-    err = np.abs(y - exact).max() / scale
-    assert 1e-5 < err < 3e-3, err  # TF32 rounding shows: the tensor-core kernel ran
+    f64 = lambda a: a.astype(np.float64)  # noqa: E731
+    rounded = [cpu.conv2d_forward(f64(_tf32(x)), f64(_tf32(w)), g),
+               *cpu.conv2d_backward(f64(_tf32(x)), f64(_tf32(w)), f64(_tf32(gy)), g)]
+    exact = [cpu.conv2d_forward(f64(x), f64(w), g), *cpu.conv2d_backward(f64(x), f64(w), f64(gy), g)]
+    for what, got, r, e in zip(("y", "dx", "dw"), (y, dx, dw), rounded, exact):
+        scale = np.abs(e).max()
+        np.testing.assert_allclose(got / scale, r / scale, rtol=0, atol=3e-6, err_msg=what)
+        err = np.abs(got - e).max() / scale
+        assert 1e-5 < err < 3e-3, (what, err)
 
 
 @pytest.mark.timeout(120)

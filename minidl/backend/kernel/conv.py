@@ -6,7 +6,9 @@ Dispatch, the same for both array modules:
   * otherwise the algorithm named by ``backend.conv_algo`` (default from the
     environment variable MINIDL_CONV_ALGO, else "auto"):
       "igemm"   our tiled shared-memory implicit-GEMM kernels (forward,
-                backward-data, backward-weight with split-K slices summed here);
+                backward-data, backward-weight with split-K slices summed here):
+                on TF32 tensor cores (mma.sync, kernels/conv_tc.cuh) for float32
+                where ``minidl.cuda.allow_tf32.conv`` permits, else SIMT;
       "im2col"  the im2col / col2im kernels with the GEMMs done by ``xp.matmul``
                 (cuBLAS on cuda), over chunks of the batch to bound the col buffer;
       "auto"    igemm, except where im2col + cuBLAS measured faster on an H200
@@ -37,6 +39,12 @@ _WGRAD_MIN_PIXELS = 128        # ... but at least this many output pixels per sl
 
 def _is_pointwise(g):
     return g.KH == g.KW == 1 and g.stride == (1, 1) and not any(g.padding)
+
+
+def _tf32(dtype):
+    """Implicit GEMM on TF32 tensor cores (kernels/conv_tc.cuh) rather than SIMT fp32:
+    float32 data where minidl.cuda.allow_tf32.conv permits it."""
+    return dtype == np.float32 and cuda.allow_tf32.conv
 
 
 def _is_depthwise(g):
@@ -76,9 +84,7 @@ def conv2d_forward(be, x, w, g):
     if _is_depthwise(g):
         be.launch("depthwise_conv2d_forward", dtype, xo, wo, yo, g)
     elif _algo(be, False, g) == "igemm":
-        # TF32 tensor cores where minidl.cuda.allow_tf32.conv permits (float32 only)
-        tc = dtype == np.float32 and cuda.allow_tf32.conv
-        be.launch("conv2d_tc_forward" if tc else "conv2d_igemm_forward", dtype, xo, wo, yo, g)
+        be.launch("conv2d_tc_forward" if _tf32(dtype) else "conv2d_igemm_forward", dtype, xo, wo, yo, g)
     else:
         kk = (g.C // g.G) * g.KH * g.KW
         wg = w.reshape(g.G, g.O // g.G, kk)
@@ -124,14 +130,16 @@ def conv2d_backward(be, x, w, gy, g, need_dx=True, need_dw=True):
         return dx, dw
     kk = cg * g.KH * g.KW
     if _algo(be, True, g) == "igemm":
+        kind = "tc" if _tf32(dtype) else "igemm"  # TF32 tensor cores or SIMT fp32
         if need_dx:
             dx = xp.empty_like(x)
-            be.launch("conv2d_igemm_backward_data", dtype, gyo, wo, Operand("dx", dx, g.x_shape, dtype), g)
+            be.launch(f"conv2d_{kind}_backward_data", dtype, gyo, wo, Operand("dx", dx, g.x_shape, dtype), g)
         if need_dw:
             tiles = -(-kk // 64) * -(-og // 64) * g.G
             splits = _wgrad_splits(g.N * g.HO * g.WO, tiles)
             ws = xp.empty((splits, g.O, kk), dtype=dtype)
-            be.launch("conv2d_igemm_backward_weight", dtype, xo, gyo, Operand("ws", ws, ws.shape, dtype), g, splits)
+            be.launch(f"conv2d_{kind}_backward_weight", dtype, xo, gyo, Operand("ws", ws, ws.shape, dtype), g,
+                      splits)
             dw = (ws[0] if splits == 1 else ws.sum(axis=0)).reshape(w.shape)
         return dx, dw
     # im2col / col2im with xp.matmul GEMMs, over chunks of the batch
