@@ -11,13 +11,15 @@
 // per-split partials ws (splits, O, C/G*KH*KW), summed by the caller (splits == 1: ws
 // is dw).
 // Tiling: a 64x64 output tile per block of 4 warps (2x2), each warp 32x32 = 2 m16 x 4
-// n8 mma tiles; K in steps of kTcBK = 16 (two k8 steps).  The block stages the A tile
-// As[m][k] and the B tile Bs[k][n] in shared memory, rounded to TF32 once at the store;
-// fragments are then read by the PTX layouts (tensor_core.cuh).  Row pads of 4 (As) and
+// n8 mma tiles; K in steps of kTcBK = 16 (two k8 steps), double-buffered: cp.async
+// stages the A tile As[m][k] and the gathered B tile Bs[k][n] of the next slice while
+// the warps multiply the current one; fragments are read by the PTX layouts
+// (tensor_core.cuh) and rounded to TF32 as they are read.  Row pads of 4 (As) and
 // 8 (Bs) words make the fragment reads conflict-free: lane (g, t) reads As[g][t] at bank
 // (20g + t) % 32 and Bs[t][g] at bank (72t + g) % 32, all 32 distinct.
-// Conventions: outputs overwritten.  Single-buffered plain loads: the ldmatrix /
-// cp.async pipeline and the FP16/BF16 variants are future work (the tensor-core issue).
+// Conventions: outputs overwritten.  Not yet here (the tensor-core issue): ldmatrix
+// (TF32 fragments are read with plain 32-bit loads), a 3-4 stage pipeline, 128x128
+// tiles, and the FP16/BF16 variants.
 #pragma once
 
 #include "conv.cuh"
@@ -30,7 +32,8 @@ constexpr int kTcLdA = kTcBK + 4, kTcLdB = kTcBN + 8;
 
 // ------------------------------------------------------------------ the three problems
 // Each says, for block z (its group, and split for the weight gradient): the GEMM
-// sizes, a(m, k) and b(column, k) with b's per-column setup (`Column`), and store(m, n).
+// sizes, the addresses of a(m, k) and b(column, k) (nullptr: a zero of the padding)
+// with b's per-column setup (`Column`), and store(m, n).
 struct TcForward {
     const float* x;
     const float* w;
@@ -42,7 +45,7 @@ struct TcForward {
     __device__ long long cols() const { return (long long)g.N * g.HO * g.WO; }
     __device__ long long k_begin() const { return 0; }
     __device__ long long k_end() const { return (long long)(g.C / g.G) * g.KH * g.KW; }
-    __device__ float a(int m, long long k) const { return w[((long long)grp * rows() + m) * k_end() + k]; }
+    __device__ const float* a(int m, long long k) const { return w + ((long long)grp * rows() + m) * k_end() + k; }
     struct Column {
         const float* xg;
         int ho, wo;
@@ -53,10 +56,10 @@ struct TcForward {
         const int l = (int)(p % L);
         return Column{x + (n * g.C + (long long)grp * (g.C / g.G)) * g.H * g.W, l / g.WO, l % g.WO};
     }
-    __device__ float b(const Column& col, long long k) const {
+    __device__ const float* b(const Column& col, long long k) const {
         const int KK = g.KH * g.KW, c = (int)(k / KK), t = (int)(k % KK);
         const int hi = col.ho * g.sh - g.pt + (t / g.KW) * g.dh, wi = col.wo * g.sw - g.pl + (t % g.KW) * g.dw;
-        return (hi >= 0 && hi < g.H && wi >= 0 && wi < g.W) ? col.xg[((long long)c * g.H + hi) * g.W + wi] : 0.0f;
+        return (hi >= 0 && hi < g.H && wi >= 0 && wi < g.W) ? col.xg + ((long long)c * g.H + hi) * g.W + wi : nullptr;
     }
     __device__ void store(int m, long long p, float v) const {
         const int L = g.HO * g.WO;
@@ -76,9 +79,9 @@ struct TcBackwardData {
     __device__ long long k_begin() const { return 0; }
     __device__ long long k_end() const { return (long long)(g.O / g.G) * g.KH * g.KW; }
     // A[c][k = m*KK + t] = W[m, c, t]
-    __device__ float a(int c, long long k) const {
+    __device__ const float* a(int c, long long k) const {
         const int KK = g.KH * g.KW, Cg = g.C / g.G, m = (int)(k / KK), t = (int)(k % KK);
-        return w[(((long long)grp * (g.O / g.G) + m) * Cg + c) * KK + t];
+        return w + (((long long)grp * (g.O / g.G) + m) * Cg + c) * KK + t;
     }
     struct Column {
         const float* gyg;
@@ -90,12 +93,12 @@ struct TcBackwardData {
         const int r = (int)(q % HW);
         return Column{gy + (n * g.O + (long long)grp * (g.O / g.G)) * g.HO * g.WO, r / g.W, r % g.W};
     }
-    __device__ float b(const Column& col, long long k) const {
+    __device__ const float* b(const Column& col, long long k) const {
         const int KK = g.KH * g.KW, m = (int)(k / KK), t = (int)(k % KK);
         const int hh = col.h + g.pt - (t / g.KW) * g.dh, ww = col.w + g.pl - (t % g.KW) * g.dw;
-        if (hh < 0 || ww < 0 || hh % g.sh || ww % g.sw) return 0.0f;
+        if (hh < 0 || ww < 0 || hh % g.sh || ww % g.sw) return nullptr;
         const int ho = hh / g.sh, wo = ww / g.sw;
-        return (ho < g.HO && wo < g.WO) ? col.gyg[((long long)m * g.HO + ho) * g.WO + wo] : 0.0f;
+        return (ho < g.HO && wo < g.WO) ? col.gyg + ((long long)m * g.HO + ho) * g.WO + wo : nullptr;
     }
     __device__ void store(int c, long long q, float v) const {
         const int HW = g.H * g.W;
@@ -123,9 +126,9 @@ struct TcBackwardWeight {
         return e < P ? e : P;
     }
     // A[m][p] = gy[n, m, l]
-    __device__ float a(int m, long long p) const {
+    __device__ const float* a(int m, long long p) const {
         const int L = g.HO * g.WO;
-        return gy[((p / L) * g.O + (long long)grp * rows() + m) * L + p % L];
+        return gy + ((p / L) * g.O + (long long)grp * rows() + m) * L + p % L;
     }
     struct Column {
         int c, kh, kw;
@@ -134,12 +137,12 @@ struct TcBackwardWeight {
         const int KK = g.KH * g.KW, t = (int)(k % KK);
         return Column{(int)(k / KK), t / g.KW, t % g.KW};
     }
-    __device__ float b(const Column& col, long long p) const {
+    __device__ const float* b(const Column& col, long long p) const {
         const int L = g.HO * g.WO, l = (int)(p % L);
         const long long n = p / L;
         const int hi = (l / g.WO) * g.sh - g.pt + col.kh * g.dh, wi = (l % g.WO) * g.sw - g.pl + col.kw * g.dw;
-        if (hi < 0 || hi >= g.H || wi < 0 || wi >= g.W) return 0.0f;
-        return x[((n * g.C + (long long)grp * (g.C / g.G) + col.c) * g.H + hi) * g.W + wi];
+        if (hi < 0 || hi >= g.H || wi < 0 || wi >= g.W) return nullptr;
+        return x + ((n * g.C + (long long)grp * (g.C / g.G) + col.c) * g.H + hi) * g.W + wi;
     }
     __device__ void store(int m, long long k, float v) const {
         ws[((long long)split * g.O + (long long)grp * rows() + m) * cols() + k] = v;
@@ -147,11 +150,37 @@ struct TcBackwardWeight {
 };
 
 // ------------------------------------------------------------------ the GEMM tile
+// One K slice into stage buffers As/Bs with cp.async (4 bytes per element: the B tile
+// is a gather; zero-filled outside the problem and in the padding).
+template <class Problem>
+__device__ __forceinline__ void tc_stage(const Problem& pr, std::uint32_t (*As)[kTcLdA], std::uint32_t (*Bs)[kTcLdB],
+                                         int m0, int M, long long k0, long long ke,
+                                         const typename Problem::Column& col, int bcol, bool bvalid) {
+    const float* any = pr.a(0, 0);  // a valid address for the zero-filled copies
+    for (int i = threadIdx.x; i < kTcBM * kTcBK; i += kTcThreads) {
+        const int m = i / kTcBK, k = i % kTcBK;
+        const bool ok = m0 + m < M && k0 + k < ke;
+        cp_async<4>(&As[m][k], ok ? pr.a(m0 + m, k0 + k) : any, ok);
+    }
+    for (int kl = threadIdx.x / kTcBN; kl < kTcBK; kl += kTcThreads / kTcBN) {
+        const float* src = bvalid && k0 + kl < ke ? pr.b(col, k0 + kl) : nullptr;
+        cp_async<4>(&Bs[kl][bcol], src ? src : any, src != nullptr);
+    }
+}
+
+__device__ __forceinline__ std::uint32_t tf32_of_bits(std::uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return to_tf32(f);
+}
+
 // grid (ceil(cols / 64), ceil(rows / 64), G [* splits]); one 64x64 tile of the problem.
+// Two stages: while the warps multiply slice s out of one buffer, cp.async fills the
+// other with slice s + 1.
 template <class Problem>
 __global__ void __launch_bounds__(kTcThreads) conv2d_tc_tf32_kernel(Problem pr) {
-    __shared__ __align__(16) std::uint32_t As[kTcBM][kTcLdA];
-    __shared__ __align__(16) std::uint32_t Bs[kTcBK][kTcLdB];
+    __shared__ __align__(16) std::uint32_t As[2][kTcBM][kTcLdA];
+    __shared__ __align__(16) std::uint32_t Bs[2][kTcBK][kTcLdB];
     pr.setup(blockIdx.z);
     const int M = pr.rows(), m0 = blockIdx.y * kTcBM;
     const long long N = pr.cols(), n0 = (long long)blockIdx.x * kTcBN;
@@ -165,13 +194,13 @@ __global__ void __launch_bounds__(kTcThreads) conv2d_tc_tf32_kernel(Problem pr) 
     const typename Problem::Column col = pr.column(bvalid ? n0 + bcol : 0);
 
     float acc[2][4][4] = {};
-    for (long long k0 = kb; k0 < ke; k0 += kTcBK) {
-        for (int i = tid; i < kTcBM * kTcBK; i += kTcThreads) {
-            const int m = i / kTcBK, k = i % kTcBK;
-            As[m][k] = to_tf32(m0 + m < M && k0 + k < ke ? pr.a(m0 + m, k0 + k) : 0.0f);
-        }
-        for (int kl = tid / kTcBN; kl < kTcBK; kl += kTcThreads / kTcBN)
-            Bs[kl][bcol] = to_tf32(bvalid && k0 + kl < ke ? pr.b(col, k0 + kl) : 0.0f);
+    if (kb < ke) tc_stage(pr, As[0], Bs[0], m0, M, kb, ke, col, bcol, bvalid);
+    cp_async_commit();
+    int s = 0;
+    for (long long k0 = kb; k0 < ke; k0 += kTcBK, s ^= 1) {
+        if (k0 + kTcBK < ke) tc_stage(pr, As[s ^ 1], Bs[s ^ 1], m0, M, k0 + kTcBK, ke, col, bcol, bvalid);
+        cp_async_commit();  // (an empty group on the last slice keeps the count uniform)
+        cp_async_wait<1>();  // slice k0 has landed
         __syncthreads();
 #pragma unroll
         for (int kk = 0; kk < kTcBK; kk += 8) {
@@ -179,24 +208,25 @@ __global__ void __launch_bounds__(kTcThreads) conv2d_tc_tf32_kernel(Problem pr) 
 #pragma unroll
             for (int mi = 0; mi < 2; ++mi) {
                 const int r = wm + mi * 16 + gid;
-                a[mi][0] = As[r][kk + tig];
-                a[mi][1] = As[r + 8][kk + tig];
-                a[mi][2] = As[r][kk + tig + 4];
-                a[mi][3] = As[r + 8][kk + tig + 4];
+                a[mi][0] = tf32_of_bits(As[s][r][kk + tig]);
+                a[mi][1] = tf32_of_bits(As[s][r + 8][kk + tig]);
+                a[mi][2] = tf32_of_bits(As[s][r][kk + tig + 4]);
+                a[mi][3] = tf32_of_bits(As[s][r + 8][kk + tig + 4]);
             }
 #pragma unroll
             for (int nj = 0; nj < 4; ++nj) {
                 const int c = wn + nj * 8 + gid;
-                b[nj][0] = Bs[kk + tig][c];
-                b[nj][1] = Bs[kk + tig + 4][c];
+                b[nj][0] = tf32_of_bits(Bs[s][kk + tig][c]);
+                b[nj][1] = tf32_of_bits(Bs[s][kk + tig + 4][c]);
             }
 #pragma unroll
             for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
                 for (int nj = 0; nj < 4; ++nj) mma_m16n8k8_tf32(acc[mi][nj], a[mi], b[nj], acc[mi][nj]);
         }
-        __syncthreads();
+        __syncthreads();  // buffer s is refilled next trip
     }
+    cp_async_wait<0>();
 
     // D fragment (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1) of each 16x8 tile
 #pragma unroll
