@@ -41,8 +41,9 @@ class DenseLayer(nn.Module):
 
     def forward(self, features):
         x = F.concat(features, 1) if len(features) > 1 else features[0]
-        x = self.conv1(self.relu1(self.norm1(x)))
-        x = self.conv2(self.relu2(self.norm2(x)))
+        # relu1/relu2 stay as torchvision's module tree; BN and ReLU run as one fused pass
+        x = self.conv1(self.norm1(x, relu=True))
+        x = self.conv2(self.norm2(x, relu=True))
         return F.dropout(x, self.drop_rate, self.training) if self.drop_rate > 0 else x
 
 

@@ -54,7 +54,7 @@ class BasicConv2d(nn.Module):
     def forward(self, x):
         x = self.conv(x)
         if self.bn is not None:
-            x = self.bn(x)
+            return self.bn(x, relu=True)  # BN and ReLU in one fused pass
         return self.relu(x)
 
 

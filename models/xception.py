@@ -91,12 +91,12 @@ class Xception(nn.Module):
         init_conv_bn_linear(self, linear_std=None)
 
     def forward(self, x):
-        x = self.relu(self.bn1(self.conv1(x)))
-        x = self.relu(self.bn2(self.conv2(x)))
+        x = self.bn1(self.conv1(x), relu=True)  # BN and ReLU as one fused pass
+        x = self.bn2(self.conv2(x), relu=True)
         for i in range(1, self.num_blocks + 1):
             x = getattr(self, f"block{i}")(x)
-        x = self.relu(self.bn3(self.conv3(x)))
-        x = self.relu(self.bn4(self.conv4(x)))
+        x = self.bn3(self.conv3(x), relu=True)
+        x = self.bn4(self.conv4(x), relu=True)
         x = self.avgpool(x)
         return self.fc(x.reshape(x.shape[0], x.shape[1]))
 
