@@ -7,8 +7,8 @@
 namespace minidl {
 
 namespace {
-constexpr int kWarpRowMaxK = 1024;  // up to this many columns: one warp per row
-constexpr int kRowsPerBlock = 4;    // warp variant: 128 threads = 4 rows
+constexpr int kWarpRowMaxK = kRowStage;   // up to this many columns: one warp per row
+constexpr int kRowsPerBlock = kRowStageRows;  // warp variant: 128 threads = 4 rows
 constexpr int kBlockThreads = 256;  // block variant
 inline bool use_warp(int K) { return K <= kWarpRowMaxK; }
 inline dim3 warp_grid(int N) { return dim3(ceil_div(N, kRowsPerBlock)); }

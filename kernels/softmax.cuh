@@ -3,7 +3,8 @@
 // Layout: x is a contiguous (N, K) row-major array; one row = one sample.
 // Indexing: two variants of every kernel, selected by the launcher from K:
 //   WARP = true  : one warp per row, blockDim.x = 128 (4 rows per block), used for
-//                  K <= 1024; reductions are pure warp shuffles, no __syncthreads.
+//                  K <= 1024; reductions are pure warp shuffles, no __syncthreads; the
+//                  forward kernels stage the row in shared memory first (staged_row).
 //   WARP = false : one block per row, blockDim.x = 256; reductions are warp shuffles
 //                  plus one __shared__ exchange across warps (block_sum/block_max).
 // Labels are int64 (N,) in [0, K): host labels are checked before their upload, device
@@ -53,6 +54,28 @@ __device__ __forceinline__ T row_max(T v, T* scratch) {
 
 template <class T> __device__ __forceinline__ T lowest_() { return T(-INFINITY); }
 
+// The forward kernels read a row three times (max, sum of exponentials, output); the
+// warp variant first copies its row (K <= kRowStage) to shared memory with one coalesced
+// pass, so global memory sees each logit once.  Returns the row to read from.
+constexpr int kRowStage = 1024, kRowStageRows = 4;  // = softmax.cu's warp variant
+template <class T, bool WARP>
+__device__ __forceinline__ const T* staged_row(const T* xr, int K, const RowCtx<WARP>& r, T* stage) {
+    if constexpr (!WARP) {
+        return xr;
+    } else {
+        T* row = stage + (threadIdx.x >> 5) * kRowStage;
+        // lanes from the sector below the row's start (allocations are 256-byte aligned)
+        const long long start = r.row * K;
+        const int head = (int)((start * (long long)sizeof(T)) % 32 / (long long)sizeof(T));
+        for (int k = r.tid - head; k < K; k += kWarp) {
+            const int kk = k < 0 ? 0 : k;
+            row[kk] = xr[kk];
+        }
+        __syncwarp();
+        return row;
+    }
+}
+
 // The row's maximum m and sum of exp(x - m), reduced over the row's threads: the
 // shared first half of softmax and cross-entropy.
 template <class T, bool WARP>
@@ -69,9 +92,10 @@ __device__ __forceinline__ void row_max_and_exp_sum(const T* xr, int K, const Ro
 template <class T, bool WARP>
 __global__ void softmax_forward_kernel(const T* __restrict__ x, T* __restrict__ y, int N, int K, int log) {
     __shared__ T scratch[32];
+    __shared__ T stage[WARP ? kRowStageRows * kRowStage : 1];
     RowCtx<WARP> r;
     if (r.row >= N) return;
-    const T* xr = x + r.row * K;
+    const T* xr = staged_row<T, WARP>(x + r.row * K, K, r, stage);
     T* yr = y + r.row * K;
     T m, s;
     row_max_and_exp_sum<T, WARP>(xr, K, r, scratch, m, s);
@@ -88,20 +112,23 @@ template <class T, bool WARP>
 __global__ void softmax_backward_kernel(const T* __restrict__ y, const T* __restrict__ gy, T* __restrict__ gx,
                                         int N, int K, int log) {
     __shared__ T scratch[32];
+    __shared__ T stage[WARP ? kRowStageRows * kRowStage : 1];
     RowCtx<WARP> r;
     if (r.row >= N) return;
     const long long off = r.row * K;
+    const T* g = staged_row<T, WARP>(gy + off, K, r, stage);  // gy is read twice
+    const T* yr = y + off;
     T s = T(0);
     if (log) {
-        for (int k = r.tid; k < K; k += r.nthr) s += gy[off + k];
+        for (int k = r.tid; k < K; k += r.nthr) s += g[k];
     } else {
-        for (int k = r.tid; k < K; k += r.nthr) s += gy[off + k] * y[off + k];
+        for (int k = r.tid; k < K; k += r.nthr) s += g[k] * yr[k];
     }
     s = row_sum<WARP>(s, scratch);
     if (log) {
-        for (int k = r.tid; k < K; k += r.nthr) gx[off + k] = gy[off + k] - exp_(y[off + k]) * s;
+        for (int k = r.tid; k < K; k += r.nthr) gx[off + k] = g[k] - exp_(yr[k]) * s;
     } else {
-        for (int k = r.tid; k < K; k += r.nthr) gx[off + k] = y[off + k] * (gy[off + k] - s);
+        for (int k = r.tid; k < K; k += r.nthr) gx[off + k] = yr[k] * (g[k] - s);
     }
 }
 
@@ -109,9 +136,10 @@ template <class T, bool WARP>
 __global__ void cross_entropy_forward_kernel(const T* __restrict__ x, const long long* __restrict__ labels,
                                              T* __restrict__ loss, T* __restrict__ logp, int N, int K, T eps) {
     __shared__ T scratch[32];
+    __shared__ T stage[WARP ? kRowStageRows * kRowStage : 1];
     RowCtx<WARP> r;
     if (r.row >= N) return;
-    const T* xr = x + r.row * K;
+    const T* xr = staged_row<T, WARP>(x + r.row * K, K, r, stage);
     T* lr = logp + r.row * K;
     T m, s;
     row_max_and_exp_sum<T, WARP>(xr, K, r, scratch, m, s);

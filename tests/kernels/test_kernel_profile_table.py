@@ -18,10 +18,11 @@ pytestmark = pytest.mark.timeout(300)
 # entries (name substrings) whose every launch meets the thresholds in the profile
 # (every memory-bound family of the GPU-step issue: elementwise, bias-add, fused add+ReLU,
 # batch norm with and without the fused ReLU, max, average and global average pooling,
-# depthwise)
+# depthwise; and softmax/cross-entropy rows up to 1024 classes)
 MEETING_THRESHOLDS = ["relu fwd+bwd", "relu6 fwd+bwd", "sigmoid fwd+bwd", "silu fwd+bwd", "dropout fwd+bwd",
                       "SGD momentum", "bias_add fwd+bwd", "add+ReLU fwd+bwd", "BN-train fwd+bwd", "BN+ReLU fwd+bwd",
-                      "maxpool 3x3/2", "avgpool 3x3/1", "avgpool 2x2/2", "global avgpool", "depthwise 3x3/1"]
+                      "maxpool 3x3/2", "avgpool 3x3/1", "avgpool 2x2/2", "global avgpool", "depthwise 3x3/1",
+                      "softmax-CE fwd+bwd (256,1000)", "softmax-CE fwd+bwd (64,1000)", "log-softmax fwd+bwd"]
 
 
 def test_profile_shape_keeps_layout_and_bounds_size():
