@@ -33,6 +33,10 @@ namespace py = pybind11;
 #define MINIDL_DEF_F(m, fn)                                                               \
     m.def(#fn "_f32", &minidl::fn<float>, py::call_guard<py::gil_scoped_release>()); \
     m.def(#fn "_f64", &minidl::fn<double>, py::call_guard<py::gil_scoped_release>())
+// the 16-bit launchers (<launcher>_f16 / _bf16 wrappers, declared in the family's header)
+#define MINIDL_DEF_H(m, fn)                                                            \
+    m.def(#fn "_f16", &minidl::fn##_f16, py::call_guard<py::gil_scoped_release>()); \
+    m.def(#fn "_bf16", &minidl::fn##_bf16, py::call_guard<py::gil_scoped_release>())
 
 // A geometry struct of launcher.h as a Python class with named int fields; module_local
 // because _cuda and _emu both bind these C++ types and may be loaded together.
@@ -112,6 +116,15 @@ PYBIND11_MODULE(MINIDL_MODULE_NAME, m) {
     MINIDL_DEF_F(m, silu);
     MINIDL_DEF_F(m, silu_backward);
     MINIDL_DEF_F(m, add_relu);
+    MINIDL_DEF_H(m, add_relu);
+    MINIDL_DEF_H(m, relu);
+    MINIDL_DEF_H(m, relu_backward);
+    MINIDL_DEF_H(m, relu6);
+    MINIDL_DEF_H(m, relu6_backward);
+    MINIDL_DEF_H(m, sigmoid);
+    MINIDL_DEF_H(m, sigmoid_backward);
+    MINIDL_DEF_H(m, silu);
+    MINIDL_DEF_H(m, silu_backward);
     MINIDL_DEF_F(m, bias_add);
     MINIDL_DEF_F(m, bias_add_backward);
     m.def("channel_partials", &minidl::channel_partials);

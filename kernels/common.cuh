@@ -42,6 +42,7 @@
 #endif
 
 #include "launcher.h"
+#include "half.cuh"
 
 // The signature comes from the declaration in the family's host header.
 #define MINIDL_INSTANTIATE_FLOAT_DOUBLE(launcher)         \

@@ -35,21 +35,28 @@ void launch_map(const char* name, const T* a, const T* b, T* out, long long n, u
 }
 }  // namespace
 
+// The <launcher>_f16 / _bf16 wrappers of elementwise.h: the half_t / bf16_t instances.
+#define MINIDL_HALF_WRAPPERS(op, params, args)           \
+    void op##_f16 params { op<half_t> args; }            \
+    void op##_bf16 params { op<bf16_t> args; }
+
 // An activation's forward y = f(x) and backward gx = gy * f'(saved), saved being the
 // forward input (the forward output for sigmoid).
 #define MINIDL_ACTIVATION_LAUNCHERS(op, Forward, Backward)                                                            \
     template <class T>                                                                                                \
     void op(uptr x, uptr y, long long n, uptr stream) {                                                               \
-        launch_map<T, Forward<T>, false>("elementwise_map_kernel<" #Forward ">", cp<T>(x), nullptr, mp<T>(y), n,      \
-                                         stream);                                                                     \
+        launch_map<T, Forward<compute_t<T>>, false>("elementwise_map_kernel<" #Forward ">", cp<T>(x), nullptr,       \
+                                                    mp<T>(y), n, stream);                                             \
     }                                                                                                                 \
     template <class T>                                                                                                \
     void op##_backward(uptr saved, uptr gy, uptr gx, long long n, uptr stream) {                                      \
-        launch_map<T, Backward<T>, true>("elementwise_map_kernel<" #Backward ">", cp<T>(saved), cp<T>(gy), mp<T>(gx), \
-                                         n, stream);                                                                  \
+        launch_map<T, Backward<compute_t<T>>, true>("elementwise_map_kernel<" #Backward ">", cp<T>(saved),          \
+                                                    cp<T>(gy), mp<T>(gx), n, stream);                                 \
     }                                                                                                                 \
     MINIDL_INSTANTIATE_FLOAT_DOUBLE(op);                                                                              \
-    MINIDL_INSTANTIATE_FLOAT_DOUBLE(op##_backward)
+    MINIDL_INSTANTIATE_FLOAT_DOUBLE(op##_backward);                                                                   \
+    MINIDL_HALF_WRAPPERS(op, (uptr x, uptr y, long long n, uptr stream), (x, y, n, stream));                          \
+    MINIDL_HALF_WRAPPERS(op##_backward, (uptr s, uptr gy, uptr gx, long long n, uptr stream), (s, gy, gx, n, stream))
 
 MINIDL_ACTIVATION_LAUNCHERS(relu, Relu, ReluBackward);
 MINIDL_ACTIVATION_LAUNCHERS(relu6, Relu6, Relu6Backward);
@@ -58,9 +65,11 @@ MINIDL_ACTIVATION_LAUNCHERS(silu, Silu, SiluBackward);
 
 template <class T>
 void add_relu(uptr a, uptr b, uptr y, long long n, uptr stream) {
-    launch_map<T, AddRelu<T>, true>("elementwise_map_kernel<AddRelu>", cp<T>(a), cp<T>(b), mp<T>(y), n, stream);
+    launch_map<T, AddRelu<compute_t<T>>, true>("elementwise_map_kernel<AddRelu>", cp<T>(a), cp<T>(b), mp<T>(y), n,
+                                               stream);
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(add_relu);
+MINIDL_HALF_WRAPPERS(add_relu, (uptr a, uptr b, uptr y, long long n, uptr stream), (a, b, y, n, stream));
 
 int channel_partials(int N, int C, long long S) { return plan_channel_tiles(N, C, S).chunks; }
 

@@ -29,7 +29,8 @@ namespace minidl {
 // aligned, else V = 1), kMapUnroll of them per loop trip with the loads issued
 // before the math, and a grid-stride loop over the rest.  Index is int where n fits,
 // long long past 2^31 (32-bit index math is cheaper on the GPU).  The n % V tail
-// elements take a scalar loop.
+// elements take a scalar loop.  16-bit T (half_t, bf16_t) is loaded and stored as
+// such and computed in float (Op is instantiated on compute_t<T>).
 constexpr int kMapUnroll = 4;
 
 template <class T, int V>
@@ -95,9 +96,9 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
                 for (int k = 0; k < V; ++k) {
                     if constexpr (Binary)
-                        r.v[k] = op(ra[u].v[k], rb[u].v[k]);
+                        r.v[k] = from_compute<T>(op(to_compute(ra[u].v[k]), to_compute(rb[u].v[k])));
                     else
-                        r.v[k] = op(ra[u].v[k]);
+                        r.v[k] = from_compute<T>(op(to_compute(ra[u].v[k])));
                 }
                 store_pack(po + i, r);
             }
@@ -105,9 +106,9 @@ __global__ void __launch_bounds__(kThreads)
     }
     for (Index i = vecs * V + (Index)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (Index)gridDim.x * blockDim.x) {
         if constexpr (Binary)
-            out[i] = op(a[i], b[i]);
+            out[i] = from_compute<T>(op(to_compute(a[i]), to_compute(b[i])));
         else
-            out[i] = op(a[i]);
+            out[i] = from_compute<T>(op(to_compute(a[i])));
     }
 }
 

@@ -31,60 +31,7 @@
 #pragma once
 #include "common.cuh"
 
-#if !MINIDL_EMU
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#endif
-
 namespace minidl {
-
-// ------------------------------------------------------------------ number formats
-#if MINIDL_EMU
-using half_t = _Float16;
-struct bf16_t {
-    std::uint16_t bits;
-};
-inline bf16_t float_to_bf16(float x) {
-    std::uint32_t u;
-    std::memcpy(&u, &x, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return bf16_t{0x7fc0};  // NaN
-    u += 0x7fffu + ((u >> 16) & 1u);                             // round to nearest even
-    return bf16_t{(std::uint16_t)(u >> 16)};
-}
-inline float bf16_to_float(bf16_t h) {
-    const std::uint32_t u = (std::uint32_t)h.bits << 16;
-    float x;
-    std::memcpy(&x, &u, 4);
-    return x;
-}
-inline std::uint16_t bits_of(half_t h) {
-    std::uint16_t b;
-    std::memcpy(&b, &h, 2);
-    return b;
-}
-inline half_t half_from_bits(std::uint16_t b) {
-    half_t h;
-    std::memcpy(&h, &b, 2);
-    return h;
-}
-#else
-using half_t = __half;
-using bf16_t = __nv_bfloat16;
-__device__ __forceinline__ bf16_t float_to_bf16(float x) { return __float2bfloat16_rn(x); }
-__device__ __forceinline__ float bf16_to_float(bf16_t h) { return __bfloat162float(h); }
-__device__ __forceinline__ std::uint16_t bits_of(half_t h) { return __half_as_ushort(h); }
-__device__ __forceinline__ half_t half_from_bits(std::uint16_t b) { return __ushort_as_half(b); }
-#endif
-
-#if MINIDL_EMU
-inline std::uint16_t bits_of_bf16(bf16_t h) { return h.bits; }
-inline bf16_t bf16_from_bits(std::uint16_t b) { return bf16_t{b}; }
-#else
-__device__ __forceinline__ std::uint16_t bits_of_bf16(bf16_t h) { return __bfloat16_as_ushort(h); }
-__device__ __forceinline__ bf16_t bf16_from_bits(std::uint16_t b) { return __ushort_as_bfloat16(b); }
-#endif
-__device__ __forceinline__ float half_to_float(half_t h) { return (float)h; }
-__device__ __forceinline__ half_t float_to_half(float x) { return (half_t)x; }
 
 // Two 16-bit values in one register, `lo` in the low half (the fragments' order).
 __device__ __forceinline__ std::uint32_t pack16(std::uint16_t lo, std::uint16_t hi) {

@@ -15,6 +15,7 @@ from .math import Tanh
 
 class ReLU(Function):
     op_name = "relu"
+    backend_ops = ("relu", "relu_backward")
 
     def forward(self, x):
         self.save_for_backward(x)
@@ -29,6 +30,7 @@ class AddReLU(Function):
     shape and dtype."""
 
     op_name = "relu"
+    backend_ops = ("add_relu", "relu_backward")
 
     def forward(self, a, b):
         y = self.backend.add_relu(a, b)
@@ -42,6 +44,7 @@ class AddReLU(Function):
 
 class ReLU6(Function):
     op_name = "relu6"
+    backend_ops = ("relu6", "relu6_backward")
 
     def forward(self, x):
         self.save_for_backward(x)
@@ -52,6 +55,8 @@ class ReLU6(Function):
 
 
 class Sigmoid(Function):
+    backend_ops = ("sigmoid", "sigmoid_backward")
+
     def forward(self, x):
         y = self.backend.sigmoid(x)
         self.save_for_backward(y)
@@ -63,6 +68,7 @@ class Sigmoid(Function):
 
 class SiLU(Function):
     op_name = "silu"
+    backend_ops = ("silu", "silu_backward")
 
     def forward(self, x):
         self.save_for_backward(x)

@@ -137,8 +137,12 @@ def autocast_inputs(op, inputs):
 
 def _half_compute(fn, inputs):
     """(whether fn computes its half inputs in float32, the dtype its float32 outputs
-    round to or None)."""
+    round to or None).  Not where every backend op fn calls (``fn.backend_ops``) takes
+    16-bit arrays itself (``Backend.half_native``: same results, no widening passes)."""
     if fn.moves_data_only:
+        return False, None
+    ops = getattr(fn, "backend_ops", None)
+    if ops and all(op in fn.backend.half_native for op in ops):
         return False, None
     floating = {t.dtype for t in inputs if t is not None and is_floating(t.dtype)}
     if not any(is_half(d) for d in floating):

@@ -51,6 +51,9 @@ class Backend(ABC):
     name = "abstract"
     xp = np
     reads_sync = False  # does reading an array on the host wait for a device?
+    # contract ops that take float16/bfloat16 arrays themselves (computing in float32 and
+    # rounding, as widening would); autograd widens the inputs of the others to float32
+    half_native = frozenset()
 
     # ---------------------------------------------------------- creation
     def asarray(self, data, dtype=None):

@@ -95,3 +95,36 @@ def test_dropout_apply_backward(device, dtype, n, p):
     gy = rng(7).standard_normal(n).astype(dtype)
     gx = host(be, be.dropout_backward(to_dev(be, gy), mask))
     np.testing.assert_allclose(gx, gy * keep, **tol(dtype, device))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+@pytest.mark.parametrize("act", ACTS + ["add_relu"])
+def test_activation_kernels_take_16_bit_arrays(device, half, act):
+    """The map kernel's float16/bfloat16 instances load and store 16 bits and compute in
+    float32: the CPU backend's widen-compute-round result, to one rounding of the
+    format, forward and backward (the ops autograd leaves unwidened: half_native)."""
+    from minidl import dtypes
+    dtype = dtypes.dtype(half)
+    be = get_backend(device)
+    assert act in be.half_native or act == "sigmoid"  # (sigmoid: kernels tested, autograd widens)
+    n = 4 * 1024 + 5
+    x = _act_input(n, np.float32).astype(dtype)
+    gy = rng(1).standard_normal(n).astype(dtype)
+    ulp = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}[half]
+    widen = lambda a: a.astype(np.float32)  # noqa: E731
+    if act == "add_relu":
+        got = getattr(be, act)(to_dev(be, x), to_dev(be, gy))
+        want = CPU.add_relu(widen(x), widen(gy)).astype(dtype)
+        saved, bwd = got, "relu_backward"
+    else:
+        got = getattr(be, act)(to_dev(be, x))
+        want = getattr(CPU, act)(widen(x)).astype(dtype)
+        saved, bwd = (got if act == "sigmoid" else to_dev(be, x)), act + "_backward"
+    assert got.dtype == dtype
+    np.testing.assert_allclose(widen(host(be, got)), widen(want), rtol=ulp, atol=ulp)
+    gx = getattr(be, bwd)(saved, to_dev(be, gy))
+    gx_want = getattr(CPU, bwd)(widen(host(be, saved)), widen(gy)).astype(dtype)
+    assert gx.dtype == dtype
+    np.testing.assert_allclose(widen(host(be, gx)), widen(gx_want), rtol=ulp, atol=ulp)

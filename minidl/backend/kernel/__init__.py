@@ -26,6 +26,7 @@ from dataclasses import fields
 
 import numpy as np
 
+from ...dtypes import bfloat16, float16
 from ..base import Backend
 from ..checks import check_array
 from ..geometry import ConvGeometry, PoolGeometry, check_int32
@@ -34,7 +35,16 @@ from .host_reads import DeviceArray
 from .operand import Operand
 
 COUNTERS = ("launches", "host_to_device", "device_to_host")
-_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64", float16: "f16", bfloat16: "bf16"}
+
+
+# Contract ops whose kernels take float16/bfloat16 arrays themselves (16-bit loads and
+# stores, float compute: the CPU backend's widen-compute-round semantics); autograd
+# widens the inputs of every other op to float32 (autograd/function.py).  sigmoid has
+# 16-bit kernels too but is left out: its backward reads the forward OUTPUT, which
+# widening keeps in float32 and a 16-bit forward would round (near y = 1 that costs
+# the gradient its precision).
+HALF_NATIVE = frozenset({"relu", "relu_backward", "relu6", "relu6_backward", "silu", "silu_backward", "add_relu"})
 
 
 class KernelBackend(Backend):
@@ -50,6 +60,7 @@ class KernelBackend(Backend):
         self._stream = stream
         self._counts = dict.fromkeys(COUNTERS, 0)
         self._uploader = None  # created by the first non-blocking upload (cuda)
+        self.half_native = HALF_NATIVE
         self._watching = False
 
     def stats(self):
@@ -64,8 +75,9 @@ class KernelBackend(Backend):
         and passed as its pointer, each geometry is range-checked for the kernels'
         int32 indexing and passed as its C++ struct; other arguments pass unchanged."""
         sfx = _SUFFIX.get(np.dtype(dtype))
-        if sfx is None:
-            raise TypeError(f"{launcher}: the {self.name} kernels support float32 and float64, "
+        if sfx is None or (sfx in ("f16", "bf16") and not hasattr(self.kernels, f"{launcher}_{sfx}")):
+            raise TypeError(f"{launcher}: the {self.name} kernels support float32 and float64"
+                            f"{' (and float16/bfloat16 for ' + ', '.join(sorted(HALF_NATIVE)) + ')'}, "
                             f"got {np.dtype(dtype)}")
         converted = []
         for a in args:
