@@ -150,11 +150,14 @@ PYBIND11_MODULE(MINIDL_MODULE_NAME, m) {
     MINIDL_DEF_F(m, conv2d_igemm_forward);
     MINIDL_DEF_F(m, conv2d_igemm_backward_data);
     MINIDL_DEF_F(m, conv2d_igemm_backward_weight);
-    m.def("conv2d_tc_forward_f32", &minidl::conv2d_tc_forward_tf32, py::call_guard<py::gil_scoped_release>());
-    m.def("conv2d_tc_backward_data_f32", &minidl::conv2d_tc_backward_data_tf32,
-          py::call_guard<py::gil_scoped_release>());
-    m.def("conv2d_tc_backward_weight_f32", &minidl::conv2d_tc_backward_weight_tf32,
-          py::call_guard<py::gil_scoped_release>());
+    // tensor cores: the float32 launchers are the TF32 ones
+#define MINIDL_DEF_TC(pass)                                                                               \
+    m.def("conv2d_tc_" #pass "_f32", &minidl::conv2d_tc_##pass##_tf32, py::call_guard<py::gil_scoped_release>()); \
+    MINIDL_DEF_H(m, conv2d_tc_##pass)
+    MINIDL_DEF_TC(forward);
+    MINIDL_DEF_TC(backward_data);
+    MINIDL_DEF_TC(backward_weight);
+#undef MINIDL_DEF_TC
     // depthwise.h
     MINIDL_DEF_F(m, depthwise_conv2d_forward);
     MINIDL_DEF_F(m, depthwise_conv2d_backward_data);

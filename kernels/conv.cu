@@ -55,27 +55,57 @@ void conv2d_igemm_backward_weight(uptr x, uptr gy, uptr ws, const ConvGeometry& 
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(conv2d_igemm_backward_weight);
 
-void conv2d_tc_forward_tf32(uptr x, uptr w, uptr y, const ConvGeometry& g, uptr stream) {
+namespace {
+// The launches of the tensor-core convolutions for element type E (float: TF32; half_t,
+// bf16_t: the 16-bit kernel).
+template <class Problem, class E>
+void launch_tc(const char* name, dim3 grid, const Problem& pr, uptr stream) {
+    if constexpr (std::is_same_v<E, float>)
+        launch_named(name, conv2d_tc_tf32_kernel<Problem>, grid, dim3(kTcThreads), 0, stream, pr);
+    else
+        launch_named(name, conv2d_tc_16bit_kernel<Problem, E>, grid, dim3(kTcThreads), 0, stream, pr);
+}
+
+template <class E>
+void tc_forward(uptr x, uptr w, uptr y, const ConvGeometry& g, uptr stream) {
     const dim3 grid(ceil_div((long long)g.N * g.HO * g.WO, kTcBN), ceil_div(g.O / g.G, kTcBM), g.G);
-    MINIDL_LAUNCH(conv2d_tc_tf32_kernel<TcForward>, grid, dim3(kTcThreads), 0, stream,
-                  TcForward{cp<float>(x), cp<float>(w), mp<float>(y), g});
+    launch_tc<TcForward<E>, E>("conv2d_tc_forward", grid, TcForward<E>{cp<E>(x), cp<E>(w), mp<E>(y), g}, stream);
 }
 
-void conv2d_tc_backward_data_tf32(uptr gy, uptr w, uptr dx, const ConvGeometry& g, uptr stream) {
+template <class E>
+void tc_backward_data(uptr gy, uptr w, uptr dx, const ConvGeometry& g, uptr stream) {
     const dim3 grid(ceil_div((long long)g.N * g.H * g.W, kTcBN), ceil_div(g.C / g.G, kTcBM), g.G);
-    MINIDL_LAUNCH(conv2d_tc_tf32_kernel<TcBackwardData>, grid, dim3(kTcThreads), 0, stream,
-                  TcBackwardData{cp<float>(gy), cp<float>(w), mp<float>(dx), g});
+    launch_tc<TcBackwardData<E>, E>("conv2d_tc_backward_data", grid,
+                                    TcBackwardData<E>{cp<E>(gy), cp<E>(w), mp<E>(dx), g}, stream);
 }
 
-void conv2d_tc_backward_weight_tf32(uptr x, uptr gy, uptr ws, const ConvGeometry& g, int splits, uptr stream) {
+template <class E>
+void tc_backward_weight(uptr x, uptr gy, uptr ws, const ConvGeometry& g, int splits, uptr stream) {
     if (splits < 1)
         throw std::invalid_argument("conv2d_tc_backward_weight: splits must be >= 1, got " + std::to_string(splits));
     const long long P = (long long)g.N * g.HO * g.WO;
     const long long chunk = (P + splits - 1) / splits;
     const long long K = (long long)(g.C / g.G) * g.KH * g.KW;
     const dim3 grid(ceil_div(K, kTcBN), ceil_div(g.O / g.G, kTcBM), g.G * splits);
-    MINIDL_LAUNCH(conv2d_tc_tf32_kernel<TcBackwardWeight>, grid, dim3(kTcThreads), 0, stream,
-                  TcBackwardWeight{cp<float>(x), cp<float>(gy), mp<float>(ws), g, splits, chunk});
+    launch_tc<TcBackwardWeight<E>, E>("conv2d_tc_backward_weight", grid,
+                                      TcBackwardWeight<E>{cp<E>(x), cp<E>(gy), mp<float>(ws), g, splits, chunk},
+                                      stream);
 }
+}  // namespace
+
+#define MINIDL_TC_LAUNCHERS(sfx, E)                                                                          \
+    void conv2d_tc_forward_##sfx(uptr x, uptr w, uptr y, const ConvGeometry& g, uptr stream) {               \
+        tc_forward<E>(x, w, y, g, stream);                                                                   \
+    }                                                                                                        \
+    void conv2d_tc_backward_data_##sfx(uptr gy, uptr w, uptr dx, const ConvGeometry& g, uptr stream) {       \
+        tc_backward_data<E>(gy, w, dx, g, stream);                                                           \
+    }                                                                                                        \
+    void conv2d_tc_backward_weight_##sfx(uptr x, uptr gy, uptr ws, const ConvGeometry& g, int splits,        \
+                                         uptr stream) {                                                      \
+        tc_backward_weight<E>(x, gy, ws, g, splits, stream);                                                 \
+    }
+MINIDL_TC_LAUNCHERS(tf32, float)
+MINIDL_TC_LAUNCHERS(f16, half_t)
+MINIDL_TC_LAUNCHERS(bf16, bf16_t)
 
 }  // namespace minidl

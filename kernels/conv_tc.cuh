@@ -1,6 +1,6 @@
-// Convolutions on tensor cores, TF32 (float32 tensors where
-// minidl.cuda.allow_tf32.conv permits): the three implicit GEMMs of a convolution on
-// mma.sync m16n8k8 (tensor_core.cuh) with fp32 accumulation, per group g of G:
+// Convolutions on tensor cores: TF32 (float32 tensors where minidl.cuda.allow_tf32.conv
+// permits; mma.sync m16n8k8) and FP16 / BF16 (m16n8k16); the three implicit GEMMs of a
+// convolution (tensor_core.cuh) with fp32 accumulation, per group g of G:
 //   forward          y[m][p]  = sum_k w[m][k]       * col(x)[k][p]   M = O/G, N = N*HO*WO, K = C/G*KH*KW
 //   backward-data    dx[c][q] = sum_k wt[c][k]      * col(gy)[k][q]  M = C/G, N = N*H*W,   K = O/G*KH*KW
 //   backward-weight  dw[m][k] = sum_p gy[m][p]      * col(x)[p][k]   M = O/G, N = C/G*KH*KW, K = a split of N*HO*WO
@@ -17,9 +17,9 @@
 // (tensor_core.cuh) and rounded to TF32 as they are read.  Row pads of 4 (As) and
 // 8 (Bs) words make the fragment reads conflict-free: lane (g, t) reads As[g][t] at bank
 // (20g + t) % 32 and Bs[t][g] at bank (72t + g) % 32, all 32 distinct.
+// FP16 / BF16 tensors take conv2d_tc_16bit_kernel (m16n8k16; below).
 // Conventions: outputs overwritten.  Not yet here (the tensor-core issue): ldmatrix
-// (TF32 fragments are read with plain 32-bit loads), a 3-4 stage pipeline, 128x128
-// tiles, and the FP16/BF16 variants.
+// (fragments are read with plain 32-bit loads), a 3-4 stage pipeline, 128x128 tiles.
 #pragma once
 
 #include "conv.cuh"
@@ -34,10 +34,11 @@ constexpr int kTcLdA = kTcBK + 4, kTcLdB = kTcBN + 8;
 // Each says, for block z (its group, and split for the weight gradient): the GEMM
 // sizes, the addresses of a(m, k) and b(column, k) (nullptr: a zero of the padding)
 // with b's per-column setup (`Column`), and store(m, n).
+template <class E>
 struct TcForward {
-    const float* x;
-    const float* w;
-    float* y;
+    const E* x;
+    const E* w;
+    E* y;
     ConvGeometry g;
     int grp = 0;
     __device__ void setup(int z) { grp = z; }
@@ -45,9 +46,9 @@ struct TcForward {
     __device__ long long cols() const { return (long long)g.N * g.HO * g.WO; }
     __device__ long long k_begin() const { return 0; }
     __device__ long long k_end() const { return (long long)(g.C / g.G) * g.KH * g.KW; }
-    __device__ const float* a(int m, long long k) const { return w + ((long long)grp * rows() + m) * k_end() + k; }
+    __device__ const E* a(int m, long long k) const { return w + ((long long)grp * rows() + m) * k_end() + k; }
     struct Column {
-        const float* xg;
+        const E* xg;
         int ho, wo;
     };
     __device__ Column column(long long p) const {
@@ -56,21 +57,22 @@ struct TcForward {
         const int l = (int)(p % L);
         return Column{x + (n * g.C + (long long)grp * (g.C / g.G)) * g.H * g.W, l / g.WO, l % g.WO};
     }
-    __device__ const float* b(const Column& col, long long k) const {
+    __device__ const E* b(const Column& col, long long k) const {
         const int KK = g.KH * g.KW, c = (int)(k / KK), t = (int)(k % KK);
         const int hi = col.ho * g.sh - g.pt + (t / g.KW) * g.dh, wi = col.wo * g.sw - g.pl + (t % g.KW) * g.dw;
         return (hi >= 0 && hi < g.H && wi >= 0 && wi < g.W) ? col.xg + ((long long)c * g.H + hi) * g.W + wi : nullptr;
     }
     __device__ void store(int m, long long p, float v) const {
         const int L = g.HO * g.WO;
-        y[((p / L) * g.O + (long long)grp * rows() + m) * L + p % L] = v;
+        y[((p / L) * g.O + (long long)grp * rows() + m) * L + p % L] = from_compute<E>(v);
     }
 };
 
+template <class E>
 struct TcBackwardData {
-    const float* gy;
-    const float* w;
-    float* dx;
+    const E* gy;
+    const E* w;
+    E* dx;
     ConvGeometry g;
     int grp = 0;
     __device__ void setup(int z) { grp = z; }
@@ -79,12 +81,12 @@ struct TcBackwardData {
     __device__ long long k_begin() const { return 0; }
     __device__ long long k_end() const { return (long long)(g.O / g.G) * g.KH * g.KW; }
     // A[c][k = m*KK + t] = W[m, c, t]
-    __device__ const float* a(int c, long long k) const {
+    __device__ const E* a(int c, long long k) const {
         const int KK = g.KH * g.KW, Cg = g.C / g.G, m = (int)(k / KK), t = (int)(k % KK);
         return w + (((long long)grp * (g.O / g.G) + m) * Cg + c) * KK + t;
     }
     struct Column {
-        const float* gyg;
+        const E* gyg;
         int h, w;
     };
     __device__ Column column(long long q) const {
@@ -93,7 +95,7 @@ struct TcBackwardData {
         const int r = (int)(q % HW);
         return Column{gy + (n * g.O + (long long)grp * (g.O / g.G)) * g.HO * g.WO, r / g.W, r % g.W};
     }
-    __device__ const float* b(const Column& col, long long k) const {
+    __device__ const E* b(const Column& col, long long k) const {
         const int KK = g.KH * g.KW, m = (int)(k / KK), t = (int)(k % KK);
         const int hh = col.h + g.pt - (t / g.KW) * g.dh, ww = col.w + g.pl - (t % g.KW) * g.dw;
         if (hh < 0 || ww < 0 || hh % g.sh || ww % g.sw) return nullptr;
@@ -102,13 +104,15 @@ struct TcBackwardData {
     }
     __device__ void store(int c, long long q, float v) const {
         const int HW = g.H * g.W;
-        dx[((q / HW) * g.C + (long long)grp * rows() + c) * HW + q % HW] = v;
+        dx[((q / HW) * g.C + (long long)grp * rows() + c) * HW + q % HW] = from_compute<E>(v);
     }
 };
 
+// ws is float32 whatever E is: the splits' partial sums are added in float32
+template <class E>
 struct TcBackwardWeight {
-    const float* x;
-    const float* gy;
+    const E* x;
+    const E* gy;
     float* ws;
     ConvGeometry g;
     int splits;
@@ -126,7 +130,7 @@ struct TcBackwardWeight {
         return e < P ? e : P;
     }
     // A[m][p] = gy[n, m, l]
-    __device__ const float* a(int m, long long p) const {
+    __device__ const E* a(int m, long long p) const {
         const int L = g.HO * g.WO;
         return gy + ((p / L) * g.O + (long long)grp * rows() + m) * L + p % L;
     }
@@ -137,7 +141,7 @@ struct TcBackwardWeight {
         const int KK = g.KH * g.KW, t = (int)(k % KK);
         return Column{(int)(k / KK), t / g.KW, t % g.KW};
     }
-    __device__ const float* b(const Column& col, long long p) const {
+    __device__ const E* b(const Column& col, long long p) const {
         const int L = g.HO * g.WO, l = (int)(p % L);
         const long long n = p / L;
         const int hi = (l / g.WO) * g.sh - g.pt + col.kh * g.dh, wi = (l % g.WO) * g.sw - g.pl + col.kw * g.dw;
@@ -229,6 +233,87 @@ __global__ void __launch_bounds__(kTcThreads) conv2d_tc_tf32_kernel(Problem pr) 
     cp_async_wait<0>();
 
     // D fragment (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1) of each 16x8 tile
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+        for (int nj = 0; nj < 4; ++nj)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+                const int m = m0 + wm + mi * 16 + gid + (r >= 2 ? 8 : 0);
+                const long long n = n0 + wn + nj * 8 + 2 * tig + (r & 1);
+                if (m < M && n < N) pr.store(m, n, acc[mi][nj][r]);
+            }
+}
+
+// ------------------------------------------------------------------ the 16-bit GEMM tile
+// FP16 / BF16 operands (E = half_t / bf16_t) on mma.sync m16n8k16, fp32 accumulation:
+// the same 64x64 tile and warp layout, K in steps of 16 (one k16 step).  As is [m][k]
+// and Bs is [n][k] (each B column contiguous), 16 + 8 values a row, so that every
+// fragment register is one 32-bit shared load (two consecutive k) and lane (g, t) reads
+// word 12g + t (+ 4): 32 distinct banks.  Staging is plain 16-bit loads (cp.async
+// moves 4 bytes at least, and the B tile is a gather of single values).
+constexpr int kTc16Ld = 16 + 8;
+
+template <class E> __device__ __forceinline__ std::uint16_t bits16(E v) {
+    if constexpr (std::is_same_v<E, bf16_t>)
+        return bits_of_bf16(v);
+    else
+        return bits_of(v);
+}
+
+template <class Problem, class E>
+__global__ void __launch_bounds__(kTcThreads) conv2d_tc_16bit_kernel(Problem pr) {
+    __shared__ __align__(16) std::uint16_t As[kTcBM][kTc16Ld];
+    __shared__ __align__(16) std::uint16_t Bs[kTcBN][kTc16Ld];
+    pr.setup(blockIdx.z);
+    const int M = pr.rows(), m0 = blockIdx.y * kTcBM;
+    const long long N = pr.cols(), n0 = (long long)blockIdx.x * kTcBN;
+    const long long kb = pr.k_begin(), ke = pr.k_end();
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+    const int gid = lane >> 2, tig = lane & 3;
+    const int bcol = tid % kTcBN;
+    const bool bvalid = n0 + bcol < N;
+    const typename Problem::Column col = pr.column(bvalid ? n0 + bcol : 0);
+    auto word = [](const std::uint16_t* p) { return *reinterpret_cast<const std::uint32_t*>(p); };
+
+    float acc[2][4][4] = {};
+    for (long long k0 = kb; k0 < ke; k0 += 16) {
+        for (int i = tid; i < kTcBM * 16; i += kTcThreads) {
+            const int m = i / 16, k = i % 16;
+            As[m][k] = m0 + m < M && k0 + k < ke ? bits16(*pr.a(m0 + m, k0 + k)) : 0;
+        }
+        for (int kl = tid / kTcBN; kl < 16; kl += kTcThreads / kTcBN) {
+            const E* src = bvalid && k0 + kl < ke ? pr.b(col, k0 + kl) : nullptr;
+            Bs[bcol][kl] = src ? bits16(*src) : 0;
+        }
+        __syncthreads();
+        std::uint32_t a[2][4], b[4][2];
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi) {
+            const int r = wm + mi * 16 + gid;
+            a[mi][0] = word(&As[r][2 * tig]);
+            a[mi][1] = word(&As[r + 8][2 * tig]);
+            a[mi][2] = word(&As[r][2 * tig + 8]);
+            a[mi][3] = word(&As[r + 8][2 * tig + 8]);
+        }
+#pragma unroll
+        for (int nj = 0; nj < 4; ++nj) {
+            const int c = wn + nj * 8 + gid;
+            b[nj][0] = word(&Bs[c][2 * tig]);
+            b[nj][1] = word(&Bs[c][2 * tig + 8]);
+        }
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+            for (int nj = 0; nj < 4; ++nj) {
+                if constexpr (std::is_same_v<E, bf16_t>)
+                    mma_m16n8k16_bf16(acc[mi][nj], a[mi], b[nj], acc[mi][nj]);
+                else
+                    mma_m16n8k16_f16(acc[mi][nj], a[mi], b[nj], acc[mi][nj]);
+            }
+        __syncthreads();
+    }
 #pragma unroll
     for (int mi = 0; mi < 2; ++mi)
 #pragma unroll

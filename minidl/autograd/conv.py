@@ -20,6 +20,10 @@ class Conv2d(Function):
     padding = property(lambda self: self.geometry.padding)
     dilation = property(lambda self: self.geometry.dilation)
 
+    def backend_ops(self, inputs):
+        with_bias = len(inputs) > 2 and inputs[2] is not None
+        return ("conv2d_forward", "conv2d_backward") + (("bias_add", "bias_add_backward") if with_bias else ())
+
     def forward(self, x, weight, bias=None):
         be = self.backend
         self.save_for_backward(x, weight)

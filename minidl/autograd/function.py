@@ -142,6 +142,8 @@ def _half_compute(fn, inputs):
     if fn.moves_data_only:
         return False, None
     ops = getattr(fn, "backend_ops", None)
+    if callable(ops):  # ops that depend on the inputs (Conv2d: the bias)
+        ops = ops(inputs)
     if ops and all(op in fn.backend.half_native for op in ops):
         return False, None
     floating = {t.dtype for t in inputs if t is not None and is_floating(t.dtype)}

@@ -113,6 +113,39 @@ def test_conv2d_tf32_tensor_cores(be, cpu, name):
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+@pytest.mark.parametrize("name", TF32_CASES)
+def test_conv2d_16_bit_tensor_cores(be, cpu, name, half):
+    """float16/bfloat16 convolutions on mma.sync m16n8k16 (kernels/conv_tc.cuh), forward,
+    backward-data and backward-weight: against a float64 reference of the 16-bit inputs,
+    each output within one rounding to the format (eps relative) plus float32 summation
+    error; the results keep the 16-bit dtype."""
+    from minidl import dtypes
+    dtype = dtypes.dtype(half)
+    eps = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}[half]
+    xs, ws, stride, padding, dilation, groups = CONV_CASES[name]
+    g = ConvGeometry.create(xs, ws, stride, padding, dilation, groups)
+    x, w, gy = (_rand(s, seed).astype(dtype) for s, seed in ((xs, 31), (ws, 32), (g.y_shape, 33)))
+    old, launched, launch = getattr(be, "conv_algo", None), [], be.launch
+    be.conv_algo = "igemm"
+    be.launch = lambda name, dt, *args: (launched.append((name, np.dtype(dt))), launch(name, dt, *args))[1]
+    try:
+        got = [be.conv2d_forward(be.asarray(x), be.asarray(w), g),
+               *be.conv2d_backward(be.asarray(x), be.asarray(w), be.asarray(gy), g)]
+    finally:
+        be.conv_algo = old
+        del be.launch
+    assert launched == [(f"conv2d_tc_{p}", dtype) for p in ("forward", "backward_data", "backward_weight")]
+    f64 = lambda a: np.asarray(a).astype(np.float64)  # noqa: E731
+    want = [cpu.conv2d_forward(f64(x), f64(w), g), *cpu.conv2d_backward(f64(x), f64(w), f64(gy), g)]
+    for what, a, r in zip(("y", "dx", "dw"), got, want):
+        assert a.dtype == dtype, what
+        a = f64(be.to_numpy(a))
+        bad = np.abs(a - r) > eps * np.abs(r) + 1e-5 * np.abs(r).max()
+        assert not bad.any(), (what, float(np.abs(a - r).max()))
+
+
+@pytest.mark.timeout(120)
 def test_conv2d_float64(be, cpu, algo):
     _conv_check(be, cpu, CONV_CASES["groups2"], dtype=np.float64, rtol=1e-12, atol=1e-12)
 

@@ -44,7 +44,8 @@ _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64", float16: "f
 # 16-bit kernels too but is left out: its backward reads the forward OUTPUT, which
 # widening keeps in float32 and a 16-bit forward would round (near y = 1 that costs
 # the gradient its precision).
-HALF_NATIVE = frozenset({"relu", "relu_backward", "relu6", "relu6_backward", "silu", "silu_backward", "add_relu"})
+HALF_NATIVE = frozenset({"relu", "relu_backward", "relu6", "relu6_backward", "silu", "silu_backward", "add_relu",
+                         "conv2d_forward", "conv2d_backward"})
 
 
 class KernelBackend(Backend):

@@ -9,6 +9,8 @@ Dispatch, the same for both array modules:
                 backward-data, backward-weight with split-K slices summed here):
                 on TF32 tensor cores (mma.sync, kernels/conv_tc.cuh) for float32
                 where ``minidl.cuda.allow_tf32.conv`` permits, else SIMT;
+                float16/bfloat16 on the 16-bit tensor-core kernels (their other
+                paths compute in float32 and round);
       "im2col"  the im2col / col2im kernels with the GEMMs done by ``xp.matmul``
                 (cuBLAS on cuda), over chunks of the batch to bound the col buffer;
       "auto"    igemm, except where im2col + cuBLAS measured faster on an H200
@@ -25,6 +27,7 @@ import os
 import numpy as np
 
 from ... import cuda
+from ...dtypes import is_half
 from ..checks import check_conv_arrays
 from .operand import Operand, contiguous
 
@@ -70,8 +73,26 @@ def _chunk(n, per_image):
     return max(1, min(n, _COL_BUDGET // max(per_image, 1)))
 
 
+def _half_on_tensor_cores(be, dtype, g):
+    """float16/bfloat16: the 16-bit tensor-core kernels where implicit GEMM serves the
+    geometry (not 1x1, not depthwise, conv_algo not im2col); None for other dtypes."""
+    if not is_half(dtype):
+        return None
+    algo = getattr(be, "conv_algo", None) or DEFAULT_ALGO
+    return not (_is_pointwise(g) or _is_depthwise(g) or algo == "im2col")
+
+
+def _widened(be, arrays):
+    """float16/bfloat16 arrays as float32 (the paths without 16-bit kernels compute
+    there and round, as autograd's widening would)."""
+    return [be.astype(a, np.float32) for a in arrays]
+
+
 def conv2d_forward(be, x, w, g):
     xp = be.xp
+    tc16 = _half_on_tensor_cores(be, x.dtype, g)
+    if tc16 is False:
+        return be.astype(conv2d_forward(be, *_widened(be, (x, w)), g), x.dtype)
     x, w = contiguous(be, x, w)
     check_conv_arrays("conv2d_forward", g, x, w)
     dtype = x.dtype
@@ -83,8 +104,8 @@ def conv2d_forward(be, x, w, g):
     yo = Operand("y", y, g.y_shape, dtype)
     if _is_depthwise(g):
         be.launch("depthwise_conv2d_forward", dtype, xo, wo, yo, g)
-    elif _algo(be, False, g) == "igemm":
-        be.launch("conv2d_tc_forward" if _tf32(dtype) else "conv2d_igemm_forward", dtype, xo, wo, yo, g)
+    elif tc16 or _algo(be, False, g) == "igemm":
+        be.launch("conv2d_tc_forward" if tc16 or _tf32(dtype) else "conv2d_igemm_forward", dtype, xo, wo, yo, g)
     else:
         kk = (g.C // g.G) * g.KH * g.KW
         wg = w.reshape(g.G, g.O // g.G, kk)
@@ -101,6 +122,10 @@ def conv2d_forward(be, x, w, g):
 
 def conv2d_backward(be, x, w, gy, g, need_dx=True, need_dw=True):
     xp = be.xp
+    tc16 = _half_on_tensor_cores(be, x.dtype, g)
+    if tc16 is False:
+        grads = conv2d_backward(be, *_widened(be, (x, w, gy)), g, need_dx, need_dw)
+        return tuple(None if a is None else be.astype(a, x.dtype) for a in grads)
     x, w, gy = contiguous(be, x, w, gy)
     check_conv_arrays("conv2d_backward", g, x, w, gy)
     dtype = x.dtype
@@ -129,18 +154,19 @@ def conv2d_backward(be, x, w, gy, g, need_dx=True, need_dw=True):
                       Operand("work", xp.empty(partials, dtype=dtype), partials, dtype), g)
         return dx, dw
     kk = cg * g.KH * g.KW
-    if _algo(be, True, g) == "igemm":
-        kind = "tc" if _tf32(dtype) else "igemm"  # TF32 tensor cores or SIMT fp32
+    if tc16 or _algo(be, True, g) == "igemm":
+        kind = "tc" if tc16 or _tf32(dtype) else "igemm"  # tensor cores (TF32 / 16-bit) or SIMT
         if need_dx:
             dx = xp.empty_like(x)
             be.launch(f"conv2d_{kind}_backward_data", dtype, gyo, wo, Operand("dx", dx, g.x_shape, dtype), g)
         if need_dw:
             tiles = -(-kk // 64) * -(-og // 64) * g.G
             splits = _wgrad_splits(g.N * g.HO * g.WO, tiles)
-            ws = xp.empty((splits, g.O, kk), dtype=dtype)
-            be.launch(f"conv2d_{kind}_backward_weight", dtype, xo, gyo, Operand("ws", ws, ws.shape, dtype), g,
+            ws_dtype = np.float32 if tc16 else dtype  # 16-bit inputs: float32 partial sums
+            ws = xp.empty((splits, g.O, kk), dtype=ws_dtype)
+            be.launch(f"conv2d_{kind}_backward_weight", dtype, xo, gyo, Operand("ws", ws, ws.shape, ws_dtype), g,
                       splits)
-            dw = (ws[0] if splits == 1 else ws.sum(axis=0)).reshape(w.shape)
+            dw = (ws[0] if splits == 1 else ws.sum(axis=0)).reshape(w.shape).astype(dtype, copy=False)
         return dx, dw
     # im2col / col2im with xp.matmul GEMMs, over chunks of the batch
     chunk = _chunk(g.N, g.C * g.KH * g.KW * g.HO * g.WO)
