@@ -30,7 +30,10 @@ def _is_array(v):
 
 class GradScaler:
     def __init__(self, init_scale=2.0 ** 16, growth_factor=2.0, backoff_factor=0.5, growth_interval=2000,
-                 enabled=True):
+                 enabled=True, dynamic=True):
+        """``dynamic=False`` keeps the scale at ``init_scale`` and only skips the steps
+        with non-finite gradients, on the device (bfloat16 needs no scaling, but a step
+        on a NaN loss must not reach the weights)."""
         if not (math.isfinite(init_scale) and init_scale > 0):
             raise ValueError(f"GradScaler: expected a finite init_scale > 0, got {init_scale!r}")
         if not growth_factor > 1.0:
@@ -39,7 +42,7 @@ class GradScaler:
             raise ValueError(f"GradScaler: expected 0 < backoff_factor < 1, got {backoff_factor!r}")
         if isinstance(growth_interval, bool) or not isinstance(growth_interval, int) or growth_interval < 1:
             raise ValueError(f"GradScaler: expected a positive int growth_interval, got {growth_interval!r}")
-        self.enabled = bool(enabled)
+        self.enabled, self.dynamic = bool(enabled), bool(dynamic)
         self.growth_factor, self.backoff_factor = float(growth_factor), float(backoff_factor)
         self.growth_interval = growth_interval
         self._init_scale, self._init_tracker, self._init_skipped = float(init_scale), 0, 0
@@ -122,14 +125,16 @@ class GradScaler:
             return
         be = self._backend
         inf = be.greater(self._found_inf, 0.0)
+        self._skipped = be.astype(be.where(inf, be.add(self._skipped, 1.0), 0.0), float32)
+        self._found_inf = be.zeros_like(self._found_inf)
+        self._unscaled.clear()
+        if not self.dynamic:
+            return
         tracker = be.add(self._tracker, 1.0)
         grow = be.where(inf, False, be.greater_equal(tracker, float(self.growth_interval)))
         scale = be.where(grow, be.mul(self._scale, self.growth_factor), self._scale)
         self._scale = be.astype(be.where(inf, be.mul(self._scale, self.backoff_factor), scale), float32)
         self._tracker = be.astype(be.where(be.where(inf, True, grow), 0.0, tracker), float32)
-        self._skipped = be.astype(be.where(inf, be.add(self._skipped, 1.0), 0.0), float32)
-        self._found_inf = be.zeros_like(self._found_inf)
-        self._unscaled.clear()
 
     # ------------------------------------------------------------ host reads
     def get_scale(self):

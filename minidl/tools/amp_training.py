@@ -4,7 +4,9 @@ forward pass, a ``GradScaler`` for fp16, and the rule for a non-finite loss.
 Under AMP a non-finite loss is expected now and then (an fp16 overflow): the step is
 skipped and, in fp16, the loss scale backed off (the scaled backward of a NaN loss
 gives non-finite gradients, so ``GradScaler.step`` skips and ``update`` halves the
-scale).  Only ``MAX_NONFINITE_STEPS`` such steps in a row stop the run: from the
+scale; bf16 keeps a scaler of fixed scale 1 for the skip).  Both happen on the
+device, so minidl-train reads the losses only at its log points, as without AMP, and
+reports the skipped steps then.  Only ``MAX_NONFINITE_STEPS`` such steps in a row stop the run: from the
 initial scale 2**16, ten halvings leave 2**6, so a loss that is still not finite
 then is not an artefact of the scaling.
 """
@@ -47,7 +49,10 @@ class AmpTraining:
         if mode not in AMP_CHOICES:
             raise ValueError(f"--amp: expected one of {', '.join(AMP_CHOICES)}, got {mode!r}")
         self.mode = mode
-        self.scaler = GradScaler(enabled=mode == "fp16")
+        # fp16: dynamic loss scaling; bf16: no scaling (scale 1), but the scaler still skips
+        # a step with non-finite gradients on the device, so that no step waits on a read
+        self.scaler = GradScaler(init_scale=1.0 if mode == "bf16" else 2.0 ** 16, enabled=mode != "off",
+                                 dynamic=mode == "fp16")
         self.nonfinite_run = 0
 
     def autocast(self):

@@ -386,8 +386,7 @@ class Trainer:
         self.history = []  # (step, loss) of every step this process ran
         # one process, no AMP skips, no --skip-nonfinite: nothing needs the loss before the
         # next log point, so the steps queue on the device without a sync (step_metrics.py)
-        self.pending = PendingSteps() if (self.ranks.world == 1 and self.amp.mode == "off"
-                                          and not cfg["skip_nonfinite"]) else None
+        self.pending = PendingSteps() if self.ranks.world == 1 and not cfg["skip_nonfinite"] else None
 
     def check_validation_set(self, channels):
         """An empty or undecodable validation set is a start-up error, not one after an epoch."""
@@ -470,16 +469,13 @@ class Trainer:
         return F.cross_entropy(outputs, labels, label_smoothing=ls)
 
     def checked_step_value(self, loss, images, where):
-        """The step's loss read now (distributed, --amp, --skip-nonfinite decide per step):
+        """The step's loss read now (distributed and --skip-nonfinite decide per step):
         the global batch's value, or None when the step is skipped."""
         st = self.state
         value, stop = self.ranks.step_outcome(float(loss.item()), images, self.stop())
         self.stop_requested = stop
         if self.amp.tolerates_nonfinite(math.isfinite(value)):
-            print(f"minidl-train: skipping the step {where}: the loss is {value} under "
-                  f"--amp {self.amp.mode} ({self.amp.nonfinite_run} in a row; {MAX_NONFINITE_STEPS} stop "
-                  "the run)", file=sys.stderr)
-            st["skipped_steps"] += 1
+            self.report_skip(value, where)
             self.amp.skip(loss, self.optimizer)
             return None
         if not math.isfinite(value):
@@ -501,13 +497,25 @@ class Trainer:
 
     def read_pending(self):
         """Read the queued steps (one transfer) and record them; the first non-finite loss
-        stops the run naming its step, before anything is saved."""
+        stops the run naming its step, before anything is saved.  Under --amp a
+        non-finite loss was a step the scaler skipped on the device: counted, and only
+        a run of more than MAX_NONFINITE_STEPS stops."""
         if self.pending is None:
             return
         for r in self.pending.read():
-            if not math.isfinite(r.loss):
+            finite = math.isfinite(r.loss)
+            if self.amp.tolerates_nonfinite(finite):
+                self.report_skip(r.loss, r.where)
+                continue
+            if not finite:
                 raise NonFiniteLoss(f"the loss is {r.loss} {r.where}")
             self.record(r)
+
+    def report_skip(self, value, where):
+        print(f"minidl-train: skipping the step {where}: the loss is {value} under "
+              f"--amp {self.amp.mode} ({self.amp.nonfinite_run} in a row; {MAX_NONFINITE_STEPS} stop "
+              "the run)", file=sys.stderr)
+        self.state["skipped_steps"] += 1
 
     def train_step(self, images, labels):
         st = self.state
