@@ -15,7 +15,7 @@
 //                      A (16x16)  a[0] (g, 2t..2t+1)  a[1] (g+8, 2t..)  a[2] (g, 2t+8..)  a[3] (g+8, 2t+8..)
 //                      B (16x8)   b[0] (k=2t..2t+1, n=g)  b[1] (k=2t+8..2t+9, n=g)
 //   C, D (16x8, fp32): c[0] (g, 2t)  c[1] (g, 2t+1)  c[2] (g+8, 2t)  c[3] (g+8, 2t+1)
-// The emulation gathers the operands each lane needs with warp shuffles and multiplies
+// The emulation gathers every lane's registers (one warp round per register) and multiplies
 // in fp32 (products of TF32/FP16/BF16 values are exact in fp32), summing over k in
 // order; hardware sums in an unspecified order, so results agree to fp32 rounding.
 //
@@ -72,13 +72,16 @@ __device__ __forceinline__ void mma_m16n8k8_tf32(float (&d)[4], const std::uint3
                                                  const std::uint32_t (&b)[2], const float (&c)[4]) {
 #if MINIDL_EMU
     const int l = emu_tc::lane(), g = l >> 2, t = l & 3;
+    std::uint32_t ra[4][32], rb[2][32];  // every lane's registers: 6 warp rounds
+    for (int i = 0; i < 4; ++i) minidl_emu::gather(a[i], ra[i]);
+    for (int i = 0; i < 2; ++i) minidl_emu::gather(b[i], rb[i]);
     float acc[4] = {c[0], c[1], c[2], c[3]};
     for (int k = 0; k < 8; ++k) {
         const int src_a = g * 4 + (k & 3), hi = k >> 2;
-        const float a0 = emu_tc::f32(__shfl_sync(kFullMask, a[hi ? 2 : 0], src_a) & 0xffffe000u);  // A[g][k]
-        const float a1 = emu_tc::f32(__shfl_sync(kFullMask, a[hi ? 3 : 1], src_a) & 0xffffe000u);  // A[g+8][k]
-        const float b0 = emu_tc::f32(__shfl_sync(kFullMask, b[hi], (2 * t) * 4 + (k & 3)) & 0xffffe000u);
-        const float b1 = emu_tc::f32(__shfl_sync(kFullMask, b[hi], (2 * t + 1) * 4 + (k & 3)) & 0xffffe000u);
+        const float a0 = emu_tc::f32(ra[hi ? 2 : 0][src_a] & 0xffffe000u);  // A[g][k]
+        const float a1 = emu_tc::f32(ra[hi ? 3 : 1][src_a] & 0xffffe000u);  // A[g+8][k]
+        const float b0 = emu_tc::f32(rb[hi][(2 * t) * 4 + (k & 3)] & 0xffffe000u);
+        const float b1 = emu_tc::f32(rb[hi][(2 * t + 1) * 4 + (k & 3)] & 0xffffe000u);
         acc[0] += a0 * b0;
         acc[1] += a0 * b1;
         acc[2] += a1 * b0;
@@ -102,13 +105,16 @@ template <class Value>
 inline void mma_m16n8k16(float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2],
                          const float (&c)[4], Value value) {
     const int l = lane(), g = l >> 2, t = l & 3;
+    std::uint32_t ra[4][32], rb[2][32];  // every lane's registers: 6 warp rounds
+    for (int i = 0; i < 4; ++i) minidl_emu::gather(a[i], ra[i]);
+    for (int i = 0; i < 2; ++i) minidl_emu::gather(b[i], rb[i]);
     float acc[4] = {c[0], c[1], c[2], c[3]};
     for (int k = 0; k < 16; ++k) {
         const int hi = k >> 3, src_a = g * 4 + ((k & 7) >> 1), part = k & 1;
-        const float a0 = value(__shfl_sync(kFullMask, a[hi ? 2 : 0], src_a), part);  // A[g][k]
-        const float a1 = value(__shfl_sync(kFullMask, a[hi ? 3 : 1], src_a), part);  // A[g+8][k]
-        const float b0 = value(__shfl_sync(kFullMask, b[hi], (2 * t) * 4 + ((k & 7) >> 1)), part);
-        const float b1 = value(__shfl_sync(kFullMask, b[hi], (2 * t + 1) * 4 + ((k & 7) >> 1)), part);
+        const float a0 = value(ra[hi ? 2 : 0][src_a], part);  // A[g][k]
+        const float a1 = value(ra[hi ? 3 : 1][src_a], part);  // A[g+8][k]
+        const float b0 = value(rb[hi][(2 * t) * 4 + ((k & 7) >> 1)], part);
+        const float b1 = value(rb[hi][(2 * t + 1) * 4 + ((k & 7) >> 1)], part);
         acc[0] += a0 * b0;
         acc[1] += a0 * b1;
         acc[2] += a1 * b0;

@@ -76,6 +76,31 @@ def test_resnet18_steps_on_emu_read_nothing_between_log_points(idx_root, tmp_pat
 
 
 
+@pytest.mark.parametrize("amp", ["fp16", "bf16"])
+def test_amp_steps_on_emu_read_nothing_between_log_points(idx_root, tmp_path, amp):
+    """Under --amp the scaler decides on the device whether a step is skipped, so the
+    steps read nothing either; the log point reads the three losses in one transfer."""
+    be = get_backend("emu")
+    argv = ["--model", "lenet5_bn_w2", "--dataset", "fashion-mnist", "--data", idx_root, "--device", "emu",
+            "--batch-size", "4", "--epochs", "1", "--recipe", "none", "--opt", "sgd", "--lr", "0.01",
+            "--amp", amp, "--log-interval", "3", "--val-split", "0", "--output", str(tmp_path / "run")]
+    cfg = train.resolve_config(train.parse_args(argv), None)
+    with be.watch_host_reads():
+        trainer = train.Trainer(cfg)
+        assert trainer.pending is not None and trainer.amp.scaler.enabled
+        batches = iter(trainer.train_loader)
+        start = _reads(be)
+        for i in range(3):
+            images, labels = next(batches)
+            trainer.train_step(images, labels)
+            trainer.state["batch"] += 1
+            trainer.state["step"] += 1
+            assert _reads(be) == start, f"step {i + 1} read the device"
+        trainer.read_pending()
+        assert _reads(be) == start + 1
+    assert [s for s, _ in trainer.history] == [1, 2, 3] and all(np.isfinite([v for _, v in trainer.history]))
+
+
 def _three_steps(argv):
     trainer = train.Trainer(train.resolve_config(train.parse_args(argv), None))
     batches = iter(trainer.train_loader)

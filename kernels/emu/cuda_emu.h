@@ -214,6 +214,28 @@ inline T exchange(T v, int src_lane, bool valid) {
     return r;
 }
 
+// Every lane's v, in out[lane] (a lane absent from this round yields the caller's v):
+// one warp round where 32 __shfl_sync would take 32 (the tensor-core emulation).
+template <class T>
+inline void gather(T v, T (&out)[32]) {
+    static_assert(sizeof(T) <= sizeof(Slot), "warp gather of a value over 8 bytes");
+    ThreadState* s = self;
+    Warp& w = my_warp();
+    const std::uint64_t g = ++s->nshfl;
+    const int b = (int)(g & 1);
+    Slot slot = 0;
+    std::memcpy(&slot, &v, sizeof(T));
+    w.slots[b][s->lane] = slot;
+    w.gen[b][s->lane] = g;
+    syncwarp();
+    for (int l = 0; l < 32; ++l) {
+        if (w.gen[b][l] == g)
+            std::memcpy(&out[l], &w.slots[b][l], sizeof(T));
+        else
+            out[l] = v;
+    }
+}
+
 inline unsigned ballot(bool pred) {
     ThreadState* s = self;
     Warp& w = my_warp();

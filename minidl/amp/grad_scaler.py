@@ -88,7 +88,9 @@ class GradScaler:
             for p in self._params_with_grads(optimizer):
                 g = be.mul(p.grad.data, be.astype(inv, p.grad.dtype))
                 p.grad.data = g
-                found = be.maximum(found, be.astype(be.where(be.all(be.isfinite(g)), 0.0, 1.0), float32))
+                # 1 where any value is inf/NaN, reduced on the device (Backend.all would read it)
+                bad = be.max(be.where(be.isfinite(g), 0.0, 1.0))
+                found = be.maximum(found, be.astype(bad, float32))
         self._found_inf = found
         self._unscaled.add(id(optimizer))
 

@@ -166,7 +166,8 @@ def conv2d_backward(be, x, w, gy, g, need_dx=True, need_dw=True):
             ws = xp.empty((splits, g.O, kk), dtype=ws_dtype)
             be.launch(f"conv2d_{kind}_backward_weight", dtype, xo, gyo, Operand("ws", ws, ws.shape, ws_dtype), g,
                       splits)
-            dw = (ws[0] if splits == 1 else ws.sum(axis=0)).reshape(w.shape).astype(dtype, copy=False)
+            with np.errstate(over="ignore"):  # fp16 overflows to inf, as on a GPU (loss scaling sees it)
+                dw = (ws[0] if splits == 1 else ws.sum(axis=0)).reshape(w.shape).astype(dtype, copy=False)
         return dx, dw
     # im2col / col2im with xp.matmul GEMMs, over chunks of the batch
     chunk = _chunk(g.N, g.C * g.KH * g.KW * g.HO * g.WO)
