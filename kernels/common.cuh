@@ -167,6 +167,7 @@ __device__ __forceinline__ T block_max(T v, T* scratch) {
 // synchronizes (__syncthreads) before reading dst.
 template <class T>
 __device__ __forceinline__ void stage_to_shared(T* dst, const T* __restrict__ src, long long start, long long n) {
+    if (n <= 0) return;  // (lanes before an empty range must not load its "first" value)
     const long long head = (long long)((start * sizeof(T)) % 32 / sizeof(T));
     for (long long j = (long long)threadIdx.x - head; j < n; j += blockDim.x) {
         const long long jj = j < 0 ? 0 : j;

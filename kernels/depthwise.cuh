@@ -23,6 +23,25 @@
 
 namespace minidl {
 
+// Output pixel (ho, wo) of one channel: `rows` holds the input plane's rows from row0
+// on (the plane itself for the direct kernel, the staged rows for a tile), `taps` the
+// channel's KH*KW weights.
+template <typename T>
+__device__ __forceinline__ T depthwise_output(const T* rows, int row0, const T* taps, const ConvGeometry& g, int ho,
+                                              int wo) {
+    T acc = T(0);
+    for (int kh = 0; kh < g.KH; ++kh) {
+        const int hi = ho * g.sh - g.pt + kh * g.dh;
+        if (hi < 0 || hi >= g.H) continue;
+        for (int kw = 0; kw < g.KW; ++kw) {
+            const int wi = wo * g.sw - g.pl + kw * g.dw;
+            if (wi < 0 || wi >= g.W) continue;
+            acc += rows[(hi - row0) * g.W + wi] * taps[kh * g.KW + kw];
+        }
+    }
+    return acc;
+}
+
 template <typename T>
 __global__ void depthwise_conv2d_forward_kernel(const T* __restrict__ x, const T* __restrict__ w,
                                                 T* __restrict__ y, ConvGeometry g) {
@@ -36,19 +55,7 @@ __global__ void depthwise_conv2d_forward_kernel(const T* __restrict__ x, const T
         r /= g.HO;
         const int o = (int)(r % g.O);
         const long long n = r / g.O;
-        const T* xp = x + (n * g.C + o / mult) * g.H * g.W;
-        const T* wp = w + (long long)o * KK;
-        T acc = T(0);
-        for (int kh = 0; kh < g.KH; ++kh) {
-            const int hi = ho * g.sh - g.pt + kh * g.dh;
-            if (hi < 0 || hi >= g.H) continue;
-            for (int kw = 0; kw < g.KW; ++kw) {
-                const int wi = wo * g.sw - g.pl + kw * g.dw;
-                if (wi < 0 || wi >= g.W) continue;
-                acc += xp[hi * g.W + wi] * wp[kh * g.KW + kw];
-            }
-        }
-        y[i] = acc;
+        y[i] = depthwise_output(x + (n * g.C + o / mult) * g.H * g.W, 0, w + (long long)o * KK, g, ho, wo);
     }
 }
 
@@ -130,25 +137,12 @@ __global__ void __launch_bounds__(kDwThreads)
         const int ho0 = (int)(item % tiles) * rows, ho1 = min(g.HO, ho0 + rows);
         const int hi0 = max(0, ho0 * g.sh - g.pt), hi1 = min(g.H, (ho1 - 1) * g.sh - g.pt + (g.KH - 1) * g.dh + 1);
         __syncthreads();  // the previous item's rows are consumed
-        if (hi1 > hi0)
-            stage_to_shared(xs, x, ((n * g.C + o / mult) * g.H + hi0) * g.W, (long long)(hi1 - hi0) * g.W);
+        stage_to_shared(xs, x, ((n * g.C + o / mult) * g.H + hi0) * g.W, (long long)(hi1 - hi0) * g.W);
         stage_taps(ws, w, o, KK);
         __syncthreads();
         const long long out = plane * g.HO * g.WO + (long long)ho0 * g.WO;
-        for (int q = threadIdx.x; q < (ho1 - ho0) * g.WO; q += blockDim.x) {
-            const int ho = ho0 + q / g.WO, wo = q % g.WO;
-            T acc = T(0);
-            for (int kh = 0; kh < g.KH; ++kh) {
-                const int hi = ho * g.sh - g.pt + kh * g.dh;
-                if (hi < 0 || hi >= g.H) continue;
-                for (int kw = 0; kw < g.KW; ++kw) {
-                    const int wi = wo * g.sw - g.pl + kw * g.dw;
-                    if (wi < 0 || wi >= g.W) continue;
-                    acc += xs[(hi - hi0) * g.W + wi] * ws[kh * g.KW + kw];
-                }
-            }
-            y[out + q] = acc;
-        }
+        for (int q = threadIdx.x; q < (ho1 - ho0) * g.WO; q += blockDim.x)
+            y[out + q] = depthwise_output(xs, hi0, ws, g, ho0 + q / g.WO, q % g.WO);
     }
 }
 
@@ -175,7 +169,7 @@ __global__ void __launch_bounds__(kDwThreads)
         int lo, hi;
         depthwise_covering_rows(g, hi0, hi1, lo, hi);
         __syncthreads();
-        if (hi >= lo) stage_to_shared(gs, gy, (plane * g.HO + lo) * g.WO, (long long)(hi - lo + 1) * g.WO);
+        stage_to_shared(gs, gy, (plane * g.HO + lo) * g.WO, (long long)(hi - lo + 1) * g.WO);
         stage_taps(ws, w, c, KK);
         __syncthreads();
         const long long base = (plane * g.H + hi0) * g.W;
@@ -210,7 +204,7 @@ __global__ void __launch_bounds__(kDwThreads)
             const int hi1 = min(g.H, (ho1 - 1) * g.sh - g.pt + (g.KH - 1) * g.dh + 1);
             const int pixels = (ho1 - ho0) * g.WO;
             __syncthreads();
-            if (hi1 > hi0) stage_to_shared(xs, x, (x_plane + hi0) * g.W, (long long)(hi1 - hi0) * g.W);
+            stage_to_shared(xs, x, (x_plane + hi0) * g.W, (long long)(hi1 - hi0) * g.W);
             stage_to_shared(gs, gy, (plane * g.HO + ho0) * g.WO, (long long)pixels);
             __syncthreads();
             for (int t = warp; t < KK; t += warps) {

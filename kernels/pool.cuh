@@ -22,149 +22,15 @@
 
 namespace minidl {
 
-template <typename T>
-__global__ void max_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict__ y,
-                                          int* __restrict__ argmax, PoolGeometry g) {
-    const long long total = (long long)g.N * g.C * g.OH * g.OW;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
-        const int ow = (int)(i % g.OW);
-        const long long r = i / g.OW;
-        const int oh = (int)(r % g.OH);
-        const T* xp = x + (r / g.OH) * g.H * g.W;
-        int h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
-        const int h1 = min(h0 + g.KH, g.H), w1 = min(w0 + g.KW, g.W);
-        h0 = max(h0, 0);
-        w0 = max(w0, 0);
-        T best = -INFINITY;
-        int best_idx = h0 * g.W + w0;
-        for (int h = h0; h < h1; ++h)
-            for (int w = w0; w < w1; ++w) {
-                const T v = xp[h * g.W + w];
-                if (v > best || isnan(v)) {
-                    best = v;
-                    best_idx = h * g.W + w;
-                }
-            }
-        y[i] = best;
-        argmax[i] = best_idx;
-    }
-}
+// ------------------------------------------------------------ one pixel's window
+// The per-pixel math, shared by the direct kernels and the row-tile kernels below:
+// `rows` holds a plane's rows from `row0` on (the plane itself, row0 = 0, for the
+// direct kernels; the staged rows for the tiles), W (or OW) values a row.
 
 // Output rows whose window [o*s - p, o*s - p + k) contains input row h: [lo, hi].
 __device__ __forceinline__ void pool_covering(int h, int k, int s, int p, int out, int& lo, int& hi) {
     lo = h + p < k ? 0 : (h + p - k) / s + 1;
     hi = min((h + p) / s, out - 1);
-}
-
-template <typename T>
-__global__ void max_pool2d_backward_kernel(const T* __restrict__ gy, const int* __restrict__ argmax,
-                                           T* __restrict__ dx, PoolGeometry g) {
-    const long long total = (long long)g.N * g.C * g.H * g.W;
-    const int L = g.OH * g.OW;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
-        const int w = (int)(i % g.W);
-        const long long r = i / g.W;
-        const int h = (int)(r % g.H);
-        const long long off = (r / g.H) * L;
-        const int idx = h * g.W + w;
-        int oh0, oh1, ow0, ow1;
-        pool_covering(h, g.KH, g.sh, g.ph, g.OH, oh0, oh1);
-        pool_covering(w, g.KW, g.sw, g.pw, g.OW, ow0, ow1);
-        T acc = T(0);
-        for (int oh = oh0; oh <= oh1; ++oh)
-            for (int ow = ow0; ow <= ow1; ++ow) {
-                const long long o = off + oh * g.OW + ow;
-                if (argmax[o] == idx) acc += gy[o];
-            }
-        dx[i] = acc;
-    }
-}
-
-// ------------------------------------------------------------ max pooling, row tiles
-// The main path of max pooling.  A block takes a (plane, row tile) work item and first
-// stages the rows it reads into shared memory: the input rows of a tile of output rows
-// (forward), or the output rows (gy and argmax) that cover a tile of input rows
-// (backward).  Rows of one plane are one contiguous range, so the staging is
-// coalesced; each input value is then read once from global memory (plus the rows two
-// tiles share), where per-output windows at stride 2 would use half of every sector
-// and read each input 2.25 times.  Planes too wide for a tile take the direct kernels
-// above.
-// staged elements per array: 16 KB (4096 floats, 2048 doubles)
-template <class T> __host__ __device__ constexpr int pool_tile() { return 16384 / (int)sizeof(T); }
-constexpr int kPoolThreads = 256;
-
-template <typename T>
-__global__ void __launch_bounds__(kPoolThreads)
-    max_pool2d_forward_tiled_kernel(const T* __restrict__ x, T* __restrict__ y, int* __restrict__ argmax,
-                                    PoolGeometry g, int rows, int tiles) {
-    __shared__ T xs[pool_tile<T>()];
-    const long long items = (long long)g.N * g.C * tiles;
-    for (long long item = blockIdx.x; item < items; item += gridDim.x) {
-        const long long plane = item / tiles;
-        const int oh0 = (int)(item % tiles) * rows, oh1 = min(g.OH, oh0 + rows);
-        const int ih0 = max(0, oh0 * g.sh - g.ph), ih1 = min(g.H, (oh1 - 1) * g.sh - g.ph + g.KH);
-        __syncthreads();  // the previous item's rows are consumed
-        stage_to_shared(xs, x, plane * g.H * g.W + (long long)ih0 * g.W, (long long)(ih1 - ih0) * g.W);
-        __syncthreads();
-        const long long out = plane * g.OH * g.OW + (long long)oh0 * g.OW;
-        for (int o = threadIdx.x; o < (oh1 - oh0) * g.OW; o += blockDim.x) {
-            const int oh = oh0 + o / g.OW, ow = o % g.OW;
-            int h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
-            const int h1 = min(h0 + g.KH, g.H), w1 = min(w0 + g.KW, g.W);
-            h0 = max(h0, 0);
-            w0 = max(w0, 0);
-            T best = -INFINITY;
-            int best_idx = h0 * g.W + w0;
-            for (int h = h0; h < h1; ++h)
-                for (int w = w0; w < w1; ++w) {
-                    const T v = xs[(h - ih0) * g.W + w];
-                    if (v > best || isnan(v)) {
-                        best = v;
-                        best_idx = h * g.W + w;
-                    }
-                }
-            y[out + o] = best;
-            argmax[out + o] = best_idx;
-        }
-    }
-}
-
-template <typename T>
-__global__ void __launch_bounds__(kPoolThreads)
-    max_pool2d_backward_tiled_kernel(const T* __restrict__ gy, const int* __restrict__ argmax, T* __restrict__ dx,
-                                     PoolGeometry g, int rows, int tiles) {
-    __shared__ T gs[pool_tile<T>()];
-    __shared__ int as[pool_tile<T>()];
-    const long long items = (long long)g.N * g.C * tiles;
-    for (long long item = blockIdx.x; item < items; item += gridDim.x) {
-        const long long plane = item / tiles;
-        const int ih0 = (int)(item % tiles) * rows, ih1 = min(g.H, ih0 + rows);
-        int lo, hi, unused;
-        pool_covering(ih0, g.KH, g.sh, g.ph, g.OH, lo, unused);
-        pool_covering(ih1 - 1, g.KH, g.sh, g.ph, g.OH, unused, hi);
-        const long long start = plane * g.OH * g.OW + (long long)lo * g.OW;
-        const long long n = hi >= lo ? (long long)(hi - lo + 1) * g.OW : 0;
-        __syncthreads();
-        stage_to_shared(gs, gy, start, n);
-        stage_to_shared(as, argmax, start, n);
-        __syncthreads();
-        const long long base = plane * g.H * g.W + (long long)ih0 * g.W;
-        for (int i = threadIdx.x; i < (ih1 - ih0) * g.W; i += blockDim.x) {
-            const int h = ih0 + i / g.W, w = i % g.W, idx = h * g.W + w;
-            int oh0, oh1, ow0, ow1;
-            pool_covering(h, g.KH, g.sh, g.ph, g.OH, oh0, oh1);
-            pool_covering(w, g.KW, g.sw, g.pw, g.OW, ow0, ow1);
-            T acc = T(0);
-            for (int oh = oh0; oh <= oh1; ++oh)
-                for (int ow = ow0; ow <= ow1; ++ow) {
-                    const int o = (oh - lo) * g.OW + ow;
-                    if (as[o] == idx) acc += gs[o];
-                }
-            dx[base + i] = acc;
-        }
-    }
 }
 
 // Window [start, end) of output o along one axis and its divisor length.
@@ -179,22 +45,109 @@ __device__ __forceinline__ void avg_window(int o, int s, int p, int k, int size,
 }
 
 template <typename T>
+__device__ __forceinline__ void max_of_window(const T* rows, int row0, const PoolGeometry& g, int oh, int ow,
+                                              T& best, int& best_idx) {
+    int h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
+    const int h1 = min(h0 + g.KH, g.H), w1 = min(w0 + g.KW, g.W);
+    h0 = max(h0, 0);
+    w0 = max(w0, 0);
+    best = -INFINITY;
+    best_idx = h0 * g.W + w0;
+    for (int h = h0; h < h1; ++h)
+        for (int w = w0; w < w1; ++w) {
+            const T v = rows[(h - row0) * g.W + w];
+            if (v > best || isnan(v)) {
+                best = v;
+                best_idx = h * g.W + w;
+            }
+        }
+}
+
+// dx of input pixel (h, w) from the gy and argmax rows of its covering outputs
+template <typename T>
+__device__ __forceinline__ T max_gradient(const T* gy_rows, const int* argmax_rows, int row0, const PoolGeometry& g,
+                                          int h, int w) {
+    int oh0, oh1, ow0, ow1;
+    pool_covering(h, g.KH, g.sh, g.ph, g.OH, oh0, oh1);
+    pool_covering(w, g.KW, g.sw, g.pw, g.OW, ow0, ow1);
+    const int idx = h * g.W + w;
+    T acc = T(0);
+    for (int oh = oh0; oh <= oh1; ++oh)
+        for (int ow = ow0; ow <= ow1; ++ow) {
+            const int o = (oh - row0) * g.OW + ow;
+            if (argmax_rows[o] == idx) acc += gy_rows[o];
+        }
+    return acc;
+}
+
+template <typename T>
+__device__ __forceinline__ T avg_of_window(const T* rows, int row0, const PoolGeometry& g, int oh, int ow,
+                                           bool include_pad) {
+    int h0, h1, dh, w0, w1, dw;
+    avg_window(oh, g.sh, g.ph, g.KH, g.H, include_pad, h0, h1, dh);
+    avg_window(ow, g.sw, g.pw, g.KW, g.W, include_pad, w0, w1, dw);
+    T acc = T(0);
+    for (int h = h0; h < h1; ++h)
+        for (int w = w0; w < w1; ++w) acc += rows[(h - row0) * g.W + w];
+    return (h0 < h1 && w0 < w1) ? acc / T(dh * dw) : T(0);
+}
+
+template <typename T>
+__device__ __forceinline__ T avg_gradient(const T* gy_rows, int row0, const PoolGeometry& g, int h, int w,
+                                          bool include_pad) {
+    int oh0, oh1, ow0, ow1;
+    pool_covering(h, g.KH, g.sh, g.ph, g.OH, oh0, oh1);
+    pool_covering(w, g.KW, g.sw, g.pw, g.OW, ow0, ow1);
+    T acc = T(0);
+    for (int oh = oh0; oh <= oh1; ++oh) {
+        int a, b, dh;
+        avg_window(oh, g.sh, g.ph, g.KH, g.H, include_pad, a, b, dh);
+        for (int ow = ow0; ow <= ow1; ++ow) {
+            int c, d, dw;
+            avg_window(ow, g.sw, g.pw, g.KW, g.W, include_pad, c, d, dw);
+            acc += gy_rows[(oh - row0) * g.OW + ow] / T(dh * dw);
+        }
+    }
+    return acc;
+}
+
+// ------------------------------------------------------------ direct kernels
+// One thread per output cell (forward) or input pixel (backward), grid-stride; the
+// planes too wide for a row tile.
+template <typename T>
+__global__ void max_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict__ y,
+                                          int* __restrict__ argmax, PoolGeometry g) {
+    const long long total = (long long)g.N * g.C * g.OH * g.OW;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        const long long r = i / g.OW;
+        T best;
+        int idx;
+        max_of_window(x + (r / g.OH) * g.H * g.W, 0, g, (int)(r % g.OH), (int)(i % g.OW), best, idx);
+        y[i] = best;
+        argmax[i] = idx;
+    }
+}
+
+template <typename T>
+__global__ void max_pool2d_backward_kernel(const T* __restrict__ gy, const int* __restrict__ argmax,
+                                           T* __restrict__ dx, PoolGeometry g) {
+    const long long total = (long long)g.N * g.C * g.H * g.W;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        const long long r = i / g.W, off = (r / g.H) * g.OH * g.OW;
+        dx[i] = max_gradient(gy + off, argmax + off, 0, g, (int)(r % g.H), (int)(i % g.W));
+    }
+}
+
+template <typename T>
 __global__ void avg_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict__ y, PoolGeometry g,
                                           bool include_pad) {
     const long long total = (long long)g.N * g.C * g.OH * g.OW;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
-        const int ow = (int)(i % g.OW);
         const long long r = i / g.OW;
-        const int oh = (int)(r % g.OH);
-        const T* xp = x + (r / g.OH) * g.H * g.W;
-        int h0, h1, dh, w0, w1, dw;
-        avg_window(oh, g.sh, g.ph, g.KH, g.H, include_pad, h0, h1, dh);
-        avg_window(ow, g.sw, g.pw, g.KW, g.W, include_pad, w0, w1, dw);
-        T acc = T(0);
-        for (int h = h0; h < h1; ++h)
-            for (int w = w0; w < w1; ++w) acc += xp[h * g.W + w];
-        y[i] = (h0 < h1 && w0 < w1) ? acc / T(dh * dw) : T(0);
+        y[i] = avg_of_window(x + (r / g.OH) * g.H * g.W, 0, g, (int)(r % g.OH), (int)(i % g.OW), include_pad);
     }
 }
 
@@ -204,53 +157,104 @@ __global__ void avg_pool2d_backward_kernel(const T* __restrict__ gy, T* __restri
     const long long total = (long long)g.N * g.C * g.H * g.W;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
-        const int w = (int)(i % g.W);
         const long long r = i / g.W;
-        const int h = (int)(r % g.H);
-        const T* gp = gy + (r / g.H) * g.OH * g.OW;
-        int oh0, oh1, ow0, ow1;
-        pool_covering(h, g.KH, g.sh, g.ph, g.OH, oh0, oh1);
-        pool_covering(w, g.KW, g.sw, g.pw, g.OW, ow0, ow1);
-        T acc = T(0);
-        for (int oh = oh0; oh <= oh1; ++oh) {
-            int a, b, dh;
-            avg_window(oh, g.sh, g.ph, g.KH, g.H, include_pad, a, b, dh);
-            for (int ow = ow0; ow <= ow1; ++ow) {
-                int c, d, dw;
-                avg_window(ow, g.sw, g.pw, g.KW, g.W, include_pad, c, d, dw);
-                acc += gp[oh * g.OW + ow] / T(dh * dw);
-            }
-        }
-        dx[i] = acc;
+        dx[i] = avg_gradient(gy + (r / g.H) * g.OH * g.OW, 0, g, (int)(r % g.H), (int)(i % g.W), include_pad);
     }
 }
 
-// Average pooling on row tiles (as max pooling above): forward from staged input rows,
-// backward gathering from the staged gy rows that cover a tile of input rows.
+// ------------------------------------------------------------ row tiles
+// The main path of max and average pooling.  A block takes a (plane, row tile) work
+// item and first stages the rows it reads into shared memory: the input rows of a tile
+// of output rows (forward), or the output rows (gy, and argmax) that cover a tile of
+// input rows (backward).  Rows of one plane are one contiguous range, so the staging is
+// coalesced; each input value is then read once from global memory (plus the rows two
+// tiles share), where per-output windows at stride 2 would use half of every sector
+// and read each input 2.25 times.
+// staged elements per array: 16 KB (4096 floats, 2048 doubles)
+template <class T> __host__ __device__ constexpr int pool_tile() { return 16384 / (int)sizeof(T); }
+constexpr int kPoolThreads = 256;
+
+// A forward work item: output rows [o0, o1) of `plane`, reading input rows [i0, i1).
+struct PoolForwardTile {
+    long long plane;
+    int o0, o1, i0, i1;
+    __device__ PoolForwardTile(const PoolGeometry& g, long long item, int tiles, int rows) {
+        plane = item / tiles;
+        o0 = (int)(item % tiles) * rows;
+        o1 = min(g.OH, o0 + rows);
+        i0 = max(0, o0 * g.sh - g.ph);
+        i1 = min(g.H, (o1 - 1) * g.sh - g.ph + g.KH);
+    }
+};
+
+// A backward work item: input rows [i0, i1) of `plane`, covered by output rows [lo, hi].
+struct PoolBackwardTile {
+    long long plane;
+    int i0, i1, lo, hi;
+    __device__ PoolBackwardTile(const PoolGeometry& g, long long item, int tiles, int rows) {
+        plane = item / tiles;
+        i0 = (int)(item % tiles) * rows;
+        i1 = min(g.H, i0 + rows);
+        int unused;
+        pool_covering(i0, g.KH, g.sh, g.ph, g.OH, lo, unused);
+        pool_covering(i1 - 1, g.KH, g.sh, g.ph, g.OH, unused, hi);
+    }
+    __device__ long long staged_start(const PoolGeometry& g) const { return plane * g.OH * g.OW + (long long)lo * g.OW; }
+    __device__ long long staged_count(const PoolGeometry& g) const { return hi >= lo ? (long long)(hi - lo + 1) * g.OW : 0; }
+};
+
+template <typename T>
+__global__ void __launch_bounds__(kPoolThreads)
+    max_pool2d_forward_tiled_kernel(const T* __restrict__ x, T* __restrict__ y, int* __restrict__ argmax,
+                                    PoolGeometry g, int rows, int tiles) {
+    __shared__ T xs[pool_tile<T>()];
+    for (long long item = blockIdx.x; item < (long long)g.N * g.C * tiles; item += gridDim.x) {
+        const PoolForwardTile t(g, item, tiles, rows);
+        __syncthreads();  // the previous item's rows are consumed
+        stage_to_shared(xs, x, t.plane * g.H * g.W + (long long)t.i0 * g.W, (long long)(t.i1 - t.i0) * g.W);
+        __syncthreads();
+        const long long out = t.plane * g.OH * g.OW + (long long)t.o0 * g.OW;
+        for (int o = threadIdx.x; o < (t.o1 - t.o0) * g.OW; o += blockDim.x) {
+            T best;
+            int idx;
+            max_of_window(xs, t.i0, g, t.o0 + o / g.OW, o % g.OW, best, idx);
+            y[out + o] = best;
+            argmax[out + o] = idx;
+        }
+    }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kPoolThreads)
+    max_pool2d_backward_tiled_kernel(const T* __restrict__ gy, const int* __restrict__ argmax, T* __restrict__ dx,
+                                     PoolGeometry g, int rows, int tiles) {
+    __shared__ T gs[pool_tile<T>()];
+    __shared__ int as[pool_tile<T>()];
+    for (long long item = blockIdx.x; item < (long long)g.N * g.C * tiles; item += gridDim.x) {
+        const PoolBackwardTile t(g, item, tiles, rows);
+        __syncthreads();
+        stage_to_shared(gs, gy, t.staged_start(g), t.staged_count(g));
+        stage_to_shared(as, argmax, t.staged_start(g), t.staged_count(g));
+        __syncthreads();
+        const long long base = t.plane * g.H * g.W + (long long)t.i0 * g.W;
+        for (int i = threadIdx.x; i < (t.i1 - t.i0) * g.W; i += blockDim.x)
+            dx[base + i] = max_gradient(gs, as, t.lo, g, t.i0 + i / g.W, i % g.W);
+    }
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kPoolThreads)
     avg_pool2d_forward_tiled_kernel(const T* __restrict__ x, T* __restrict__ y, PoolGeometry g, bool include_pad,
                                     int rows, int tiles) {
     __shared__ T xs[pool_tile<T>()];
-    const long long items = (long long)g.N * g.C * tiles;
-    for (long long item = blockIdx.x; item < items; item += gridDim.x) {
-        const long long plane = item / tiles;
-        const int oh0 = (int)(item % tiles) * rows, oh1 = min(g.OH, oh0 + rows);
-        const int ih0 = max(0, oh0 * g.sh - g.ph), ih1 = min(g.H, (oh1 - 1) * g.sh - g.ph + g.KH);
+    for (long long item = blockIdx.x; item < (long long)g.N * g.C * tiles; item += gridDim.x) {
+        const PoolForwardTile t(g, item, tiles, rows);
         __syncthreads();
-        if (ih1 > ih0) stage_to_shared(xs, x, plane * g.H * g.W + (long long)ih0 * g.W, (long long)(ih1 - ih0) * g.W);
+        stage_to_shared(xs, x, t.plane * g.H * g.W + (long long)t.i0 * g.W, (long long)(t.i1 - t.i0) * g.W);
         __syncthreads();
-        const long long out = plane * g.OH * g.OW + (long long)oh0 * g.OW;
-        for (int o = threadIdx.x; o < (oh1 - oh0) * g.OW; o += blockDim.x) {
-            const int oh = oh0 + o / g.OW, ow = o % g.OW;
-            int h0, h1, dh, w0, w1, dw;
-            avg_window(oh, g.sh, g.ph, g.KH, g.H, include_pad, h0, h1, dh);
-            avg_window(ow, g.sw, g.pw, g.KW, g.W, include_pad, w0, w1, dw);
-            T acc = T(0);
-            for (int h = h0; h < h1; ++h)
-                for (int w = w0; w < w1; ++w) acc += xs[(h - ih0) * g.W + w];
-            y[out + o] = (h0 < h1 && w0 < w1) ? acc / T(dh * dw) : T(0);
-        }
+        const long long out = t.plane * g.OH * g.OW + (long long)t.o0 * g.OW;
+        for (int o = threadIdx.x; o < (t.o1 - t.o0) * g.OW; o += blockDim.x)
+            y[out + o] = avg_of_window(xs, t.i0, g, t.o0 + o / g.OW, o % g.OW, include_pad);
     }
 }
 
@@ -259,34 +263,14 @@ __global__ void __launch_bounds__(kPoolThreads)
     avg_pool2d_backward_tiled_kernel(const T* __restrict__ gy, T* __restrict__ dx, PoolGeometry g, bool include_pad,
                                      int rows, int tiles) {
     __shared__ T gs[pool_tile<T>()];
-    const long long items = (long long)g.N * g.C * tiles;
-    for (long long item = blockIdx.x; item < items; item += gridDim.x) {
-        const long long plane = item / tiles;
-        const int ih0 = (int)(item % tiles) * rows, ih1 = min(g.H, ih0 + rows);
-        int lo, hi, unused;
-        pool_covering(ih0, g.KH, g.sh, g.ph, g.OH, lo, unused);
-        pool_covering(ih1 - 1, g.KH, g.sh, g.ph, g.OH, unused, hi);
+    for (long long item = blockIdx.x; item < (long long)g.N * g.C * tiles; item += gridDim.x) {
+        const PoolBackwardTile t(g, item, tiles, rows);
         __syncthreads();
-        if (hi >= lo) stage_to_shared(gs, gy, plane * g.OH * g.OW + (long long)lo * g.OW, (long long)(hi - lo + 1) * g.OW);
+        stage_to_shared(gs, gy, t.staged_start(g), t.staged_count(g));
         __syncthreads();
-        const long long base = plane * g.H * g.W + (long long)ih0 * g.W;
-        for (int i = threadIdx.x; i < (ih1 - ih0) * g.W; i += blockDim.x) {
-            const int h = ih0 + i / g.W, w = i % g.W;
-            int oh0, oh1, ow0, ow1;
-            pool_covering(h, g.KH, g.sh, g.ph, g.OH, oh0, oh1);
-            pool_covering(w, g.KW, g.sw, g.pw, g.OW, ow0, ow1);
-            T acc = T(0);
-            for (int oh = oh0; oh <= oh1; ++oh) {
-                int a, b, dh;
-                avg_window(oh, g.sh, g.ph, g.KH, g.H, include_pad, a, b, dh);
-                for (int ow = ow0; ow <= ow1; ++ow) {
-                    int c, d, dw;
-                    avg_window(ow, g.sw, g.pw, g.KW, g.W, include_pad, c, d, dw);
-                    acc += gs[(oh - lo) * g.OW + ow] / T(dh * dw);
-                }
-            }
-            dx[base + i] = acc;
-        }
+        const long long base = t.plane * g.H * g.W + (long long)t.i0 * g.W;
+        for (int i = threadIdx.x; i < (t.i1 - t.i0) * g.W; i += blockDim.x)
+            dx[base + i] = avg_gradient(gs, t.lo, g, t.i0 + i / g.W, i % g.W, include_pad);
     }
 }
 

@@ -194,8 +194,10 @@ void note_pointer(std::vector<std::uintptr_t>& out, const T& arg) {
         for (const void* p : arg.pointers()) out.push_back(reinterpret_cast<std::uintptr_t>(p));
 }
 
+// One warp round: the calling lane posts v in its slot, and every lane waits for the
+// others; -> the round's generation (slots written this round carry it).
 template <class T>
-inline T exchange(T v, int src_lane, bool valid) {
+inline std::uint64_t post(T v) {
     static_assert(sizeof(T) <= sizeof(Slot), "warp exchange of a value over 8 bytes");
     ThreadState* s = self;
     Warp& w = my_warp();
@@ -206,6 +208,14 @@ inline T exchange(T v, int src_lane, bool valid) {
     w.slots[b][s->lane] = slot;
     w.gen[b][s->lane] = g;
     syncwarp();
+    return g;
+}
+
+template <class T>
+inline T exchange(T v, int src_lane, bool valid) {
+    Warp& w = my_warp();
+    const std::uint64_t g = post(v);
+    const int b = (int)(g & 1);
     // a lane that did not write this round (exited, or absent from a partial warp)
     // yields the caller's own value
     if (!valid || w.gen[b][src_lane] != g) return v;
@@ -218,16 +228,9 @@ inline T exchange(T v, int src_lane, bool valid) {
 // one warp round where 32 __shfl_sync would take 32 (the tensor-core emulation).
 template <class T>
 inline void gather(T v, T (&out)[32]) {
-    static_assert(sizeof(T) <= sizeof(Slot), "warp gather of a value over 8 bytes");
-    ThreadState* s = self;
     Warp& w = my_warp();
-    const std::uint64_t g = ++s->nshfl;
+    const std::uint64_t g = post(v);
     const int b = (int)(g & 1);
-    Slot slot = 0;
-    std::memcpy(&slot, &v, sizeof(T));
-    w.slots[b][s->lane] = slot;
-    w.gen[b][s->lane] = g;
-    syncwarp();
     for (int l = 0; l < 32; ++l) {
         if (w.gen[b][l] == g)
             std::memcpy(&out[l], &w.slots[b][l], sizeof(T));

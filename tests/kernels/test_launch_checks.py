@@ -86,7 +86,7 @@ KERNEL_CASES = {
         TypeError, r"relu: x has dtype float64, expected float32"),
     "launch_unsupported_dtype": (
         lambda be: be.relu(_z(be, (3,), np.int32)),
-        TypeError, r"relu: the \w+ kernels support float32 and float64, got int32"),
+        TypeError, r"relu: the \w+ kernels take float32, float64, float16 or bfloat16 arrays, got int32"),
 }
 
 

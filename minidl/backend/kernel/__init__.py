@@ -76,10 +76,10 @@ class KernelBackend(Backend):
         and passed as its pointer, each geometry is range-checked for the kernels'
         int32 indexing and passed as its C++ struct; other arguments pass unchanged."""
         sfx = _SUFFIX.get(np.dtype(dtype))
-        if sfx is None or (sfx in ("f16", "bf16") and not hasattr(self.kernels, f"{launcher}_{sfx}")):
-            raise TypeError(f"{launcher}: the {self.name} kernels support float32 and float64"
-                            f"{' (and float16/bfloat16 for ' + ', '.join(sorted(HALF_NATIVE)) + ')'}, "
-                            f"got {np.dtype(dtype)}")
+        if sfx is None or not hasattr(self.kernels, f"{launcher}_{sfx}"):
+            names = [str(d) for d, s in _SUFFIX.items() if hasattr(self.kernels, f"{launcher}_{s}")]
+            raise TypeError(f"{launcher}: the {self.name} kernels take {', '.join(names[:-1])} or {names[-1]} "
+                            f"arrays, got {np.dtype(dtype)}")
         converted = []
         for a in args:
             if isinstance(a, Operand):
