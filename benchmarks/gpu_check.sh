@@ -32,7 +32,8 @@ python3 -c "import minidl, minidl._cuda; print('cuda available:', minidl.cuda.is
 t0=$(date +%s)
 # kernel tests, the foundation's op tests and the end-to-end training steps, cuda only
 tests="$(ls tests/kernels/test_*.py) tests/test_device_end_to_end.py tests/test_conv.py tests/test_pool.py
-       tests/test_lrn.py tests/test_batchnorm.py tests/test_activation.py tests/test_softmax.py"
+       tests/test_lrn.py tests/test_batchnorm.py tests/test_activation.py tests/test_softmax.py
+       tests/test_tensor_ops.py tests/test_half_precision.py"
 MINIDL_KERNEL_DEVICES=cuda timeout 240 python3 -m pytest -q -rs -p no:cacheprovider -k cuda $tests \
     > "$OUT/tests.log" 2>&1
 rc=$?

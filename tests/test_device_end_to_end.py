@@ -75,7 +75,7 @@ def test_allow_tf32_defaults_follow_pytorch_and_take_only_bools():
 
 
 @pytest.mark.skipif(CUDA_REASON is not None, reason=f"TF32 matmul needs a GPU: {CUDA_REASON}")
-def test_allow_tf32_matmul_switches_cublas_precision():
+def test_allow_tf32_matmul_switches_cublas_precision_on_cuda():
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((256, 512)), rng.standard_normal((512, 256))
     want = a @ b
