@@ -25,7 +25,8 @@ namespace minidl {
 // ------------------------------------------------------------ one pixel's window
 // The per-pixel math, shared by the direct kernels and the row-tile kernels below:
 // `rows` holds a plane's rows from `row0` on (the plane itself, row0 = 0, for the
-// direct kernels; the staged rows for the tiles), W (or OW) values a row.
+// direct kernels; the staged rows for the tiles), W (or OW) values a row.  Sums and
+// comparisons run in compute_t<T> (float for the 16-bit instances).
 
 // Output rows whose window [o*s - p, o*s - p + k) contains input row h: [lo, hi].
 __device__ __forceinline__ void pool_covering(int h, int k, int s, int p, int out, int& lo, int& hi) {
@@ -46,7 +47,7 @@ __device__ __forceinline__ void avg_window(int o, int s, int p, int k, int size,
 
 template <typename T>
 __device__ __forceinline__ void max_of_window(const T* rows, int row0, const PoolGeometry& g, int oh, int ow,
-                                              T& best, int& best_idx) {
+                                              compute_t<T>& best, int& best_idx) {
     int h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
     const int h1 = min(h0 + g.KH, g.H), w1 = min(w0 + g.KW, g.W);
     h0 = max(h0, 0);
@@ -55,7 +56,7 @@ __device__ __forceinline__ void max_of_window(const T* rows, int row0, const Poo
     best_idx = h0 * g.W + w0;
     for (int h = h0; h < h1; ++h)
         for (int w = w0; w < w1; ++w) {
-            const T v = rows[(h - row0) * g.W + w];
+            const compute_t<T> v = to_compute(rows[(h - row0) * g.W + w]);
             if (v > best || isnan(v)) {
                 best = v;
                 best_idx = h * g.W + w;
@@ -67,48 +68,51 @@ __device__ __forceinline__ void max_of_window(const T* rows, int row0, const Poo
 template <typename T>
 __device__ __forceinline__ T max_gradient(const T* gy_rows, const int* argmax_rows, int row0, const PoolGeometry& g,
                                           int h, int w) {
+    using C = compute_t<T>;
     int oh0, oh1, ow0, ow1;
     pool_covering(h, g.KH, g.sh, g.ph, g.OH, oh0, oh1);
     pool_covering(w, g.KW, g.sw, g.pw, g.OW, ow0, ow1);
     const int idx = h * g.W + w;
-    T acc = T(0);
+    C acc = C(0);
     for (int oh = oh0; oh <= oh1; ++oh)
         for (int ow = ow0; ow <= ow1; ++ow) {
             const int o = (oh - row0) * g.OW + ow;
-            if (argmax_rows[o] == idx) acc += gy_rows[o];
+            if (argmax_rows[o] == idx) acc += to_compute(gy_rows[o]);
         }
-    return acc;
+    return from_compute<T>(acc);
 }
 
 template <typename T>
 __device__ __forceinline__ T avg_of_window(const T* rows, int row0, const PoolGeometry& g, int oh, int ow,
                                            bool include_pad) {
+    using C = compute_t<T>;
     int h0, h1, dh, w0, w1, dw;
     avg_window(oh, g.sh, g.ph, g.KH, g.H, include_pad, h0, h1, dh);
     avg_window(ow, g.sw, g.pw, g.KW, g.W, include_pad, w0, w1, dw);
-    T acc = T(0);
+    C acc = C(0);
     for (int h = h0; h < h1; ++h)
-        for (int w = w0; w < w1; ++w) acc += rows[(h - row0) * g.W + w];
-    return (h0 < h1 && w0 < w1) ? acc / T(dh * dw) : T(0);
+        for (int w = w0; w < w1; ++w) acc += to_compute(rows[(h - row0) * g.W + w]);
+    return from_compute<T>((h0 < h1 && w0 < w1) ? acc / C(dh * dw) : C(0));
 }
 
 template <typename T>
 __device__ __forceinline__ T avg_gradient(const T* gy_rows, int row0, const PoolGeometry& g, int h, int w,
                                           bool include_pad) {
+    using C = compute_t<T>;
     int oh0, oh1, ow0, ow1;
     pool_covering(h, g.KH, g.sh, g.ph, g.OH, oh0, oh1);
     pool_covering(w, g.KW, g.sw, g.pw, g.OW, ow0, ow1);
-    T acc = T(0);
+    C acc = C(0);
     for (int oh = oh0; oh <= oh1; ++oh) {
         int a, b, dh;
         avg_window(oh, g.sh, g.ph, g.KH, g.H, include_pad, a, b, dh);
         for (int ow = ow0; ow <= ow1; ++ow) {
             int c, d, dw;
             avg_window(ow, g.sw, g.pw, g.KW, g.W, include_pad, c, d, dw);
-            acc += gy_rows[(oh - row0) * g.OW + ow] / T(dh * dw);
+            acc += to_compute(gy_rows[(oh - row0) * g.OW + ow]) / C(dh * dw);
         }
     }
-    return acc;
+    return from_compute<T>(acc);
 }
 
 // ------------------------------------------------------------ direct kernels
@@ -121,10 +125,10 @@ __global__ void max_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
         const long long r = i / g.OW;
-        T best;
+        compute_t<T> best;
         int idx;
         max_of_window(x + (r / g.OH) * g.H * g.W, 0, g, (int)(r % g.OH), (int)(i % g.OW), best, idx);
-        y[i] = best;
+        y[i] = from_compute<T>(best);
         argmax[i] = idx;
     }
 }
@@ -215,10 +219,10 @@ __global__ void __launch_bounds__(kPoolThreads)
         __syncthreads();
         const long long out = t.plane * g.OH * g.OW + (long long)t.o0 * g.OW;
         for (int o = threadIdx.x; o < (t.o1 - t.o0) * g.OW; o += blockDim.x) {
-            T best;
+            compute_t<T> best;
             int idx;
             max_of_window(xs, t.i0, g, t.o0 + o / g.OW, o % g.OW, best, idx);
-            y[out + o] = best;
+            y[out + o] = from_compute<T>(best);
             argmax[out + o] = idx;
         }
     }

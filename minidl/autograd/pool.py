@@ -15,6 +15,8 @@ from .geometry import pair, pool_geometry
 class MaxPool2d(Function):
     """Attribute ``geometry``: the PoolGeometry every backend reads."""
 
+    backend_ops = ("max_pool2d_forward", "max_pool2d_backward")
+
     def forward(self, x):
         y, self.argmax = self.backend.max_pool2d_forward(x, self.geometry)
         return y
@@ -25,6 +27,8 @@ class MaxPool2d(Function):
 
 class AvgPool2d(Function):
     """Attributes ``geometry`` (a PoolGeometry) and ``count_include_pad``."""
+
+    backend_ops = ("avg_pool2d_forward", "avg_pool2d_backward")
 
     def forward(self, x):
         return self.backend.avg_pool2d_forward(x, self.geometry, self.count_include_pad)

@@ -103,3 +103,32 @@ def test_adaptive_avg_pool2d(be, cpu, xs, out):
     dx = be.adaptive_avg_pool2d_backward(be.asarray(gy), g)
     _close(be.to_numpy(y), y_ref, what="forward")
     _close(be.to_numpy(dx), cpu.adaptive_avg_pool2d_backward(gy, g), what="input gradient")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+@pytest.mark.parametrize("name", ["3x3s2_pad1_ceil", "3x3s2_pad1_row_tiles", "3x3s2_wide_plane_direct"])
+def test_max_and_avg_pool_take_16_bit_arrays(be, cpu, name, half):
+    """The pooling kernels' float16/bfloat16 instances (16-bit storage, float compute; row
+    tiles and direct kernels): the CPU backend's widen-compute-round result within one
+    rounding of the format, the argmax exactly, the 16-bit dtype kept."""
+    from minidl import dtypes
+    dtype = dtypes.dtype(half)
+    ulp = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}[half]
+    xs, kernel, stride, padding, ceil_mode = MAX_CASES[name]
+    g = PoolGeometry.create(xs, kernel, stride, padding, ceil_mode)
+    x = _rand(xs, 41).astype(dtype)
+    gy = _rand(g.y_shape, 42).astype(dtype)
+    x32, gy32 = x.astype(np.float32), gy.astype(np.float32)
+    y, am = be.max_pool2d_forward(be.asarray(x), g)
+    y_ref, am_ref = cpu.max_pool2d_forward(x32, g)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(be.to_numpy(y).astype(np.float32), y_ref)  # a max is one of the inputs
+    np.testing.assert_array_equal(be.to_numpy(am), am_ref)
+    checks = [(be.max_pool2d_backward(be.asarray(gy), am, g), cpu.max_pool2d_backward(gy32, am_ref, g)),
+              (be.avg_pool2d_forward(be.asarray(x), g, True), cpu.avg_pool2d_forward(x32, g, True)),
+              (be.avg_pool2d_backward(be.asarray(gy), g, False), cpu.avg_pool2d_backward(gy32, g, False))]
+    for got, want in checks:
+        assert got.dtype == dtype
+        want = np.asarray(want).astype(dtype).astype(np.float32)
+        np.testing.assert_allclose(be.to_numpy(got).astype(np.float32), want, rtol=ulp, atol=ulp)
