@@ -162,6 +162,9 @@ PYBIND11_MODULE(MINIDL_MODULE_NAME, m) {
     MINIDL_DEF_F(m, depthwise_conv2d_forward);
     MINIDL_DEF_F(m, depthwise_conv2d_backward_data);
     MINIDL_DEF_F(m, depthwise_conv2d_backward_weight);
+    MINIDL_DEF_H(m, depthwise_conv2d_forward);
+    MINIDL_DEF_H(m, depthwise_conv2d_backward_data);
+    MINIDL_DEF_H(m, depthwise_conv2d_backward_weight);
     // pool.h
     MINIDL_DEF_F(m, max_pool2d_forward);
     MINIDL_DEF_F(m, max_pool2d_backward);

@@ -191,13 +191,14 @@ __global__ void __launch_bounds__(kReduceThreads)
 
 // out[c] = the sum of a kSum reduction's partials (P, C), in a fixed order (the
 // reduction's finalize where P > 1).
-template <class T>
-__global__ void sum_partials_kernel(const T* __restrict__ partial, int P, int C, T* __restrict__ out) {
+// (P: the partials' type, T the output's: float32 partials of a 16-bit output.)
+template <class P, class T = P>
+__global__ void sum_partials_kernel(const P* __restrict__ partial, int parts, int C, T* __restrict__ out) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
-    T acc = T(0);
-    for (int p = 0; p < P; ++p) acc += partial[(long long)p * C + c];
-    out[c] = acc;
+    P acc = P(0);
+    for (int p = 0; p < parts; ++p) acc += partial[(long long)p * C + c];
+    out[c] = from_compute<T>(acc);
 }
 
 // What a map computes from x (and g) and the K coefficients a, b, ... of a channel:

@@ -78,9 +78,9 @@ void depthwise_conv2d_backward_weight(uptr x, uptr gy, uptr dw, uptr work, const
     const int rows = backward_weight_rows<T>(g), KK = g.KH * g.KW;
     if (rows > 0 && g.N > 0 && g.HO > 0 && g.WO > 0) {
         MINIDL_LAUNCH(depthwise_conv2d_backward_weight_tiled_kernel<T>, grid_1d((long long)g.N * g.O, 1),
-                      dim3(kDwThreads), 0, stream, cp<T>(x), cp<T>(gy), mp<T>(work), g, rows);
-        MINIDL_LAUNCH(sum_partials_kernel<T>, dim3(ceil_div((long long)g.O * KK, 128)), dim3(128), 0, stream,
-                      cp<T>(work), g.N, g.O * KK, mp<T>(dw));
+                      dim3(kDwThreads), 0, stream, cp<T>(x), cp<T>(gy), mp<compute_t<T>>(work), g, rows);
+        MINIDL_LAUNCH((sum_partials_kernel<compute_t<T>, T>), dim3(ceil_div((long long)g.O * KK, 128)), dim3(128), 0,
+                      stream, cp<compute_t<T>>(work), g.N, g.O * KK, mp<T>(dw));
         return;
     }
     // one block per (o, tap); small reductions get narrower blocks
@@ -90,5 +90,16 @@ void depthwise_conv2d_backward_weight(uptr x, uptr gy, uptr dw, uptr work, const
                   stream, cp<T>(x), cp<T>(gy), mp<T>(dw), g);
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(depthwise_conv2d_backward_weight);
+
+#define MINIDL_HALF_DEPTHWISE(op, params, args) \
+    void op##_f16 params { op<half_t> args; }      \
+    void op##_bf16 params { op<bf16_t> args; }
+MINIDL_HALF_DEPTHWISE(depthwise_conv2d_forward, (uptr x, uptr w, uptr y, const ConvGeometry& g, uptr stream),
+                      (x, w, y, g, stream))
+MINIDL_HALF_DEPTHWISE(depthwise_conv2d_backward_data, (uptr gy, uptr w, uptr dx, const ConvGeometry& g, uptr stream),
+                      (gy, w, dx, g, stream))
+MINIDL_HALF_DEPTHWISE(depthwise_conv2d_backward_weight,
+                      (uptr x, uptr gy, uptr dw, uptr work, const ConvGeometry& g, uptr stream),
+                      (x, gy, dw, work, g, stream))
 
 }  // namespace minidl

@@ -29,17 +29,17 @@ namespace minidl {
 template <typename T>
 __device__ __forceinline__ T depthwise_output(const T* rows, int row0, const T* taps, const ConvGeometry& g, int ho,
                                               int wo) {
-    T acc = T(0);
+    compute_t<T> acc = 0;
     for (int kh = 0; kh < g.KH; ++kh) {
         const int hi = ho * g.sh - g.pt + kh * g.dh;
         if (hi < 0 || hi >= g.H) continue;
         for (int kw = 0; kw < g.KW; ++kw) {
             const int wi = wo * g.sw - g.pl + kw * g.dw;
             if (wi < 0 || wi >= g.W) continue;
-            acc += rows[(hi - row0) * g.W + wi] * taps[kh * g.KW + kw];
+            acc += to_compute(rows[(hi - row0) * g.W + wi]) * to_compute(taps[kh * g.KW + kw]);
         }
     }
-    return acc;
+    return from_compute<T>(acc);
 }
 
 template <typename T>
@@ -72,14 +72,15 @@ __global__ void depthwise_conv2d_backward_data_kernel(const T* __restrict__ gy, 
         r /= g.H;  // n * C + c
         const int c = (int)(r % g.C);
         const long long n = r / g.C;
-        T acc = T(0);
+        compute_t<T> acc = 0;
         for (int j = 0; j < mult; ++j) {
             const int o = c * mult + j;
             const T* gp = gy + (n * g.O + o) * L;
             const T* wp = w + (long long)o * KK;
-            for_each_output_reading(g, hi, wi, [&](int tap, int out) { acc += gp[out] * wp[tap]; });
+            for_each_output_reading(g, hi, wi,
+                                    [&](int tap, int out) { acc += to_compute(gp[out]) * to_compute(wp[tap]); });
         }
-        dx[i] = acc;
+        dx[i] = from_compute<T>(acc);
     }
 }
 
@@ -90,13 +91,14 @@ template <typename T>
 __global__ void __launch_bounds__(kDepthwiseReduceThreads)
 depthwise_conv2d_backward_weight_kernel(const T* __restrict__ x, const T* __restrict__ gy,
                                         T* __restrict__ dw, ConvGeometry g) {
-    __shared__ T warp_sums[32];
+    using C = compute_t<T>;
+    __shared__ C warp_sums[32];
     const int mult = g.O / g.C, KK = g.KH * g.KW, L = g.HO * g.WO;
     const int o = blockIdx.x / KK, t = blockIdx.x % KK;
     const int kh = t / g.KW, kw = t % g.KW;
     const int c = o / mult;
     const long long total = (long long)g.N * L;
-    T acc = T(0);
+    C acc = C(0);
     for (long long q = threadIdx.x; q < total; q += blockDim.x) {
         const long long n = q / L;
         const int l = (int)(q % L);
@@ -104,10 +106,10 @@ depthwise_conv2d_backward_weight_kernel(const T* __restrict__ x, const T* __rest
         const int hi = ho * g.sh - g.pt + kh * g.dh;
         const int wi = wo * g.sw - g.pl + kw * g.dw;
         if (hi >= 0 && hi < g.H && wi >= 0 && wi < g.W)
-            acc += gy[(n * g.O + o) * L + l] * x[((n * g.C + c) * g.H + hi) * g.W + wi];
+            acc += to_compute(gy[(n * g.O + o) * L + l]) * to_compute(x[((n * g.C + c) * g.H + hi) * g.W + wi]);
     }
     acc = block_sum(acc, warp_sums);
-    if (threadIdx.x == 0) dw[blockIdx.x] = acc;
+    if (threadIdx.x == 0) dw[blockIdx.x] = from_compute<T>(acc);
 }
 
 // ------------------------------------------------------------ row tiles
@@ -174,21 +176,23 @@ __global__ void __launch_bounds__(kDwThreads)
         __syncthreads();
         const long long base = (plane * g.H + hi0) * g.W;
         for (int i = threadIdx.x; i < (hi1 - hi0) * g.W; i += blockDim.x) {
-            T acc = T(0);
-            for_each_output_reading(g, hi0 + i / g.W, i % g.W,
-                                    [&](int tap, int out) { acc += gs[out - lo * g.WO] * ws[tap]; });
-            dx[base + i] = acc;
+            compute_t<T> acc = 0;
+            for_each_output_reading(g, hi0 + i / g.W, i % g.W, [&](int tap, int out) {
+                acc += to_compute(gs[out - lo * g.WO]) * to_compute(ws[tap]);
+            });
+            dx[base + i] = from_compute<T>(acc);
         }
     }
 }
 
-// partial (N, O * KK): image n's contribution to dw.
+// partial (N, O * KK): image n's contribution to dw (in compute_t<T>: float32 for the
+// 16-bit instances).
 template <typename T>
 __global__ void __launch_bounds__(kDwThreads)
     depthwise_conv2d_backward_weight_tiled_kernel(const T* __restrict__ x, const T* __restrict__ gy,
-                                                  T* __restrict__ partial, ConvGeometry g, int rows) {
+                                                  compute_t<T>* __restrict__ partial, ConvGeometry g, int rows) {
     __shared__ T xs[dw_tile<T>()], gs[dw_tile<T>()];
-    __shared__ T acc[kDwMaxTaps];
+    __shared__ compute_t<T> acc[kDwMaxTaps];
     const int mult = g.O / g.C, KK = g.KH * g.KW;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     const long long items = (long long)g.N * g.O;
@@ -197,7 +201,7 @@ __global__ void __launch_bounds__(kDwThreads)
         const long long n = plane / g.O;
         const long long x_plane = (n * g.C + o / mult) * g.H;
         __syncthreads();
-        if ((int)threadIdx.x < KK) acc[threadIdx.x] = T(0);
+        if ((int)threadIdx.x < KK) acc[threadIdx.x] = 0;
         for (int ho0 = 0; ho0 < g.HO; ho0 += rows) {
             const int ho1 = min(g.HO, ho0 + rows);
             const int hi0 = max(0, ho0 * g.sh - g.pt);
@@ -209,11 +213,11 @@ __global__ void __launch_bounds__(kDwThreads)
             __syncthreads();
             for (int t = warp; t < KK; t += warps) {
                 const int kh = t / g.KW, kw = t % g.KW;
-                T q = T(0);
+                compute_t<T> q = 0;
                 for (int p = lane; p < pixels; p += kWarp) {
                     const int ho = ho0 + p / g.WO, wo = p % g.WO;
                     const int hi = ho * g.sh - g.pt + kh * g.dh, wi = wo * g.sw - g.pl + kw * g.dw;
-                    if (hi >= 0 && hi < g.H && wi >= 0 && wi < g.W) q += gs[p] * xs[(hi - hi0) * g.W + wi];
+                    if (hi >= 0 && hi < g.H && wi >= 0 && wi < g.W) q += to_compute(gs[p]) * to_compute(xs[(hi - hi0) * g.W + wi]);
                 }
                 q = warp_sum(q);
                 if (lane == 0) acc[t] += q;

@@ -145,6 +145,39 @@ def test_conv2d_16_bit_tensor_cores(be, cpu, name, half):
         assert not bad.any(), (what, float(np.abs(a - r).max()))
 
 
+DEPTHWISE_CASES = [n for n in CONV_CASES if n.startswith("depthwise")]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+@pytest.mark.parametrize("name", DEPTHWISE_CASES)
+def test_depthwise_16_bit(be, cpu, name, half):
+    """The depthwise kernels' float16/bfloat16 instances (row tiles and direct kernels;
+    float compute, float32 weight-gradient partials): within one rounding of the format
+    of the float64 result, launched on the 16-bit arrays themselves."""
+    from minidl import dtypes
+    dtype = dtypes.dtype(half)
+    eps = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}[half]
+    xs, ws, stride, padding, dilation, groups = CONV_CASES[name]
+    g = ConvGeometry.create(xs, ws, stride, padding, dilation, groups)
+    x, w, gy = (_rand(s, seed).astype(dtype) for s, seed in ((xs, 51), (ws, 52), (g.y_shape, 53)))
+    launched, launch = [], be.launch
+    be.launch = lambda name, dt, *args: (launched.append((name, np.dtype(dt))), launch(name, dt, *args))[1]
+    try:
+        got = [be.conv2d_forward(be.asarray(x), be.asarray(w), g),
+               *be.conv2d_backward(be.asarray(x), be.asarray(w), be.asarray(gy), g)]
+    finally:
+        del be.launch
+    assert all(dt == dtype and n.startswith("depthwise") for n, dt in launched), launched
+    f64 = lambda a: np.asarray(a).astype(np.float64)  # noqa: E731
+    want = [cpu.conv2d_forward(f64(x), f64(w), g), *cpu.conv2d_backward(f64(x), f64(w), f64(gy), g)]
+    for what, a, r in zip(("y", "dx", "dw"), got, want):
+        assert a.dtype == dtype, what
+        a = f64(be.to_numpy(a))
+        bad = np.abs(a - r) > eps * np.abs(r) + 1e-5 * np.abs(r).max()
+        assert not bad.any(), (what, float(np.abs(a - r).max()))
+
+
 @pytest.mark.timeout(120)
 def test_conv2d_float64(be, cpu, algo):
     _conv_check(be, cpu, CONV_CASES["groups2"], dtype=np.float64, rtol=1e-12, atol=1e-12)

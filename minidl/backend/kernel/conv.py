@@ -74,12 +74,13 @@ def _chunk(n, per_image):
 
 
 def _half_on_tensor_cores(be, dtype, g):
-    """float16/bfloat16: the 16-bit tensor-core kernels where implicit GEMM serves the
-    geometry (not 1x1, not depthwise, conv_algo not im2col); None for other dtypes."""
+    """float16/bfloat16: the 16-bit kernels where they serve the geometry (implicit GEMM
+    on tensor cores unless 1x1 or conv_algo im2col; the depthwise kernels); None for
+    other dtypes."""
     if not is_half(dtype):
         return None
     algo = getattr(be, "conv_algo", None) or DEFAULT_ALGO
-    return not (_is_pointwise(g) or _is_depthwise(g) or algo == "im2col")
+    return _is_depthwise(g) or not (_is_pointwise(g) or algo == "im2col")
 
 
 def _widened(be, arrays):
@@ -150,8 +151,9 @@ def conv2d_backward(be, x, w, gy, g, need_dx=True, need_dw=True):
         if need_dw:
             dw = xp.empty_like(w)
             partials = (g.N * g.O * g.KH * g.KW,)  # per-image dw, summed by the launcher
+            work_dtype = np.float32 if is_half(dtype) else dtype
             be.launch("depthwise_conv2d_backward_weight", dtype, xo, gyo, Operand("dw", dw, g.w_shape, dtype),
-                      Operand("work", xp.empty(partials, dtype=dtype), partials, dtype), g)
+                      Operand("work", xp.empty(partials, dtype=work_dtype), partials, work_dtype), g)
         return dx, dw
     kk = cg * g.KH * g.KW
     if tc16 or _algo(be, True, g) == "igemm":
