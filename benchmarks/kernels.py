@@ -422,9 +422,11 @@ def _close_scaled(ctx, got, want, rtol=1e-3, what=""):
     ctx.close(got, want, rtol=rtol, atol=rtol * max(float(np.abs(want).max()), 1.0), what=what)
 
 
-def _conv_entry(n, c, hw, o, k, stride, pad, groups=1, mode="fwd", algo=None, tf32=False):
+def _conv_entry(n, c, hw, o, k, stride, pad, groups=1, mode="fwd", algo=None, tf32=False, half=None):
     """mode 'fwd' (y) or 'bwd' (dx and dw); square kernel k, symmetric pad.  ``tf32``:
-    minidl.cuda.allow_tf32.conv on (the tensor-core kernel) and cuDNN's TF32 on."""
+    minidl.cuda.allow_tf32.conv on (the tensor-core kernel) and cuDNN's TF32 on.
+    ``half`` ("float16" / "bfloat16", forward only): the 16-bit tensor-core kernel
+    against cuDNN on the same 16-bit inputs."""
     def make(ctx):
         _torch_fp32(ctx)
         if tf32 and ctx.torch is not None:
@@ -470,7 +472,18 @@ def _conv_entry(n, c, hw, o, k, stride, pad, groups=1, mode="fwd", algo=None, tf
                 _close_scaled(ctx, dx, rdx, what="dx")
                 _close_scaled(ctx, dw, rdw, what="dw")
 
-        if mode == "fwd":
+        if half:  # the 16-bit inputs, and a float32 reference computed from them
+            x16, w16 = be.astype(x, minidl.dtypes.dtype(half)), be.astype(w, minidl.dtypes.dtype(half))
+
+            def check():
+                xr, wr = ctx.host(x16)[:m].astype(np.float32), ctx.host(w16).astype(np.float32)
+                got = call(lambda: be.conv2d_forward(be.asarray(ctx.host(x16)[:m]), w16, geometry(m)))
+                _close_scaled(ctx, be.astype(got, np.float32), ctx.cpu.conv2d_forward(xr, wr, geometry(m)),
+                              rtol=2e-2, what="y")
+
+            def run():
+                return call(lambda: be.conv2d_forward(x16, w16, g))
+        elif mode == "fwd":
             def run():
                 return call(lambda: be.conv2d_forward(x, w, g))
         else:
@@ -480,6 +493,8 @@ def _conv_entry(n, c, hw, o, k, stride, pad, groups=1, mode="fwd", algo=None, tf
         if ctx.torch is not None:
             t = ctx.torch
             tx, tw, tg = ctx.t(x), ctx.t(w), ctx.t(gy)
+            if half:
+                tx, tw = (a.to(getattr(t, half)) for a in (tx, tw))
             if mode == "fwd":
                 def tr():
                     return t.nn.functional.conv2d(tx, tw, None, stride, pad, 1, gg)
@@ -488,7 +503,7 @@ def _conv_entry(n, c, hw, o, k, stride, pad, groups=1, mode="fwd", algo=None, tf
                     return t.ops.aten.convolution_backward(tg, tx, tw, None, [stride] * 2, [pad] * 2, [1, 1],
                                                            False, [0, 0], gg, [True, True, False])
         notes = ("dx+dw" if mode == "bwd" else "y") + (f", {algo}" if algo else "")
-        torch_notes = "; torch: cuDNN TF32" if tf32 else "; torch: cuDNN fp32"
+        torch_notes = f"; torch: cuDNN {half}" if half else ("; torch: cuDNN TF32" if tf32 else "; torch: cuDNN fp32")
         return Case(run, flops=flops, torch_run=tr, check=check, notes=notes + torch_notes)
     return make
 
@@ -515,6 +530,9 @@ for _args in ((64, 56, 64, 3, 1, 1), (128, 56, 128, 3, 2, 1), (256, 14, 256, 3, 
     _c, _hw, _o, _k, _s, _p = _args
     entry("conv", f"conv {_k}x{_k}/{_s} {_c}->{_o} fwd TF32", f"({B50},{_c},{_hw},{_hw})")(
         _conv_entry(B50, _c, _hw, _o, _k, _s, _p, algo="igemm", tf32=True))
+    for _half in ("float16", "bfloat16"):  # the 16-bit tensor-core forward
+        entry("conv", f"conv {_k}x{_k}/{_s} {_c}->{_o} fwd {_half}", f"({B50},{_c},{_hw},{_hw})")(
+            _conv_entry(B50, _c, _hw, _o, _k, _s, _p, algo="igemm", half=_half))
 for _n in (B, B50):
     for _mode in ("fwd", "bwd"):
         entry("depthwise", f"depthwise 3x3/1 144 {_mode}", f"({_n},144,56,56)")(
