@@ -91,14 +91,11 @@ void depthwise_conv2d_backward_weight(uptr x, uptr gy, uptr dw, uptr work, const
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(depthwise_conv2d_backward_weight);
 
-#define MINIDL_HALF_DEPTHWISE(op, params, args) \
-    void op##_f16 params { op<half_t> args; }      \
-    void op##_bf16 params { op<bf16_t> args; }
-MINIDL_HALF_DEPTHWISE(depthwise_conv2d_forward, (uptr x, uptr w, uptr y, const ConvGeometry& g, uptr stream),
+MINIDL_HALF_LAUNCHERS(depthwise_conv2d_forward, (uptr x, uptr w, uptr y, const ConvGeometry& g, uptr stream),
                       (x, w, y, g, stream))
-MINIDL_HALF_DEPTHWISE(depthwise_conv2d_backward_data, (uptr gy, uptr w, uptr dx, const ConvGeometry& g, uptr stream),
+MINIDL_HALF_LAUNCHERS(depthwise_conv2d_backward_data, (uptr gy, uptr w, uptr dx, const ConvGeometry& g, uptr stream),
                       (gy, w, dx, g, stream))
-MINIDL_HALF_DEPTHWISE(depthwise_conv2d_backward_weight,
+MINIDL_HALF_LAUNCHERS(depthwise_conv2d_backward_weight,
                       (uptr x, uptr gy, uptr dw, uptr work, const ConvGeometry& g, uptr stream),
                       (x, gy, dw, work, g, stream))
 

@@ -14,15 +14,11 @@ template <class T> void depthwise_conv2d_backward_data(uptr gy, uptr w, uptr dx,
 template <class T>
 void depthwise_conv2d_backward_weight(uptr x, uptr gy, uptr dw, uptr work, const ConvGeometry& g, uptr stream);
 
-// 16-bit launchers (FP16 / BF16 storage, float compute; depthwise.cu), named
-// <launcher>_f16 / _bf16 so that no CUDA type crosses the binding
-#define MINIDL_DECLARE_HALF_DEPTHWISE(op, ...) \
-    void op##_f16(__VA_ARGS__);                \
-    void op##_bf16(__VA_ARGS__)
-MINIDL_DECLARE_HALF_DEPTHWISE(depthwise_conv2d_forward, uptr x, uptr w, uptr y, const ConvGeometry& g, uptr stream);
-MINIDL_DECLARE_HALF_DEPTHWISE(depthwise_conv2d_backward_data, uptr gy, uptr w, uptr dx, const ConvGeometry& g,
+// 16-bit launchers (MINIDL_DECLARE_HALF, launcher.h)
+MINIDL_DECLARE_HALF(depthwise_conv2d_forward, uptr x, uptr w, uptr y, const ConvGeometry& g, uptr stream);
+MINIDL_DECLARE_HALF(depthwise_conv2d_backward_data, uptr gy, uptr w, uptr dx, const ConvGeometry& g,
                               uptr stream);
-MINIDL_DECLARE_HALF_DEPTHWISE(depthwise_conv2d_backward_weight, uptr x, uptr gy, uptr dw, uptr work,
+MINIDL_DECLARE_HALF(depthwise_conv2d_backward_weight, uptr x, uptr gy, uptr dw, uptr work,
                               const ConvGeometry& g, uptr stream);
 
 }  // namespace minidl

@@ -35,11 +35,6 @@ void launch_map(const char* name, const T* a, const T* b, T* out, long long n, u
 }
 }  // namespace
 
-// The <launcher>_f16 / _bf16 wrappers of elementwise.h: the half_t / bf16_t instances.
-#define MINIDL_HALF_WRAPPERS(op, params, args)           \
-    void op##_f16 params { op<half_t> args; }            \
-    void op##_bf16 params { op<bf16_t> args; }
-
 // An activation's forward y = f(x) and backward gx = gy * f'(saved), saved being the
 // forward input (the forward output for sigmoid).
 #define MINIDL_ACTIVATION_LAUNCHERS(op, Forward, Backward)                                                            \
@@ -55,8 +50,8 @@ void launch_map(const char* name, const T* a, const T* b, T* out, long long n, u
     }                                                                                                                 \
     MINIDL_INSTANTIATE_FLOAT_DOUBLE(op);                                                                              \
     MINIDL_INSTANTIATE_FLOAT_DOUBLE(op##_backward);                                                                   \
-    MINIDL_HALF_WRAPPERS(op, (uptr x, uptr y, long long n, uptr stream), (x, y, n, stream));                          \
-    MINIDL_HALF_WRAPPERS(op##_backward, (uptr s, uptr gy, uptr gx, long long n, uptr stream), (s, gy, gx, n, stream))
+    MINIDL_HALF_LAUNCHERS(op, (uptr x, uptr y, long long n, uptr stream), (x, y, n, stream));                          \
+    MINIDL_HALF_LAUNCHERS(op##_backward, (uptr s, uptr gy, uptr gx, long long n, uptr stream), (s, gy, gx, n, stream))
 
 MINIDL_ACTIVATION_LAUNCHERS(relu, Relu, ReluBackward);
 MINIDL_ACTIVATION_LAUNCHERS(relu6, Relu6, Relu6Backward);
@@ -69,7 +64,7 @@ void add_relu(uptr a, uptr b, uptr y, long long n, uptr stream) {
                                                stream);
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(add_relu);
-MINIDL_HALF_WRAPPERS(add_relu, (uptr a, uptr b, uptr y, long long n, uptr stream), (a, b, y, n, stream));
+MINIDL_HALF_LAUNCHERS(add_relu, (uptr a, uptr b, uptr y, long long n, uptr stream), (a, b, y, n, stream));
 
 int channel_partials(int N, int C, long long S) { return plan_channel_tiles(N, C, S).chunks; }
 

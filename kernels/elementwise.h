@@ -24,20 +24,16 @@ template <class T> void bias_add_backward(uptr gy, uptr db, uptr work, int N, in
 // sizes the work vectors of bias_add_backward and of the batch-norm family
 int channel_partials(int N, int C, long long S);
 
-// 16-bit launchers (FP16 / BF16 storage, float compute; elementwise.cu): the same
-// signatures, named <launcher>_f16 / _bf16 so that no CUDA type crosses the binding.
-#define MINIDL_DECLARE_HALF_ELEMENTWISE(op, ...) \
-    void op##_f16(__VA_ARGS__);                  \
-    void op##_bf16(__VA_ARGS__)
-MINIDL_DECLARE_HALF_ELEMENTWISE(relu, uptr x, uptr y, long long n, uptr stream);
-MINIDL_DECLARE_HALF_ELEMENTWISE(relu_backward, uptr x, uptr gy, uptr gx, long long n, uptr stream);
-MINIDL_DECLARE_HALF_ELEMENTWISE(relu6, uptr x, uptr y, long long n, uptr stream);
-MINIDL_DECLARE_HALF_ELEMENTWISE(relu6_backward, uptr x, uptr gy, uptr gx, long long n, uptr stream);
-MINIDL_DECLARE_HALF_ELEMENTWISE(sigmoid, uptr x, uptr y, long long n, uptr stream);
-MINIDL_DECLARE_HALF_ELEMENTWISE(sigmoid_backward, uptr y, uptr gy, uptr gx, long long n, uptr stream);
-MINIDL_DECLARE_HALF_ELEMENTWISE(silu, uptr x, uptr y, long long n, uptr stream);
-MINIDL_DECLARE_HALF_ELEMENTWISE(silu_backward, uptr x, uptr gy, uptr gx, long long n, uptr stream);
-MINIDL_DECLARE_HALF_ELEMENTWISE(add_relu, uptr a, uptr b, uptr y, long long n, uptr stream);
+// 16-bit launchers (MINIDL_DECLARE_HALF, launcher.h)
+MINIDL_DECLARE_HALF(relu, uptr x, uptr y, long long n, uptr stream);
+MINIDL_DECLARE_HALF(relu_backward, uptr x, uptr gy, uptr gx, long long n, uptr stream);
+MINIDL_DECLARE_HALF(relu6, uptr x, uptr y, long long n, uptr stream);
+MINIDL_DECLARE_HALF(relu6_backward, uptr x, uptr gy, uptr gx, long long n, uptr stream);
+MINIDL_DECLARE_HALF(sigmoid, uptr x, uptr y, long long n, uptr stream);
+MINIDL_DECLARE_HALF(sigmoid_backward, uptr y, uptr gy, uptr gx, long long n, uptr stream);
+MINIDL_DECLARE_HALF(silu, uptr x, uptr y, long long n, uptr stream);
+MINIDL_DECLARE_HALF(silu_backward, uptr x, uptr gy, uptr gx, long long n, uptr stream);
+MINIDL_DECLARE_HALF(add_relu, uptr a, uptr b, uptr y, long long n, uptr stream);
 template <class T> void dropout_apply(uptr x, uptr u, uptr y, uptr mask, long long n, double p, uptr stream);
 template <class T> void dropout_backward(uptr gy, uptr mask, uptr gx, long long n, uptr stream);
 

@@ -87,3 +87,9 @@ template <class T> __device__ __forceinline__ T from_compute(compute_t<T> v) {
 }
 
 }  // namespace minidl
+
+// The definitions of a family's <launcher>_f16 / _bf16 (declared with MINIDL_DECLARE_HALF):
+// the half_t / bf16_t instances of the launcher template.
+#define MINIDL_HALF_LAUNCHERS(op, params, args) \
+    void op##_f16 params { op<half_t> args; }   \
+    void op##_bf16 params { op<bf16_t> args; }

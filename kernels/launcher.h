@@ -14,6 +14,14 @@ namespace minidl {
 
 using uptr = std::uintptr_t;
 
+// The 16-bit launchers of a family (FP16 / BF16 storage, float compute) are plain
+// functions <launcher>_f16 / _bf16 with the launcher's parameters, so that no CUDA
+// type crosses the binding: declared with this in the family's header, defined with
+// MINIDL_HALF_LAUNCHERS (half.cuh) in its .cu.
+#define MINIDL_DECLARE_HALF(op, ...) \
+    void op##_f16(__VA_ARGS__);      \
+    void op##_bf16(__VA_ARGS__)
+
 // One 2-D convolution: x (N, C, H, W), weight (O, C/G, KH, KW), y (N, O, HO, WO).
 // Input row of output row ho and tap kh: ho*sh - pt + kh*dh (columns alike).  The
 // kernels read pt/pl only; pb/pr are the bottom/right padding that set HO/WO.

@@ -117,16 +117,13 @@ void adaptive_avg_pool2d_backward_1x1(uptr gy, uptr dx, const PoolGeometry& g, u
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(adaptive_avg_pool2d_backward_1x1);
 
-#define MINIDL_HALF_POOL(op, params, args) \
-    void op##_f16 params { op<half_t> args; } \
-    void op##_bf16 params { op<bf16_t> args; }
-MINIDL_HALF_POOL(max_pool2d_forward, (uptr x, uptr y, uptr argmax, const PoolGeometry& g, uptr stream),
+MINIDL_HALF_LAUNCHERS(max_pool2d_forward, (uptr x, uptr y, uptr argmax, const PoolGeometry& g, uptr stream),
                  (x, y, argmax, g, stream))
-MINIDL_HALF_POOL(max_pool2d_backward, (uptr gy, uptr argmax, uptr dx, const PoolGeometry& g, uptr stream),
+MINIDL_HALF_LAUNCHERS(max_pool2d_backward, (uptr gy, uptr argmax, uptr dx, const PoolGeometry& g, uptr stream),
                  (gy, argmax, dx, g, stream))
-MINIDL_HALF_POOL(avg_pool2d_forward, (uptr x, uptr y, const PoolGeometry& g, bool include_pad, uptr stream),
+MINIDL_HALF_LAUNCHERS(avg_pool2d_forward, (uptr x, uptr y, const PoolGeometry& g, bool include_pad, uptr stream),
                  (x, y, g, include_pad, stream))
-MINIDL_HALF_POOL(avg_pool2d_backward, (uptr gy, uptr dx, const PoolGeometry& g, bool include_pad, uptr stream),
+MINIDL_HALF_LAUNCHERS(avg_pool2d_backward, (uptr gy, uptr dx, const PoolGeometry& g, bool include_pad, uptr stream),
                  (gy, dx, g, include_pad, stream))
 
 }  // namespace minidl

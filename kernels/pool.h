@@ -23,16 +23,12 @@ template <class T>
 void adaptive_avg_pool2d_forward_1x1(uptr x, uptr y, uptr work, const PoolGeometry& g, uptr stream);
 template <class T> void adaptive_avg_pool2d_backward_1x1(uptr gy, uptr dx, const PoolGeometry& g, uptr stream);
 
-// 16-bit launchers (FP16 / BF16 storage, float compute; pool.cu), named <launcher>_f16 /
-// _bf16 so that no CUDA type crosses the binding
-#define MINIDL_DECLARE_HALF_POOL(op, ...) \
-    void op##_f16(__VA_ARGS__);           \
-    void op##_bf16(__VA_ARGS__)
-MINIDL_DECLARE_HALF_POOL(max_pool2d_forward, uptr x, uptr y, uptr argmax, const PoolGeometry& g, uptr stream);
-MINIDL_DECLARE_HALF_POOL(max_pool2d_backward, uptr gy, uptr argmax, uptr dx, const PoolGeometry& g, uptr stream);
-MINIDL_DECLARE_HALF_POOL(avg_pool2d_forward, uptr x, uptr y, const PoolGeometry& g, bool count_include_pad,
+// 16-bit launchers (MINIDL_DECLARE_HALF, launcher.h)
+MINIDL_DECLARE_HALF(max_pool2d_forward, uptr x, uptr y, uptr argmax, const PoolGeometry& g, uptr stream);
+MINIDL_DECLARE_HALF(max_pool2d_backward, uptr gy, uptr argmax, uptr dx, const PoolGeometry& g, uptr stream);
+MINIDL_DECLARE_HALF(avg_pool2d_forward, uptr x, uptr y, const PoolGeometry& g, bool count_include_pad,
                          uptr stream);
-MINIDL_DECLARE_HALF_POOL(avg_pool2d_backward, uptr gy, uptr dx, const PoolGeometry& g, bool count_include_pad,
+MINIDL_DECLARE_HALF(avg_pool2d_backward, uptr gy, uptr dx, const PoolGeometry& g, bool count_include_pad,
                          uptr stream);
 
 }  // namespace minidl

@@ -112,14 +112,11 @@ def test_conv2d_tf32_tensor_cores(be, cpu, name):
         assert 1e-5 < err < 3e-3, (what, err)
 
 
-@pytest.mark.timeout(120)
-@pytest.mark.parametrize("half", ["float16", "bfloat16"])
-@pytest.mark.parametrize("name", TF32_CASES)
-def test_conv2d_16_bit_tensor_cores(be, cpu, name, half):
-    """float16/bfloat16 convolutions on mma.sync m16n8k16 (kernels/conv_tc.cuh), forward,
-    backward-data and backward-weight: against a float64 reference of the 16-bit inputs,
-    each output within one rounding to the format (eps relative) plus float32 summation
-    error; the results keep the 16-bit dtype."""
+def _check_16_bit(be, cpu, name, half, algo=None):
+    """Forward, backward-data and backward-weight of CONV_CASES[name] on 16-bit inputs:
+    each output within one rounding of the format (eps relative, plus float32 summation
+    error) of the float64 result, in the 16-bit dtype; -> the (launcher, dtype) pairs
+    the backend launched."""
     from minidl import dtypes
     dtype = dtypes.dtype(half)
     eps = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}[half]
@@ -127,15 +124,14 @@ def test_conv2d_16_bit_tensor_cores(be, cpu, name, half):
     g = ConvGeometry.create(xs, ws, stride, padding, dilation, groups)
     x, w, gy = (_rand(s, seed).astype(dtype) for s, seed in ((xs, 31), (ws, 32), (g.y_shape, 33)))
     old, launched, launch = getattr(be, "conv_algo", None), [], be.launch
-    be.conv_algo = "igemm"
-    be.launch = lambda name, dt, *args: (launched.append((name, np.dtype(dt))), launch(name, dt, *args))[1]
+    be.conv_algo = algo or old
+    be.launch = lambda op, dt, *args: (launched.append((op, np.dtype(dt))), launch(op, dt, *args))[1]
     try:
         got = [be.conv2d_forward(be.asarray(x), be.asarray(w), g),
                *be.conv2d_backward(be.asarray(x), be.asarray(w), be.asarray(gy), g)]
     finally:
         be.conv_algo = old
         del be.launch
-    assert launched == [(f"conv2d_tc_{p}", dtype) for p in ("forward", "backward_data", "backward_weight")]
     f64 = lambda a: np.asarray(a).astype(np.float64)  # noqa: E731
     want = [cpu.conv2d_forward(f64(x), f64(w), g), *cpu.conv2d_backward(f64(x), f64(w), f64(gy), g)]
     for what, a, r in zip(("y", "dx", "dw"), got, want):
@@ -143,6 +139,17 @@ def test_conv2d_16_bit_tensor_cores(be, cpu, name, half):
         a = f64(be.to_numpy(a))
         bad = np.abs(a - r) > eps * np.abs(r) + 1e-5 * np.abs(r).max()
         assert not bad.any(), (what, float(np.abs(a - r).max()))
+    return launched, dtype
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+@pytest.mark.parametrize("name", TF32_CASES)
+def test_conv2d_16_bit_tensor_cores(be, cpu, name, half):
+    """float16/bfloat16 convolutions on mma.sync m16n8k16 (kernels/conv_tc.cuh), the 16-bit
+    tensor-core kernels launched on the 16-bit arrays themselves."""
+    launched, dtype = _check_16_bit(be, cpu, name, half, algo="igemm")
+    assert launched == [(f"conv2d_tc_{p}", dtype) for p in ("forward", "backward_data", "backward_weight")]
 
 
 DEPTHWISE_CASES = [n for n in CONV_CASES if n.startswith("depthwise")]
@@ -153,29 +160,9 @@ DEPTHWISE_CASES = [n for n in CONV_CASES if n.startswith("depthwise")]
 @pytest.mark.parametrize("name", DEPTHWISE_CASES)
 def test_depthwise_16_bit(be, cpu, name, half):
     """The depthwise kernels' float16/bfloat16 instances (row tiles and direct kernels;
-    float compute, float32 weight-gradient partials): within one rounding of the format
-    of the float64 result, launched on the 16-bit arrays themselves."""
-    from minidl import dtypes
-    dtype = dtypes.dtype(half)
-    eps = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}[half]
-    xs, ws, stride, padding, dilation, groups = CONV_CASES[name]
-    g = ConvGeometry.create(xs, ws, stride, padding, dilation, groups)
-    x, w, gy = (_rand(s, seed).astype(dtype) for s, seed in ((xs, 51), (ws, 52), (g.y_shape, 53)))
-    launched, launch = [], be.launch
-    be.launch = lambda name, dt, *args: (launched.append((name, np.dtype(dt))), launch(name, dt, *args))[1]
-    try:
-        got = [be.conv2d_forward(be.asarray(x), be.asarray(w), g),
-               *be.conv2d_backward(be.asarray(x), be.asarray(w), be.asarray(gy), g)]
-    finally:
-        del be.launch
-    assert all(dt == dtype and n.startswith("depthwise") for n, dt in launched), launched
-    f64 = lambda a: np.asarray(a).astype(np.float64)  # noqa: E731
-    want = [cpu.conv2d_forward(f64(x), f64(w), g), *cpu.conv2d_backward(f64(x), f64(w), f64(gy), g)]
-    for what, a, r in zip(("y", "dx", "dw"), got, want):
-        assert a.dtype == dtype, what
-        a = f64(be.to_numpy(a))
-        bad = np.abs(a - r) > eps * np.abs(r) + 1e-5 * np.abs(r).max()
-        assert not bad.any(), (what, float(np.abs(a - r).max()))
+    float compute, float32 weight-gradient partials), launched on the 16-bit arrays."""
+    launched, dtype = _check_16_bit(be, cpu, name, half)
+    assert launched and all(dt == dtype and op.startswith("depthwise") for op, dt in launched), launched
 
 
 @pytest.mark.timeout(120)
