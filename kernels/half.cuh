@@ -55,10 +55,8 @@ __device__ __forceinline__ half_t half_from_bits(std::uint16_t b) { return __ush
 
 #if MINIDL_EMU
 inline std::uint16_t bits_of_bf16(bf16_t h) { return h.bits; }
-inline bf16_t bf16_from_bits(std::uint16_t b) { return bf16_t{b}; }
 #else
 __device__ __forceinline__ std::uint16_t bits_of_bf16(bf16_t h) { return __bfloat16_as_ushort(h); }
-__device__ __forceinline__ bf16_t bf16_from_bits(std::uint16_t b) { return __ushort_as_bfloat16(b); }
 #endif
 __device__ __forceinline__ float half_to_float(half_t h) { return (float)h; }
 __device__ __forceinline__ half_t float_to_half(float x) { return (half_t)x; }
