@@ -52,6 +52,8 @@ HALF_NATIVE = frozenset({"relu", "relu_backward", "relu6", "relu6_backward", "si
 class KernelBackend(Backend):
     """A backend whose fused ops run our CUDA kernels (on a GPU, or emulated)."""
 
+    half_native = HALF_NATIVE  # the same for cuda and emu: one set of kernel sources
+
     reads_sync = True  # emu too: it stands for the GPU, whose host reads are syncs
 
     def __init__(self, name, xp, kernels, ptr, stream):
@@ -62,7 +64,6 @@ class KernelBackend(Backend):
         self._stream = stream
         self._counts = dict.fromkeys(COUNTERS, 0)
         self._uploader = None  # created by the first non-blocking upload (cuda)
-        self.half_native = HALF_NATIVE
         self._watching = False
 
     def stats(self):
