@@ -691,7 +691,7 @@ class Trainer:
     def finish_early(self):
         path = self.save("last")
         st = self.state
-        if self.stop_requested:
+        if self.stop_requested or self.stop():  # (a signal during validation sets only the latter)
             print(f"minidl-train: stopped at step {st['step']} (epoch {st['epoch'] + 1}, batch "
                   f"{st['batch']}); checkpoint saved: {path}\n  continue with: python -m minidl.train "
                   f"--resume {path}", file=sys.stderr)
