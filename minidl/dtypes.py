@@ -24,6 +24,20 @@ def dtype(spec):
     return np.dtype(spec)
 
 
+def names_dtype(spec) -> bool:
+    """Whether ``spec`` names a dtype rather than a device ("float16", np.float32, a
+    dtype): ``to(spec)`` then casts, as PyTorch's ``to(torch.float16)`` does."""
+    if isinstance(spec, (np.dtype, type)):
+        return True
+    if isinstance(spec, str) and spec.partition(":")[0] not in ("cpu", "cuda", "emu"):
+        try:
+            np.dtype(spec)
+        except TypeError:
+            return False
+        return True
+    return False
+
+
 def is_floating(dt) -> bool:
     return np.dtype(dt) in FLOATING_DTYPES
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np  # dtype objects and scalar checks only
 
 from .backend import get_backend
-from .dtypes import bfloat16, float16, is_floating
+from .dtypes import bfloat16, float16, is_floating, names_dtype
 from .autograd import function as _function
 from .autograd.math import (Abs, Add, Cast, Clamp, Clone, Div, Exp, Log, MatMul, Max, Mean, Mul, Neg, Pow,
                             PowScalar, Sqrt, Sub, Sum, Tanh, ToDevice, Var)
@@ -161,7 +161,10 @@ class Tensor(Conversions):
     def to(self, device=None, dtype=None, non_blocking=False):
         """This tensor on ``device`` and/or in ``dtype`` (itself when nothing changes).
         ``non_blocking=True``: a host-to-GPU copy overlaps the host and the queued
-        kernels (pinned memory, a second stream; see Backend.upload)."""
+        kernels (pinned memory, a second stream; see Backend.upload).  A dtype as the first argument is the dtype
+        (``t.to(minidl.float16)``, as in PyTorch)."""
+        if device is not None and dtype is None and names_dtype(device):
+            device, dtype = None, device
         out = self
         if device is not None and _device_name(device) != self.device:
             get_backend(device)  # raises a clear error for an unknown or absent device

@@ -148,6 +148,13 @@ def test_half_and_bfloat16_conversions_and_creation():
         assert make(2, 3, dtype=minidl.float16).dtype == minidl.float16
     assert minidl.full((2,), 0.5, dtype=minidl.bfloat16).tolist() == [0.5, 0.5]
     assert minidl.zeros(2, dtype=minidl.bfloat16, requires_grad=True).requires_grad
+    # a dtype as to()'s first argument is the dtype, as in PyTorch; a device name is a device
+    for spec in (minidl.float16, "float16", np.float16):
+        assert x.to(spec).dtype == minidl.float16 and x.to(spec).device == "cpu"
+    model = minidl.nn.Linear(2, 2).to(minidl.bfloat16)
+    assert model.weight.dtype == minidl.bfloat16
+    with pytest.raises(ValueError, match="device: expected one of"):
+        x.to("tpu")
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])

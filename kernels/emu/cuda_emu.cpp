@@ -35,8 +35,6 @@ bool g_fiber = true;
 std::unique_ptr<std::barrier<>> g_block_bar;
 
 // fiber mode
-ucontext_t g_sched;
-std::vector<ucontext_t> g_ctx;
 std::vector<std::unique_ptr<char[]>> g_stacks;
 std::size_t g_stack_bytes = 0;
 Body g_body = nullptr;
@@ -44,18 +42,94 @@ void* g_body_ctx = nullptr;
 
 enum { RUN = 0, WAIT_BLOCK = 1, WAIT_WARP = 2, DONE = 3 };
 
+// Fiber switching.  glibc's swapcontext saves and restores the signal mask with a
+// system call on every switch, which made switching most of the emulation's time
+// (every __syncthreads and warp round switches each thread); on x86-64 a switch is
+// instead the few instructions below: the callee-saved registers, MXCSR and the x87
+// control word are pushed on the old stack, the stack pointer swapped, and popped
+// from the new one.  Elsewhere ucontext remains.
+#if defined(__x86_64__)
+extern "C" void minidl_emu_switch(void** save_sp, void* load_sp);
+asm(R"(
+    .text
+    .p2align 4
+    .globl minidl_emu_switch
+    .hidden minidl_emu_switch
+    .type minidl_emu_switch, @function
+minidl_emu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size minidl_emu_switch, .-minidl_emu_switch
+)");
+
+struct FiberContext {
+    void* sp = nullptr;
+};
+FiberContext g_sched;
+
+void fiber_switch(FiberContext& from, FiberContext& to) { minidl_emu_switch(&from.sp, to.sp); }
+
+// A stack laid out as minidl_emu_switch leaves a suspended one, returning into entry.
+void fiber_make(FiberContext& c, char* stack, std::size_t bytes, void (*entry)()) {
+    auto top = reinterpret_cast<std::uintptr_t>(stack + bytes) & ~std::uintptr_t(15);
+    void** sp = reinterpret_cast<void**>(top);
+    *--sp = nullptr;                          // entry's return address (it never returns)
+    *--sp = reinterpret_cast<void*>(entry);   // popped by `ret`: rsp = 8 mod 16, as after a call
+    for (int r = 0; r < 6; ++r) *--sp = nullptr;  // rbp rbx r12 r13 r14 r15
+    --sp;
+    std::uint32_t csr[2];
+    asm volatile("stmxcsr %0\n\tfnstcw %1" : "=m"(csr[0]), "=m"(csr[1]));
+    std::memcpy(sp, csr, 8);
+    c.sp = sp;
+}
+#else
+struct FiberContext {
+    ucontext_t uc;
+};
+FiberContext g_sched;
+
+void fiber_switch(FiberContext& from, FiberContext& to) { swapcontext(&from.uc, &to.uc); }
+
+void fiber_make(FiberContext& c, char* stack, std::size_t bytes, void (*entry)()) {
+    getcontext(&c.uc);
+    c.uc.uc_stack.ss_sp = stack;
+    c.uc.uc_stack.ss_size = bytes;
+    c.uc.uc_link = nullptr;
+    makecontext(&c.uc, entry, 0);
+}
+#endif
+std::vector<FiberContext> g_ctx;
+
 void fiber_yield(int state) {
     ThreadState* s = self;
     s->state = state;
-    swapcontext(static_cast<ucontext_t*>(s->fiber), &g_sched);
+    fiber_switch(*static_cast<FiberContext*>(s->fiber), g_sched);
 }
 
 void fiber_entry() {
     ThreadState* s = self;
     g_body(g_body_ctx);
     g_warps[s->warp].live.fetch_and(~(1u << s->lane));
-    s->state = DONE;
-    swapcontext(static_cast<ucontext_t*>(s->fiber), &g_sched);
+    fiber_yield(DONE);  // never resumed
 }
 
 std::string dim_str(dim3 d) {
@@ -100,12 +174,8 @@ void run_fibers(const char* name, dim3 grid, int nthreads) {
                 blockIdx = dim3(bx, by, bz);
                 reset_warps(nthreads);
                 for (int t = 0; t < nthreads; ++t) {
-                    ucontext_t& c = g_ctx[t];
-                    getcontext(&c);
-                    c.uc_stack.ss_sp = g_stacks[t].get();
-                    c.uc_stack.ss_size = g_stack_bytes;
-                    c.uc_link = nullptr;
-                    makecontext(&c, fiber_entry, 0);
+                    FiberContext& c = g_ctx[t];
+                    fiber_make(c, g_stacks[t].get(), g_stack_bytes, fiber_entry);
                     g_threads[t].state = RUN;
                     g_threads[t].nshfl = 0;
                     g_threads[t].async_pending.clear();
@@ -124,7 +194,7 @@ void run_fibers(const char* name, dim3 grid, int nthreads) {
                             profile::fiber_begin(t, profile::Range{lo, lo + g_stack_bytes});
                         }
 #endif
-                        swapcontext(&g_sched, static_cast<ucontext_t*>(s.fiber));
+                        fiber_switch(g_sched, *static_cast<FiberContext*>(s.fiber));
                     }
                     self = nullptr;
                     // release the barriers that every live participant has reached

@@ -15,7 +15,7 @@
 //
 // Two execution modes, chosen per launch from the environment variable
 // MINIDL_EMU_MODE (read at each launch):
-//   fiber  (default) all threads of a block run as ucontext fibers on the calling OS
+//   fiber  (default) all threads of a block run as fibers on the calling OS
 //          thread; __syncthreads / warp collectives switch fibers.  Deterministic and
 //          faster.  A barrier that not every live thread reaches (divergent
 //          __syncthreads, partial-mask shuffles) is detected and raised as an error.
@@ -161,7 +161,7 @@ struct ThreadState {         // one per CUDA thread of the running block
     int lane = 0, warp = 0;
     std::uint64_t nshfl = 0; // warp collectives done so far; its parity picks the buffer half
     int state = 0;           // fiber mode: 0 run, 1 wait block, 2 wait warp, 3 done
-    void* fiber = nullptr;   // fiber mode: ucontext_t*
+    void* fiber = nullptr;   // fiber mode: its FiberContext (cuda_emu.cpp)
 };
 
 extern thread_local ThreadState* self;      // the CUDA thread running on this OS thread/fiber

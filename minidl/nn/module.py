@@ -16,7 +16,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np  # dtype objects only
 
 from ..autograd.function import no_grad
-from ..dtypes import is_floating
+from ..dtypes import is_floating, names_dtype
 from ..tensor import Conversions, Tensor
 from .parameter import Parameter
 from .utils import zero_grad_
@@ -246,7 +246,10 @@ class Module(Conversions):
     # ------------------------------------------------------------ device / dtype
     def to(self, device=None, dtype=None):
         """Move (and/or cast) parameters, their gradients and buffers in place.
-        ``dtype`` casts floating-point tensors only (integer counters keep theirs)."""
+        ``dtype`` casts floating-point tensors only (integer counters keep theirs); a
+        dtype as the first argument is the dtype (``model.to(minidl.bfloat16)``)."""
+        if device is not None and dtype is None and names_dtype(device):
+            device, dtype = None, device
         if device is None and dtype is None:
             raise ValueError(f"{type(self).__name__}.to: expected a device and/or a dtype, got neither")
         if dtype is not None:

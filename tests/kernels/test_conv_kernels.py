@@ -112,15 +112,15 @@ def test_conv2d_tf32_tensor_cores(be, cpu, name):
         assert 1e-5 < err < 3e-3, (what, err)
 
 
-def _check_16_bit(be, cpu, name, half, algo=None):
-    """Forward, backward-data and backward-weight of CONV_CASES[name] on 16-bit inputs:
+def _check_16_bit(be, cpu, case, half, algo=None):
+    """Forward, backward-data and backward-weight of a CONV_CASES case on 16-bit inputs:
     each output within one rounding of the format (eps relative, plus float32 summation
     error) of the float64 result, in the 16-bit dtype; -> the (launcher, dtype) pairs
     the backend launched."""
     from minidl import dtypes
     dtype = dtypes.dtype(half)
     eps = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}[half]
-    xs, ws, stride, padding, dilation, groups = CONV_CASES[name]
+    xs, ws, stride, padding, dilation, groups = case
     g = ConvGeometry.create(xs, ws, stride, padding, dilation, groups)
     x, w, gy = (_rand(s, seed).astype(dtype) for s, seed in ((xs, 31), (ws, 32), (g.y_shape, 33)))
     old, launched, launch = getattr(be, "conv_algo", None), [], be.launch
@@ -148,8 +148,21 @@ def _check_16_bit(be, cpu, name, half, algo=None):
 def test_conv2d_16_bit_tensor_cores(be, cpu, name, half):
     """float16/bfloat16 convolutions on mma.sync m16n8k16 (kernels/conv_tc.cuh), the 16-bit
     tensor-core kernels launched on the 16-bit arrays themselves."""
-    launched, dtype = _check_16_bit(be, cpu, name, half, algo="igemm")
+    launched, dtype = _check_16_bit(be, cpu, CONV_CASES[name], half, algo="igemm")
     assert launched == [(f"conv2d_tc_{p}", dtype) for p in ("forward", "backward_data", "backward_weight")]
+
+
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_auto_routes_16_bit_convolutions_as_float32(be, cpu, half):
+    """conv_algo "auto" picks the algorithm for 16-bit inputs as for float32: the
+    tensor-core kernels for output maps of >= 256 pixels; im2col + the GEMM, in float32
+    and rounded, for small maps and the backward of strided convolutions."""
+    big = ((1, 3, 16, 16), (4, 3, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    launched, dtype = _check_16_bit(be, cpu, big, half, algo="auto")
+    assert launched == [(f"conv2d_tc_{p}", dtype) for p in ("forward", "backward_data", "backward_weight")]
+    launched, _ = _check_16_bit(be, cpu, CONV_CASES["stride2_asym_pad"], half, algo="auto")
+    assert launched and all(op in ("conv2d_im2col", "conv2d_col2im") and dt == np.float32
+                            for op, dt in launched), launched
 
 
 DEPTHWISE_CASES = [n for n in CONV_CASES if n.startswith("depthwise")]
@@ -161,7 +174,7 @@ DEPTHWISE_CASES = [n for n in CONV_CASES if n.startswith("depthwise")]
 def test_depthwise_16_bit(be, cpu, name, half):
     """The depthwise kernels' float16/bfloat16 instances (row tiles and direct kernels;
     float compute, float32 weight-gradient partials), launched on the 16-bit arrays."""
-    launched, dtype = _check_16_bit(be, cpu, name, half)
+    launched, dtype = _check_16_bit(be, cpu, CONV_CASES[name], half)
     assert launched and all(dt == dtype and op.startswith("depthwise") for op, dt in launched), launched
 
 

@@ -9,8 +9,8 @@ Dispatch, the same for both array modules:
                 backward-data, backward-weight with split-K slices summed here):
                 on TF32 tensor cores (mma.sync, kernels/conv_tc.cuh) for float32
                 where ``minidl.cuda.allow_tf32.conv`` permits, else SIMT;
-                float16/bfloat16 on the 16-bit tensor-core kernels (their other
-                paths compute in float32 and round);
+                float16/bfloat16 on the 16-bit tensor-core kernels (on the
+                other paths they compute in float32 and round);
       "im2col"  the im2col / col2im kernels with the GEMMs done by ``xp.matmul``
                 (cuBLAS on cuda), over chunks of the batch to bound the col buffer;
       "auto"    igemm, except where im2col + cuBLAS measured faster on an H200
@@ -73,14 +73,14 @@ def _chunk(n, per_image):
     return max(1, min(n, _COL_BUDGET // max(per_image, 1)))
 
 
-def _half_on_tensor_cores(be, dtype, g):
-    """float16/bfloat16: the 16-bit kernels where they serve the geometry (implicit GEMM
-    on tensor cores unless 1x1 or conv_algo im2col; the depthwise kernels); None for
-    other dtypes."""
+def _half_on_tensor_cores(be, dtype, g, backward):
+    """float16/bfloat16: the 16-bit kernels where they serve the geometry (the depthwise
+    kernels; implicit GEMM on tensor cores where the algorithm is igemm, as for float32:
+    not 1x1, and under "auto" not the small maps and strided backwards that im2col +
+    cuBLAS serves better); None for other dtypes."""
     if not is_half(dtype):
         return None
-    algo = getattr(be, "conv_algo", None) or DEFAULT_ALGO
-    return _is_depthwise(g) or not (_is_pointwise(g) or algo == "im2col")
+    return _is_depthwise(g) or not _is_pointwise(g) and _algo(be, backward, g) == "igemm"
 
 
 def _widened(be, arrays):
@@ -91,7 +91,7 @@ def _widened(be, arrays):
 
 def conv2d_forward(be, x, w, g):
     xp = be.xp
-    tc16 = _half_on_tensor_cores(be, x.dtype, g)
+    tc16 = _half_on_tensor_cores(be, x.dtype, g, backward=False)
     if tc16 is False:
         return be.astype(conv2d_forward(be, *_widened(be, (x, w)), g), x.dtype)
     x, w = contiguous(be, x, w)
@@ -123,7 +123,7 @@ def conv2d_forward(be, x, w, g):
 
 def conv2d_backward(be, x, w, gy, g, need_dx=True, need_dw=True):
     xp = be.xp
-    tc16 = _half_on_tensor_cores(be, x.dtype, g)
+    tc16 = _half_on_tensor_cores(be, x.dtype, g, backward=True)
     if tc16 is False:
         grads = conv2d_backward(be, *_widened(be, (x, w, gy)), g, need_dx, need_dw)
         return tuple(None if a is None else be.astype(a, x.dtype) for a in grads)
