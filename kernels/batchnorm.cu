@@ -18,65 +18,82 @@ void batch_norm_train_forward(uptr x, uptr gamma, uptr beta, uptr y, uptr mean, 
                               uptr running_var, uptr work, int N, int C, long long S, double eps, double momentum,
                               int relu, uptr stream) {
     if (N == 0 || C == 0 || S == 0) return;
+    using V = compute_t<T>;
     const ChannelTiles t = plan_channel_tiles(N, C, S);
-    T* partial = mp<T>(work);
-    T* coef = partial + 2LL * t.chunks * C;
+    V* partial = mp<V>(work);
+    V* coef = partial + 2LL * t.chunks * C;
     launch_channel_reduce<T, Reduce::kShiftedSq>(cp<T>(x), nullptr, nullptr, t, partial,
                                                  partial + (long long)t.chunks * C, stream);
-    MINIDL_LAUNCH(batch_norm_finalize_stats_kernel<T>, dim3(ceil_div(C, kChannelThreads)), dim3(kChannelThreads), 0,
-                  stream, partial, partial + (long long)t.chunks * C, cp<T>(gamma), cp<T>(beta), t, eps, mp<T>(mean),
-                  mp<T>(var), coef, mp<T>(running_mean), mp<T>(running_var), momentum);
+    MINIDL_LAUNCH(batch_norm_finalize_stats_kernel<V>, dim3(ceil_div(C, kChannelThreads)), dim3(kChannelThreads), 0,
+                  stream, partial, partial + (long long)t.chunks * C, cp<V>(gamma), cp<V>(beta), t, eps, mp<V>(mean),
+                  mp<V>(var), coef, mp<V>(running_mean), mp<V>(running_var), momentum);
     if (relu)
         launch_channel_map<T, Map::kAffineRelu>(cp<T>(x), nullptr, coef, mp<T>(y), N, C, S, stream);
     else
         launch_channel_map<T, Map::kAffine>(cp<T>(x), nullptr, coef, mp<T>(y), N, C, S, stream);
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(batch_norm_train_forward);
+MINIDL_HALF_LAUNCHERS(batch_norm_train_forward,
+                      (uptr x, uptr gamma, uptr beta, uptr y, uptr mean, uptr var, uptr running_mean,
+                       uptr running_var, uptr work, int N, int C, long long S, double eps, double momentum, int relu,
+                       uptr stream),
+                      (x, gamma, beta, y, mean, var, running_mean, running_var, work, N, C, S, eps, momentum, relu,
+                       stream));
 
 template <class T>
 void batch_norm_eval_forward(uptr x, uptr gamma, uptr beta, uptr mean, uptr var, uptr y, uptr work, int N, int C,
                              long long S, double eps, int relu, uptr stream) {
     if (N == 0 || C == 0 || S == 0) return;
-    T* coef = mp<T>(work);
-    MINIDL_LAUNCH(batch_norm_affine_coefficients_kernel<T>, dim3(ceil_div(C, kChannelThreads)),
-                  dim3(kChannelThreads), 0, stream, cp<T>(gamma), cp<T>(beta), cp<T>(mean), cp<T>(var), C, eps, coef,
-                  coef + C, static_cast<T*>(nullptr));
+    using V = compute_t<T>;
+    V* coef = mp<V>(work);
+    MINIDL_LAUNCH(batch_norm_affine_coefficients_kernel<V>, dim3(ceil_div(C, kChannelThreads)),
+                  dim3(kChannelThreads), 0, stream, cp<V>(gamma), cp<V>(beta), cp<V>(mean), cp<V>(var), C, eps, coef,
+                  coef + C, static_cast<V*>(nullptr));
     if (relu)
         launch_channel_map<T, Map::kAffineRelu>(cp<T>(x), nullptr, coef, mp<T>(y), N, C, S, stream);
     else
         launch_channel_map<T, Map::kAffine>(cp<T>(x), nullptr, coef, mp<T>(y), N, C, S, stream);
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(batch_norm_eval_forward);
+MINIDL_HALF_LAUNCHERS(batch_norm_eval_forward,
+                      (uptr x, uptr gamma, uptr beta, uptr mean, uptr var, uptr y, uptr work, int N, int C,
+                       long long S, double eps, int relu, uptr stream),
+                      (x, gamma, beta, mean, var, y, work, N, C, S, eps, relu, stream));
 
 template <class T>
 void batch_norm_backward(uptr x, uptr gy, uptr gamma, uptr beta, uptr mean, uptr var, uptr dx, uptr dgamma,
                          uptr dbeta, uptr work, int N, int C, long long S, double eps, int relu, uptr stream) {
     if (N == 0 || C == 0 || S == 0) return;
+    using V = compute_t<T>;
     const ChannelTiles t = plan_channel_tiles(N, C, S);
-    T* partial = mp<T>(work);
-    T* coef = partial + 2LL * t.chunks * C;  // a, b, d of dx; then the ReLU mask's scale, shift
-    T* reduce_coef = coef + 2LL * C;         // mean, scale, shift for the reduction (rows 2..4)
+    V* partial = mp<V>(work);
+    V* coef = partial + 2LL * t.chunks * C;  // a, b, d of dx; then the ReLU mask's scale, shift
+    V* reduce_coef = coef + 2LL * C;         // mean, scale, shift for the reduction (rows 2..4)
     const dim3 channel_grid(ceil_div(C, kChannelThreads)), channel_block(kChannelThreads);
     if (relu) {
         // rows 3, 4 = the forward's scale and shift (the mask); row 2 = mean until the
         // finalize overwrites it with d, after the reduction has read it
-        MINIDL_LAUNCH(batch_norm_affine_coefficients_kernel<T>, channel_grid, channel_block, 0, stream, cp<T>(gamma),
-                      cp<T>(beta), cp<T>(mean), cp<T>(var), C, eps, coef + 3LL * C, coef + 4LL * C, reduce_coef);
+        MINIDL_LAUNCH(batch_norm_affine_coefficients_kernel<V>, channel_grid, channel_block, 0, stream, cp<V>(gamma),
+                      cp<V>(beta), cp<V>(mean), cp<V>(var), C, eps, coef + 3LL * C, coef + 4LL * C, reduce_coef);
         launch_channel_reduce<T, Reduce::kGradStatsRelu>(cp<T>(x), cp<T>(gy), reduce_coef, t, partial,
                                                          partial + (long long)t.chunks * C, stream);
     } else {
-        launch_channel_reduce<T, Reduce::kGradStats>(cp<T>(x), cp<T>(gy), cp<T>(mean), t, partial,
+        launch_channel_reduce<T, Reduce::kGradStats>(cp<T>(x), cp<T>(gy), cp<V>(mean), t, partial,
                                                      partial + (long long)t.chunks * C, stream);
     }
-    MINIDL_LAUNCH(batch_norm_finalize_backward_kernel<T>, channel_grid, channel_block, 0, stream, partial,
-                  partial + (long long)t.chunks * C, cp<T>(gamma), cp<T>(mean), cp<T>(var), t, eps, mp<T>(dgamma),
-                  mp<T>(dbeta), coef);
+    MINIDL_LAUNCH(batch_norm_finalize_backward_kernel<V>, channel_grid, channel_block, 0, stream, partial,
+                  partial + (long long)t.chunks * C, cp<V>(gamma), cp<V>(mean), cp<V>(var), t, eps, mp<V>(dgamma),
+                  mp<V>(dbeta), coef);
     if (relu)
         launch_channel_map<T, Map::kGradAffineRelu>(cp<T>(x), cp<T>(gy), coef, mp<T>(dx), N, C, S, stream);
     else
         launch_channel_map<T, Map::kGradAffine>(cp<T>(x), cp<T>(gy), coef, mp<T>(dx), N, C, S, stream);
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(batch_norm_backward);
+MINIDL_HALF_LAUNCHERS(batch_norm_backward,
+                      (uptr x, uptr gy, uptr gamma, uptr beta, uptr mean, uptr var, uptr dx, uptr dgamma,
+                       uptr dbeta, uptr work, int N, int C, long long S, double eps, int relu, uptr stream),
+                      (x, gy, gamma, beta, mean, var, dx, dgamma, dbeta, work, N, C, S, eps, relu, stream));
 
 template <class T>
 void batch_norm_update_running(uptr running_mean, uptr running_var, uptr mean, uptr var, int C, double momentum,

@@ -143,6 +143,9 @@ PYBIND11_MODULE(MINIDL_MODULE_NAME, m) {
     MINIDL_DEF_F(m, batch_norm_train_forward);
     MINIDL_DEF_F(m, batch_norm_eval_forward);
     MINIDL_DEF_F(m, batch_norm_backward);
+    MINIDL_DEF_H(m, batch_norm_train_forward);
+    MINIDL_DEF_H(m, batch_norm_eval_forward);
+    MINIDL_DEF_H(m, batch_norm_backward);
     MINIDL_DEF_F(m, batch_norm_update_running);
     // conv.h
     MINIDL_DEF_F(m, conv2d_im2col);

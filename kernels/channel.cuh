@@ -18,6 +18,10 @@
 //
 // A kSum reduction's partials are summed by sum_partials_kernel (launch_channel_sum).
 //
+// Types: the data (x, g, y) are T; everything per channel (coefficients, partials,
+// scale/alpha) and all arithmetic are V = compute_t<T> (half.cuh): float for the 16-bit
+// types, whose values are converted as they are staged or loaded.
+//
 // Map (channel_map_kernel): out[i] = f(inputs[i], coefficients of i's channel), with K
 // per-channel coefficient vectors stored back to back (coef[k * C + c]).  A block owns
 // kMapChunk consecutive elements; it stages the coefficients of the channels they span
@@ -94,15 +98,17 @@ enum class Reduce {
 // coef (kGradStats*): mean, scale, shift vectors, (3, C).
 template <class T, Reduce R>
 __global__ void __launch_bounds__(kReduceThreads)
-    channel_reduce_kernel(const T* __restrict__ x, const T* __restrict__ g, const T* __restrict__ coef,
-                          ChannelTiles t, T scale, T* __restrict__ partial0, T* __restrict__ partial1) {
+    channel_reduce_kernel(const T* __restrict__ x, const T* __restrict__ g, const compute_t<T>* __restrict__ coef,
+                          ChannelTiles t, compute_t<T> scale, compute_t<T>* __restrict__ partial0,
+                          compute_t<T>* __restrict__ partial1) {
+    using V = compute_t<T>;
     constexpr bool kTwo = R != Reduce::kSum;
     constexpr bool kGrad = R == Reduce::kGradStats || R == Reduce::kGradStatsRelu;
-    __shared__ T xs[kTileElems];
-    __shared__ T gs[kGrad ? kTileElems : 1];
-    __shared__ T acc0[kTileChannels], acc1[kTwo ? kTileChannels : 1];
-    __shared__ T base[kTwo ? kTileChannels : 1];  // shift (statistics) or mean (gradients)
-    __shared__ T sc[R == Reduce::kGradStatsRelu ? kTileChannels : 1], sh[R == Reduce::kGradStatsRelu ? kTileChannels : 1];
+    __shared__ V xs[kTileElems];
+    __shared__ V gs[kGrad ? kTileElems : 1];
+    __shared__ V acc0[kTileChannels], acc1[kTwo ? kTileChannels : 1];
+    __shared__ V base[kTwo ? kTileChannels : 1];  // shift (statistics) or mean (gradients)
+    __shared__ V sc[R == Reduce::kGradStatsRelu ? kTileChannels : 1], sh[R == Reduce::kGradStatsRelu ? kTileChannels : 1];
 
     const int c0 = blockIdx.x * t.CT;
     const int ct = t.C - c0 < t.CT ? t.C - c0 : t.CT;
@@ -114,8 +120,8 @@ __global__ void __launch_bounds__(kReduceThreads)
     const long long span = (long long)ct * sl;  // one contiguous range per image
 
     for (int k = threadIdx.x; k < ct; k += blockDim.x) {
-        acc0[k] = T(0);
-        if constexpr (kTwo) acc1[k] = T(0);
+        acc0[k] = V(0);
+        if constexpr (kTwo) acc1[k] = V(0);
         if constexpr (kGrad) base[k] = coef[c0 + k];
         if constexpr (R == Reduce::kGradStatsRelu) {
             sc[k] = coef[t.C + c0 + k];
@@ -136,24 +142,24 @@ __global__ void __launch_bounds__(kReduceThreads)
             }
         }
         // the quantities of one staged value
-        auto quantities = [&](int k, long long j, T& q0, T& q1) {
+        auto quantities = [&](int k, long long j, V& q0, V& q1) {
             if constexpr (R == Reduce::kSum) {
                 q0 += xs[j];
             } else if constexpr (R == Reduce::kShiftedSq) {
-                T d = xs[j] - base[k];
+                V d = xs[j] - base[k];
                 q0 += d;
                 q1 += d * d;
             } else {
-                T gv = gs[j];
+                V gv = gs[j];
                 if constexpr (R == Reduce::kGradStatsRelu)
-                    if (!(xs[j] * sc[k] + sh[k] > T(0))) gv = T(0);
+                    if (!(xs[j] * sc[k] + sh[k] > V(0))) gv = V(0);
                 q0 += gv;
                 q1 += gv * (xs[j] - base[k]);
             }
         };
         if (sl >= kWarp) {  // a warp per channel
             for (int k = warp; k < ct; k += warps) {
-                T q0 = T(0), q1 = T(0);
+                V q0 = V(0), q1 = V(0);
                 for (long long s = lane; s < sl; s += kWarp) quantities(k, k * sl + s, q0, q1);
                 q0 = warp_sum(q0);
                 if constexpr (kTwo) q1 = warp_sum(q1);
@@ -164,7 +170,7 @@ __global__ void __launch_bounds__(kReduceThreads)
             }
         } else {  // a thread per channel
             for (int k = threadIdx.x; k < ct; k += blockDim.x) {
-                T q0 = T(0), q1 = T(0);
+                V q0 = V(0), q1 = V(0);
                 for (long long s = 0; s < sl; ++s) quantities(k, k * sl + s, q0, q1);
                 acc0[k] += q0;
                 if constexpr (kTwo) acc1[k] += q1;
@@ -175,11 +181,11 @@ __global__ void __launch_bounds__(kReduceThreads)
     const long long out = (long long)p * t.C + c0;
     for (int k = threadIdx.x; k < ct; k += blockDim.x) {
         if constexpr (R == Reduce::kShiftedSq) {
-            const T count = T(chunk_count(t, p));
-            const T d = acc0[k] / count;
+            const V count = V(chunk_count(t, p));
+            const V d = acc0[k] / count;
             partial0[out + k] = base[k] + d;              // chunk mean
-            T m2 = acc1[k] - acc0[k] * d;                 // chunk M2
-            partial1[out + k] = m2 > T(0) ? m2 : T(0);
+            V m2 = acc1[k] - acc0[k] * d;                 // chunk M2
+            partial1[out + k] = m2 > V(0) ? m2 : V(0);
         } else if constexpr (R == Reduce::kSum) {
             partial0[out + k] = acc0[k] * scale;
         } else {
@@ -239,10 +245,11 @@ __device__ __forceinline__ T map_value(T x, T g, const T* k) {
 // kGrad* maps; kFill scales its coefficient by alpha when staging it.
 template <class T, Map M>
 __global__ void __launch_bounds__(kMapThreads)
-    channel_map_kernel(const T* __restrict__ x, const T* __restrict__ g, const T* __restrict__ coef, T alpha,
-                       T* __restrict__ y, long long total, int C, long long S) {
+    channel_map_kernel(const T* __restrict__ x, const T* __restrict__ g, const compute_t<T>* __restrict__ coef,
+                       compute_t<T> alpha, T* __restrict__ y, long long total, int C, long long S) {
+    using V = compute_t<T>;
     constexpr int K = map_coefficients<M>();
-    __shared__ T staged[K * kMapRows];
+    __shared__ V staged[K * kMapRows];
     const long long chunks = (total + kMapChunk - 1) / kMapChunk;
     const bool stage = S * kMapRows >= kMapChunk + 2 * S;  // the chunk spans <= kMapRows channels
     for (long long chunk = blockIdx.x; chunk < chunks; chunk += gridDim.x) {
@@ -261,7 +268,7 @@ __global__ void __launch_bounds__(kMapThreads)
         }
         for (long long i = i0 + threadIdx.x; i < i1; i += blockDim.x) {
             const long long r = i / S;
-            T kv[K];
+            V kv[K];
             if (stage) {
                 for (int k = 0; k < K; ++k) kv[k] = staged[k * kMapRows + (int)(r - r0)];
             } else {
@@ -269,17 +276,17 @@ __global__ void __launch_bounds__(kMapThreads)
                 for (int k = 0; k < K; ++k) kv[k] = coef[(long long)k * C + c];
                 if constexpr (M == Map::kFill) kv[0] *= alpha;
             }
-            T xv = T(0), gv = T(0);
-            if constexpr (M != Map::kFill) xv = x[i];
-            if constexpr (M == Map::kGradAffine || M == Map::kGradAffineRelu) gv = g[i];
-            y[i] = map_value<T, M>(xv, gv, kv);
+            V xv = V(0), gv = V(0);
+            if constexpr (M != Map::kFill) xv = to_compute(x[i]);
+            if constexpr (M == Map::kGradAffine || M == Map::kGradAffineRelu) gv = to_compute(g[i]);
+            y[i] = from_compute<T>(map_value<V, M>(xv, gv, kv));
         }
     }
 }
 
 template <class T, Map M>
-void launch_channel_map(const T* x, const T* g, const T* coef, T* y, int N, int C, long long S, uptr stream,
-                        T alpha = T(1)) {
+void launch_channel_map(const T* x, const T* g, const compute_t<T>* coef, T* y, int N, int C, long long S,
+                        uptr stream, compute_t<T> alpha = 1) {
     const long long total = (long long)N * C * S;
     if (total == 0) return;
     MINIDL_LAUNCH((channel_map_kernel<T, M>), grid_1d(ceil_div(total, kMapChunk), 1), dim3(kMapThreads), 0, stream,
@@ -287,8 +294,8 @@ void launch_channel_map(const T* x, const T* g, const T* coef, T* y, int N, int 
 }
 
 template <class T, Reduce R>
-void launch_channel_reduce(const T* x, const T* g, const T* coef, const ChannelTiles& t, T* partial0, T* partial1,
-                           uptr stream, T scale = T(1)) {
+void launch_channel_reduce(const T* x, const T* g, const compute_t<T>* coef, const ChannelTiles& t,
+                           compute_t<T>* partial0, compute_t<T>* partial1, uptr stream, compute_t<T> scale = 1) {
     if (t.chunks > 65535)
         throw std::runtime_error("per-channel reduction: planes of " + std::to_string(t.S) +
                                  " values need more than 65535 reduction chunks");
@@ -297,15 +304,21 @@ void launch_channel_reduce(const T* x, const T* g, const T* coef, const ChannelT
 }
 
 // out (C,) = scale * the per-channel sums over (N, C, S) of x; `work` holds P * C values
-// where P = t.chunks > 1 (unused otherwise: the one partial row is out itself).
+// of compute_t<T>, P = t.chunks (unused where P = 1 and T is its own compute type: the
+// one partial row is out itself).
 template <class T>
-void launch_channel_sum(const T* x, const ChannelTiles& t, T* work, T* out, uptr stream, T scale = T(1)) {
-    if (t.chunks == 1) {
-        launch_channel_reduce<T, Reduce::kSum>(x, nullptr, nullptr, t, out, nullptr, stream, scale);
-        return;
+void launch_channel_sum(const T* x, const ChannelTiles& t, compute_t<T>* work, T* out, uptr stream,
+                        compute_t<T> scale = 1) {
+    using V = compute_t<T>;
+    if constexpr (std::is_same_v<T, V>) {
+        if (t.chunks == 1) {
+            launch_channel_reduce<T, Reduce::kSum>(x, nullptr, nullptr, t, out, nullptr, stream, scale);
+            return;
+        }
     }
     launch_channel_reduce<T, Reduce::kSum>(x, nullptr, nullptr, t, work, nullptr, stream, scale);
-    MINIDL_LAUNCH(sum_partials_kernel<T>, dim3(ceil_div(t.C, 128)), dim3(128), 0, stream, work, t.chunks, t.C, out);
+    MINIDL_LAUNCH((sum_partials_kernel<V, T>), dim3(ceil_div(t.C, 128)), dim3(128), 0, stream, work, t.chunks, t.C,
+                  out);
 }
 
 }  // namespace minidl

@@ -165,13 +165,17 @@ __device__ __forceinline__ T block_max(T v, T* scratch) {
 // even where the range starts mid-sector; lanes before the range load its first value
 // instead of idling, which keeps every lane on the same iteration count.  The caller
 // synchronizes (__syncthreads) before reading dst.
-template <class T>
-__device__ __forceinline__ void stage_to_shared(T* dst, const T* __restrict__ src, long long start, long long n) {
+// (D may be wider than T: 16-bit values are staged as their compute_t.)
+template <class D, class T>
+__device__ __forceinline__ void stage_to_shared(D* dst, const T* __restrict__ src, long long start, long long n) {
     if (n <= 0) return;  // (lanes before an empty range must not load its "first" value)
     const long long head = (long long)((start * sizeof(T)) % 32 / sizeof(T));
     for (long long j = (long long)threadIdx.x - head; j < n; j += blockDim.x) {
         const long long jj = j < 0 ? 0 : j;
-        dst[jj] = src[start + jj];
+        if constexpr (std::is_same_v<D, T>)
+            dst[jj] = src[start + jj];
+        else
+            dst[jj] = D(to_compute(src[start + jj]));
     }
 }
 

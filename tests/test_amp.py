@@ -30,7 +30,9 @@ def test_policy_table_low_float32_and_follow(device, low):
         assert F.softmax(mm, axis=1).dtype == np.float32
         assert F.log_softmax(mm, axis=1).dtype == np.float32
         assert F.cross_entropy(mm, np.array([0, 1, 1])).dtype == np.float32
-        assert F.batch_norm(conv, None, None, training=True).dtype == np.float32
+        # batch norm: float32 statistics, the activations' dtype out (no cast passes)
+        bn = minidl.nn.BatchNorm2d(4).to(device)
+        assert bn(conv).dtype == low and bn.running_mean.dtype == np.float32
         assert mm.sum().dtype == np.float32 and mm.mean().dtype == np.float32
         assert F.relu(conv).dtype == low and (mm * 2).dtype == low  # elementwise follows its input
         assert (mm + b[:, :2].sum(axis=0)).dtype == np.float32  # half with float32 promotes

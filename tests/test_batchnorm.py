@@ -149,6 +149,54 @@ def test_float32_backward_matches_float64(device):
         np.testing.assert_allclose(g32, g64, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize("relu", [False, True], ids=["plain", "relu"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_half_input_with_float32_parameters(half, training, relu, device):
+    """Mixed precision (autocast's master weights): a half x with float32 weight, bias and
+    running stats gives a half y within one rounding of the float64 result of the same
+    (rounded) inputs, float32 running stats and float32 weight/bias gradients, and a
+    half dx; on the kernel backends through the 16-bit launchers (float32 statistics)."""
+    from minidl import dtypes
+    rng = np.random.default_rng(7)
+    shape = (3, 5, 6, 7)
+    x = (rand(rng, *shape) * 2 + 4).astype(dtypes.dtype(half))
+    gy = rand(rng, *shape).astype(dtypes.dtype(half))
+    gamma, beta = np.linspace(0.5, 2, 5), np.linspace(-1, 1, 5)
+    run_mean, run_var = rand(rng, 5) + 4, np.linspace(1, 5, 5)
+    results = {}
+    for dtype in (half, "float64"):
+        cast = (lambda a: a) if dtype == half else (lambda a: a.astype(np.float64))
+        param = "float32" if dtype == half else "float64"
+        xt = minidl.tensor(cast(x), requires_grad=True, device=device)
+        w = minidl.tensor(gamma, dtype=param, requires_grad=True, device=device)
+        b = minidl.tensor(beta, dtype=param, requires_grad=True, device=device)
+        rm, rv = minidl.tensor(run_mean, dtype=param, device=device), minidl.tensor(run_var, dtype=param, device=device)
+        be = xt.backend
+        launched, launch = [], getattr(be, "launch", None)
+        if launch is not None:
+            be.launch = lambda op, dt, *a: (launched.append((op, np.dtype(dt))), launch(op, dt, *a))[1]
+        try:
+            y = F.batch_norm(xt, rm, rv, w, b, training=training, relu=relu)
+            y.backward(minidl.tensor(cast(gy), device=device))
+        finally:
+            if launch is not None:
+                del be.launch
+        results[dtype] = [a.numpy() for a in (y, xt.grad, w.grad, b.grad, rm, rv)]
+        if dtype == half:
+            assert [a.dtype.name for a in results[dtype]] == [half, half] + ["float32"] * 4
+            if launch is not None and training:
+                assert (f"batch_norm_train_forward", np.dtype(dtypes.dtype(half))) in launched
+                assert (f"batch_norm_backward", np.dtype(dtypes.dtype(half))) in launched
+    eps = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}[half]
+    for what, got, ref in zip(("y", "dx", "dgamma", "dbeta", "running_mean", "running_var"),
+                              results[half], results["float64"]):
+        got = got.astype(np.float64)
+        rel = eps if what in ("y", "dx") else 1e-5  # rounded once to the half format, or float32
+        bad = np.abs(got - ref) > rel * np.abs(ref) + 2e-4 * np.abs(ref).max()
+        assert not bad.any(), (what, float(np.abs(got - ref).max()))
+
+
 def test_errors():
     x = minidl.zeros(2, 4, 3, 3)
     with pytest.raises(ValueError, match=r"batch_norm: weight has shape \(3,\) but input has 4 channels"):

@@ -7,8 +7,11 @@ they check dtypes):
 - ``"low"``: the op's floating inputs are cast to the autocast dtype (the matrix
   products, where half precision pays: conv, linear, matmul);
 - ``"float32"``: half inputs are cast to float32 (ops that accumulate or
-  exponentiate: softmax, log-softmax, cross-entropy, batch-norm statistics,
-  reductions, LRN);
+  exponentiate: softmax, log-softmax, cross-entropy, reductions, LRN);
+- ``"float32 statistics"``: the half activations pass as they are and the float32
+  parameters stay float32; the op computes its statistics in float32 and returns
+  the activations' dtype (batch norm, as PyTorch's autocast leaves it: no cast
+  passes over the activations around every batch norm);
 - any other op follows its inputs (NumPy's promotion: half with float32 gives
   float32).
 
@@ -26,11 +29,11 @@ from ..autograd.math import Cast
 from ..dtypes import HALF_DTYPES, dtype as as_dtype, float32, is_floating, is_half
 from ..tensor import Tensor
 
-LOW, FLOAT32 = "low", "float32"
+LOW, FLOAT32, FLOAT32_STATISTICS = "low", "float32", "float32 statistics"
 
 OP_POLICY = {
     "conv2d": LOW, "linear": LOW, "mat_mul": LOW,
-    "softmax": FLOAT32, "log_softmax": FLOAT32, "cross_entropy": FLOAT32, "batch_norm": FLOAT32,
+    "softmax": FLOAT32, "log_softmax": FLOAT32, "cross_entropy": FLOAT32, "batch_norm": FLOAT32_STATISTICS,
     "local_response_norm": FLOAT32, "sum": FLOAT32, "mean": FLOAT32, "var": FLOAT32,
 }
 
@@ -57,6 +60,8 @@ class _Policy:
         rule = OP_POLICY.get(op)
         if rule == LOW:
             return [self._cast(t, self.low) for t in inputs]
+        if rule == FLOAT32_STATISTICS:  # x as it is; half parameters (a half model) too
+            return inputs
         if rule == FLOAT32:
             return [self._cast(t, float32) if isinstance(t, Tensor) and is_half(t.dtype) else t
                     for t in inputs]

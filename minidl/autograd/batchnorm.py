@@ -3,10 +3,16 @@
 Training normalizes with the biased batch variance and updates the running
 statistics in place with the unbiased one (as PyTorch does); evaluation uses the
 running statistics, and gradients still reach x, weight and bias.
+
+Mixed precision: a float16/bfloat16 input may come with float32 weight, bias and
+running statistics (autocast's float32 master parameters); the statistics are then
+computed in float32 and the output takes the input's dtype, as PyTorch's batch norm
+does.  Backends whose kernels take that mix (``Backend.half_native``) get it as is;
+the others compute in float32 and round (autograd/function.py).
 """
 from __future__ import annotations
 
-from ..dtypes import is_floating
+from ..dtypes import float32, is_floating, is_half
 from .function import Function, autocast_inputs
 
 
@@ -14,6 +20,13 @@ def _affine_params(be, weight, bias, channels, dtype):
     gamma = be.ones((channels,), dtype) if weight is None else weight
     beta = be.zeros((channels,), dtype) if bias is None else bias
     return gamma, beta
+
+
+def _parameter_dtype(x, weight, bias):
+    """The dtype of the per-channel vectors: the given weight's or bias's (float32
+    beside half activations under autocast), else the input's."""
+    given = weight if weight is not None else bias
+    return x.dtype if given is None else given.dtype
 
 
 def _channel_shape(x):
@@ -31,10 +44,12 @@ class BatchNormTrain(Function):
     ``relu`` the output is max(batch_norm(x), 0) from the same pass."""
 
     op_name = "batch_norm"
+    outputs_like_input = 0
+    backend_ops = ("batch_norm_train_forward", "batch_norm_backward")
 
     def forward(self, x, weight, bias):
         be = self.backend
-        gamma, beta = _affine_params(be, weight, bias, x.shape[1], x.dtype)
+        gamma, beta = _affine_params(be, weight, bias, x.shape[1], _parameter_dtype(x, weight, bias))
         y, mean, var = be.batch_norm_train_forward(x, gamma, beta, self.eps, self.relu, self.running_mean,
                                                    self.running_var, self.momentum)
         self.save_for_backward(x, gamma, beta, mean, var)
@@ -50,10 +65,12 @@ class BatchNormEval(Function):
     statistics are constants (attributes ``mean`` and ``var``)."""
 
     op_name = "batch_norm"
+    outputs_like_input = 0
+    backend_ops = ("batch_norm_eval_forward",)  # (its backward is generic ops, half-safe)
 
     def forward(self, x, weight, bias):
         be = self.backend
-        gamma, beta = _affine_params(be, weight, bias, x.shape[1], x.dtype)
+        gamma, beta = _affine_params(be, weight, bias, x.shape[1], _parameter_dtype(x, weight, bias))
         y = be.batch_norm_eval_forward(x, gamma, beta, self.mean, self.var, self.eps, self.relu)
         self.save_for_backward(x, gamma, y if self.relu else None)
         return y
@@ -64,6 +81,8 @@ class BatchNormEval(Function):
         x, gamma, y = self.saved
         if self.relu:
             gy = be.relu_backward(y, gy)
+        x_in = x
+        gy, x = be.cast_like(gy, gamma), be.cast_like(x, gamma)  # half x, float32 parameters: in float32
         shape, axes = _channel_shape(x), _reduce_axes(x)
         invstd = be.cast_like(be.div(1.0, be.sqrt(be.add(self.var, self.eps))), gy)
         dx = dgamma = dbeta = None
@@ -75,17 +94,20 @@ class BatchNormEval(Function):
             dgamma = be.sum(be.mul(gy, xhat), axis=axes)
         if self.needs_input_grad[2]:
             dbeta = be.sum(gy, axis=axes)
-        return dx, dgamma, dbeta
+        # (half x with float32 parameters: each gradient in its input's dtype)
+        return tuple(None if g is None else be.cast_like(g, like)
+                     for g, like in ((dx, x_in), (dgamma, gamma), (dbeta, gamma)))
 
 
-def _check_vector(t, name, channels, dtype=None):
+def _check_vector(t, name, channels, dtypes=None):
     from ..tensor import Tensor
     if t is None:
         return
     if not isinstance(t, Tensor):
         raise TypeError(f"batch_norm: expected {name} to be a Tensor or None, got {type(t).__name__}")
-    if dtype is not None and t.dtype != dtype:
-        raise TypeError(f"batch_norm: {name} dtype {t.dtype} does not match input dtype {dtype}")
+    if dtypes is not None and t.dtype not in dtypes:
+        raise TypeError(f"batch_norm: {name} dtype {t.dtype} does not match input dtype {dtypes[0]}"
+                        + (" (or float32 beside a half input)" if len(dtypes) > 1 else ""))
     if t.ndim != 1 or t.shape[0] != channels:
         raise ValueError(
             f"batch_norm: {name} has shape {t.shape} but input has {channels} channels "
@@ -108,9 +130,13 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     if not is_floating(x.dtype):
         raise TypeError(f"batch_norm: expected a floating-point input, got dtype {x.dtype}")
     channels = x.shape[1]
-    for t, name, dtype in ((weight, "weight", x.dtype), (bias, "bias", x.dtype),
-                           (running_mean, "running_mean", None), (running_var, "running_var", None)):
-        _check_vector(t, name, channels, dtype)
+    # half activations may come with float32 parameters (mixed precision), else one dtype
+    allowed = (x.dtype, float32) if is_half(x.dtype) else (x.dtype,)
+    for t, name, dtypes in ((weight, "weight", allowed), (bias, "bias", allowed),
+                            (running_mean, "running_mean", None), (running_var, "running_var", None)):
+        _check_vector(t, name, channels, dtypes)
+    if weight is not None and bias is not None and weight.dtype != bias.dtype:
+        raise TypeError(f"batch_norm: weight dtype {weight.dtype} and bias dtype {bias.dtype} differ")
     if (running_mean is None) != (running_var is None):
         raise ValueError("batch_norm: expected running_mean and running_var both given or both None")
     if not eps > 0:

@@ -34,6 +34,9 @@ any backend sees an array:
   NumPy's promotion: float16 with float32 gives float32).  Its backward runs in
   float32 too, and its gradients are rounded to the inputs' dtypes.  So every
   backend computes a half-precision op as the CPU does: in float32, rounded once.
+  An op may instead name the input whose half dtype its outputs take
+  (``outputs_like_input``): batch norm's half activations with float32 parameters
+  give half outputs, as in PyTorch.
 - Under ``minidl.amp.autocast`` the policy installed with ``set_autocast_policy``
   casts an op's inputs first (``autocast_inputs``).
 - Only floating-point tensors can require grad (``Tensor``).
@@ -149,6 +152,9 @@ def _half_compute(fn, inputs):
     floating = {t.dtype for t in inputs if t is not None and is_floating(t.dtype)}
     if not any(is_half(d) for d in floating):
         return False, None
+    like = getattr(fn, "outputs_like_input", None)
+    if like is not None and is_half(inputs[like].dtype):  # batch norm: half x, float32 parameters
+        return True, inputs[like].dtype
     return True, (next(iter(floating)) if len(floating) == 1 else None)
 
 

@@ -4,12 +4,27 @@ inference forward, backward (dx, dgamma, dbeta), each optionally fused with a Re
 the in-place running-statistics update, under the contract's names."""
 from __future__ import annotations
 
+import numpy as np
+
+from ...dtypes import is_half
 from ..base import Backend
 from .operand import Operand, contiguous, ncs as _ncs
 
 
 def _operands(names, arrays, shape, dtype):
     return [Operand(name, a, shape, dtype) for name, a in zip(names, arrays)]
+
+
+def _stat_dtype(dtype):
+    """The dtype of the per-channel vectors and work beside data of ``dtype``
+    (kernels/batchnorm.h): float32 for float16/bfloat16 data, else the data's."""
+    return np.dtype(np.float32) if is_half(dtype) else np.dtype(dtype)
+
+
+def _vectors(be, dtype, *arrays):
+    """Per-channel arrays, C-contiguous in ``dtype`` (the half parameters of a half
+    model are widened to the float32 the 16-bit kernels take)."""
+    return [be.c(a if a.dtype == dtype else be.astype(a, dtype)) for a in arrays]
 
 
 def _work(be, n, c, s, dtype, per_partial, per_channel):
@@ -33,44 +48,51 @@ def _running(running_mean, running_var, dtype, c):
 
 def batch_norm_train_forward(be, x, gamma, beta, eps, relu=False, running_mean=None, running_var=None,
                              momentum=0.1):
-    x, gamma, beta = contiguous(be, x, gamma, beta)
+    """x of any kernel dtype; float16/bfloat16 x takes float32 (or its own dtype's)
+    gamma and beta and returns float32 mean and var (kernels/batchnorm.h)."""
+    x = be.c(x)
     n, c, s = _ncs(x, "batch_norm_train_forward")
+    stat = _stat_dtype(x.dtype)
+    gamma, beta = _vectors(be, stat, gamma, beta)
     y = be.empty(x.shape, x.dtype)
-    mean = be.empty((c,), x.dtype)
-    var = be.empty((c,), x.dtype)
-    running = _running(running_mean, running_var, x.dtype, c)
+    mean = be.empty((c,), stat)
+    var = be.empty((c,), stat)
+    running = _running(running_mean, running_var, stat, c)
     be.launch("batch_norm_train_forward", x.dtype, Operand("x", x, x.shape, x.dtype),
-              *_operands(("weight", "bias"), (gamma, beta), (c,), x.dtype), Operand("y", y, x.shape, x.dtype),
-              *_operands(("mean", "var"), (mean, var), (c,), x.dtype), *(running or (0, 0)),
-              _work(be, n, c, s, x.dtype, 2, 2), n, c, s, float(eps), float(momentum), int(bool(relu)))
+              *_operands(("weight", "bias"), (gamma, beta), (c,), stat), Operand("y", y, x.shape, x.dtype),
+              *_operands(("mean", "var"), (mean, var), (c,), stat), *(running or (0, 0)),
+              _work(be, n, c, s, stat, 2, 2), n, c, s, float(eps), float(momentum), int(bool(relu)))
     if running_mean is not None and running is None:
         batch_norm_update_running(be, running_mean, running_var, mean, var, momentum, n * s)
     return y, mean, var
 
 
 def batch_norm_eval_forward(be, x, gamma, beta, mean, var, eps, relu=False):
-    x, gamma, beta, mean, var = contiguous(be, x, gamma, beta, mean, var)
+    x = be.c(x)
     n, c, s = _ncs(x, "batch_norm_eval_forward")
+    stat = _stat_dtype(x.dtype)
     y = be.empty(x.shape, x.dtype)
     be.launch("batch_norm_eval_forward", x.dtype, Operand("x", x, x.shape, x.dtype),
-              *_operands(("weight", "bias", "running_mean", "running_var"), (gamma, beta, mean, var), (c,),
-                         x.dtype), Operand("y", y, x.shape, x.dtype), _work(be, n, c, s, x.dtype, 0, 2), n, c, s,
+              *_operands(("weight", "bias", "running_mean", "running_var"), _vectors(be, stat, gamma, beta, mean, var),
+                         (c,), stat), Operand("y", y, x.shape, x.dtype), _work(be, n, c, s, stat, 0, 2), n, c, s,
               float(eps), int(bool(relu)))
     return y
 
 
 def batch_norm_backward(be, x, gy, gamma, beta, mean, var, eps, relu=False):
-    x, gy, gamma, beta, mean, var = contiguous(be, x, gy, gamma, beta, mean, var)
+    """dx in x's dtype; dgamma and dbeta in gamma's."""
+    x, gy = contiguous(be, x, gy)
     n, c, s = _ncs(x, "batch_norm_backward")
+    stat = _stat_dtype(x.dtype)
     dx = be.empty(x.shape, x.dtype)
-    dgamma = be.empty((c,), x.dtype)
-    dbeta = be.empty((c,), x.dtype)
+    dgamma = be.empty((c,), stat)
+    dbeta = be.empty((c,), stat)
     be.launch("batch_norm_backward", x.dtype, *_operands(("x", "gy"), (x, gy), x.shape, x.dtype),
-              *_operands(("weight", "bias", "mean", "var"), (gamma, beta, mean, var), (c,), x.dtype),
+              *_operands(("weight", "bias", "mean", "var"), _vectors(be, stat, gamma, beta, mean, var), (c,), stat),
               Operand("dx", dx, x.shape, x.dtype),
-              *_operands(("dgamma", "dbeta"), (dgamma, dbeta), (c,), x.dtype), _work(be, n, c, s, x.dtype, 2, 5),
+              *_operands(("dgamma", "dbeta"), (dgamma, dbeta), (c,), stat), _work(be, n, c, s, stat, 2, 5),
               n, c, s, float(eps), int(bool(relu)))
-    return dx, dgamma, dbeta
+    return dx, *_vectors(be, gamma.dtype, dgamma, dbeta)
 
 
 def batch_norm_update_running(be, running_mean, running_var, mean, var, momentum, count):
