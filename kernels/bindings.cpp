@@ -181,6 +181,10 @@ PYBIND11_MODULE(MINIDL_MODULE_NAME, m) {
     MINIDL_DEF_H(m, max_pool2d_backward);
     MINIDL_DEF_H(m, avg_pool2d_forward);
     MINIDL_DEF_H(m, avg_pool2d_backward);
+    MINIDL_DEF_H(m, adaptive_avg_pool2d_forward);
+    MINIDL_DEF_H(m, adaptive_avg_pool2d_backward);
+    MINIDL_DEF_H(m, adaptive_avg_pool2d_forward_1x1);
+    MINIDL_DEF_H(m, adaptive_avg_pool2d_backward_1x1);
     // lrn.h
     MINIDL_DEF_F(m, lrn_forward);
     MINIDL_DEF_F(m, lrn_backward);

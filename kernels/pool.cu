@@ -103,8 +103,9 @@ template <class T>
 void adaptive_avg_pool2d_forward_1x1(uptr x, uptr y, uptr work, const PoolGeometry& g, uptr stream) {
     const long long hw = (long long)g.H * g.W;
     if (planes(g) == 0 || hw == 0) return;
-    launch_channel_sum<T>(cp<T>(x), plan_channel_tiles(1, (int)planes(g), hw), mp<T>(work), mp<T>(y), stream,
-                          T(1) / T(hw));
+    using V = compute_t<T>;
+    launch_channel_sum<T>(cp<T>(x), plan_channel_tiles(1, (int)planes(g), hw), mp<V>(work), mp<T>(y), stream,
+                          V(1) / V(hw));
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(adaptive_avg_pool2d_forward_1x1);
 
@@ -112,10 +113,22 @@ template <class T>
 void adaptive_avg_pool2d_backward_1x1(uptr gy, uptr dx, const PoolGeometry& g, uptr stream) {
     const long long hw = (long long)g.H * g.W;
     if (hw == 0) return;
-    launch_channel_map<T, Map::kFill>(nullptr, nullptr, cp<T>(gy), mp<T>(dx), 1, (int)planes(g), hw, stream,
-                                      T(1) / T(hw));
+    if constexpr (std::is_same_v<T, compute_t<T>>)  // the map takes its coefficients (gy) in compute_t<T>
+        launch_channel_map<T, Map::kFill>(nullptr, nullptr, cp<T>(gy), mp<T>(dx), 1, (int)planes(g), hw, stream,
+                                          T(1) / T(hw));
+    else
+        adaptive_avg_pool2d_backward<T>(gy, dx, g, stream);
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(adaptive_avg_pool2d_backward_1x1);
+
+MINIDL_HALF_LAUNCHERS(adaptive_avg_pool2d_forward, (uptr x, uptr y, const PoolGeometry& g, uptr stream),
+                      (x, y, g, stream))
+MINIDL_HALF_LAUNCHERS(adaptive_avg_pool2d_backward, (uptr gy, uptr dx, const PoolGeometry& g, uptr stream),
+                      (gy, dx, g, stream))
+MINIDL_HALF_LAUNCHERS(adaptive_avg_pool2d_forward_1x1,
+                      (uptr x, uptr y, uptr work, const PoolGeometry& g, uptr stream), (x, y, work, g, stream))
+MINIDL_HALF_LAUNCHERS(adaptive_avg_pool2d_backward_1x1, (uptr gy, uptr dx, const PoolGeometry& g, uptr stream),
+                      (gy, dx, g, stream))
 
 MINIDL_HALF_LAUNCHERS(max_pool2d_forward, (uptr x, uptr y, uptr argmax, const PoolGeometry& g, uptr stream),
                  (x, y, argmax, g, stream))

@@ -289,10 +289,10 @@ __global__ void adaptive_avg_pool2d_forward_kernel(const T* __restrict__ x, T* _
         const T* xp = x + (r / g.OH) * g.H * g.W;
         const int h0 = oh * g.H / g.OH, h1 = ((oh + 1) * g.H + g.OH - 1) / g.OH;
         const int w0 = ow * g.W / g.OW, w1 = ((ow + 1) * g.W + g.OW - 1) / g.OW;
-        T acc = T(0);
+        compute_t<T> acc = 0;
         for (int h = h0; h < h1; ++h)
-            for (int w = w0; w < w1; ++w) acc += xp[h * g.W + w];
-        y[i] = acc / T((h1 - h0) * (w1 - w0));
+            for (int w = w0; w < w1; ++w) acc += to_compute(xp[h * g.W + w]);
+        y[i] = from_compute<T>(acc / compute_t<T>((h1 - h0) * (w1 - w0)));
     }
 }
 
@@ -308,15 +308,15 @@ __global__ void adaptive_avg_pool2d_backward_kernel(const T* __restrict__ gy, T*
         const T* gp = gy + (r / g.H) * g.OH * g.OW;
         const int oh0 = h * g.OH / g.H, oh1 = ((h + 1) * g.OH + g.H - 1) / g.H;
         const int ow0 = w * g.OW / g.W, ow1 = ((w + 1) * g.OW + g.W - 1) / g.W;
-        T acc = T(0);
+        compute_t<T> acc = 0;
         for (int oh = oh0; oh < oh1; ++oh) {
             const int h0 = oh * g.H / g.OH, h1 = ((oh + 1) * g.H + g.OH - 1) / g.OH;
             for (int ow = ow0; ow < ow1; ++ow) {
                 const int w0 = ow * g.W / g.OW, w1 = ((ow + 1) * g.W + g.OW - 1) / g.OW;
-                acc += gp[oh * g.OW + ow] / T((h1 - h0) * (w1 - w0));
+                acc += to_compute(gp[oh * g.OW + ow]) / compute_t<T>((h1 - h0) * (w1 - w0));
             }
         }
-        dx[i] = acc;
+        dx[i] = from_compute<T>(acc);
     }
 }
 

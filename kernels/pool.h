@@ -18,7 +18,8 @@ void avg_pool2d_backward(uptr gy, uptr dx, const PoolGeometry& g, bool count_inc
 template <class T> void adaptive_avg_pool2d_forward(uptr x, uptr y, const PoolGeometry& g, uptr stream);
 template <class T> void adaptive_avg_pool2d_backward(uptr gy, uptr dx, const PoolGeometry& g, uptr stream);
 // the 1x1 output (global average pooling): a per-channel reduction over the N*C planes;
-// work holds channel_partials(1, N*C, H*W) * N*C values (elementwise.h) where that is > 1
+// work holds channel_partials(1, N*C, H*W) * N*C values of compute_t<T> (elementwise.h)
+// where that is > 1 or T is 16-bit
 template <class T>
 void adaptive_avg_pool2d_forward_1x1(uptr x, uptr y, uptr work, const PoolGeometry& g, uptr stream);
 template <class T> void adaptive_avg_pool2d_backward_1x1(uptr gy, uptr dx, const PoolGeometry& g, uptr stream);
@@ -30,5 +31,9 @@ MINIDL_DECLARE_HALF(avg_pool2d_forward, uptr x, uptr y, const PoolGeometry& g, b
                          uptr stream);
 MINIDL_DECLARE_HALF(avg_pool2d_backward, uptr gy, uptr dx, const PoolGeometry& g, bool count_include_pad,
                          uptr stream);
+MINIDL_DECLARE_HALF(adaptive_avg_pool2d_forward, uptr x, uptr y, const PoolGeometry& g, uptr stream);
+MINIDL_DECLARE_HALF(adaptive_avg_pool2d_backward, uptr gy, uptr dx, const PoolGeometry& g, uptr stream);
+MINIDL_DECLARE_HALF(adaptive_avg_pool2d_forward_1x1, uptr x, uptr y, uptr work, const PoolGeometry& g, uptr stream);
+MINIDL_DECLARE_HALF(adaptive_avg_pool2d_backward_1x1, uptr gy, uptr dx, const PoolGeometry& g, uptr stream);
 
 }  // namespace minidl

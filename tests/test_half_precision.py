@@ -81,6 +81,13 @@ OPS = {
                lambda x, w: _conv(x, w, 1), (-1, 1)),
     "max_pool2d": ([(2, 3, 6, 6)], lambda x: F.max_pool2d(x, 2), lambda x: _pool(x, 2, np.max), (-2, 2)),
     "avg_pool2d": ([(2, 3, 6, 6)], lambda x: F.avg_pool2d(x, 2), lambda x: _pool(x, 2, np.mean), (-2, 2)),
+    "adaptive_avg_pool2d": ([(2, 3, 7, 5)], lambda x: F.adaptive_avg_pool2d(x, (3, 2)),
+                            lambda x: np.stack([np.stack([x[:, :, (i * 7) // 3:-(-(i + 1) * 7 // 3),
+                                                           (j * 5) // 2:-(-(j + 1) * 5 // 2)].mean(axis=(2, 3))
+                                                          for j in range(2)], -1) for i in range(3)], -2),
+                            (-2, 2)),
+    "global_avg_pool2d": ([(2, 3, 7, 5)], lambda x: F.adaptive_avg_pool2d(x, 1),
+                          lambda x: x.mean(axis=(2, 3), keepdims=True), (-2, 2)),
     "batch_norm": ([(4, 3, 3, 3)], lambda x: F.batch_norm(x, None, None, training=True), _batch_norm, (-2, 2)),
 }
 

@@ -40,6 +40,8 @@ class AvgPool2d(Function):
 class AdaptiveAvgPool2d(Function):
     """Attribute ``geometry``: a PoolGeometry without a window (PoolGeometry.adaptive)."""
 
+    backend_ops = ("adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward")
+
     def forward(self, x):
         return self.backend.adaptive_avg_pool2d_forward(x, self.geometry)
 
