@@ -188,6 +188,8 @@ PYBIND11_MODULE(MINIDL_MODULE_NAME, m) {
     // lrn.h
     MINIDL_DEF_F(m, lrn_forward);
     MINIDL_DEF_F(m, lrn_backward);
+    MINIDL_DEF_H(m, lrn_forward);
+    MINIDL_DEF_H(m, lrn_backward);
     // tensor_core.h (tests only)
     m.def("tensor_core_probe", &minidl::tensor_core_probe, py::call_guard<py::gil_scoped_release>());
 }

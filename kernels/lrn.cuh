@@ -8,6 +8,9 @@
 // One thread per element, walking its channel window at stride H*W; neighbouring
 // threads are neighbouring pixels, so every load is coalesced.  The forward writes
 // y and scale; the backward reuses scale instead of recomputing it.  Both overwrite.
+// 16-bit instances: x, y, gy, dx are 16-bit, scale and the arithmetic float
+// (compute_t<T>); their backward rebuilds y/scale = x * scale^(-beta-1) from x and the
+// float scale rather than reading the rounded 16-bit y.
 #pragma once
 
 #include "common.cuh"
@@ -18,45 +21,52 @@ template <class T> __device__ __forceinline__ T lrn_pow(T a, T b) { return pow(a
 template <> __device__ __forceinline__ float lrn_pow<float>(float a, float b) { return powf(a, b); }
 
 template <typename T>
-__global__ void lrn_forward_kernel(const T* __restrict__ x, T* __restrict__ y, T* __restrict__ scale,
-                                   int N, int C, int HW, int size, T alpha, T beta, T k) {
+__global__ void lrn_forward_kernel(const T* __restrict__ x, T* __restrict__ y, compute_t<T>* __restrict__ scale,
+                                   int N, int C, int HW, int size, compute_t<T> alpha, compute_t<T> beta,
+                                   compute_t<T> k) {
+    using V = compute_t<T>;
     const long long total = (long long)N * C * HW;
     const int before = size / 2, after = (size - 1) / 2;
-    const T coef = alpha / T(size);
+    const V coef = alpha / V(size);
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
         const int c = (int)((i / HW) % C);
         const int c0 = max(c - before, 0), c1 = min(c + after, C - 1);
         const T* xc = x + i - (long long)(c - c0) * HW;
-        T acc = T(0);
+        V acc = V(0);
         for (int j = 0; j <= c1 - c0; ++j) {
-            const T v = xc[(long long)j * HW];
+            const V v = to_compute(xc[(long long)j * HW]);
             acc += v * v;
         }
-        const T s = k + coef * acc;
+        const V s = k + coef * acc;
         scale[i] = s;
-        y[i] = x[i] * lrn_pow(s, -beta);
+        y[i] = from_compute<T>(to_compute(x[i]) * lrn_pow(s, -beta));
     }
 }
 
 template <typename T>
 __global__ void lrn_backward_kernel(const T* __restrict__ x, const T* __restrict__ y,
-                                    const T* __restrict__ scale, const T* __restrict__ gy,
-                                    T* __restrict__ dx, int N, int C, int HW, int size, T alpha, T beta) {
+                                    const compute_t<T>* __restrict__ scale, const T* __restrict__ gy,
+                                    T* __restrict__ dx, int N, int C, int HW, int size, compute_t<T> alpha,
+                                    compute_t<T> beta) {
+    using V = compute_t<T>;
     const long long total = (long long)N * C * HW;
     const int before = size / 2, after = (size - 1) / 2;
-    const T coef = T(2) * alpha * beta / T(size);
+    const V coef = V(2) * alpha * beta / V(size);
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
         const int c = (int)((i / HW) % C);
         const int c0 = max(c - after, 0), c1 = min(c + before, C - 1);
         const long long base = i - (long long)(c - c0) * HW;
-        T acc = T(0);
+        V acc = V(0);
         for (int j = 0; j <= c1 - c0; ++j) {
             const long long o = base + (long long)j * HW;
-            acc += gy[o] * y[o] / scale[o];
+            if constexpr (std::is_same_v<T, V>)
+                acc += gy[o] * y[o] / scale[o];
+            else  // y / scale from x: the 16-bit y is rounded
+                acc += to_compute(gy[o]) * to_compute(x[o]) * lrn_pow(scale[o], -beta - V(1));
         }
-        dx[i] = gy[i] * lrn_pow(scale[i], -beta) - coef * x[i] * acc;
+        dx[i] = from_compute<T>(to_compute(gy[i]) * lrn_pow(scale[i], -beta) - coef * to_compute(x[i]) * acc);
     }
 }
 

@@ -55,6 +55,13 @@ def _batch_norm(x):
     return (x - mean) / np.sqrt(x.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
 
 
+def _lrn(x, size=3, alpha=0.5, beta=0.75, k=1.0):
+    sq, c = x * x, x.shape[1]
+    window = np.stack([sq[:, max(i - size // 2, 0):min(i + (size - 1) // 2, c - 1) + 1].sum(axis=1)
+                       for i in range(c)], axis=1)
+    return x * (k + alpha / size * window) ** -beta
+
+
 LABELS = np.array([0, 2, 1, 3])
 
 # name: (input shapes, minidl op, float64 reference, value range of the inputs)
@@ -88,6 +95,7 @@ OPS = {
                             (-2, 2)),
     "global_avg_pool2d": ([(2, 3, 7, 5)], lambda x: F.adaptive_avg_pool2d(x, 1),
                           lambda x: x.mean(axis=(2, 3), keepdims=True), (-2, 2)),
+    "local_response_norm": ([(2, 5, 3, 4)], lambda x: F.local_response_norm(x, 3, alpha=0.5), _lrn, (-2, 2)),
     "batch_norm": ([(4, 3, 3, 3)], lambda x: F.batch_norm(x, None, None, training=True), _batch_norm, (-2, 2)),
 }
 

@@ -7,6 +7,7 @@ from .pool import check_nchw_input
 
 
 class LocalResponseNorm(Function):
+    backend_ops = ("lrn_forward", "lrn_backward")
     def forward(self, x):
         y, scale = self.backend.lrn_forward(x, self.size, self.alpha, self.beta, self.k)
         self.save_for_backward(x, y, scale)
