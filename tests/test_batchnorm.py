@@ -197,6 +197,24 @@ def test_half_input_with_float32_parameters(half, training, relu, device):
         assert not bad.any(), (what, float(np.abs(got - ref).max()))
 
 
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_half_model_batch_norm_updates_its_half_running_stats(half, device):
+    """model.half(): weight, bias and running stats in the half dtype too (the kernels
+    compute in float32; the running update rounds into the half buffers)."""
+    bn = minidl.nn.BatchNorm2d(3).to(device).to(half)
+    x = np.random.default_rng(3).standard_normal((4, 3, 5, 5)) * 2 + 1
+    xt = minidl.tensor(x, dtype=half, device=device, requires_grad=True)
+    y = bn(xt)
+    y.sum().backward()
+    assert y.dtype == half and xt.grad.dtype == half and bn.weight.grad.dtype == half
+    xr = xt.numpy().astype(np.float64)
+    want_mean = 0.1 * xr.mean(axis=(0, 2, 3))
+    want_var = 0.9 + 0.1 * xr.var(axis=(0, 2, 3), ddof=1)
+    eps = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}[half]
+    np.testing.assert_allclose(bn.running_mean.numpy().astype(np.float64), want_mean, rtol=eps, atol=eps * 0.1)
+    np.testing.assert_allclose(bn.running_var.numpy().astype(np.float64), want_var, rtol=eps)
+
+
 def test_errors():
     x = minidl.zeros(2, 4, 3, 3)
     with pytest.raises(ValueError, match=r"batch_norm: weight has shape \(3,\) but input has 4 channels"):

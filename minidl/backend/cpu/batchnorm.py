@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from ...dtypes import is_half
 from ..checks import check_array
 from .parallel import parallel_kernel
 
@@ -134,11 +135,18 @@ def batch_norm_train_forward(x, gamma, beta, eps, relu=False, running_mean=None,
     y = np.empty_like(x3)
     mean = np.empty(channels, dtype=x3.dtype)
     var = np.empty(channels, dtype=x3.dtype)
-    running = _running_stats(running_mean, running_var, channels)
+    # half running stats (a half model's; Numba has no float16) are updated after the pass
+    half_running = running_mean is not None and is_half(running_mean.dtype)
+    running = _running_stats(*((None, None) if half_running else (running_mean, running_var)), channels)
     if x3.size:
         _train_forward.sized(x3.size)(x3, *_per_channel(x3, {"weight": gamma, "bias": beta},
                                                         "batch_norm_train_forward"), float(eps), bool(relu),
                                       float(momentum), *running, y, mean, var)
+    if half_running:
+        count = x3.shape[0] * x3.shape[2]
+        unbias = count / (count - 1) if count > 1 else 1.0
+        for stat, batch in ((running_mean, mean), (running_var, var * unbias)):
+            stat[...] = (1 - momentum) * stat.astype(np.float32) + momentum * batch
     return y.reshape(x.shape), mean, var
 
 

@@ -97,14 +97,14 @@ def batch_norm_backward(be, x, gy, gamma, beta, mean, var, eps, relu=False):
 
 def batch_norm_update_running(be, running_mean, running_var, mean, var, momentum, count):
     """In place (Backend.batch_norm_update_running); running stats that are not two
-    contiguous arrays of one dtype take the generic version."""
+    contiguous float32/float64 arrays of one dtype take the generic version."""
     c = int(running_mean.shape[0])
     for a in (running_mean, running_var):
         if a.shape != (c,):
             raise ValueError(f"batch_norm_update_running: expected running stats of shape ({c},), got "
                              f"{tuple(running_mean.shape)} and {tuple(running_var.shape)}")
-    if (running_var.dtype != running_mean.dtype or not running_mean.flags.c_contiguous
-            or not running_var.flags.c_contiguous):
+    if (running_var.dtype != running_mean.dtype or is_half(running_mean.dtype)
+            or not running_mean.flags.c_contiguous or not running_var.flags.c_contiguous):
         return Backend.batch_norm_update_running(be, running_mean, running_var, mean, var, momentum, count)
     _, mean, var = contiguous(be, running_mean, mean, var)
     dtype = running_mean.dtype
