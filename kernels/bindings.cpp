@@ -134,6 +134,9 @@ PYBIND11_MODULE(MINIDL_MODULE_NAME, m) {
     MINIDL_DEF_F(m, sgd_update);
     MINIDL_DEF_F(m, adam_update);
     MINIDL_DEF_F(m, rmsprop_update);
+    MINIDL_DEF_H(m, sgd_update);
+    MINIDL_DEF_H(m, adam_update);
+    MINIDL_DEF_H(m, rmsprop_update);
     // softmax.h
     MINIDL_DEF_F(m, softmax_forward);
     MINIDL_DEF_F(m, softmax_backward);

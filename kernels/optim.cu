@@ -57,42 +57,64 @@ void for_each_tensor_list(const char* op, std::initializer_list<const Addresses*
 template <class T>
 void sgd_update(const Addresses& params, const Addresses& grads, const Addresses& bufs, const Sizes& sizes,
                 double lr, double momentum, double dampening, double weight_decay, int nesterov, int first_step,
-                uptr stream) {
+                uptr skip, uptr stream) {
+    using V = compute_t<T>;
     if (momentum != 0.0 && bufs.empty()) throw std::invalid_argument("sgd_update: momentum needs buffers");
     for_each_tensor_list<3>("sgd_update", {&params, &grads, &bufs}, sizes, [&](const TensorList<3>& tl, int blocks) {
-        MINIDL_LAUNCH(sgd_update_kernel<T>, dim3(blocks), dim3(kOptimThreads), 0, stream, tl, T(lr), T(momentum),
-                      T(dampening), T(weight_decay), nesterov, first_step);
+        MINIDL_LAUNCH(sgd_update_kernel<T>, dim3(blocks), dim3(kOptimThreads), 0, stream, tl, V(lr), V(momentum),
+                      V(dampening), V(weight_decay), nesterov, first_step, cp<float>(skip));
     });
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(sgd_update);
+MINIDL_HALF_LAUNCHERS(sgd_update,
+                      (const Addresses& params, const Addresses& grads, const Addresses& bufs, const Sizes& sizes,
+                       double lr, double momentum, double dampening, double weight_decay, int nesterov,
+                       int first_step, uptr skip, uptr stream),
+                      (params, grads, bufs, sizes, lr, momentum, dampening, weight_decay, nesterov, first_step, skip,
+                       stream))
 
 template <class T>
 void adam_update(const Addresses& params, const Addresses& grads, const Addresses& exp_avgs,
                  const Addresses& exp_avg_sqs, const Addresses& max_exp_avg_sqs, const Sizes& sizes, double lr,
                  double beta1, double beta2, double eps, double weight_decay, int decoupled, long long step,
-                 uptr stream) {
+                 uptr skip, uptr stream) {
+    using V = compute_t<T>;
     if (step < 1) throw std::invalid_argument("adam_update: expected step >= 1, got " + std::to_string(step));
     const double bias1 = 1.0 - std::pow(beta1, (double)step), bias2 = 1.0 - std::pow(beta2, (double)step);
     for_each_tensor_list<5>("adam_update", {&params, &grads, &exp_avgs, &exp_avg_sqs, &max_exp_avg_sqs}, sizes,
                             [&](const TensorList<5>& tl, int blocks) {
                                 MINIDL_LAUNCH(adam_update_kernel<T>, dim3(blocks), dim3(kOptimThreads), 0, stream, tl,
-                                              T(lr), T(beta1), T(beta2), T(eps), T(weight_decay), decoupled,
-                                              T(lr / bias1), T(1.0 / std::sqrt(bias2)));
+                                              V(lr), V(beta1), V(beta2), V(eps), V(weight_decay), decoupled,
+                                              V(lr / bias1), V(1.0 / std::sqrt(bias2)), cp<float>(skip));
                             });
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(adam_update);
+MINIDL_HALF_LAUNCHERS(adam_update,
+                      (const Addresses& params, const Addresses& grads, const Addresses& exp_avgs,
+                       const Addresses& exp_avg_sqs, const Addresses& max_exp_avg_sqs, const Sizes& sizes, double lr,
+                       double beta1, double beta2, double eps, double weight_decay, int decoupled, long long step,
+                       uptr skip, uptr stream),
+                      (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, sizes, lr, beta1, beta2, eps,
+                       weight_decay, decoupled, step, skip, stream))
 
 template <class T>
 void rmsprop_update(const Addresses& params, const Addresses& grads, const Addresses& square_avgs,
                     const Addresses& grad_avgs, const Addresses& bufs, const Sizes& sizes, double lr, double alpha,
-                    double eps, double momentum, double weight_decay, int eps_inside_sqrt, uptr stream) {
+                    double eps, double momentum, double weight_decay, int eps_inside_sqrt, uptr skip, uptr stream) {
+    using V = compute_t<T>;
     for_each_tensor_list<5>("rmsprop_update", {&params, &grads, &square_avgs, &grad_avgs, &bufs}, sizes,
                             [&](const TensorList<5>& tl, int blocks) {
                                 MINIDL_LAUNCH(rmsprop_update_kernel<T>, dim3(blocks), dim3(kOptimThreads), 0, stream,
-                                              tl, T(lr), T(alpha), T(eps), T(momentum), T(weight_decay),
-                                              eps_inside_sqrt);
+                                              tl, V(lr), V(alpha), V(eps), V(momentum), V(weight_decay),
+                                              eps_inside_sqrt, cp<float>(skip));
                             });
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(rmsprop_update);
+MINIDL_HALF_LAUNCHERS(rmsprop_update,
+                      (const Addresses& params, const Addresses& grads, const Addresses& square_avgs,
+                       const Addresses& grad_avgs, const Addresses& bufs, const Sizes& sizes, double lr, double alpha,
+                       double eps, double momentum, double weight_decay, int eps_inside_sqrt, uptr skip, uptr stream),
+                      (params, grads, square_avgs, grad_avgs, bufs, sizes, lr, alpha, eps, momentum, weight_decay,
+                       eps_inside_sqrt, skip, stream))
 
 }  // namespace minidl

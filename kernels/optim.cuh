@@ -13,6 +13,10 @@
 // Indexing: within its chunk a block loops with stride blockDim.x.
 // Conventions: params and state are updated IN PLACE, grads are read only; a state
 // array a tensor does not use (no momentum, no AMSGrad, not centered) is nullptr.
+// `skip` (a float on the device, or nullptr): where it is nonzero every block returns
+// before touching anything, so an overflowed mixed-precision step (GradScaler's flag)
+// leaves params and state bit-identical without a host read or copies.
+// Types: params, grads and state are T; 16-bit T computes in float (compute_t<T>).
 //   SGD:     d = grad + wd * p;  buf = d (first step) | momentum * buf + (1 - dampening) * d;
 //            d = nesterov ? d + momentum * buf : buf;  p -= lr * d
 //   Adam:    g = grad (+ wd * p unless decoupled);  p *= 1 - lr * wd (decoupled, AdamW);
@@ -62,28 +66,34 @@ __device__ __forceinline__ int chunk_of(const TensorList<A>& tl, long long& begi
 
 template <class T>
 __global__ void __launch_bounds__(kOptimThreads)
-    sgd_update_kernel(TensorList<3> tl, T lr, T momentum, T dampening, T weight_decay, int nesterov, int first_step) {
+    sgd_update_kernel(TensorList<3> tl, compute_t<T> lr, compute_t<T> momentum, compute_t<T> dampening,
+                      compute_t<T> weight_decay, int nesterov, int first_step, const float* skip) {
+    using V = compute_t<T>;
+    if (skip != nullptr && *skip != 0.0f) return;
     long long begin, end;
     const int k = chunk_of(tl, begin, end);
     T* __restrict__ param = static_cast<T*>(tl.ptr[0][k]);
     const T* __restrict__ grad = static_cast<const T*>(tl.ptr[1][k]);
     T* __restrict__ buf = static_cast<T*>(tl.ptr[2][k]);
     for (long long i = begin + threadIdx.x; i < end; i += blockDim.x) {
-        T p = param[i];
-        T d = grad[i] + weight_decay * p;
-        if (momentum != T(0)) {
-            T b = first_step ? d : momentum * buf[i] + (T(1) - dampening) * d;
-            buf[i] = b;
+        V p = to_compute(param[i]);
+        V d = to_compute(grad[i]) + weight_decay * p;
+        if (momentum != V(0)) {
+            V b = first_step ? d : momentum * to_compute(buf[i]) + (V(1) - dampening) * d;
+            buf[i] = from_compute<T>(b);
             d = nesterov ? d + momentum * b : b;
         }
-        param[i] = p - lr * d;
+        param[i] = from_compute<T>(p - lr * d);
     }
 }
 
 template <class T>
 __global__ void __launch_bounds__(kOptimThreads)
-    adam_update_kernel(TensorList<5> tl, T lr, T beta1, T beta2, T eps, T weight_decay, int decoupled, T step_size,
-                       T inv_sqrt_bias2) {
+    adam_update_kernel(TensorList<5> tl, compute_t<T> lr, compute_t<T> beta1, compute_t<T> beta2, compute_t<T> eps,
+                       compute_t<T> weight_decay, int decoupled, compute_t<T> step_size, compute_t<T> inv_sqrt_bias2,
+                       const float* skip) {
+    using V = compute_t<T>;
+    if (skip != nullptr && *skip != 0.0f) return;
     long long begin, end;
     const int k = chunk_of(tl, begin, end);
     T* __restrict__ param = static_cast<T*>(tl.ptr[0][k]);
@@ -92,26 +102,30 @@ __global__ void __launch_bounds__(kOptimThreads)
     T* __restrict__ exp_avg_sq = static_cast<T*>(tl.ptr[3][k]);
     T* __restrict__ max_exp_avg_sq = static_cast<T*>(tl.ptr[4][k]);
     for (long long i = begin + threadIdx.x; i < end; i += blockDim.x) {
-        T p = param[i], g = grad[i];
+        V p = to_compute(param[i]), g = to_compute(grad[i]);
         if (decoupled)
-            p *= T(1) - lr * weight_decay;
+            p *= V(1) - lr * weight_decay;
         else
             g += weight_decay * p;
-        const T m = beta1 * exp_avg[i] + (T(1) - beta1) * g;
-        T v = beta2 * exp_avg_sq[i] + (T(1) - beta2) * g * g;
-        exp_avg[i] = m;
-        exp_avg_sq[i] = v;
+        const V m = beta1 * to_compute(exp_avg[i]) + (V(1) - beta1) * g;
+        V v = beta2 * to_compute(exp_avg_sq[i]) + (V(1) - beta2) * g * g;
+        exp_avg[i] = from_compute<T>(m);
+        exp_avg_sq[i] = from_compute<T>(v);
         if (max_exp_avg_sq != nullptr) {
-            v = max_exp_avg_sq[i] > v ? max_exp_avg_sq[i] : v;
-            max_exp_avg_sq[i] = v;
+            const V vmax = to_compute(max_exp_avg_sq[i]);
+            v = vmax > v ? vmax : v;
+            max_exp_avg_sq[i] = from_compute<T>(v);
         }
-        param[i] = p - step_size * m / (sqrt_(v) * inv_sqrt_bias2 + eps);
+        param[i] = from_compute<T>(p - step_size * m / (sqrt_(v) * inv_sqrt_bias2 + eps));
     }
 }
 
 template <class T>
 __global__ void __launch_bounds__(kOptimThreads)
-    rmsprop_update_kernel(TensorList<5> tl, T lr, T alpha, T eps, T momentum, T weight_decay, int eps_inside_sqrt) {
+    rmsprop_update_kernel(TensorList<5> tl, compute_t<T> lr, compute_t<T> alpha, compute_t<T> eps,
+                          compute_t<T> momentum, compute_t<T> weight_decay, int eps_inside_sqrt, const float* skip) {
+    using V = compute_t<T>;
+    if (skip != nullptr && *skip != 0.0f) return;
     long long begin, end;
     const int k = chunk_of(tl, begin, end);
     T* __restrict__ param = static_cast<T*>(tl.ptr[0][k]);
@@ -120,22 +134,22 @@ __global__ void __launch_bounds__(kOptimThreads)
     T* __restrict__ grad_avg = static_cast<T*>(tl.ptr[3][k]);
     T* __restrict__ buf = static_cast<T*>(tl.ptr[4][k]);
     for (long long i = begin + threadIdx.x; i < end; i += blockDim.x) {
-        const T p = param[i], g = grad[i] + weight_decay * p;
-        const T ms = alpha * square_avg[i] + (T(1) - alpha) * g * g;
-        square_avg[i] = ms;
-        T den = ms;
+        const V p = to_compute(param[i]), g = to_compute(grad[i]) + weight_decay * p;
+        const V ms = alpha * to_compute(square_avg[i]) + (V(1) - alpha) * g * g;
+        square_avg[i] = from_compute<T>(ms);
+        V den = ms;
         if (grad_avg != nullptr) {
-            const T mg = alpha * grad_avg[i] + (T(1) - alpha) * g;
-            grad_avg[i] = mg;
+            const V mg = alpha * to_compute(grad_avg[i]) + (V(1) - alpha) * g;
+            grad_avg[i] = from_compute<T>(mg);
             den = ms - mg * mg;
         }
         den = eps_inside_sqrt ? sqrt_(den + eps) : sqrt_(den) + eps;
-        T step = lr * g / den;
+        V step = lr * g / den;
         if (buf != nullptr) {
-            step += momentum * buf[i];
-            buf[i] = step;
+            step += momentum * to_compute(buf[i]);
+            buf[i] = from_compute<T>(step);
         }
-        param[i] = p - step;
+        param[i] = from_compute<T>(p - step);
     }
 }
 

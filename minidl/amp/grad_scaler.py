@@ -9,10 +9,12 @@
     scaler.update()                       # backoff on overflow, growth after an interval
 
 The scale, the growth tracker and the overflow flag are 0-d float32 arrays on the
-parameters' device, and the skip-or-apply decision is a ``where`` over the arrays,
-so a step reads nothing back to the host.  ``step`` keeps copies of the
-parameters and of the optimizer's array state, runs the optimizer, and selects the
-copies back where the flag is set: a skipped step leaves them bit-identical.
+parameters' device, and the skip-or-apply decision stays there, so a step reads
+nothing back to the host.  minidl's optimizers (``skips_on_device``) take the flag
+itself: their fused updates return before touching anything when it is set, so a
+skipped step leaves parameters and state bit-identical at no cost (as PyTorch's fused
+optimizers take found_inf).  For any other optimizer ``step`` keeps copies of the
+parameters and of its array state and selects them back where the flag is set.
 Host-side counters in the optimizer state (Adam's ``step``) count skipped steps too.
 """
 from __future__ import annotations
@@ -101,6 +103,8 @@ class GradScaler:
         if id(optimizer) not in self._unscaled:
             self.unscale_(optimizer)
         be = self._backend
+        if getattr(optimizer, "skips_on_device", False):
+            return optimizer.step(*args, skip_if=self._found_inf, **kwargs)
         skip = be.greater(self._found_inf, 0.0)
         params = [p for g in optimizer.param_groups for p in g["params"]]
         for p in params:  # the discarded step of a skip then computes on zeros, not on inf/NaN

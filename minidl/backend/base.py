@@ -339,8 +339,26 @@ class Backend(ABC):
         return self.cast_like(gy, mask) * mask
 
     # ---------------------------------------------------------- optim (generic)
+    # Each update takes ``skip``: None, or a 0-d float32 array (GradScaler's overflow
+    # flag on the device); where it is nonzero the step changes nothing, params and
+    # state stay bit-identical.  Backends whose host reads sync keep that decision on
+    # the device (kernels that return early; here copies restored by ``where``).
+    def _unless(self, skip, arrays, update):
+        """Run ``update()`` (in place on ``arrays``) unless ``skip`` is set."""
+        if skip is None:
+            return update()
+        if not self.reads_sync:
+            if not self.to_numpy(skip):
+                update()
+            return
+        saved = [self.copy(a) for a in arrays]
+        update()
+        flag = self.greater(skip, 0.0)
+        for a, old in zip(arrays, saved):
+            a[...] = self.where(flag, old, a)
+
     def sgd_update(self, params, grads, bufs, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                   nesterov=False, first_step=False):
+                   nesterov=False, first_step=False, skip=None):
         """One SGD step IN PLACE on each array of the list ``params`` (and of ``bufs``, the
         momentum buffers shaped like them; None when momentum == 0), PyTorch semantics::
 
@@ -352,22 +370,24 @@ class Backend(ABC):
 
         Lists, not one array, so that a device updates every parameter in a few launches.
         """
-        for k, (param, grad) in enumerate(zip(params, grads)):
-            d = self.cast_like(grad, param)
-            if weight_decay != 0:
-                d = d + weight_decay * param
-            if momentum != 0:
-                buf = bufs[k]
-                if first_step:
-                    buf[...] = d
-                else:
-                    buf *= momentum
-                    buf += (1 - dampening) * d
-                d = d + momentum * buf if nesterov else buf
-            param -= lr * d
+        def update():
+            for k, (param, grad) in enumerate(zip(params, grads)):
+                d = self.cast_like(grad, param)
+                if weight_decay != 0:
+                    d = d + weight_decay * param
+                if momentum != 0:
+                    buf = bufs[k]
+                    if first_step:
+                        buf[...] = d
+                    else:
+                        buf *= momentum
+                        buf += (1 - dampening) * d
+                    d = d + momentum * buf if nesterov else buf
+                param -= lr * d
+        self._unless(skip, list(params) + ([b for b in bufs if b is not None] if momentum != 0 else []), update)
 
     def adam_update(self, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, beta1, beta2, eps,
-                    weight_decay=0.0, decoupled=False):
+                    weight_decay=0.0, decoupled=False, skip=None):
         """One Adam (AdamW with ``decoupled``) step IN PLACE on the lists ``params`` and
         their state (``max_exp_avg_sqs``: None unless AMSGrad), at step number ``step``
         >= 1 of every tensor, PyTorch semantics::
@@ -379,24 +399,27 @@ class Backend(ABC):
         """
         xp = self.xp
         step_size, inv_sqrt_bias2 = lr / (1.0 - beta1 ** step), 1.0 / (1.0 - beta2 ** step) ** 0.5
-        for k, (p, grad) in enumerate(zip(params, grads)):
-            g = self.cast_like(grad, p)
-            if decoupled:
-                p *= 1.0 - lr * weight_decay
-            elif weight_decay != 0:
-                g = g + weight_decay * p
-            m, v = exp_avgs[k], exp_avg_sqs[k]
-            m *= beta1
-            m += (1.0 - beta1) * g
-            v *= beta2
-            v += (1.0 - beta2) * g * g
-            if max_exp_avg_sqs is not None:
-                xp.maximum(max_exp_avg_sqs[k], v, out=max_exp_avg_sqs[k])
-                v = max_exp_avg_sqs[k]
-            p -= step_size * m / (xp.sqrt(v) * inv_sqrt_bias2 + eps)
+
+        def update():
+            for k, (p, grad) in enumerate(zip(params, grads)):
+                g = self.cast_like(grad, p)
+                if decoupled:
+                    p *= 1.0 - lr * weight_decay
+                elif weight_decay != 0:
+                    g = g + weight_decay * p
+                m, v = exp_avgs[k], exp_avg_sqs[k]
+                m *= beta1
+                m += (1.0 - beta1) * g
+                v *= beta2
+                v += (1.0 - beta2) * g * g
+                if max_exp_avg_sqs is not None:
+                    xp.maximum(max_exp_avg_sqs[k], v, out=max_exp_avg_sqs[k])
+                    v = max_exp_avg_sqs[k]
+                p -= step_size * m / (xp.sqrt(v) * inv_sqrt_bias2 + eps)
+        self._unless(skip, [*params, *exp_avgs, *exp_avg_sqs, *(max_exp_avg_sqs or [])], update)
 
     def rmsprop_update(self, params, grads, square_avgs, grad_avgs, bufs, lr, alpha, eps, momentum=0.0,
-                       weight_decay=0.0, eps_inside_sqrt=True):
+                       weight_decay=0.0, eps_inside_sqrt=True, skip=None):
         """One TensorFlow-style RMSprop step IN PLACE on the lists ``params`` and their
         state (``grad_avgs``: None unless centered; ``bufs``: None when momentum == 0)::
 
@@ -407,26 +430,29 @@ class Backend(ABC):
             p -= step
         """
         xp = self.xp
-        for k, (p, grad) in enumerate(zip(params, grads)):
-            g = self.cast_like(grad, p)
-            if weight_decay != 0:
-                g = g + weight_decay * p
-            ms = square_avgs[k]
-            ms *= alpha
-            ms += (1.0 - alpha) * g * g
-            den = ms
-            if grad_avgs is not None:
-                mg = grad_avgs[k]
-                mg *= alpha
-                mg += (1.0 - alpha) * g
-                den = ms - mg * mg
-            den = xp.sqrt(den + eps) if eps_inside_sqrt else xp.sqrt(den) + eps
-            step = lr * g / den
-            if bufs is not None:
-                bufs[k] *= momentum
-                bufs[k] += step
-                step = bufs[k]
-            p -= step
+
+        def update():
+            for k, (p, grad) in enumerate(zip(params, grads)):
+                g = self.cast_like(grad, p)
+                if weight_decay != 0:
+                    g = g + weight_decay * p
+                ms = square_avgs[k]
+                ms *= alpha
+                ms += (1.0 - alpha) * g * g
+                den = ms
+                if grad_avgs is not None:
+                    mg = grad_avgs[k]
+                    mg *= alpha
+                    mg += (1.0 - alpha) * g
+                    den = ms - mg * mg
+                den = xp.sqrt(den + eps) if eps_inside_sqrt else xp.sqrt(den) + eps
+                step = lr * g / den
+                if bufs is not None:
+                    bufs[k] *= momentum
+                    bufs[k] += step
+                    step = bufs[k]
+                p -= step
+        self._unless(skip, [*params, *square_avgs, *(grad_avgs or []), *(bufs or [])], update)
 
     # ---------------------------------------------------------- conv
     @abstractmethod

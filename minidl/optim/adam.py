@@ -30,9 +30,12 @@ class Adam(Optimizer):
         if group["eps"] < 0:
             raise ValueError(f"{self._name}: expected eps >= 0, got {group['eps']!r}")
 
-    def _update_group(self, group, be, params, grads, states):
+    skips_on_device = True
+
+    def _update_group(self, group, be, params, grads, states, skip=None):
         """One fused step (``Backend.adam_update``) of the group; parameters at different
-        step counts (one added to the optimizer later) go in separate calls."""
+        step counts (one added to the optimizer later) go in separate calls.  The step
+        count is the host's: a step skipped on the device counts too."""
         (beta1, beta2), amsgrad = group["betas"], group["amsgrad"]
         zeros = lambda p: be.zeros(p.shape, p.dtype)  # noqa: E731
         exp_avgs = self._buffers(be, params, states, "exp_avg", zeros)
@@ -45,7 +48,7 @@ class Adam(Optimizer):
             take = lambda arrays: None if arrays is None else [arrays[k] for k in pick]  # noqa: E731
             be.adam_update([params[k].data for k in pick], take(grads), take(exp_avgs), take(exp_avg_sqs),
                            take(max_sqs), step, group["lr"], beta1, beta2, group["eps"], group["weight_decay"],
-                           self._decoupled)
+                           self._decoupled, skip=skip)
 
 
 class AdamW(Adam):

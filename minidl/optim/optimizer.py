@@ -3,7 +3,10 @@
 Subclasses implement ``_update_group(group, be, params, grads, states)``: one step of
 every parameter of a group that has a gradient (on backend ``be``), through the
 backend's fused multi-tensor update (a few kernel launches for a whole model on a
-GPU).  Updates are IN PLACE: a parameter owns its storage (``step`` gives one whose
+GPU).  One that sets ``skips_on_device = True`` takes ``skip`` too and passes it to
+the backend updates: ``step(skip_if=flag)`` then leaves every parameter and its state
+bit-identical where the 0-d device array ``flag`` is nonzero, decided on the device
+(GradScaler's overflowed steps, without copies or host reads).  Updates are IN PLACE: a parameter owns its storage (``step`` gives one whose
 array is read-only or not contiguous a contiguous copy first), so a device keeps the
 same addresses from step to step.  ``states`` are the parameters' dicts of buffers.
 """
@@ -96,9 +99,16 @@ class Optimizer:
     def zero_grad(self, set_to_none=True):
         zero_grad_((p for group in self.param_groups for p in group["params"]), set_to_none)
 
-    def step(self, closure=None):
+    skips_on_device = False  # _update_group takes skip (see the module docstring)
+
+    def step(self, closure=None, skip_if=None):
         """One update of every parameter that has a gradient.  ``closure`` (optional)
-        re-evaluates the model and returns the loss, which step returns."""
+        re-evaluates the model and returns the loss, which step returns.  ``skip_if``:
+        a 0-d float32 device array; nonzero there, the update changes nothing (needs
+        ``skips_on_device``)."""
+        if skip_if is not None and not self.skips_on_device:
+            raise TypeError(f"{self._name}.step: skip_if needs an optimizer whose _update_group takes skip "
+                            "(skips_on_device = True)")
         loss = None
         if closure is not None:
             with enable_grad():
@@ -116,7 +126,11 @@ class Optimizer:
                     by_backend.setdefault(p.backend, []).append(p)
                 for be, params in by_backend.items():
                     states = [self.state.setdefault(id(p), {}) for p in params]
-                    self._update_group(group, be, params, [p.grad.data for p in params], states)
+                    grads = [p.grad.data for p in params]
+                    if skip_if is None:
+                        self._update_group(group, be, params, grads, states)
+                    else:
+                        self._update_group(group, be, params, grads, states, skip=skip_if)
         return loss
 
     def _update_group(self, group, be, params, grads, states):

@@ -36,7 +36,9 @@ class RMSprop(Optimizer):
             if not lo <= group[key] <= hi:
                 raise ValueError(f"RMSprop: expected {key} in [{lo}, {hi}], got {group[key]!r}")
 
-    def _update_group(self, group, be, params, grads, states):
+    skips_on_device = True
+
+    def _update_group(self, group, be, params, grads, states, skip=None):
         """One fused step (``Backend.rmsprop_update``) of the group."""
         momentum = group["momentum"]
         square_avgs = self._buffers(be, params, states, "square_avg",
@@ -45,4 +47,5 @@ class RMSprop(Optimizer):
         grad_avgs = self._buffers(be, params, states, "grad_avg", zeros) if group["centered"] else None
         bufs = self._buffers(be, params, states, "momentum_buffer", zeros) if momentum != 0 else None
         be.rmsprop_update([p.data for p in params], grads, square_avgs, grad_avgs, bufs, group["lr"],
-                          group["alpha"], group["eps"], momentum, group["weight_decay"], group["eps_inside_sqrt"])
+                          group["alpha"], group["eps"], momentum, group["weight_decay"], group["eps_inside_sqrt"],
+                          skip=skip)

@@ -28,19 +28,25 @@ class SGD(Optimizer):
             raise ValueError("SGD: nesterov requires momentum > 0 and dampening == 0, got "
                              f"momentum={group['momentum']!r}, dampening={group['dampening']!r}")
 
-    def _update_group(self, group, be, params, grads, states):
+    skips_on_device = True
+
+    def _update_group(self, group, be, params, grads, states, skip=None):
         """One fused step (``Backend.sgd_update``) of the group; the momentum buffers
         belong to the optimizer (created, in the parameter's dtype, on a parameter's
-        first step with momentum, which writes them without reading)."""
+        first step with momentum, which writes them without reading).  Under ``skip``
+        a new buffer starts at zero instead (the first step may be skipped), so a step
+        after a skipped first one computes momentum * 0 + (1 - dampening) * d: the
+        first step's d exactly when dampening is 0 (the default)."""
         momentum = group["momentum"]
         args = (group["lr"], momentum, group["dampening"], group["weight_decay"], group["nesterov"])
         if momentum == 0:
-            be.sgd_update([p.data for p in params], grads, None, *args)
+            be.sgd_update([p.data for p in params], grads, None, *args, skip=skip)
             return
         first = [state.get("momentum_buffer") is None for state in states]
-        bufs = self._buffers(be, params, states, "momentum_buffer", lambda p: be.empty(p.shape, p.dtype))
+        make = (lambda p: be.empty(p.shape, p.dtype)) if skip is None else (lambda p: be.zeros(p.shape, p.dtype))
+        bufs = self._buffers(be, params, states, "momentum_buffer", make)
         for first_step in (True, False):
             pick = [k for k, f in enumerate(first) if f == first_step]
             if pick:
                 be.sgd_update([params[k].data for k in pick], [grads[k] for k in pick], [bufs[k] for k in pick],
-                              *args, first_step=first_step)
+                              *args, first_step=first_step and skip is None, skip=skip)

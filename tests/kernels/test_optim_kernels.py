@@ -156,3 +156,81 @@ def test_non_contiguous_param_takes_the_generic_form_in_place(device):
     dev = be.asarray(p.copy()).T  # a transposed view: not C-contiguous
     be.sgd_update([dev], [be.asarray(g)], None, 0.1)
     np.testing.assert_allclose(host(be, dev), p.T - 0.1 * g, rtol=1e-6)
+
+
+def _updates(be, dtype, seed=5):
+    """(name, run(skip), arrays updated in place): one call of each fused update on fresh
+    tensors (several per list, one non-contiguous on the generic path)."""
+    def fresh(k):
+        return [to_dev(be, a) for a in _tensors(dtype, seed + k, [7, 40000, 3])]
+    cases = []
+    p, g, b = fresh(0), fresh(10), fresh(20)
+    cases.append(("sgd", lambda skip: be.sgd_update(p, g, b, 0.1, 0.9, 0.0, 1e-4, True, skip=skip), p + b))
+    q, h, m, v, vmax = fresh(30), fresh(40), fresh(50), [be.abs(a) for a in fresh(60)], \
+        [be.abs(a) for a in fresh(70)]
+    cases.append(("adam", lambda skip: be.adam_update(q, h, m, v, vmax, 3, 1e-2, 0.9, 0.999, 1e-8, 1e-2, True,
+                                                      skip=skip), q + m + v + vmax))
+    r, k, ms = fresh(80), fresh(90), [be.abs(a) for a in fresh(100)]
+    wide = be.asarray(rng(3).standard_normal((6, 5)).astype(dtype)).T  # the generic path
+    r.append(wide)
+    k.append(to_dev(be, rng(4).standard_normal((5, 6)).astype(dtype)))
+    ms.append(be.ones((5, 6), dtype))
+    cases.append(("rmsprop", lambda skip: be.rmsprop_update(r, k, ms, None, None, 1e-2, 0.9, 1e-3, skip=skip),
+                  r + ms))
+    return cases
+
+
+@pytest.mark.parametrize("device", ["cpu"] + DEVICES)
+def test_skip_flag_leaves_params_and_state_bit_identical(device):
+    """skip (GradScaler's device flag): set, every update changes nothing, bit for bit;
+    clear, the update equals one without the flag."""
+    be = get_backend(device)
+    flag = lambda v: be.full((), v, np.float32)  # noqa: E731
+    for (name, run, arrays), (_, plain, plain_arrays) in zip(_updates(be, np.float32), _updates(be, np.float32)):
+        before = [host(be, a).tobytes() for a in arrays]
+        run(flag(1.0))
+        assert [host(be, a).tobytes() for a in arrays] == before, name
+        run(flag(0.0))
+        plain(None)
+        after = [host(be, a).tobytes() for a in arrays]
+        assert after != before and after == [host(be, a).tobytes() for a in plain_arrays], name
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_16_bit_updates_round_the_float_result_once(device, half):
+    """float16/bfloat16 params, grads and state (a half model): the kernels compute each
+    update in float and round once, as the float64 reference of the same 16-bit inputs
+    rounded to the format (within one rounding)."""
+    from minidl import dtypes
+    dtype = dtypes.dtype(half)
+    be = get_backend(device)
+    launched, launch = [], be.launch
+    be.launch = lambda op, dt, *a: (launched.append((op, np.dtype(dt))), launch(op, dt, *a))[1]
+    try:
+        cases = _updates(be, dtype)
+        inputs = {name: [host(be, a).astype(np.float64) for a in arrays] for name, _, arrays in cases}
+        for name, run, _ in cases:
+            run(None)
+    finally:
+        del be.launch
+    assert {(f"{n}_update", dtype) for n in ("sgd", "adam", "rmsprop")} <= set(launched)
+    eps = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}[half]
+    f64 = lambda a: host(be, a).astype(np.float64)  # noqa: E731
+    # float64 references of the same rounded inputs (the grads are regenerated the same way)
+    grads = {"sgd": _tensors(dtype, 15, [7, 40000, 3]), "adam": _tensors(dtype, 45, [7, 40000, 3]),
+             "rmsprop": _tensors(dtype, 95, [7, 40000, 3])}
+    p, b = inputs["sgd"][:3], inputs["sgd"][3:]
+    want_sgd = []
+    for pk, gk, bk in zip(p, grads["sgd"], b):
+        pk2, bk2 = _sgd_ref(pk, gk.astype(np.float64), bk, 0.1, 0.9, 0.0, 1e-4, True, False)
+        want_sgd.append((pk2, bk2))
+    got = {name: [f64(a) for a in arrays] for name, _, arrays in cases}
+    for (pw, bw), pg, bg in zip(want_sgd, got["sgd"][:3], got["sgd"][3:]):
+        for w, g in ((pw, pg), (bw, bg)):
+            assert np.all(np.abs(g - w) <= eps * np.abs(w) + 1e-6), ("sgd", float(np.abs(g - w).max()))
+    q, m, v, vmax = (inputs["adam"][i * 3:(i + 1) * 3] for i in range(4))
+    for k in range(3):
+        pw, mw, vw, xw = _adam_ref(q[k], grads["adam"][k], m[k], v[k], vmax[k], 3, 1e-2, 0.9, 0.999, 1e-8, 1e-2, True)
+        for w, g in ((pw, got["adam"][k]), (mw, got["adam"][3 + k]), (xw, got["adam"][9 + k])):
+            assert np.all(np.abs(g - w) <= eps * np.abs(w) + 1e-6), ("adam", float(np.abs(g - w).max()))

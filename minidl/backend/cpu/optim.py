@@ -32,9 +32,11 @@ def _sgd(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first_step,
 
 
 def sgd_update(be, params, grads, bufs, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
-               nesterov=False, first_step=False):
+               nesterov=False, first_step=False, skip=None):
     """Backend.sgd_update: one Numba pass per tensor; a tensor the pass does not take
     (another dtype, non-contiguous) gets the generic form."""
+    if skip is not None and skip:  # (a host read costs nothing here)
+        return
     for k, (param, grad) in enumerate(zip(params, grads)):
         buf = bufs[k] if momentum != 0 else None
         arrays = [param, grad] + ([buf] if momentum != 0 else [])

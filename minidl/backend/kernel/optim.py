@@ -1,9 +1,13 @@
 """Optimizer family (kernels/optim.{h,cu,cuh}) for KernelBackend: the fused multi-tensor
 SGD, Adam/AdamW and RMSprop steps (contract and semantics: Backend.sgd_update,
 adam_update, rmsprop_update).  Tensors go to the kernels in lists, one list per dtype,
-so a whole model's parameters take a few launches; a tensor the kernels do not take
-(non-contiguous, or state of another dtype) gets the generic in-place form."""
+so a whole model's parameters take a few launches (float16/bfloat16 lists too, computed
+in float); a tensor the kernels do not take (non-contiguous, or state of another dtype)
+gets the generic in-place form.  ``skip`` (GradScaler's device flag) goes to the kernels,
+which then return without touching anything."""
 from __future__ import annotations
+
+import numpy as np
 
 from ..base import Backend
 from .operand import Operand
@@ -29,7 +33,14 @@ def _lists(be, op, params, grads, states):
     return by_dtype, generic
 
 
-def _launch(be, op, params, grads, states, scalars):
+def _skip_operand(skip):
+    """GradScaler's flag as the launchers' ``skip`` address (0: apply the step)."""
+    if skip is None:
+        return 0
+    return Operand("skip", skip, (), np.dtype(np.float32))
+
+
+def _launch(be, op, params, grads, states, scalars, skip):
     by_dtype, generic = _lists(be, op, params, grads, states)
     for dtype, (indices, cast) in by_dtype.items():
         def operands(name, arrays):
@@ -38,7 +49,7 @@ def _launch(be, op, params, grads, states, scalars):
             return [Operand(name, arrays[k], arrays[k].shape, dtype) for k in indices]
         lists = [operands("param", params), [Operand("grad", g, g.shape, dtype) for g in cast]]
         lists += [operands(name, arrays) for name, arrays in states.items()]
-        be.launch(op, dtype, *lists, [int(params[k].size) for k in indices], *scalars)
+        be.launch(op, dtype, *lists, [int(params[k].size) for k in indices], *scalars, _skip_operand(skip))
     return generic
 
 
@@ -47,35 +58,35 @@ def _pick(arrays, indices):
 
 
 def sgd_update(be, params, grads, bufs, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
-               first_step=False):
+               first_step=False, skip=None):
     states = {"buf": bufs if momentum != 0 else None}
     generic = _launch(be, "sgd_update", params, grads, states,
                       (float(lr), float(momentum), float(dampening), float(weight_decay), int(bool(nesterov)),
-                       int(bool(first_step))))
+                       int(bool(first_step))), skip)
     if generic:
         Backend.sgd_update(be, _pick(params, generic), _pick(grads, generic), _pick(states["buf"], generic) or
-                           [None] * len(generic), lr, momentum, dampening, weight_decay, nesterov, first_step)
+                           [None] * len(generic), lr, momentum, dampening, weight_decay, nesterov, first_step, skip)
 
 
 def adam_update(be, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, beta1, beta2, eps,
-                weight_decay=0.0, decoupled=False):
+                weight_decay=0.0, decoupled=False, skip=None):
     states = {"exp_avg": exp_avgs, "exp_avg_sq": exp_avg_sqs, "max_exp_avg_sq": max_exp_avg_sqs}
     generic = _launch(be, "adam_update", params, grads, states,
                       (float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
-                       int(bool(decoupled)), int(step)))
+                       int(bool(decoupled)), int(step)), skip)
     if generic:
         Backend.adam_update(be, *(_pick(a, generic) for a in (params, grads, exp_avgs, exp_avg_sqs,
                                                               max_exp_avg_sqs)),
-                            step, lr, beta1, beta2, eps, weight_decay, decoupled)
+                            step, lr, beta1, beta2, eps, weight_decay, decoupled, skip)
 
 
 def rmsprop_update(be, params, grads, square_avgs, grad_avgs, bufs, lr, alpha, eps, momentum=0.0,
-                   weight_decay=0.0, eps_inside_sqrt=True):
+                   weight_decay=0.0, eps_inside_sqrt=True, skip=None):
     states = {"square_avg": square_avgs, "grad_avg": grad_avgs, "buf": bufs if momentum != 0 else None}
     generic = _launch(be, "rmsprop_update", params, grads, states,
                       (float(lr), float(alpha), float(eps), float(momentum), float(weight_decay),
-                       int(bool(eps_inside_sqrt))))
+                       int(bool(eps_inside_sqrt))), skip)
     if generic:
         Backend.rmsprop_update(be, *(_pick(a, generic) for a in (params, grads, square_avgs, grad_avgs,
                                                                  states["buf"])),
-                               lr, alpha, eps, momentum, weight_decay, eps_inside_sqrt)
+                               lr, alpha, eps, momentum, weight_decay, eps_inside_sqrt, skip)
