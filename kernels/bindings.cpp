@@ -142,6 +142,9 @@ PYBIND11_MODULE(MINIDL_MODULE_NAME, m) {
     MINIDL_DEF_F(m, softmax_backward);
     MINIDL_DEF_F(m, cross_entropy_forward);
     MINIDL_DEF_F(m, cross_entropy_backward);
+    MINIDL_DEF_H(m, softmax_forward);
+    MINIDL_DEF_H(m, softmax_backward);
+    MINIDL_DEF_H(m, cross_entropy_forward);
     // batchnorm.h
     MINIDL_DEF_F(m, batch_norm_train_forward);
     MINIDL_DEF_F(m, batch_norm_eval_forward);

@@ -56,97 +56,110 @@ template <class T> __device__ __forceinline__ T lowest_() { return T(-INFINITY);
 
 // The forward kernels read a row three times (max, sum of exponentials, output); the
 // warp variant first copies its row (K <= kRowStage) to shared memory with one coalesced
-// pass, so global memory sees each logit once.  Returns the row to read from.
+// pass, so global memory sees each logit once.  Returns the row to read from: the staged
+// copy (in compute_t<T>) or, in the block variant, the row itself.
 constexpr int kRowStage = 1024, kRowStageRows = 4;  // = softmax.cu's warp variant
 template <class T, bool WARP>
-__device__ __forceinline__ const T* staged_row(const T* xr, int K, const RowCtx<WARP>& r, T* stage) {
+__device__ __forceinline__ auto staged_row(const T* xr, int K, const RowCtx<WARP>& r, compute_t<T>* stage) {
     if constexpr (!WARP) {
         return xr;
     } else {
-        T* row = stage + (threadIdx.x >> 5) * kRowStage;
+        compute_t<T>* row = stage + (threadIdx.x >> 5) * kRowStage;
         // lanes from the sector below the row's start (allocations are 256-byte aligned)
         const long long start = r.row * K;
         const int head = (int)((start * (long long)sizeof(T)) % 32 / (long long)sizeof(T));
         for (int k = r.tid - head; k < K; k += kWarp) {
             const int kk = k < 0 ? 0 : k;
-            row[kk] = xr[kk];
+            row[kk] = to_compute(xr[kk]);
         }
         __syncwarp();
-        return row;
+        return static_cast<const compute_t<T>*>(row);
     }
 }
 
 // The row's maximum m and sum of exp(x - m), reduced over the row's threads: the
-// shared first half of softmax and cross-entropy.
-template <class T, bool WARP>
-__device__ __forceinline__ void row_max_and_exp_sum(const T* xr, int K, const RowCtx<WARP>& r, T* scratch,
-                                                    T& m, T& s) {
-    m = lowest_<T>();
-    for (int k = r.tid; k < K; k += r.nthr) m = xr[k] > m ? xr[k] : m;
+// shared first half of softmax and cross-entropy (P: the row's element type).
+template <bool WARP, class P, class V>
+__device__ __forceinline__ void row_max_and_exp_sum(const P* xr, int K, const RowCtx<WARP>& r, V* scratch, V& m,
+                                                    V& s) {
+    m = lowest_<V>();
+    for (int k = r.tid; k < K; k += r.nthr) {
+        const V v = to_compute(xr[k]);
+        m = v > m ? v : m;
+    }
     m = row_max<WARP>(m, scratch);
-    s = T(0);
-    for (int k = r.tid; k < K; k += r.nthr) s += exp_(xr[k] - m);
+    s = V(0);
+    for (int k = r.tid; k < K; k += r.nthr) s += exp_(V(to_compute(xr[k])) - m);
     s = row_sum<WARP>(s, scratch);
 }
 
+// (16-bit T: loads, stores and the staged rows convert; the arithmetic is float.)
 template <class T, bool WARP>
 __global__ void softmax_forward_kernel(const T* __restrict__ x, T* __restrict__ y, int N, int K, int log) {
-    __shared__ T scratch[32];
-    __shared__ T stage[WARP ? kRowStageRows * kRowStage : 1];
+    using V = compute_t<T>;
+    __shared__ V scratch[32];
+    __shared__ V stage[WARP ? kRowStageRows * kRowStage : 1];
     RowCtx<WARP> r;
     if (r.row >= N) return;
-    const T* xr = staged_row<T, WARP>(x + r.row * K, K, r, stage);
+    const auto xr = staged_row<T, WARP>(x + r.row * K, K, r, stage);
     T* yr = y + r.row * K;
-    T m, s;
-    row_max_and_exp_sum<T, WARP>(xr, K, r, scratch, m, s);
+    V m, s;
+    row_max_and_exp_sum<WARP>(xr, K, r, scratch, m, s);
     if (log) {  // (x - m) - log(s): m + log(s) would round at the scale of the logits
-        const T log_s = log_(s);
-        for (int k = r.tid; k < K; k += r.nthr) yr[k] = (xr[k] - m) - log_s;
+        const V log_s = log_(s);
+        for (int k = r.tid; k < K; k += r.nthr) yr[k] = from_compute<T>((V(to_compute(xr[k])) - m) - log_s);
     } else {
-        T inv = T(1) / s;
-        for (int k = r.tid; k < K; k += r.nthr) yr[k] = exp_(xr[k] - m) * inv;
+        V inv = V(1) / s;
+        for (int k = r.tid; k < K; k += r.nthr) yr[k] = from_compute<T>(exp_(V(to_compute(xr[k])) - m) * inv);
     }
 }
 
 template <class T, bool WARP>
 __global__ void softmax_backward_kernel(const T* __restrict__ y, const T* __restrict__ gy, T* __restrict__ gx,
                                         int N, int K, int log) {
-    __shared__ T scratch[32];
-    __shared__ T stage[WARP ? kRowStageRows * kRowStage : 1];
+    using V = compute_t<T>;
+    __shared__ V scratch[32];
+    __shared__ V stage[WARP ? kRowStageRows * kRowStage : 1];
     RowCtx<WARP> r;
     if (r.row >= N) return;
     const long long off = r.row * K;
-    const T* g = staged_row<T, WARP>(gy + off, K, r, stage);  // gy is read twice
+    const auto g = staged_row<T, WARP>(gy + off, K, r, stage);  // gy is read twice
     const T* yr = y + off;
-    T s = T(0);
+    V s = V(0);
     if (log) {
-        for (int k = r.tid; k < K; k += r.nthr) s += g[k];
+        for (int k = r.tid; k < K; k += r.nthr) s += to_compute(g[k]);
     } else {
-        for (int k = r.tid; k < K; k += r.nthr) s += g[k] * yr[k];
+        for (int k = r.tid; k < K; k += r.nthr) s += V(to_compute(g[k])) * to_compute(yr[k]);
     }
     s = row_sum<WARP>(s, scratch);
     if (log) {
-        for (int k = r.tid; k < K; k += r.nthr) gx[off + k] = g[k] - exp_(yr[k]) * s;
+        for (int k = r.tid; k < K; k += r.nthr)
+            gx[off + k] = from_compute<T>(V(to_compute(g[k])) - exp_(V(to_compute(yr[k]))) * s);
     } else {
-        for (int k = r.tid; k < K; k += r.nthr) gx[off + k] = yr[k] * (g[k] - s);
+        for (int k = r.tid; k < K; k += r.nthr)
+            gx[off + k] = from_compute<T>(V(to_compute(yr[k])) * (V(to_compute(g[k])) - s));
     }
 }
 
+// loss and logp are compute_t<T>: float beside 16-bit logits, whose log-probabilities
+// the backward then reads unrounded.
 template <class T, bool WARP>
 __global__ void cross_entropy_forward_kernel(const T* __restrict__ x, const long long* __restrict__ labels,
-                                             T* __restrict__ loss, T* __restrict__ logp, int N, int K, T eps) {
-    __shared__ T scratch[32];
-    __shared__ T stage[WARP ? kRowStageRows * kRowStage : 1];
+                                             compute_t<T>* __restrict__ loss, compute_t<T>* __restrict__ logp, int N,
+                                             int K, compute_t<T> eps) {
+    using V = compute_t<T>;
+    __shared__ V scratch[32];
+    __shared__ V stage[WARP ? kRowStageRows * kRowStage : 1];
     RowCtx<WARP> r;
     if (r.row >= N) return;
-    const T* xr = staged_row<T, WARP>(x + r.row * K, K, r, stage);
-    T* lr = logp + r.row * K;
-    T m, s;
-    row_max_and_exp_sum<T, WARP>(xr, K, r, scratch, m, s);
-    const T log_s = log_(s);  // (x - m) - log(s), as in softmax_forward_kernel
-    T sl = T(0);
+    const auto xr = staged_row<T, WARP>(x + r.row * K, K, r, stage);
+    V* lr = logp + r.row * K;
+    V m, s;
+    row_max_and_exp_sum<WARP>(xr, K, r, scratch, m, s);
+    const V log_s = log_(s);  // (x - m) - log(s), as in softmax_forward_kernel
+    V sl = V(0);
     for (int k = r.tid; k < K; k += r.nthr) {
-        T v = (xr[k] - m) - log_s;
+        V v = (V(to_compute(xr[k])) - m) - log_s;
         lr[k] = v;
         sl += v;
     }
@@ -154,10 +167,10 @@ __global__ void cross_entropy_forward_kernel(const T* __restrict__ x, const long
     if (r.tid == 0) {
         const long long lab = labels[r.row];
         if (lab < 0 || lab >= K) {
-            loss[r.row] = quiet_nan<T>();
+            loss[r.row] = quiet_nan<V>();
         } else {
-            T l = -(T(1) - eps) * ((xr[lab] - m) - log_s);
-            if (eps != T(0)) l -= eps / T(K) * sl;  // at 0: 0 * (-inf) from a -inf logit would be NaN
+            V l = -(V(1) - eps) * ((V(to_compute(xr[lab])) - m) - log_s);
+            if (eps != V(0)) l -= eps / V(K) * sl;  // at 0: 0 * (-inf) from a -inf logit would be NaN
             loss[r.row] = l;
         }
     }

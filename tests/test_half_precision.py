@@ -213,3 +213,30 @@ def test_widened_ops_keep_data_movement_in_the_half_dtype():
         assert out.grad_fn is not None and not out.grad_fn.widened
     assert (x * 2).grad_fn.widened
     assert x.reshape(3, 2).numpy().tobytes() == x.numpy().reshape(3, 2).tobytes()
+
+
+NATIVE_OPS = ["relu", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "global_avg_pool2d",
+              "local_response_norm", "batch_norm", "cross_entropy"]
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("name", NATIVE_OPS)
+def test_kernel_backends_launch_16_bit_kernels_without_widening(name, dtype):
+    """On the kernel backends these ops' forward and backward launch their 16-bit kernels
+    on the 16-bit arrays (no float32 copies; Backend.half_native), with the results the
+    widening path gives (test_op_forward_matches_float64_reference, test_op_gradients).
+    (Convolutions: tests/kernels/test_conv_kernels.py; cross-entropy's backward is the
+    float32 one, reading the float32 log-probabilities of its 16-bit forward.)"""
+    be = minidl.backend.get_backend("emu")
+    _, op, _, _ = OPS[name]
+    ts = [minidl.tensor(a, dtype=dtype, device="emu", requires_grad=True) for a in _inputs(name, dtype)]
+    launched, launch = [], be.launch
+    be.launch = lambda o, dt, *a: (launched.append((o, np.dtype(dt).name)), launch(o, dt, *a))[1]
+    try:
+        out = op(*ts)
+        out.backward(minidl.ones(out.shape, dtype=dtype, device="emu"))
+    finally:
+        del be.launch
+    assert out.dtype == dtype and out.grad_fn is not None and not out.grad_fn.widened, name
+    assert [o for o, dt in launched if dt == dtype], launched
+    assert all(t.grad.dtype == t.dtype for t in ts)

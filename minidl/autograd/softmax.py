@@ -44,16 +44,22 @@ class Softmax(Function):
 
 
 class CrossEntropy(Function):
-    """Per-row loss reduced by ``reduction``; ``labels`` is an integer backend array."""
+    """Per-row loss reduced by ``reduction``; ``labels`` is an integer backend array.
+    A backend whose forward takes 16-bit logits itself returns float32 loss and
+    log-probabilities (``Backend.half_native``): the reduction and the backward run in
+    float32 and their results are rounded once to the logits' dtype, as widening does."""
+
+    backend_ops = ("cross_entropy_forward", "cross_entropy_backward")
 
     def forward(self, logits):
         be = self.backend
         loss, log_probs = be.cross_entropy_forward(logits, self.labels, self.label_smoothing)
         self.save_for_backward(log_probs)
-        if self.reduction == "none":
-            return loss
-        total = be.sum(loss)
-        return be.cast_like(be.div(total, loss.shape[0]) if self.reduction == "mean" else total, loss)
+        self.logits_dtype = logits.dtype  # the gradient's
+        if self.reduction != "none":
+            total = be.sum(loss)
+            loss = be.cast_like(be.div(total, loss.shape[0]) if self.reduction == "mean" else total, loss)
+        return be.cast_like(loss, logits)
 
     def backward(self, gy):
         be = self.backend
@@ -64,8 +70,8 @@ class CrossEntropy(Function):
         else:
             scale = 1.0 / rows if self.reduction == "mean" else 1.0
             grad = be.mul(be.broadcast_to(be.reshape(gy, (1,)), (rows,)), scale)
-        return be.cross_entropy_backward(log_probs, self.labels, self.label_smoothing,
-                                         be.cast_like(grad, log_probs))
+        dx = be.cross_entropy_backward(log_probs, self.labels, self.label_smoothing, be.cast_like(grad, log_probs))
+        return be.astype(dx, self.logits_dtype)
 
 
 def _check_input(x, op):

@@ -118,3 +118,38 @@ def test_cross_entropy_gives_nan_rows_for_out_of_range_device_labels(device):
     ref = CPU.cross_entropy_forward(x[good], labels[good], 0.1)[0]
     np.testing.assert_allclose(loss[good], ref, rtol=1e-5)
     assert np.isfinite(dx[good]).all()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+@pytest.mark.parametrize("shape", [(5, 7), (33, 100), (3, 1030)])  # warp and block variants
+def test_16_bit_softmax_and_cross_entropy(device, half, shape):
+    """The 16-bit instances (float arithmetic): (log-)softmax forward and backward rounded
+    once from the float64 result of the same 16-bit inputs; cross-entropy's forward on
+    16-bit logits returns float32 loss and log-probabilities (float32 accuracy)."""
+    from minidl import dtypes
+    dtype = dtypes.dtype(half)
+    eps = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}[half]
+    be = get_backend(device)
+    x = (rng(20).standard_normal(shape) * 3).astype(dtype)
+    gy = rng(21).standard_normal(shape).astype(dtype)
+    x64, gy64 = x.astype(np.float64), gy.astype(np.float64)
+    logp = _np_log_softmax(x64)
+    for log, want_y in ((False, np.exp(logp)), (True, logp)):
+        y = be.softmax_forward(to_dev(be, x), log)
+        assert y.dtype == dtype
+        got = host(be, y).astype(np.float64)
+        assert np.all(np.abs(got - want_y) <= eps * np.abs(want_y) + 1e-7), (log, np.abs(got - want_y).max())
+        y64 = got  # the backward of the 16-bit output it was given
+        gx = host(be, be.softmax_backward(y, to_dev(be, gy), log)).astype(np.float64)
+        want = gy64 - np.exp(y64) * gy64.sum(1, keepdims=True) if log else \
+            y64 * (gy64 - (gy64 * y64).sum(1, keepdims=True))
+        scale = np.abs(want).max()
+        assert np.all(np.abs(gx - want) <= eps * np.abs(want) + 4 * eps * scale), (log, np.abs(gx - want).max())
+    labels = rng(22).integers(0, shape[1], shape[0])
+    loss, lp = be.cross_entropy_forward(to_dev(be, x), to_dev(be, labels), 0.1)
+    assert loss.dtype == np.float32 and lp.dtype == np.float32
+    want_loss = -(0.9 * logp[np.arange(shape[0]), labels] + 0.1 / shape[1] * logp.sum(1))
+    np.testing.assert_allclose(host(be, lp), logp, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(host(be, loss), want_loss, rtol=1e-5, atol=1e-5)

@@ -41,15 +41,17 @@ _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64", float16: "f
 # Contract ops whose kernels take float16/bfloat16 arrays themselves (16-bit loads and
 # stores, float compute: the CPU backend's widen-compute-round semantics; batch norm's
 # per-channel vectors in float32); autograd
-# widens the inputs of every other op to float32 (autograd/function.py).  sigmoid has
-# 16-bit kernels too but is left out: its backward reads the forward OUTPUT, which
-# widening keeps in float32 and a 16-bit forward would round (near y = 1 that costs
-# the gradient its precision).
+# widens the inputs of every other op to float32 (autograd/function.py).  sigmoid and
+# (log-)softmax have 16-bit kernels too but are left out: their backwards read the
+# forward OUTPUT, which widening keeps in float32 and a 16-bit forward would round (near
+# y = 1 that costs the gradient its precision).  cross-entropy's 16-bit forward returns
+# float32 log-probabilities, which its float32 backward reads.
 HALF_NATIVE = frozenset({"relu", "relu_backward", "relu6", "relu6_backward", "silu", "silu_backward", "add_relu",
                          "conv2d_forward", "conv2d_backward", "max_pool2d_forward", "max_pool2d_backward",
                          "avg_pool2d_forward", "avg_pool2d_backward", "adaptive_avg_pool2d_forward",
                          "adaptive_avg_pool2d_backward", "lrn_forward", "lrn_backward",
-                         "batch_norm_train_forward", "batch_norm_eval_forward", "batch_norm_backward"})
+                         "batch_norm_train_forward", "batch_norm_eval_forward", "batch_norm_backward",
+                         "cross_entropy_forward", "cross_entropy_backward"})
 
 
 class KernelBackend(Backend):

@@ -33,10 +33,13 @@ def _lists(be, op, params, grads, states):
     return by_dtype, generic
 
 
-def _skip_operand(skip):
-    """GradScaler's flag as the launchers' ``skip`` address (0: apply the step)."""
+def _skip_operand(be, skip):
+    """GradScaler's flag (a 0-d float32 array) as the launchers' ``skip`` address (0:
+    apply the step)."""
     if skip is None:
         return 0
+    if not isinstance(skip, be.xp.ndarray):  # emu: NumPy's reductions return scalars, CuPy's arrays
+        skip = be.xp.asarray(skip)
     return Operand("skip", skip, (), np.dtype(np.float32))
 
 
@@ -49,7 +52,7 @@ def _launch(be, op, params, grads, states, scalars, skip):
             return [Operand(name, arrays[k], arrays[k].shape, dtype) for k in indices]
         lists = [operands("param", params), [Operand("grad", g, g.shape, dtype) for g in cast]]
         lists += [operands(name, arrays) for name, arrays in states.items()]
-        be.launch(op, dtype, *lists, [int(params[k].size) for k in indices], *scalars, _skip_operand(skip))
+        be.launch(op, dtype, *lists, [int(params[k].size) for k in indices], *scalars, _skip_operand(be, skip))
     return generic
 
 

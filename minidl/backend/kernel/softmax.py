@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...dtypes import is_half
 from ..checks import check_index_range
 from ..geometry import check_int32_sizes
 from .operand import Operand, contiguous
@@ -45,13 +46,15 @@ def softmax_backward(be, y, gy, log):
 
 
 def cross_entropy_forward(be, logits, labels, label_smoothing):
+    """float16/bfloat16 logits give float32 loss and log-probabilities (kernels/softmax.h)."""
     (logits,) = contiguous(be, logits)
     n, k = _rows(logits, "cross_entropy_forward")
-    loss = be.empty((n,), logits.dtype)
-    logp = be.empty(logits.shape, logits.dtype)
+    out = np.dtype(np.float32) if is_half(logits.dtype) else logits.dtype
+    loss = be.empty((n,), out)
+    logp = be.empty(logits.shape, out)
     be.launch("cross_entropy_forward", logits.dtype, Operand("logits", logits, (n, k), logits.dtype),
-              _labels(be, labels, n, k, "cross_entropy_forward"), Operand("loss", loss, (n,), logits.dtype),
-              Operand("logp", logp, (n, k), logits.dtype), n, k, float(label_smoothing))
+              _labels(be, labels, n, k, "cross_entropy_forward"), Operand("loss", loss, (n,), out),
+              Operand("logp", logp, (n, k), out), n, k, float(label_smoothing))
     return loss, logp
 
 
