@@ -18,8 +18,8 @@
 // 8 (Bs) words make the fragment reads conflict-free: lane (g, t) reads As[g][t] at bank
 // (20g + t) % 32 and Bs[t][g] at bank (72t + g) % 32, all 32 distinct.
 // FP16 / BF16 tensors take conv2d_tc_16bit_kernel (m16n8k16; below).
-// Conventions: outputs overwritten.  Not yet here (the tensor-core issue): ldmatrix
-// (fragments are read with plain 32-bit loads), a 3-4 stage pipeline, 128x128 tiles.
+// Conventions: outputs overwritten.  Not yet here (the tensor-core issue): ldmatrix for
+// the TF32 fragments (read with plain 32-bit loads), a 3-4 stage pipeline, 128x128 tiles.
 #pragma once
 
 #include "conv.cuh"
@@ -248,10 +248,13 @@ __global__ void __launch_bounds__(kTcThreads) conv2d_tc_tf32_kernel(Problem pr) 
 // ------------------------------------------------------------------ the 16-bit GEMM tile
 // FP16 / BF16 operands (E = half_t / bf16_t) on mma.sync m16n8k16, fp32 accumulation:
 // the same 64x64 tile and warp layout, K in steps of 16 (one k16 step).  As is [m][k]
-// and Bs is [n][k] (each B column contiguous), 16 + 8 values a row, so that every
-// fragment register is one 32-bit shared load (two consecutive k) and lane (g, t) reads
-// word 12g + t (+ 4): 32 distinct banks.  Staging is plain 16-bit loads (cp.async
-// moves 4 bytes at least, and the B tile is a gather of single values).
+// and Bs is [n][k] (each B column contiguous), 16 + 8 values a row (48 bytes: every
+// 8x8 matrix row is 16-byte aligned for ldmatrix).  Fragments come from ldmatrix.x4:
+// one instruction for a 16x16 A tile (matrices rows 0-7/8-15 x k 0-7/8-15 give a0..a3)
+// and one for the B fragments of two n8 tiles (n 0-7/8-15 x k 0-7/8-15); the 8 rows of
+// one matrix start at banks 12i mod 32, covering all 32 banks once: conflict-free.
+// Staging is plain 16-bit loads (cp.async moves 4 bytes at least, and the B tile is a
+// gather of single values).
 constexpr int kTc16Ld = 16 + 8;
 
 template <class E> __device__ __forceinline__ std::uint16_t bits16(E v) {
@@ -275,7 +278,10 @@ __global__ void __launch_bounds__(kTcThreads) conv2d_tc_16bit_kernel(Problem pr)
     const int bcol = tid % kTcBN;
     const bool bvalid = n0 + bcol < N;
     const typename Problem::Column col = pr.column(bvalid ? n0 + bcol : 0);
-    auto word = [](const std::uint16_t* p) { return *reinterpret_cast<const std::uint32_t*>(p); };
+    // this lane's ldmatrix row within a 16x16 block: A (m = lane % 16, k = 8 * (lane / 16));
+    // B (n = lane % 8 + 8 * (lane / 16), k = 8 * (lane / 8 % 2))
+    const int a_row = lane & 15, a_col = (lane >> 4) * 8;
+    const int b_row = (lane & 7) + ((lane >> 4) << 3), b_col = ((lane >> 3) & 1) * 8;
 
     float acc[2][4][4] = {};
     for (long long k0 = kb; k0 < ke; k0 += 16) {
@@ -290,18 +296,15 @@ __global__ void __launch_bounds__(kTcThreads) conv2d_tc_16bit_kernel(Problem pr)
         __syncthreads();
         std::uint32_t a[2][4], b[4][2];
 #pragma unroll
-        for (int mi = 0; mi < 2; ++mi) {
-            const int r = wm + mi * 16 + gid;
-            a[mi][0] = word(&As[r][2 * tig]);
-            a[mi][1] = word(&As[r + 8][2 * tig]);
-            a[mi][2] = word(&As[r][2 * tig + 8]);
-            a[mi][3] = word(&As[r + 8][2 * tig + 8]);
-        }
+        for (int mi = 0; mi < 2; ++mi) ldmatrix<4, false>(a[mi], &As[wm + mi * 16 + a_row][a_col]);
 #pragma unroll
-        for (int nj = 0; nj < 4; ++nj) {
-            const int c = wn + nj * 8 + gid;
-            b[nj][0] = word(&Bs[c][2 * tig]);
-            b[nj][1] = word(&Bs[c][2 * tig + 8]);
+        for (int nj = 0; nj < 4; nj += 2) {
+            std::uint32_t r[4];  // b[nj][0], b[nj][1], b[nj + 1][0], b[nj + 1][1]
+            ldmatrix<4, false>(r, &Bs[wn + nj * 8 + b_row][b_col]);
+            b[nj][0] = r[0];
+            b[nj][1] = r[1];
+            b[nj + 1][0] = r[2];
+            b[nj + 1][1] = r[3];
         }
 #pragma unroll
         for (int mi = 0; mi < 2; ++mi)

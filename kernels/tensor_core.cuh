@@ -161,11 +161,10 @@ __device__ __forceinline__ void ldmatrix(std::uint32_t (&r)[N], const void* row)
     static_assert(N == 1 || N == 2 || N == 4, "ldmatrix: .x1, .x2 or .x4");
 #if MINIDL_EMU
     const int l = emu_tc::lane();
-    const std::uintptr_t mine = reinterpret_cast<std::uintptr_t>(row);
+    std::uintptr_t rows[32];  // every lane's row address, in one warp round
+    minidl_emu::gather(reinterpret_cast<std::uintptr_t>(row), rows);
     for (int i = 0; i < N; ++i) {
-        auto row_of = [&](int rr) {
-            return reinterpret_cast<const std::uint16_t*>(__shfl_sync(kFullMask, mine, 8 * i + rr));
-        };
+        auto row_of = [&](int rr) { return reinterpret_cast<const std::uint16_t*>(rows[8 * i + rr]); };
         if constexpr (!Trans) {
             const std::uint16_t* p = row_of(l >> 2);
             r[i] = pack16(p[2 * (l & 3)], p[2 * (l & 3) + 1]);
