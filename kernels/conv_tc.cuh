@@ -11,15 +11,15 @@
 // per-split partials ws (splits, O, C/G*KH*KW), summed by the caller (splits == 1: ws
 // is dw).
 // Tiling: a 64x64 output tile per block of 4 warps (2x2), each warp 32x32 = 2 m16 x 4
-// n8 mma tiles; K in steps of kTcBK = 16 (two k8 steps), double-buffered: cp.async
-// stages the A tile As[m][k] and the gathered B tile Bs[k][n] of the next slice while
-// the warps multiply the current one; fragments are read by the PTX layouts
+// n8 mma tiles; K in steps of kTcBK = 16 (two k8 steps), a kTcStages-deep cp.async
+// pipeline: the A tiles As[m][k] and the gathered B tiles Bs[k][n] of the next slices
+// are in flight while the warps multiply the current one; fragments are read by the PTX layouts
 // (tensor_core.cuh) and rounded to TF32 as they are read.  Row pads of 4 (As) and
 // 8 (Bs) words make the fragment reads conflict-free: lane (g, t) reads As[g][t] at bank
 // (20g + t) % 32 and Bs[t][g] at bank (72t + g) % 32, all 32 distinct.
 // FP16 / BF16 tensors take conv2d_tc_16bit_kernel (m16n8k16; below).
 // Conventions: outputs overwritten.  Not yet here (the tensor-core issue): ldmatrix for
-// the TF32 fragments (read with plain 32-bit loads), a 3-4 stage pipeline, 128x128 tiles.
+// the TF32 fragments (read with plain 32-bit loads), 128x128 tiles.
 #pragma once
 
 #include "conv.cuh"
@@ -179,12 +179,15 @@ __device__ __forceinline__ std::uint32_t tf32_of_bits(std::uint32_t u) {
 }
 
 // grid (ceil(cols / 64), ceil(rows / 64), G [* splits]); one 64x64 tile of the problem.
-// Two stages: while the warps multiply slice s out of one buffer, cp.async fills the
-// other with slice s + 1.
+// kTcStages buffers: while the warps multiply slice i out of buffer i % kTcStages,
+// cp.async has slices i + 1 .. i + kTcStages - 1 in flight (group i is the one that
+// must have landed: wait until at most kTcStages - 1 groups are pending).
+constexpr int kTcStages = 3;
+
 template <class Problem>
 __global__ void __launch_bounds__(kTcThreads) conv2d_tc_tf32_kernel(Problem pr) {
-    __shared__ __align__(16) std::uint32_t As[2][kTcBM][kTcLdA];
-    __shared__ __align__(16) std::uint32_t Bs[2][kTcBK][kTcLdB];
+    __shared__ __align__(16) std::uint32_t As[kTcStages][kTcBM][kTcLdA];
+    __shared__ __align__(16) std::uint32_t Bs[kTcStages][kTcBK][kTcLdB];
     pr.setup(blockIdx.z);
     const int M = pr.rows(), m0 = blockIdx.y * kTcBM;
     const long long N = pr.cols(), n0 = (long long)blockIdx.x * kTcBN;
@@ -198,13 +201,18 @@ __global__ void __launch_bounds__(kTcThreads) conv2d_tc_tf32_kernel(Problem pr) 
     const typename Problem::Column col = pr.column(bvalid ? n0 + bcol : 0);
 
     float acc[2][4][4] = {};
-    if (kb < ke) tc_stage(pr, As[0], Bs[0], m0, M, kb, ke, col, bcol, bvalid);
-    cp_async_commit();
+    for (int st = 0; st < kTcStages - 1; ++st) {  // the prologue: slices 0 .. kTcStages - 2
+        const long long k = kb + (long long)st * kTcBK;
+        if (k < ke) tc_stage(pr, As[st], Bs[st], m0, M, k, ke, col, bcol, bvalid);
+        cp_async_commit();
+    }
     int s = 0;
-    for (long long k0 = kb; k0 < ke; k0 += kTcBK, s ^= 1) {
-        if (k0 + kTcBK < ke) tc_stage(pr, As[s ^ 1], Bs[s ^ 1], m0, M, k0 + kTcBK, ke, col, bcol, bvalid);
-        cp_async_commit();  // (an empty group on the last slice keeps the count uniform)
-        cp_async_wait<1>();  // slice k0 has landed
+    for (long long k0 = kb; k0 < ke; k0 += kTcBK, s = s + 1 == kTcStages ? 0 : s + 1) {
+        const long long ahead = k0 + (long long)(kTcStages - 1) * kTcBK;
+        const int sa = s == 0 ? kTcStages - 1 : s - 1;  // = (s + kTcStages - 1) % kTcStages
+        if (ahead < ke) tc_stage(pr, As[sa], Bs[sa], m0, M, ahead, ke, col, bcol, bvalid);
+        cp_async_commit();  // (empty groups near the end keep the count uniform)
+        cp_async_wait<kTcStages - 1>();  // slice k0 has landed
         __syncthreads();
 #pragma unroll
         for (int kk = 0; kk < kTcBK; kk += 8) {
