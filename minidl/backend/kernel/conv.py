@@ -73,14 +73,15 @@ def _chunk(n, per_image):
     return max(1, min(n, _COL_BUDGET // max(per_image, 1)))
 
 
-def _half_on_tensor_cores(be, dtype, g, backward):
-    """float16/bfloat16: the 16-bit kernels where they serve the geometry (the depthwise
-    kernels; implicit GEMM on tensor cores where the algorithm is igemm, as for float32:
-    not 1x1, and under "auto" not the small maps and strided backwards that im2col +
-    cuBLAS serves better); None for other dtypes."""
+def _half_on_tensor_cores(be, dtype, g):
+    """float16/bfloat16: the 16-bit kernels where they serve the geometry (implicit GEMM
+    on tensor cores unless 1x1 or conv_algo im2col; the depthwise kernels); None for
+    other dtypes.  (Unlike float32, "auto" keeps small maps on them too: the im2col path
+    computes 16-bit inputs in float32, off the 16-bit tensor cores.)"""
     if not is_half(dtype):
         return None
-    return _is_depthwise(g) or not _is_pointwise(g) and _algo(be, backward, g) == "igemm"
+    algo = getattr(be, "conv_algo", None) or DEFAULT_ALGO
+    return _is_depthwise(g) or not (_is_pointwise(g) or algo == "im2col")
 
 
 def _widened(be, arrays):
@@ -91,7 +92,7 @@ def _widened(be, arrays):
 
 def conv2d_forward(be, x, w, g):
     xp = be.xp
-    tc16 = _half_on_tensor_cores(be, x.dtype, g, backward=False)
+    tc16 = _half_on_tensor_cores(be, x.dtype, g)
     if tc16 is False:
         return be.astype(conv2d_forward(be, *_widened(be, (x, w)), g), x.dtype)
     x, w = contiguous(be, x, w)
@@ -123,7 +124,7 @@ def conv2d_forward(be, x, w, g):
 
 def conv2d_backward(be, x, w, gy, g, need_dx=True, need_dw=True):
     xp = be.xp
-    tc16 = _half_on_tensor_cores(be, x.dtype, g, backward=True)
+    tc16 = _half_on_tensor_cores(be, x.dtype, g)
     if tc16 is False:
         grads = conv2d_backward(be, *_widened(be, (x, w, gy)), g, need_dx, need_dw)
         return tuple(None if a is None else be.astype(a, x.dtype) for a in grads)
