@@ -117,6 +117,8 @@ PYBIND11_MODULE(MINIDL_MODULE_NAME, m) {
     MINIDL_DEF_F(m, silu_backward);
     MINIDL_DEF_F(m, add_relu);
     MINIDL_DEF_H(m, add_relu);
+    MINIDL_DEF_H(m, bias_add);
+    MINIDL_DEF_H(m, bias_add_backward);
     MINIDL_DEF_H(m, relu);
     MINIDL_DEF_H(m, relu_backward);
     MINIDL_DEF_H(m, relu6);

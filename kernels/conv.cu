@@ -67,9 +67,10 @@ void launch_tc(const char* name, dim3 grid, const Problem& pr, uptr stream) {
 }
 
 template <class E>
-void tc_forward(uptr x, uptr w, uptr y, const ConvGeometry& g, uptr stream) {
+void tc_forward(uptr x, uptr w, uptr bias, uptr y, const ConvGeometry& g, uptr stream) {
     const dim3 grid(ceil_div((long long)g.N * g.HO * g.WO, kTcBN), ceil_div(g.O / g.G, kTcBM), g.G);
-    launch_tc<TcForward<E>, E>("conv2d_tc_forward", grid, TcForward<E>{cp<E>(x), cp<E>(w), mp<E>(y), g}, stream);
+    launch_tc<TcForward<E>, E>("conv2d_tc_forward", grid,
+                               TcForward<E>{cp<E>(x), cp<E>(w), cp<float>(bias), mp<E>(y), g}, stream);
 }
 
 template <class E>
@@ -94,8 +95,8 @@ void tc_backward_weight(uptr x, uptr gy, uptr ws, const ConvGeometry& g, int spl
 }  // namespace
 
 #define MINIDL_TC_LAUNCHERS(sfx, E)                                                                          \
-    void conv2d_tc_forward_##sfx(uptr x, uptr w, uptr y, const ConvGeometry& g, uptr stream) {               \
-        tc_forward<E>(x, w, y, g, stream);                                                                   \
+    void conv2d_tc_forward_##sfx(uptr x, uptr w, uptr bias, uptr y, const ConvGeometry& g, uptr stream) {    \
+        tc_forward<E>(x, w, bias, y, g, stream);                                                             \
     }                                                                                                        \
     void conv2d_tc_backward_data_##sfx(uptr gy, uptr w, uptr dx, const ConvGeometry& g, uptr stream) {       \
         tc_backward_data<E>(gy, w, dx, g, stream);                                                           \

@@ -20,9 +20,10 @@ template <class T>
 void conv2d_igemm_backward_weight(uptr x, uptr gy, uptr ws, const ConvGeometry& g, int splits, uptr stream);
 // On tensor cores (conv_tc.cuh): float32 tensors in TF32 (bound as conv2d_tc_<pass>_f32),
 // float16 / bfloat16 tensors (conv2d_tc_<pass>_f16 / _bf16).  The weight gradient's ws
-// is as conv2d_igemm_backward_weight's, in float32 for every input type.
+// is as conv2d_igemm_backward_weight's, in float32 for every input type.  The forward's
+// bias is 0 or (O,) float32 for every input type, added before the output's rounding.
 #define MINIDL_DECLARE_TC(sfx)                                                                                \
-    void conv2d_tc_forward_##sfx(uptr x, uptr w, uptr y, const ConvGeometry& g, uptr stream);                 \
+    void conv2d_tc_forward_##sfx(uptr x, uptr w, uptr bias, uptr y, const ConvGeometry& g, uptr stream);      \
     void conv2d_tc_backward_data_##sfx(uptr gy, uptr w, uptr dx, const ConvGeometry& g, uptr stream);         \
     void conv2d_tc_backward_weight_##sfx(uptr x, uptr gy, uptr ws, const ConvGeometry& g, int splits, uptr stream)
 MINIDL_DECLARE_TC(tf32);

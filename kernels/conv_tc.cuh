@@ -34,10 +34,13 @@ constexpr int kTcLdA = kTcBK + 4, kTcLdB = kTcBN + 8;
 // Each says, for block z (its group, and split for the weight gradient): the GEMM
 // sizes, the addresses of a(m, k) and b(column, k) (nullptr: a zero of the padding)
 // with b's per-column setup (`Column`), and store(m, n).
+// (bias: float per output channel or nullptr, added in the epilogue before the rounding
+// to E: a convolution with bias is one pass and, for 16-bit E, one rounding)
 template <class E>
 struct TcForward {
     const E* x;
     const E* w;
+    const float* bias;
     E* y;
     ConvGeometry g;
     int grp = 0;
@@ -64,7 +67,8 @@ struct TcForward {
     }
     __device__ void store(int m, long long p, float v) const {
         const int L = g.HO * g.WO;
-        y[((p / L) * g.O + (long long)grp * rows() + m) * L + p % L] = from_compute<E>(v);
+        const long long o = (long long)grp * rows() + m;
+        y[((p / L) * g.O + o) * L + p % L] = from_compute<E>(bias != nullptr ? v + bias[o] : v);
     }
 };
 

@@ -70,18 +70,22 @@ int channel_partials(int N, int C, long long S) { return plan_channel_tiles(N, C
 
 template <class T>
 void bias_add(uptr x, uptr b, uptr y, int N, int C, long long S, uptr stream) {
-    launch_channel_map<T, Map::kAdd>(cp<T>(x), nullptr, cp<T>(b), mp<T>(y), N, C, S, stream);
+    launch_channel_map<T, Map::kAdd>(cp<T>(x), nullptr, cp<compute_t<T>>(b), mp<T>(y), N, C, S, stream);
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(bias_add);
+MINIDL_HALF_LAUNCHERS(bias_add, (uptr x, uptr b, uptr y, int N, int C, long long S, uptr stream),
+                      (x, b, y, N, C, S, stream));
 
 template <class T>
 void bias_add_backward(uptr gy, uptr db, uptr work, int N, int C, long long S, uptr stream) {
     if (C == 0) return;
     if ((long long)N * S == 0)
         throw std::runtime_error("bias_add_backward: an empty batch has no reduction (the caller zero-fills)");
-    launch_channel_sum<T>(cp<T>(gy), plan_channel_tiles(N, C, S), mp<T>(work), mp<T>(db), stream);
+    launch_channel_sum<T>(cp<T>(gy), plan_channel_tiles(N, C, S), mp<compute_t<T>>(work), mp<T>(db), stream);
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(bias_add_backward);
+MINIDL_HALF_LAUNCHERS(bias_add_backward, (uptr gy, uptr db, uptr work, int N, int C, long long S, uptr stream),
+                      (gy, db, work, N, C, S, stream));
 
 template <class T>
 void dropout_apply(uptr x, uptr u, uptr y, uptr mask, long long n, double p, uptr stream) {

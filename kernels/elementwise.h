@@ -17,8 +17,9 @@ template <class T> void sigmoid_backward(uptr y, uptr gy, uptr gx, long long n, 
 template <class T> void silu(uptr x, uptr y, long long n, uptr stream);
 template <class T> void silu_backward(uptr x, uptr gy, uptr gx, long long n, uptr stream);
 template <class T> void add_relu(uptr a, uptr b, uptr y, long long n, uptr stream);
+// b is compute_t<T> (float32 beside the 16-bit launchers)
 template <class T> void bias_add(uptr x, uptr b, uptr y, int N, int C, long long S, uptr stream);
-// work: channel_partials(N, C, S) * C elements of T
+// work: channel_partials(N, C, S) * C elements of compute_t<T> (at least C for 16-bit T)
 template <class T> void bias_add_backward(uptr gy, uptr db, uptr work, int N, int C, long long S, uptr stream);
 // P, the partial rows of a per-channel reduction over (N, C, S) (channel.cuh), which
 // sizes the work vectors of bias_add_backward and of the batch-norm family
@@ -34,6 +35,8 @@ MINIDL_DECLARE_HALF(sigmoid_backward, uptr y, uptr gy, uptr gx, long long n, upt
 MINIDL_DECLARE_HALF(silu, uptr x, uptr y, long long n, uptr stream);
 MINIDL_DECLARE_HALF(silu_backward, uptr x, uptr gy, uptr gx, long long n, uptr stream);
 MINIDL_DECLARE_HALF(add_relu, uptr a, uptr b, uptr y, long long n, uptr stream);
+MINIDL_DECLARE_HALF(bias_add, uptr x, uptr b, uptr y, int N, int C, long long S, uptr stream);
+MINIDL_DECLARE_HALF(bias_add_backward, uptr gy, uptr db, uptr work, int N, int C, long long S, uptr stream);
 template <class T> void dropout_apply(uptr x, uptr u, uptr y, uptr mask, long long n, double p, uptr stream);
 template <class T> void dropout_backward(uptr gy, uptr mask, uptr gx, long long n, uptr stream);
 

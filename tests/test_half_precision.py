@@ -86,6 +86,8 @@ OPS = {
     "linear": ([(4, 6), (3, 6), (3,)], F.linear, lambda x, w, b: x @ w.T + b, (-1, 1)),
     "conv2d": ([(2, 3, 6, 6), (4, 3, 3, 3)], lambda x, w: F.conv2d(x, w, padding=1),
                lambda x, w: _conv(x, w, 1), (-1, 1)),
+    "conv2d_bias": ([(2, 3, 6, 6), (4, 3, 3, 3), (4,)], lambda x, w, b: F.conv2d(x, w, b, padding=1),
+                    lambda x, w, b: _conv(x, w, 1) + b[:, None, None], (-1, 1)),
     "max_pool2d": ([(2, 3, 6, 6)], lambda x: F.max_pool2d(x, 2), lambda x: _pool(x, 2, np.max), (-2, 2)),
     "avg_pool2d": ([(2, 3, 6, 6)], lambda x: F.avg_pool2d(x, 2), lambda x: _pool(x, 2, np.mean), (-2, 2)),
     "adaptive_avg_pool2d": ([(2, 3, 7, 5)], lambda x: F.adaptive_avg_pool2d(x, (3, 2)),
@@ -215,7 +217,7 @@ def test_widened_ops_keep_data_movement_in_the_half_dtype():
     assert x.reshape(3, 2).numpy().tobytes() == x.numpy().reshape(3, 2).tobytes()
 
 
-NATIVE_OPS = ["relu", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "global_avg_pool2d",
+NATIVE_OPS = ["relu", "conv2d", "conv2d_bias", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "global_avg_pool2d",
               "local_response_norm", "batch_norm", "cross_entropy"]
 
 
@@ -225,8 +227,8 @@ def test_kernel_backends_launch_16_bit_kernels_without_widening(name, dtype):
     """On the kernel backends these ops' forward and backward launch their 16-bit kernels
     on the 16-bit arrays (no float32 copies; Backend.half_native), with the results the
     widening path gives (test_op_forward_matches_float64_reference, test_op_gradients).
-    (Convolutions: tests/kernels/test_conv_kernels.py; cross-entropy's backward is the
-    float32 one, reading the float32 log-probabilities of its 16-bit forward.)"""
+    (Cross-entropy's backward is the float32 one, reading the float32 log-probabilities
+    of its 16-bit forward.)"""
     be = minidl.backend.get_backend("emu")
     _, op, _, _ = OPS[name]
     ts = [minidl.tensor(a, dtype=dtype, device="emu", requires_grad=True) for a in _inputs(name, dtype)]

@@ -456,9 +456,11 @@ class Backend(ABC):
 
     # ---------------------------------------------------------- conv
     @abstractmethod
-    def conv2d_forward(self, x, w, geometry):
+    def conv2d_forward(self, x, w, geometry, bias=None):
         """x (N, C, H, W), w (O, C/G, KH, KW), one float dtype -> y (N, O, HO, WO) of
-        ``geometry`` (a ConvGeometry); no bias (autograd adds it with bias_add)."""
+        ``geometry`` (a ConvGeometry), plus ``bias`` (O,) per output channel when given
+        (in the result's arithmetic: the kernel backends' tensor-core kernels add it in
+        their epilogue, before a 16-bit result is rounded)."""
 
     @abstractmethod
     def conv2d_backward(self, x, w, gy, geometry, need_dx=True, need_dw=True):

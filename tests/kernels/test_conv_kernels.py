@@ -164,6 +164,36 @@ def test_16_bit_convolutions_stay_on_tensor_cores_under_auto(be, cpu, half):
                             for op, dt in launched), launched
 
 
+@pytest.mark.parametrize("dtype", ["tf32", "float16", "bfloat16"])
+def test_tensor_core_forward_adds_the_bias_in_its_epilogue(be, cpu, dtype):
+    """conv2d_forward(..., bias) on the tensor-core kernels: the bias is added to the
+    float accumulator before the store, so a 16-bit result is rounded once (within one
+    rounding of the float64 conv + bias) and no separate bias pass is launched."""
+    import minidl
+    from minidl import dtypes
+    xs, ws, stride, padding, dilation, groups = CONV_CASES["groups2"]
+    g = ConvGeometry.create(xs, ws, stride, padding, dilation, groups)
+    data = np.float32 if dtype == "tf32" else dtypes.dtype(dtype)
+    x, w = _rand(xs, 41).astype(data), _rand(ws, 42).astype(data)
+    b = (_rand((ws[0],), 43) * 4).astype(data)
+    launched, launch = [], be.launch
+    old = (minidl.cuda.allow_tf32.conv, getattr(be, "conv_algo", None))
+    minidl.cuda.allow_tf32.conv, be.conv_algo = True, "igemm"
+    be.launch = lambda op, dt, *args: (launched.append(op), launch(op, dt, *args))[1]
+    try:
+        y = be.to_numpy(be.conv2d_forward(be.asarray(x), be.asarray(w), g, be.asarray(b))).astype(np.float64)
+    finally:
+        minidl.cuda.allow_tf32.conv, be.conv_algo = old
+        del be.launch
+    assert launched == ["conv2d_tc_forward"], launched
+    f64 = lambda a: a.astype(np.float64)  # noqa: E731
+    xr, wr = (f64(_tf32(x)), f64(_tf32(w))) if dtype == "tf32" else (f64(x), f64(w))
+    want = cpu.conv2d_forward(xr, wr, g) + f64(b).reshape(-1, 1, 1)
+    eps = {"tf32": 1e-6, "float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}[dtype]
+    bad = np.abs(y - want) > eps * np.abs(want) + 1e-5 * np.abs(want).max()
+    assert not bad.any(), float(np.abs(y - want).max())
+
+
 DEPTHWISE_CASES = [n for n in CONV_CASES if n.startswith("depthwise")]
 
 

@@ -284,8 +284,15 @@ class _Im2col:
 
 
 # ------------------------------------------------------------------ contract
-def conv2d_forward(x, w, geometry):
-    """-> y (N, O, HO, WO), no bias."""
+def conv2d_forward(x, w, geometry, bias=None):
+    """-> y (N, O, HO, WO), plus bias (O,) when given."""
+    y = _conv2d_forward(x, w, geometry)
+    if bias is not None:
+        y += np.asarray(bias, dtype=y.dtype).reshape(-1, 1, 1)
+    return y
+
+
+def _conv2d_forward(x, w, geometry):
     x = np.ascontiguousarray(x)
     w = np.ascontiguousarray(w)
     check_conv_arrays("conv2d_forward", geometry, x, w)

@@ -47,6 +47,7 @@ _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64", float16: "f
 # y = 1 that costs the gradient its precision).  cross-entropy's 16-bit forward returns
 # float32 log-probabilities, which its float32 backward reads.
 HALF_NATIVE = frozenset({"relu", "relu_backward", "relu6", "relu6_backward", "silu", "silu_backward", "add_relu",
+                         "bias_add", "bias_add_backward",
                          "conv2d_forward", "conv2d_backward", "max_pool2d_forward", "max_pool2d_backward",
                          "avg_pool2d_forward", "avg_pool2d_backward", "adaptive_avg_pool2d_forward",
                          "adaptive_avg_pool2d_backward", "lrn_forward", "lrn_backward",

@@ -90,24 +90,33 @@ def _widened(be, arrays):
     return [be.astype(a, np.float32) for a in arrays]
 
 
-def conv2d_forward(be, x, w, g):
+def conv2d_forward(be, x, w, g, bias=None):
+    """The tensor-core kernels add ``bias`` in their epilogue; the other paths with
+    bias_add (16-bit inputs there are computed in float32, bias included, and rounded
+    once)."""
     xp = be.xp
     tc16 = _half_on_tensor_cores(be, x.dtype, g)
     if tc16 is False:
-        return be.astype(conv2d_forward(be, *_widened(be, (x, w)), g), x.dtype)
+        wide = _widened(be, (x, w) if bias is None else (x, w, bias))
+        return be.astype(conv2d_forward(be, *wide[:2], g, *wide[2:]), x.dtype)
     x, w = contiguous(be, x, w)
     check_conv_arrays("conv2d_forward", g, x, w)
     dtype = x.dtype
     xo, wo = Operand("x", x, g.x_shape, dtype), Operand("w", w, g.w_shape, dtype)
     if _is_pointwise(g):
         y = xp.matmul(w.reshape(g.G, g.O // g.G, g.C // g.G), x.reshape(g.N, g.G, g.C // g.G, g.H * g.W))
-        return y.reshape(g.y_shape)
+        y = y.reshape(g.y_shape)
+        return y if bias is None else be.bias_add(y, bias)
     y = xp.empty(g.y_shape, dtype=dtype)
     yo = Operand("y", y, g.y_shape, dtype)
     if _is_depthwise(g):
         be.launch("depthwise_conv2d_forward", dtype, xo, wo, yo, g)
-    elif tc16 or _algo(be, False, g) == "igemm":
-        be.launch("conv2d_tc_forward" if tc16 or _tf32(dtype) else "conv2d_igemm_forward", dtype, xo, wo, yo, g)
+    elif tc16 or (_algo(be, False, g) == "igemm" and _tf32(dtype)):
+        fused = 0 if bias is None else Operand("bias", be.c(be.astype(bias, np.float32)), (g.O,), np.float32)
+        be.launch("conv2d_tc_forward", dtype, xo, wo, fused, yo, g)
+        return y
+    elif _algo(be, False, g) == "igemm":
+        be.launch("conv2d_igemm_forward", dtype, xo, wo, yo, g)
     else:
         kk = (g.C // g.G) * g.KH * g.KW
         wg = w.reshape(g.G, g.O // g.G, kk)
@@ -119,7 +128,7 @@ def conv2d_forward(be, x, w, g):
             be.launch("conv2d_im2col", dtype, xo, colo, g, n0, nc)
             cols = col[:nc].reshape(nc, g.G, kk, g.HO * g.WO)
             y[n0:n0 + nc] = xp.matmul(wg, cols).reshape(nc, g.O, g.HO, g.WO)
-    return y
+    return y if bias is None else be.bias_add(y, bias)
 
 
 def conv2d_backward(be, x, w, gy, g, need_dx=True, need_dw=True):

@@ -4,6 +4,9 @@ minidl/backend/base.py).  Inputs are made C-contiguous and cast to the first inp
 dtype; outputs are fresh arrays."""
 from __future__ import annotations
 
+import numpy as np
+
+from ...dtypes import is_half
 from ..base import Backend
 from .operand import Operand, contiguous as _c, ncs as _ncs
 
@@ -57,10 +60,12 @@ def silu_backward(be, x, gy):
 
 
 def bias_add(be, x, b):
-    x, b = _c(be, x, b)
+    (x,) = _c(be, x)
     n, c, s = _ncs(x, "bias_add")
     y = be.empty(x.shape, x.dtype)
-    be.launch("bias_add", x.dtype, Operand("x", x, x.shape, x.dtype), Operand("b", b, (c,), x.dtype),
+    vec = _vector_dtype(x.dtype)  # (kernels/elementwise.h)
+    b = be.c(be.astype(b, vec))
+    be.launch("bias_add", x.dtype, Operand("x", x, x.shape, x.dtype), Operand("b", b, (c,), vec),
               Operand("y", y, x.shape, x.dtype), n, c, s)
     return y
 
@@ -72,10 +77,15 @@ def bias_add_backward(be, gy):
         return be.zeros((c,), gy.dtype)
     db = be.empty((c,), gy.dtype)
     size = int(be.kernels.channel_partials(n, c, s)) * c
+    vec = _vector_dtype(gy.dtype)
     be.launch("bias_add_backward", gy.dtype, Operand("gy", gy, gy.shape, gy.dtype),
-              Operand("db", db, (c,), gy.dtype), Operand("work", be.empty((size,), gy.dtype), (size,), gy.dtype),
-              n, c, s)
+              Operand("db", db, (c,), gy.dtype), Operand("work", be.empty((size,), vec), (size,), vec), n, c, s)
     return db
+
+
+def _vector_dtype(dtype):
+    """The bias and work vectors beside ``dtype`` data: float32 for 16-bit data."""
+    return np.dtype(np.float32) if is_half(dtype) else np.dtype(dtype)
 
 
 def add_relu(be, a, b):
