@@ -139,6 +139,8 @@ PYBIND11_MODULE(MINIDL_MODULE_NAME, m) {
     MINIDL_DEF_H(m, sgd_update);
     MINIDL_DEF_H(m, adam_update);
     MINIDL_DEF_H(m, rmsprop_update);
+    MINIDL_DEF_F(m, amp_unscale);
+    MINIDL_DEF_H(m, amp_unscale);
     // softmax.h
     MINIDL_DEF_F(m, softmax_forward);
     MINIDL_DEF_F(m, softmax_backward);

@@ -110,6 +110,18 @@ void rmsprop_update(const Addresses& params, const Addresses& grads, const Addre
                             });
 }
 MINIDL_INSTANTIATE_FLOAT_DOUBLE(rmsprop_update);
+
+template <class T>
+void amp_unscale(const Addresses& grads, const Sizes& sizes, uptr inv_scale, uptr found_inf, uptr stream) {
+    for_each_tensor_list<1>("amp_unscale", {&grads}, sizes, [&](const TensorList<1>& tl, int blocks) {
+        MINIDL_LAUNCH(amp_unscale_kernel<T>, dim3(blocks), dim3(kOptimThreads), 0, stream, tl, cp<float>(inv_scale),
+                      mp<float>(found_inf));
+    });
+}
+MINIDL_INSTANTIATE_FLOAT_DOUBLE(amp_unscale);
+MINIDL_HALF_LAUNCHERS(amp_unscale, (const Addresses& grads, const Sizes& sizes, uptr inv_scale, uptr found_inf,
+                                    uptr stream),
+                      (grads, sizes, inv_scale, found_inf, stream))
 MINIDL_HALF_LAUNCHERS(rmsprop_update,
                       (const Addresses& params, const Addresses& grads, const Addresses& square_avgs,
                        const Addresses& grad_avgs, const Addresses& bufs, const Sizes& sizes, double lr, double alpha,

@@ -153,4 +153,24 @@ __global__ void __launch_bounds__(kOptimThreads)
     }
 }
 
+// GradScaler.unscale_ (AMP): every gradient times inv_scale IN PLACE, and found_inf set
+// to 1 where any result is inf or NaN (several blocks may write 1 at once: the same
+// value, so no atomics; it is never cleared here).  One launch per list, as the updates.
+template <class T>
+__global__ void __launch_bounds__(kOptimThreads)
+    amp_unscale_kernel(TensorList<1> tl, const float* __restrict__ inv_scale, float* __restrict__ found_inf) {
+    using V = compute_t<T>;
+    long long begin, end;
+    const int k = chunk_of(tl, begin, end);
+    T* __restrict__ grad = static_cast<T*>(tl.ptr[0][k]);
+    const V inv = V(*inv_scale);
+    bool bad = false;
+    for (long long i = begin + threadIdx.x; i < end; i += blockDim.x) {
+        const V g = to_compute(grad[i]) * inv;
+        bad |= !isfinite(g);
+        grad[i] = from_compute<T>(g);
+    }
+    if (bad) *found_inf = 1.0f;
+}
+
 }  // namespace minidl

@@ -32,7 +32,14 @@ void rmsprop_update(const Addresses& params, const Addresses& grads, const Addre
                     const Addresses& grad_avgs, const Addresses& bufs, const Sizes& sizes, double lr, double alpha,
                     double eps, double momentum, double weight_decay, int eps_inside_sqrt, uptr skip, uptr stream);
 
+// grads *= *inv_scale IN PLACE; *found_inf = 1 where a result is not finite (else left);
+// inv_scale and found_inf are device float32 scalars.
+template <class T>
+void amp_unscale(const Addresses& grads, const Sizes& sizes, uptr inv_scale, uptr found_inf, uptr stream);
+
 // 16-bit launchers (MINIDL_DECLARE_HALF, launcher.h)
+MINIDL_DECLARE_HALF(amp_unscale, const Addresses& grads, const Sizes& sizes, uptr inv_scale, uptr found_inf,
+                    uptr stream);
 MINIDL_DECLARE_HALF(sgd_update, const Addresses& params, const Addresses& grads, const Addresses& bufs,
                     const Sizes& sizes, double lr, double momentum, double dampening, double weight_decay,
                     int nesterov, int first_step, uptr skip, uptr stream);

@@ -84,16 +84,14 @@ class GradScaler:
         if self._backend is None:
             raise RuntimeError("GradScaler.unscale_: no scaled loss yet; call scale(loss).backward() first")
         be = self._backend
-        inv = be.div(1.0, self._scale)
-        found = self._found_inf
-        with no_grad():
-            for p in self._params_with_grads(optimizer):
-                g = be.mul(p.grad.data, be.astype(inv, p.grad.dtype))
-                p.grad.data = g
-                # 1 where any value is inf/NaN, reduced on the device (Backend.all would read it)
-                bad = be.max(be.where(be.isfinite(g), 0.0, 1.0))
-                found = be.maximum(found, be.astype(bad, float32))
-        self._found_inf = found
+        grads = []
+        for p in self._params_with_grads(optimizer):  # owned, writable arrays for the in-place pass
+            if not p.grad.data.flags.writeable:
+                p.grad.data = be.copy(p.grad.data)
+            grads.append(p.grad.data)
+        # grads *= 1/scale and found_inf = 1 where any is inf/NaN, on the device (a few
+        # multi-tensor launches on the kernel backends)
+        be.amp_unscale(grads, be.div(1.0, self._scale), self._found_inf)
         self._unscaled.add(id(optimizer))
 
     def step(self, optimizer, *args, **kwargs):

@@ -36,7 +36,7 @@ CONTRACT = {
     "elementwise": ("relu", "relu_backward", "relu6", "relu6_backward", "sigmoid", "sigmoid_backward",
                     "silu", "silu_backward", "add_relu", "bias_add", "bias_add_backward", "dropout_apply",
                     "dropout_backward"),
-    "optim": ("sgd_update", "adam_update", "rmsprop_update"),
+    "optim": ("sgd_update", "adam_update", "rmsprop_update", "amp_unscale"),
     "conv": ("conv2d_forward", "conv2d_backward"),
     "pool": ("max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
              "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward"),
@@ -453,6 +453,17 @@ class Backend(ABC):
                     step = bufs[k]
                 p -= step
         self._unless(skip, [*params, *square_avgs, *(grad_avgs or []), *(bufs or [])], update)
+
+    def amp_unscale(self, grads, inv_scale, found_inf):
+        """GradScaler.unscale_: each array of the list ``grads`` times ``inv_scale`` IN
+        PLACE, and the 0-d float32 array ``found_inf`` set to 1 IN PLACE where any result
+        is inf or NaN (left as it is otherwise); nothing is read on the host."""
+        for g in grads:
+            if g.size == 0:
+                continue
+            g *= self.astype(inv_scale, g.dtype)
+            bad = self.max(self.where(self.isfinite(g), 0.0, 1.0))
+            found_inf[...] = self.maximum(found_inf, self.astype(bad, found_inf.dtype))
 
     # ---------------------------------------------------------- conv
     @abstractmethod

@@ -234,3 +234,26 @@ def test_16_bit_updates_round_the_float_result_once(device, half):
         pw, mw, vw, xw = _adam_ref(q[k], grads["adam"][k], m[k], v[k], vmax[k], 3, 1e-2, 0.9, 0.999, 1e-8, 1e-2, True)
         for w, g in ((pw, got["adam"][k]), (mw, got["adam"][3 + k]), (xw, got["adam"][9 + k])):
             assert np.all(np.abs(g - w) <= eps * np.abs(w) + 1e-6), ("adam", float(np.abs(g - w).max()))
+
+
+@pytest.mark.parametrize("device", ["cpu"] + DEVICES)
+@pytest.mark.parametrize("inject", [None, "inf", "nan"])
+def test_amp_unscale(device, inject):
+    """Backend.amp_unscale (GradScaler.unscale_): every gradient times inv_scale in place
+    (45 float32 tensors in lists, a float16 one, a non-contiguous one on the generic path),
+    found_inf set to 1 exactly when a result is inf/NaN, and never cleared."""
+    be = get_backend(device)
+    arrays = _tensors(np.float32, 7) + [rng(8).standard_normal(300).astype(np.float16),
+                                        rng(9).standard_normal((6, 5)).astype(np.float32)]
+    if inject is not None:
+        arrays[20][3] = np.inf if inject == "inf" else np.nan
+    want = [(a.astype(np.float32) * 0.25).astype(a.dtype) for a in arrays[:-1] + [arrays[-1].T]]
+    dev = [to_dev(be, a.copy()) for a in arrays[:-1]] + [be.asarray(arrays[-1].copy()).T]
+    found = be.zeros((), np.float32)
+    inv = be.max(be.full((2,), 0.25, np.float32))  # a reduction's result, as GradScaler's 1/scale
+    be.amp_unscale(dev, inv, found)
+    assert float(be.to_numpy(found)) == (0.0 if inject is None else 1.0)
+    for got, w in zip(dev, want):
+        np.testing.assert_array_equal(host(be, got), w)
+    be.amp_unscale(dev[:2], inv, found)  # a clean list leaves the flag as it was
+    assert float(be.to_numpy(found)) == (0.0 if inject is None else 1.0)

@@ -200,6 +200,7 @@ class KernelBackend(Backend):
     sgd_update = optim.sgd_update
     adam_update = optim.adam_update
     rmsprop_update = optim.rmsprop_update
+    amp_unscale = optim.amp_unscale
     # ---------------------------------------------------------- conv
     conv2d_forward = conv.conv2d_forward
     conv2d_backward = conv.conv2d_backward

@@ -33,14 +33,32 @@ def _lists(be, op, params, grads, states):
     return by_dtype, generic
 
 
+def _scalar_operand(be, name, a):
+    """A 0-d float32 device array (GradScaler's flag or inverse scale) as an Operand."""
+    if not isinstance(a, be.xp.ndarray):  # emu: NumPy's reductions return scalars, CuPy's arrays
+        a = be.xp.asarray(a)
+    return Operand(name, a, (), np.dtype(np.float32))
+
+
 def _skip_operand(be, skip):
-    """GradScaler's flag (a 0-d float32 array) as the launchers' ``skip`` address (0:
-    apply the step)."""
-    if skip is None:
-        return 0
-    if not isinstance(skip, be.xp.ndarray):  # emu: NumPy's reductions return scalars, CuPy's arrays
-        skip = be.xp.asarray(skip)
-    return Operand("skip", skip, (), np.dtype(np.float32))
+    """GradScaler's flag as the launchers' ``skip`` address (0: apply the step)."""
+    return 0 if skip is None else _scalar_operand(be, "skip", skip)
+
+
+def amp_unscale(be, grads, inv_scale, found_inf):
+    """Backend.amp_unscale: one multi-tensor launch per dtype list; a non-contiguous
+    gradient takes the generic form.  ``found_inf`` must be a device array (updated in
+    place)."""
+    by_dtype, generic = {}, []
+    for k, g in enumerate(grads):
+        (by_dtype.setdefault(g.dtype, []) if g.flags.c_contiguous else generic).append(k)
+    flag = Operand("found_inf", found_inf, (), np.dtype(np.float32))
+    inv = _scalar_operand(be, "inv_scale", be.astype(inv_scale, np.float32))
+    for dtype, indices in by_dtype.items():
+        be.launch("amp_unscale", dtype, [Operand("grad", grads[k], grads[k].shape, dtype) for k in indices],
+                  [int(grads[k].size) for k in indices], inv, flag)
+    if generic:
+        Backend.amp_unscale(be, [grads[k] for k in generic], inv_scale, found_inf)
 
 
 def _launch(be, op, params, grads, states, scalars, skip):
