@@ -356,22 +356,27 @@ def _lsm(ctx):
 
 
 # ================================================================ batch norm
-def _bn_entry(shape_full, relu=False):
+def _bn_entry(shape_full, relu=False, half=None):
+    """``half``: bfloat16/float16 activations with float32 parameters and statistics
+    (autocast's batch norm; PyTorch's side takes the same mix)."""
     def make(ctx):
         shape = ctx.pick((2, 3, 5, 5), shape_full)
         c = shape[1]
-        x, gy = ctx.randn(*shape, scale=2), ctx.randn(*shape)
+        data = np.float32 if half is None else minidl.dtypes.dtype(half)
+        x, gy = ctx.randn(*shape, scale=2, dtype=data), ctx.randn(*shape, dtype=data)
         gamma, beta = ctx.uniform(0.5, 1.5, c), ctx.randn(c)
         running_mean, running_var = ctx.be.zeros((c,), np.float32), ctx.be.ones((c,), np.float32)
         be, n = ctx.be, int(np.prod(shape))
+        rtol = 1e-4 if half is None else 2.0 ** -7
 
         def check():
             y, m, v = be.batch_norm_train_forward(x, gamma, beta, 1e-5, relu)
             xh = ctx.host(x).astype(np.float64)
             ctx.close(m, xh.mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
             ctx.close(v, xh.var((0, 2, 3)), rtol=1e-4, atol=1e-5)
-            ref = ctx.cpu.batch_norm_train_forward(ctx.host(x), ctx.host(gamma), ctx.host(beta), 1e-5, relu)[0]
-            ctx.close(y, ref, rtol=1e-4, atol=1e-4)
+            ref = ctx.cpu.batch_norm_train_forward(xh.astype(np.float32), ctx.host(gamma), ctx.host(beta), 1e-5,
+                                                   relu)[0]
+            ctx.close(be.astype(y, np.float32), ref, rtol=rtol, atol=rtol)
 
         def run():
             y, m, v = be.batch_norm_train_forward(x, gamma, beta, 1e-5, relu, running_mean, running_var, 0.1)
@@ -392,7 +397,7 @@ def _bn_entry(shape_full, relu=False):
                 ctx.torch.autograd.grad(y, (tx, tgm, tbt), tg)
         # forward: the statistics read x, the map reads x and writes y; backward: the
         # reduction reads x and gy, the dx map reads them again and writes dx
-        return Case(run, bytes=(3 + 5) * n * 4, torch_run=tr, check=check,
+        return Case(run, bytes=(3 + 5) * n * np.dtype(data).itemsize, torch_run=tr, check=check,
                     notes="fwd+bwd incl. running stats; bytes count the passes over the data our kernels make")
     return make
 
@@ -401,6 +406,8 @@ entry("batchnorm", "BN-train fwd+bwd", f"({B},64,112,112)")(_bn_entry((B, 64, 11
 entry("batchnorm", "BN-train fwd+bwd", f"({B50},256,56,56)")(_bn_entry((B50, 256, 56, 56)))
 entry("batchnorm", "BN-train fwd+bwd", f"({B50},2048,7,7)")(_bn_entry((B50, 2048, 7, 7)))
 entry("batchnorm", "BN+ReLU fwd+bwd (fused)", f"({B50},256,56,56)")(_bn_entry((B50, 256, 56, 56), relu=True))
+entry("batchnorm", "BN+ReLU fwd+bwd bf16 (float32 params)", f"({B50},256,56,56)")(
+    _bn_entry((B50, 256, 56, 56), relu=True, half="bfloat16"))
 
 
 # ================================================================ conv helper: entries
