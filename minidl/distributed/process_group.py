@@ -175,6 +175,10 @@ def install_abort_on_error(group):
               f"{kind.__name__}: {value}; aborting all ranks", file=sys.stderr, flush=True)
         previous(kind, value, tb)
         sys.stderr.flush()
+        # MPI_Abort makes the launcher kill every rank at once, and its output forwarding
+        # can drop what is still in the pipes (a CI run lost every line of a job that way):
+        # give it a moment to carry the message first
+        time.sleep(0.5)
         group.abort(1)
 
     sys.excepthook = hook
