@@ -196,3 +196,16 @@ def test_defaults_are_pytorchs_and_bad_arguments_are_named():
         GradScaler(backoff_factor=1.5)
     with pytest.raises(ValueError, match="growth_interval"):
         GradScaler(growth_interval=0)
+
+
+def test_unscale_takes_read_only_and_strided_gradients():
+    """unscale_ scales gradients in place: a read-only or non-contiguous .grad (set by
+    hand) is replaced by an owned copy first (Backend.owned), never written through."""
+    w = minidl.nn.Parameter(minidl.ones(3, 2))
+    source = np.full((2, 3), 8.0, np.float32)
+    source.flags.writeable = False
+    w.grad = minidl.tensor(source).T  # read-only and strided
+    scaler = GradScaler(init_scale=4.0)
+    scaler.scale(minidl.ones(1))
+    scaler.unscale_(minidl.optim.SGD([w], lr=0.1))
+    assert w.grad.numpy().tolist() == [[2.0, 2.0]] * 3 and source[0, 0] == 8.0

@@ -86,8 +86,7 @@ class GradScaler:
         be = self._backend
         grads = []
         for p in self._params_with_grads(optimizer):  # owned, writable arrays for the in-place pass
-            if not p.grad.data.flags.writeable:
-                p.grad.data = be.copy(p.grad.data)
+            p.grad.data = be.owned(p.grad.data)
             grads.append(p.grad.data)
         # grads *= 1/scale and found_inf = 1 where any is inf/NaN, on the device (a few
         # multi-tensor launches on the kernel backends)

@@ -24,7 +24,7 @@ from .checks import check_array
 
 CONTRACT = {
     "creation": ("asarray", "upload", "from_dlpack", "to_numpy", "zeros", "ones", "full", "empty", "zeros_like", "ones_like",
-                 "arange", "copy", "astype"),
+                 "arange", "copy", "owned", "astype"),
     "random": ("rng", "standard_normal", "uniform"),
     "math": ("add", "sub", "mul", "div", "pow", "neg", "exp", "log", "sqrt", "tanh", "abs", "sign",
              "maximum", "minimum", "clip", "where", "equal", "not_equal", "greater", "greater_equal",
@@ -96,6 +96,12 @@ class Backend(ABC):
 
     def copy(self, a):
         return a.copy()
+
+    def owned(self, a):
+        """``a``, or a contiguous writable copy of it where an in-place update cannot use
+        it (a read-only or non-contiguous array; CuPy's flags have no ``writeable``)."""
+        flags = a.flags
+        return a if flags.c_contiguous and getattr(flags, "writeable", True) else self.copy(a)
 
     def astype(self, a, dtype):
         return a.astype(dtype, copy=False)

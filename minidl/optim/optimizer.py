@@ -122,7 +122,7 @@ class Optimizer:
                     if p.grad.shape != p.shape:
                         raise ValueError(f"{self._name}.step: gradient shape {p.grad.shape} does not "
                                          f"match parameter shape {p.shape}")
-                    p.data = _owned(p.backend, p.data)
+                    p.data = p.backend.owned(p.data)
                     by_backend.setdefault(p.backend, []).append(p)
                 for be, params in by_backend.items():
                     states = [self.state.setdefault(id(p), {}) for p in params]
@@ -144,7 +144,7 @@ class Optimizer:
         for p, state in zip(params, states):
             if state.get(key) is None:
                 state[key] = make(p)
-            state[key] = _owned(be, state[key])
+            state[key] = be.owned(state[key])
             out.append(state[key])
         return out
 
@@ -216,12 +216,6 @@ class Optimizer:
                     lines.append(f"    {k}: {g[k]}")
         lines.append(")")
         return "\n".join(lines)
-
-
-def _owned(be, a):
-    """``a``, or a contiguous writable copy of it when an in-place update cannot use it."""
-    flags = a.flags
-    return a if flags.c_contiguous and getattr(flags, "writeable", True) else be.copy(a)
 
 
 def _is_array(v):
