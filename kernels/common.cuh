@@ -17,6 +17,9 @@
 //   minidl::warp_sum / warp_max / block_sum / block_max
 //       shuffle reductions (block versions need blockDim.x a multiple of 32 and a
 //       __shared__ scratch of 32 elements; every thread gets the result).
+//   MINIDL_GRID_STRIDE(i, n)
+//       `for` over i in [0, n) (long long) with the 1-D grid's stride: the loop of the
+//       one-thread-per-element kernels.
 //   MINIDL_INSTANTIATE_FLOAT_DOUBLE(launcher)
 //       the float and double instantiations of a launcher declared in its family's
 //       host header (kernels/<family>.h), which bindings.cpp binds as <launcher>_f32/_f64.
@@ -43,6 +46,10 @@
 
 #include "launcher.h"
 #include "half.cuh"
+
+#define MINIDL_GRID_STRIDE(i, n)                                                                   \
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                 \
+         i += (long long)gridDim.x * blockDim.x)
 
 // The signature comes from the declaration in the family's host header.
 #define MINIDL_INSTANTIATE_FLOAT_DOUBLE(launcher)         \

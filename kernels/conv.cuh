@@ -36,8 +36,7 @@ __global__ void conv2d_im2col_kernel(const T* __restrict__ x, T* __restrict__ co
     const int KK = g.KH * g.KW;
     const long long L = (long long)g.HO * g.WO;
     const long long total = (long long)n_count * g.C * KK * L;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    MINIDL_GRID_STRIDE(i, total) {
         const long long l = i % L;
         long long r = i / L;
         const int kk = (int)(r % KK);
@@ -81,8 +80,7 @@ __global__ void conv2d_col2im_kernel(const T* __restrict__ col, T* __restrict__ 
     const int KK = g.KH * g.KW;
     const long long L = (long long)g.HO * g.WO;
     const long long total = (long long)n_count * g.C * g.H * g.W;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    MINIDL_GRID_STRIDE(i, total) {
         const int wi = (int)(i % g.W);
         long long r = i / g.W;
         const int hi = (int)(r % g.H);

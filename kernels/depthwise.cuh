@@ -47,8 +47,7 @@ __global__ void depthwise_conv2d_forward_kernel(const T* __restrict__ x, const T
                                                 T* __restrict__ y, ConvGeometry g) {
     const int mult = g.O / g.C, KK = g.KH * g.KW;
     const long long total = (long long)g.N * g.O * g.HO * g.WO;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    MINIDL_GRID_STRIDE(i, total) {
         const int wo = (int)(i % g.WO);
         long long r = i / g.WO;
         const int ho = (int)(r % g.HO);
@@ -64,8 +63,7 @@ __global__ void depthwise_conv2d_backward_data_kernel(const T* __restrict__ gy, 
                                                       T* __restrict__ dx, ConvGeometry g) {
     const int mult = g.O / g.C, KK = g.KH * g.KW, L = g.HO * g.WO;
     const long long total = (long long)g.N * g.C * g.H * g.W;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    MINIDL_GRID_STRIDE(i, total) {
         const int wi = (int)(i % g.W);
         long long r = i / g.W;
         const int hi = (int)(r % g.H);

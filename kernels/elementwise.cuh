@@ -19,9 +19,6 @@
 
 namespace minidl {
 
-#define MINIDL_GRID_STRIDE(i, n) \
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (long long)gridDim.x * blockDim.x)
-
 // ------------------------------------------------------------------ the map kernel
 // out[i] = op(a[i]) (unary) or op(a[i], b[i]) (binary) for every elementwise op that
 // writes one output.  Each thread moves V-element vectors (V = 16 bytes / sizeof(T):

@@ -28,8 +28,7 @@ __global__ void lrn_forward_kernel(const T* __restrict__ x, T* __restrict__ y, c
     const long long total = (long long)N * C * HW;
     const int before = size / 2, after = (size - 1) / 2;
     const V coef = alpha / V(size);
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    MINIDL_GRID_STRIDE(i, total) {
         const int c = (int)((i / HW) % C);
         const int c0 = max(c - before, 0), c1 = min(c + after, C - 1);
         const T* xc = x + i - (long long)(c - c0) * HW;
@@ -53,8 +52,7 @@ __global__ void lrn_backward_kernel(const T* __restrict__ x, const T* __restrict
     const long long total = (long long)N * C * HW;
     const int before = size / 2, after = (size - 1) / 2;
     const V coef = V(2) * alpha * beta / V(size);
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    MINIDL_GRID_STRIDE(i, total) {
         const int c = (int)((i / HW) % C);
         const int c0 = max(c - after, 0), c1 = min(c + before, C - 1);
         const long long base = i - (long long)(c - c0) * HW;

@@ -122,8 +122,7 @@ template <typename T>
 __global__ void max_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict__ y,
                                           int* __restrict__ argmax, PoolGeometry g) {
     const long long total = (long long)g.N * g.C * g.OH * g.OW;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    MINIDL_GRID_STRIDE(i, total) {
         const long long r = i / g.OW;
         compute_t<T> best;
         int idx;
@@ -137,8 +136,7 @@ template <typename T>
 __global__ void max_pool2d_backward_kernel(const T* __restrict__ gy, const int* __restrict__ argmax,
                                            T* __restrict__ dx, PoolGeometry g) {
     const long long total = (long long)g.N * g.C * g.H * g.W;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    MINIDL_GRID_STRIDE(i, total) {
         const long long r = i / g.W, off = (r / g.H) * g.OH * g.OW;
         dx[i] = max_gradient(gy + off, argmax + off, 0, g, (int)(r % g.H), (int)(i % g.W));
     }
@@ -148,8 +146,7 @@ template <typename T>
 __global__ void avg_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict__ y, PoolGeometry g,
                                           bool include_pad) {
     const long long total = (long long)g.N * g.C * g.OH * g.OW;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    MINIDL_GRID_STRIDE(i, total) {
         const long long r = i / g.OW;
         y[i] = avg_of_window(x + (r / g.OH) * g.H * g.W, 0, g, (int)(r % g.OH), (int)(i % g.OW), include_pad);
     }
@@ -159,8 +156,7 @@ template <typename T>
 __global__ void avg_pool2d_backward_kernel(const T* __restrict__ gy, T* __restrict__ dx, PoolGeometry g,
                                            bool include_pad) {
     const long long total = (long long)g.N * g.C * g.H * g.W;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    MINIDL_GRID_STRIDE(i, total) {
         const long long r = i / g.W;
         dx[i] = avg_gradient(gy + (r / g.H) * g.OH * g.OW, 0, g, (int)(r % g.H), (int)(i % g.W), include_pad);
     }
@@ -281,8 +277,7 @@ __global__ void __launch_bounds__(kPoolThreads)
 template <typename T>
 __global__ void adaptive_avg_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict__ y, PoolGeometry g) {
     const long long total = (long long)g.N * g.C * g.OH * g.OW;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    MINIDL_GRID_STRIDE(i, total) {
         const int ow = (int)(i % g.OW);
         const long long r = i / g.OW;
         const int oh = (int)(r % g.OH);
@@ -300,8 +295,7 @@ __global__ void adaptive_avg_pool2d_forward_kernel(const T* __restrict__ x, T* _
 template <typename T>
 __global__ void adaptive_avg_pool2d_backward_kernel(const T* __restrict__ gy, T* __restrict__ dx, PoolGeometry g) {
     const long long total = (long long)g.N * g.C * g.H * g.W;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    MINIDL_GRID_STRIDE(i, total) {
         const int w = (int)(i % g.W);
         const long long r = i / g.W;
         const int h = (int)(r % g.H);
