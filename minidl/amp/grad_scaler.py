@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 
-from ..autograd.function import no_grad
 from ..dtypes import float32
 from ..tensor import Tensor
 

@@ -35,17 +35,17 @@ def sgd_update(be, params, grads, bufs, lr, momentum=0.0, dampening=0.0, weight_
                nesterov=False, first_step=False, skip=None):
     """Backend.sgd_update: one Numba pass per tensor; a tensor the pass does not take
     (another dtype, non-contiguous) gets the generic form."""
-    if skip is not None and skip:  # (a host read costs nothing here)
-        return
-    for k, (param, grad) in enumerate(zip(params, grads)):
-        buf = bufs[k] if momentum != 0 else None
-        arrays = [param, grad] + ([buf] if momentum != 0 else [])
-        if param.dtype not in (np.float32, np.float64) or any(
-                a.dtype != param.dtype or a.shape != param.shape or not a.flags.c_contiguous for a in arrays):
-            Backend.sgd_update(be, [param], [grad], [buf], lr, momentum, dampening, weight_decay, nesterov,
-                               first_step)
-            continue
-        flat_buf = buf.reshape(-1) if momentum != 0 else np.empty(1, param.dtype)
-        _sgd.sized(param.size)(param.reshape(-1), grad.reshape(-1), flat_buf, float(lr), float(momentum),
-                               float(dampening), float(weight_decay), bool(nesterov), bool(first_step),
-                               momentum != 0)
+    def update():
+        for k, (param, grad) in enumerate(zip(params, grads)):
+            buf = bufs[k] if momentum != 0 else None
+            arrays = [param, grad] + ([buf] if momentum != 0 else [])
+            if param.dtype not in (np.float32, np.float64) or any(
+                    a.dtype != param.dtype or a.shape != param.shape or not a.flags.c_contiguous for a in arrays):
+                Backend.sgd_update(be, [param], [grad], [buf], lr, momentum, dampening, weight_decay, nesterov,
+                                   first_step)
+                continue
+            flat_buf = buf.reshape(-1) if momentum != 0 else np.empty(1, param.dtype)
+            _sgd.sized(param.size)(param.reshape(-1), grad.reshape(-1), flat_buf, float(lr), float(momentum),
+                                   float(dampening), float(weight_decay), bool(nesterov), bool(first_step),
+                                   momentum != 0)
+    be._unless(skip, list(params) + ([b for b in bufs if b is not None] if momentum != 0 else []), update)
