@@ -44,3 +44,11 @@ def is_floating(dt) -> bool:
 
 def is_half(dt) -> bool:
     return np.dtype(dt) in HALF_DTYPES
+
+
+def compute_dtype(dt):
+    """The dtype 16-bit data is computed and accumulated in (kernels/half.cuh's
+    compute_t): float32 for float16 and bfloat16, else ``dt`` itself.  The kernels'
+    per-channel vectors, partial sums and work arrays beside 16-bit data have it."""
+    dt = np.dtype(dt)
+    return float32 if dt in HALF_DTYPES else dt

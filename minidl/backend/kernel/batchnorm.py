@@ -4,21 +4,13 @@ inference forward, backward (dx, dgamma, dbeta), each optionally fused with a Re
 the in-place running-statistics update, under the contract's names."""
 from __future__ import annotations
 
-import numpy as np
-
-from ...dtypes import is_half
+from ...dtypes import compute_dtype, is_half
 from ..base import Backend
 from .operand import Operand, contiguous, ncs as _ncs
 
 
 def _operands(names, arrays, shape, dtype):
     return [Operand(name, a, shape, dtype) for name, a in zip(names, arrays)]
-
-
-def _stat_dtype(dtype):
-    """The dtype of the per-channel vectors and work beside data of ``dtype``
-    (kernels/batchnorm.h): float32 for float16/bfloat16 data, else the data's."""
-    return np.dtype(np.float32) if is_half(dtype) else np.dtype(dtype)
 
 
 def _vectors(be, dtype, *arrays):
@@ -52,7 +44,7 @@ def batch_norm_train_forward(be, x, gamma, beta, eps, relu=False, running_mean=N
     gamma and beta and returns float32 mean and var (kernels/batchnorm.h)."""
     x = be.c(x)
     n, c, s = _ncs(x, "batch_norm_train_forward")
-    stat = _stat_dtype(x.dtype)
+    stat = compute_dtype(x.dtype)  # (kernels/batchnorm.h)
     gamma, beta = _vectors(be, stat, gamma, beta)
     y = be.empty(x.shape, x.dtype)
     mean = be.empty((c,), stat)
@@ -70,7 +62,7 @@ def batch_norm_train_forward(be, x, gamma, beta, eps, relu=False, running_mean=N
 def batch_norm_eval_forward(be, x, gamma, beta, mean, var, eps, relu=False):
     x = be.c(x)
     n, c, s = _ncs(x, "batch_norm_eval_forward")
-    stat = _stat_dtype(x.dtype)
+    stat = compute_dtype(x.dtype)  # (kernels/batchnorm.h)
     y = be.empty(x.shape, x.dtype)
     be.launch("batch_norm_eval_forward", x.dtype, Operand("x", x, x.shape, x.dtype),
               *_operands(("weight", "bias", "running_mean", "running_var"), _vectors(be, stat, gamma, beta, mean, var),
@@ -83,7 +75,7 @@ def batch_norm_backward(be, x, gy, gamma, beta, mean, var, eps, relu=False):
     """dx in x's dtype; dgamma and dbeta in gamma's."""
     x, gy = contiguous(be, x, gy)
     n, c, s = _ncs(x, "batch_norm_backward")
-    stat = _stat_dtype(x.dtype)
+    stat = compute_dtype(x.dtype)  # (kernels/batchnorm.h)
     dx = be.empty(x.shape, x.dtype)
     dgamma = be.empty((c,), stat)
     dbeta = be.empty((c,), stat)

@@ -27,7 +27,7 @@ import os
 import numpy as np
 
 from ... import cuda
-from ...dtypes import is_half
+from ...dtypes import compute_dtype, is_half
 from ..checks import check_conv_arrays
 from .operand import Operand, contiguous
 
@@ -161,7 +161,7 @@ def conv2d_backward(be, x, w, gy, g, need_dx=True, need_dw=True):
         if need_dw:
             dw = xp.empty_like(w)
             partials = (g.N * g.O * g.KH * g.KW,)  # per-image dw, summed by the launcher
-            work_dtype = np.float32 if is_half(dtype) else dtype
+            work_dtype = compute_dtype(dtype)
             be.launch("depthwise_conv2d_backward_weight", dtype, xo, gyo, Operand("dw", dw, g.w_shape, dtype),
                       Operand("work", xp.empty(partials, dtype=work_dtype), partials, work_dtype), g)
         return dx, dw
@@ -174,7 +174,7 @@ def conv2d_backward(be, x, w, gy, g, need_dx=True, need_dw=True):
         if need_dw:
             tiles = -(-kk // 64) * -(-og // 64) * g.G
             splits = _wgrad_splits(g.N * g.HO * g.WO, tiles)
-            ws_dtype = np.float32 if tc16 else dtype  # 16-bit inputs: float32 partial sums
+            ws_dtype = compute_dtype(dtype)  # 16-bit inputs: float32 partial sums
             ws = xp.empty((splits, g.O, kk), dtype=ws_dtype)
             be.launch(f"conv2d_{kind}_backward_weight", dtype, xo, gyo, Operand("ws", ws, ws.shape, ws_dtype), g,
                       splits)

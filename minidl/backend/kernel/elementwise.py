@@ -4,9 +4,7 @@ minidl/backend/base.py).  Inputs are made C-contiguous and cast to the first inp
 dtype; outputs are fresh arrays."""
 from __future__ import annotations
 
-import numpy as np
-
-from ...dtypes import is_half
+from ...dtypes import compute_dtype
 from ..base import Backend
 from .operand import Operand, contiguous as _c, ncs as _ncs
 
@@ -63,7 +61,7 @@ def bias_add(be, x, b):
     (x,) = _c(be, x)
     n, c, s = _ncs(x, "bias_add")
     y = be.empty(x.shape, x.dtype)
-    vec = _vector_dtype(x.dtype)  # (kernels/elementwise.h)
+    vec = compute_dtype(x.dtype)  # (kernels/elementwise.h)
     b = be.c(be.astype(b, vec))
     be.launch("bias_add", x.dtype, Operand("x", x, x.shape, x.dtype), Operand("b", b, (c,), vec),
               Operand("y", y, x.shape, x.dtype), n, c, s)
@@ -77,15 +75,10 @@ def bias_add_backward(be, gy):
         return be.zeros((c,), gy.dtype)
     db = be.empty((c,), gy.dtype)
     size = int(be.kernels.channel_partials(n, c, s)) * c
-    vec = _vector_dtype(gy.dtype)
+    vec = compute_dtype(gy.dtype)
     be.launch("bias_add_backward", gy.dtype, Operand("gy", gy, gy.shape, gy.dtype),
               Operand("db", db, (c,), gy.dtype), Operand("work", be.empty((size,), vec), (size,), vec), n, c, s)
     return db
-
-
-def _vector_dtype(dtype):
-    """The bias and work vectors beside ``dtype`` data: float32 for 16-bit data."""
-    return np.dtype(np.float32) if is_half(dtype) else np.dtype(dtype)
 
 
 def add_relu(be, a, b):

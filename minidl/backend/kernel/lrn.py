@@ -2,9 +2,7 @@
 kernels/lrn.{h,cu,cuh}.  The forward returns (y, scale); the backward reuses scale."""
 from __future__ import annotations
 
-import numpy as np
-
-from ...dtypes import is_half
+from ...dtypes import compute_dtype
 from ..geometry import check_int32_sizes
 from .operand import Operand, contiguous
 
@@ -18,16 +16,11 @@ def _nch_w(x, op):
     return tuple(sizes.values())
 
 
-def _scale_dtype(dtype):
-    """scale is float32 beside float16/bfloat16 data (kernels/lrn.h)."""
-    return np.dtype(np.float32) if is_half(dtype) else np.dtype(dtype)
-
-
 def lrn_forward(be, x, size, alpha, beta, k):
     (x,) = contiguous(be, x)
     n, c, hw = _nch_w(x, "lrn_forward")
     y = be.empty(x.shape, x.dtype)
-    sd = _scale_dtype(x.dtype)
+    sd = compute_dtype(x.dtype)  # (kernels/lrn.h)
     scale = be.empty(x.shape, sd)
     be.launch("lrn_forward", x.dtype, Operand("x", x, x.shape, x.dtype), Operand("y", y, x.shape, x.dtype),
               Operand("scale", scale, x.shape, sd), n, c, hw, int(size), float(alpha), float(beta), float(k))
@@ -37,7 +30,7 @@ def lrn_forward(be, x, size, alpha, beta, k):
 def lrn_backward(be, x, y, scale, gy, size, alpha, beta, k):
     x, y, gy = contiguous(be, x, y, gy)
     n, c, hw = _nch_w(x, "lrn_backward")
-    sd = _scale_dtype(x.dtype)
+    sd = compute_dtype(x.dtype)
     scale = be.c(be.astype(scale, sd))
     dx = be.empty(x.shape, x.dtype)
     be.launch("lrn_backward", x.dtype, *[Operand(name, a, x.shape, x.dtype) for name, a in

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...dtypes import is_half
+from ...dtypes import compute_dtype, is_half
 from ..checks import check_pool_arrays
 from .operand import Operand, contiguous
 
@@ -59,7 +59,7 @@ def adaptive_avg_pool2d_forward(be, x, g):
     if (g.OH, g.OW) == (1, 1):  # global average pooling: a per-channel reduction over the planes
         planes = g.N * g.C
         partials = int(be.kernels.channel_partials(1, planes, g.H * g.W)) if planes else 1
-        work_dtype = np.float32 if is_half(x.dtype) else x.dtype  # (kernels/pool.h)
+        work_dtype = compute_dtype(x.dtype)  # (kernels/pool.h)
         size = partials * planes if partials > 1 or is_half(x.dtype) else 1
         be.launch("adaptive_avg_pool2d_forward_1x1", x.dtype, *operands,
                   Operand("work", be.empty((size,), work_dtype), (size,), work_dtype), g)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...dtypes import is_half
+from ...dtypes import compute_dtype
 from ..checks import check_index_range
 from ..geometry import check_int32_sizes
 from .operand import Operand, contiguous
@@ -49,7 +49,7 @@ def cross_entropy_forward(be, logits, labels, label_smoothing):
     """float16/bfloat16 logits give float32 loss and log-probabilities (kernels/softmax.h)."""
     (logits,) = contiguous(be, logits)
     n, k = _rows(logits, "cross_entropy_forward")
-    out = np.dtype(np.float32) if is_half(logits.dtype) else logits.dtype
+    out = compute_dtype(logits.dtype)
     loss = be.empty((n,), out)
     logp = be.empty(logits.shape, out)
     be.launch("cross_entropy_forward", logits.dtype, Operand("logits", logits, (n, k), logits.dtype),
