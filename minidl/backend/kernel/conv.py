@@ -109,13 +109,16 @@ def conv2d_forward(be, x, w, g, bias=None):
         return y if bias is None else be.bias_add(y, bias)
     y = xp.empty(g.y_shape, dtype=dtype)
     yo = Operand("y", y, g.y_shape, dtype)
+    algo = "tc" if tc16 else _algo(be, False, g)
+    if algo == "igemm" and _tf32(dtype):
+        algo = "tc"
     if _is_depthwise(g):
         be.launch("depthwise_conv2d_forward", dtype, xo, wo, yo, g)
-    elif tc16 or (_algo(be, False, g) == "igemm" and _tf32(dtype)):
+    elif algo == "tc":  # the bias in the epilogue
         fused = 0 if bias is None else Operand("bias", be.c(be.astype(bias, np.float32)), (g.O,), np.float32)
         be.launch("conv2d_tc_forward", dtype, xo, wo, fused, yo, g)
         return y
-    elif _algo(be, False, g) == "igemm":
+    elif algo == "igemm":
         be.launch("conv2d_igemm_forward", dtype, xo, wo, yo, g)
     else:
         kk = (g.C // g.G) * g.KH * g.KW
