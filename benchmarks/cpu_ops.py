@@ -1,7 +1,7 @@
 """CPU op benchmark: minidl against PyTorch-CPU (optional) on layer shapes of the zoo's
 models (ResNet, VGG, MobileNet convolutions, AlexNet LRN, ...; see CASES).
 
-    python benchmarks/cpu_ops.py [--rounds 7] [--reps 3] [--only 'conv 3x3']
+    python benchmarks/cpu_ops.py [--rounds 7] [--reps 3] [--only 'conv 3x3'] [--torch-python PY]
 
 Each op is timed forward and forward+backward at batch 8.  PyTorch, when it is
 installed, runs in a separate process (its OpenMP pool and NumPy's OpenBLAS
@@ -116,11 +116,14 @@ def _time_block(fn, reps):
 
 
 def _torch_worker(conn, threads):
+    import sysconfig
+    for key in ("platlib", "purelib"):  # spawn copied the parent's sys.path: put this interpreter's first
+        sys.path.insert(0, sysconfig.get_paths()[key])
     import torch
     torch.set_num_threads(threads)
     fns = {}
     framework = _Framework("torch")
-    conn.send(("ready", torch.__version__))
+    conn.send(("ready", str(torch.__version__)))  # (a TorchVersion would need torch to unpickle)
     while True:
         msg = conn.recv()
         if msg is None:
@@ -141,6 +144,8 @@ def main(argv=None):
     ap.add_argument("--only", default=None,
                     help="run only the cases whose name contains this text, case-insensitive")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--torch-python", default=None,
+                    help="interpreter with torch, for PyTorch's side (default: this one)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "cpu_ops.json"))
     args = ap.parse_args(argv)
     selected = [name for name in CASES if args.only is None or args.only.lower() in name.lower()]
@@ -151,8 +156,9 @@ def main(argv=None):
     if not args.no_torch:
         try:
             import importlib.util
-            if importlib.util.find_spec("torch") is not None:
+            if args.torch_python or importlib.util.find_spec("torch") is not None:
                 ctx = mp.get_context("spawn")
+                ctx.set_executable(args.torch_python or sys.executable)
                 torch_conn, child = ctx.Pipe()
                 proc = ctx.Process(target=_torch_worker, args=(child, args.threads), daemon=True)
                 proc.start()

@@ -1,9 +1,11 @@
 """conv2d and linear against naive float64 loop references, plus gradient checks.
 
-The CPU backend has three convolution paths (batch-inner im2col for small maps,
-image-major im2col for large ones, plain GEMM for 1x1) and a direct depthwise
-path; small test shapes normally take the first, so ``layout`` forces the others
-by lowering the small-map threshold.  The kernel backends (emu, and cuda where
+The CPU backend has four convolution paths (batch-inner im2col for small maps,
+image-major im2col for large ones, plain GEMM for 1x1, Winograd F(2x2, 3x3) for
+3x3 stride-1 float32 convolutions) and a direct depthwise path; small float64 test
+shapes normally take the first, so ``conv_path`` forces the others by lowering the
+small-map threshold or setting ``conv_algo`` to "winograd" (which takes the 3x3
+stride-1 cases and leaves the others on im2col).  The kernel backends (emu, and cuda where
 there is a GPU) have two general paths, the implicit-GEMM kernels ("igemm") and
 im2col + GEMM ("im2col"), picked by ``backend.conv_algo``; ``conv_path`` runs the
 forward checks over every device and path, the gradient checks run on every device.
@@ -100,21 +102,21 @@ def _path_params(cpu_paths, kernel_paths):
 def _use_path(device, path, monkeypatch):
     if path == "image_major":
         monkeypatch.setattr(cpu_conv, "SMALL_MAP_PIXELS", 0)
-    elif path in ("igemm", "im2col"):
+    elif path in ("igemm", "im2col", "winograd"):
         monkeypatch.setattr(get_backend(device), "conv_algo", path, raising=False)
     return device
 
 
-@pytest.fixture(params=_path_params(("batch_inner", "image_major"), ("igemm", "im2col")))
+@pytest.fixture(params=_path_params(("batch_inner", "image_major", "winograd"), ("igemm", "im2col")))
 def conv_path(request, monkeypatch):
     """-> the device, with its convolution path selected (every path of every device)."""
     return _use_path(*request.param, monkeypatch)
 
 
-@pytest.fixture(params=_path_params(("image_major",), ("im2col",)))
+@pytest.fixture(params=_path_params(("image_major", "winograd"), ("im2col",)))
 def other_conv_path(request, monkeypatch):
-    """-> the device, with its non-default general path selected (CPU image-major
-    columns; im2col on the kernel backends, whose default is igemm)."""
+    """-> the device, with a non-default general path selected (CPU image-major
+    columns and Winograd; im2col on the kernel backends, whose default is igemm)."""
     return _use_path(*request.param, monkeypatch)
 
 

@@ -32,8 +32,13 @@ class CpuBackend(Backend):
 
     sgd_update = optim.sgd_update
 
-    conv2d_forward = staticmethod(conv.conv2d_forward)
-    conv2d_backward = staticmethod(conv.conv2d_backward)
+    conv_algo = None  # "auto", "im2col" or "winograd" (cpu/conv.py); None: "auto"
+
+    def conv2d_forward(self, x, w, geometry, bias=None):
+        return conv.conv2d_forward(x, w, geometry, bias, algo=self.conv_algo)
+
+    def conv2d_backward(self, x, w, gy, geometry, need_dx=True, need_dw=True):
+        return conv.conv2d_backward(x, w, gy, geometry, need_dx, need_dw, algo=self.conv_algo)
 
     max_pool2d_forward = staticmethod(pool.max_pool2d_forward)
     max_pool2d_backward = staticmethod(pool.max_pool2d_backward)

@@ -1,4 +1,9 @@
-"""2-D convolution on the CPU: im2col + BLAS GEMM, and a direct path for depthwise.
+"""2-D convolution on the CPU: im2col + BLAS GEMM, Winograd, and a direct path for depthwise.
+
+The algorithm for the general case is ``backend.conv_algo``: "im2col", "winograd"
+(F(2x2, 3x3) for 3x3 stride-1 convolutions, winograd.py; im2col for the shapes it
+does not take), or "auto" (the default): Winograd where it measured faster here,
+per pass (``winograd.wins``), im2col elsewhere.
 
 General path.  For a block of images (and, for very large images, a block of output
 rows) a parallel Numba loop writes the columns straight into the layout the GEMM
@@ -24,20 +29,21 @@ plane's weight-gradient partial goes to its own slot and the slots are summed
 afterwards, so there are no races.
 
 Temporary memory is bounded by ``COLUMN_BUFFER_BYTES`` per column buffer (the
-backward pass holds two: columns and their gradient).  The buffers are kept per
-thread and reused across calls: freshly mapped memory costs a page fault per 4 KiB,
-which made a new 58 MB buffer per call several times slower than the im2col itself.
+backward pass holds two: columns and their gradient), kept per thread and reused
+across calls (workspace.py).
 """
 from __future__ import annotations
-
-import threading
 
 import numpy as np
 from numba import njit, prange
 
 from ..checks import check_conv_arrays
 from .gemm import matmul
+from . import winograd
 from .parallel import parallel_kernel
+from .workspace import workspace
+
+ALGOS = ("auto", "im2col", "winograd")
 
 COLUMN_BUFFER_BYTES = 64 << 20
 # Below this many output pixels per image the batch-inner layout (one wide GEMM) wins.
@@ -188,21 +194,6 @@ def _depthwise_conv2d_backward(x, w, gy, dx, dw_parts, need_dx, need_dw, sh, sw,
 
 
 # ------------------------------------------------------------------ helpers
-_workspaces = threading.local()
-
-
-def _workspace(slot, size, dtype):
-    """A reusable flat buffer of at least ``size`` elements (slot 0: columns, 1: their gradient)."""
-    key = (slot, np.dtype(dtype).str)
-    store = getattr(_workspaces, "buffers", None)
-    if store is None:
-        store = _workspaces.buffers = {}
-    buf = store.get(key)
-    if buf is None or buf.size < size:
-        buf = store[key] = np.empty(size, dtype=dtype)
-    return buf
-
-
 def _is_depthwise(g):
     return g.G > 1 and g.G == g.C
 
@@ -277,26 +268,39 @@ class _Im2col:
 
     def buffer(self, slot, dtype):
         largest = max((n1 - n0) * (oh1 - oh0) for n0, n1, oh0, oh1 in self.blocks(dtype))
-        return _workspace(slot, largest * self.g * self.k * self.wo, dtype)
+        return workspace(slot, largest * self.g * self.k * self.wo, dtype)
 
     def blocks(self, dtype):
         return _blocks(self.n, self.ho, self.wo, self.g * self.k, np.dtype(dtype).itemsize)
 
 
+def _winograd(algo, g, dtype, part):
+    """Whether ``part`` ("forward", "input_grad", "weight_grad") of a convolution of
+    geometry ``g`` runs on the Winograd path under conv_algo ``algo``."""
+    algo = algo or "auto"
+    if algo not in ALGOS:
+        raise ValueError(f"conv2d: conv_algo on the cpu must be one of {ALGOS}, got {algo!r}")
+    if algo == "im2col" or not winograd.applies(g):
+        return False
+    return algo == "winograd" or winograd.wins(g, dtype, part)
+
+
 # ------------------------------------------------------------------ contract
-def conv2d_forward(x, w, geometry, bias=None):
+def conv2d_forward(x, w, geometry, bias=None, algo=None):
     """-> y (N, O, HO, WO), plus bias (O,) when given."""
-    y = _conv2d_forward(x, w, geometry)
+    y = _conv2d_forward(x, w, geometry, algo)
     if bias is not None:
         y += np.asarray(bias, dtype=y.dtype).reshape(-1, 1, 1)
     return y
 
 
-def _conv2d_forward(x, w, geometry):
+def _conv2d_forward(x, w, geometry, algo=None):
     x = np.ascontiguousarray(x)
     w = np.ascontiguousarray(w)
     check_conv_arrays("conv2d_forward", geometry, x, w)
     g = geometry
+    if _winograd(algo, g, x.dtype, "forward"):
+        return winograd.conv2d_forward(x, w, g)
     if _is_depthwise(g):
         y = np.empty(g.y_shape, dtype=x.dtype)
         _depthwise_conv2d_forward.sized(y.size)(x, w, y, g.sh, g.sw, g.pt, g.pl, g.dh, g.dw)
@@ -323,7 +327,7 @@ def _conv2d_forward(x, w, geometry):
     return y
 
 
-def conv2d_backward(x, w, gy, geometry, need_dx=True, need_dw=True):
+def conv2d_backward(x, w, gy, geometry, need_dx=True, need_dw=True, algo=None):
     """-> (dx or None, dw or None)."""
     x = np.ascontiguousarray(x)
     w = np.ascontiguousarray(w)
@@ -333,6 +337,15 @@ def conv2d_backward(x, w, gy, geometry, need_dx=True, need_dw=True):
         return None, None
     if _is_depthwise(geometry):
         return _depthwise_conv2d_backward_arrays(x, w, gy, geometry, need_dx, need_dw)
+    wino_dx = need_dx and _winograd(algo, geometry, x.dtype, "input_grad")
+    wino_dw = need_dw and _winograd(algo, geometry, x.dtype, "weight_grad")
+    if wino_dx or wino_dw:
+        dx, dw = winograd.conv2d_backward(x, w, gy, geometry, wino_dx, wino_dw)
+        if need_dx and not wino_dx or need_dw and not wino_dw:
+            dx2, dw2 = conv2d_backward(x, w, gy, geometry, need_dx and not wino_dx,
+                                       need_dw and not wino_dw, algo="im2col")
+            dx, dw = (dx if wino_dx else dx2), (dw if wino_dw else dw2)
+        return dx, dw
     geo = _Im2col(geometry)
     wg = w.reshape(geo.g, geo.og, geo.k)
     wg_t = wg.transpose(0, 2, 1)

@@ -12,6 +12,7 @@ column) panels that a small pool of Python threads multiplies concurrently
 """
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -58,14 +59,25 @@ def matmul(a, b, out=None):
     if _pool is None or flops < SPLIT_MIN_FLOPS or max(m, n) < 2 * THREADS:
         return np.matmul(a, b, out=out)
     jobs = []
-    if m >= n:   # row panels of a and out
+    if len(batch) and batch[0] >= THREADS and a.shape[:1] == b.shape[:1] == batch[:1]:
+        for i0, i1 in _panels(batch[0], THREADS):  # whole products of a stack, per thread
+            jobs.append((a[i0:i1], b[i0:i1], out[i0:i1]))
+    elif m >= n:   # row panels of a and out
         for r0, r1 in _panels(m, THREADS):
             jobs.append((a[..., r0:r1, :], b, out[..., r0:r1, :]))
     else:        # column panels of b and out
         for c0, c1 in _panels(n, THREADS):
             jobs.append((a, b[..., c0:c1], out[..., c0:c1]))
-    futures = [_pool.submit(np.matmul, pa, pb, out=po) for pa, pb, po in jobs[1:]]
-    np.matmul(*jobs[0][:2], out=jobs[0][2])
-    for f in futures:
-        f.result()
+    in_threads([functools.partial(np.matmul, pa, pb, out=po) for pa, pb, po in jobs])
     return out
+
+
+def in_threads(calls):
+    """Run the callables concurrently, the first on this thread, and return their results.
+    They must not call in_threads themselves (a pool thread would wait on itself): use
+    np.matmul, not matmul, inside them."""
+    if _pool is None or len(calls) == 1:
+        return [call() for call in calls]
+    futures = [_pool.submit(call) for call in calls[1:]]
+    first = calls[0]()
+    return [first] + [f.result() for f in futures]

@@ -1,0 +1,333 @@
+"""Winograd F(2x2, 3x3) convolution on the CPU (Lavin & Gray, 2016), forward and both backwards.
+
+A 3x3 stride-1 convolution is computed on 4x4 input tiles that overlap by two, each
+giving a 2x2 output tile:
+
+    Y = A^T [ sum_c (G w_oc G^T) (.) (B^T d_c B) ] A
+
+so the 9 * 4 = 36 multiplications of a direct 2x2 output tile become 16: 2.25x fewer
+flops.  The sum over input channels of each of the 16 tile positions xi is one GEMM,
+``M[xi] = U[xi] @ V[xi]`` with U (16, O, C) the transformed weights and V (16, C, T) the
+transformed input tiles (T tiles over a block of images), done by BLAS; the transforms
+(adds and subtracts only for B and A) are parallel Numba loops over planes.
+
+Backward:
+  * input gradient: the same forward, on gy, with the weights transposed and rotated
+    by 180 degrees and padding 2 - p (a stride-1 3x3 convolution's adjoint);
+  * weight gradient: the adjoint of the forward's transforms, exactly:
+    dU[xi] = dM[xi] @ V[xi]^T with dM = A dY A^T per tile, then dW = G^T dU G.
+
+Accuracy: F(2x2, 3x3)'s transforms are exact in binary (coefficients 0, +-1, +-1/2),
+so its float32 error stays within a small factor of im2col's; the test suite checks
+it against float64 (tests/test_winograd.py).  F(4x4, 3x3) would save 4x but its
+transform coefficients (+-2, +-4, +-1/4 ... ) cost one to two more decimal digits.
+
+Layouts: V (16, C, T) and M (16, O, T), xi = 4 * row + column of the tile position,
+t = (image in block) * tiles_h * tiles_w + tile_row * tiles_w + tile_col.  Output
+gradients beyond the output map are zero; reads beyond the padded input are zero.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from numba import njit, prange
+
+from .gemm import THREADS, _panels, in_threads
+from .parallel import parallel_kernel
+from .workspace import workspace
+
+# "auto" (wins): output maps of at least this many pixels, both sides at least MIN_CHANNELS.
+MIN_PIXELS = 14 * 14
+MIN_PIXELS_WEIGHT_GRAD = 28 * 28
+MIN_CHANNELS = 16
+# A chunk's input tiles and products together: about half this machine's 2 MB L2 per core.
+CHUNK_BYTES = 1 << 20
+# ... but at least this many tiles, so that its 16 GEMMs are not too thin for BLAS.
+MIN_CHUNK_TILES = 128
+
+def applies(g):
+    """A 3x3 stride-1 undilated ungrouped convolution whose padding its input gradient's
+    rotated convolution can take (0 <= p <= 2)."""
+    return (g.KH == g.KW == 3 and g.stride == (1, 1) and g.dh == g.dw == 1 and g.G == 1
+            and all(0 <= p <= 2 for p in g.padding))
+
+
+def wins(g, dtype, part):
+    """Where "auto" takes Winograd: float32 (float64 is the reference arithmetic and
+    stays on im2col), channels enough for the 16 GEMMs, and maps large enough that the
+    tiles' overhead pays.  Measured on this project's 2-core VM (benchmarks/results/cpu/
+    winograd.md); ``part``: "forward", "input_grad" or "weight_grad"."""
+    if np.dtype(dtype) != np.float32 or min(g.C, g.O) < MIN_CHANNELS:
+        return False
+    return g.HO * g.WO >= (MIN_PIXELS_WEIGHT_GRAD if part == "weight_grad" else MIN_PIXELS)
+
+
+# ------------------------------------------------------------------ Numba transforms
+# Each handles the tile rows [r0, r1) of a chunk, counted over the whole batch (tile row
+# r is tile row r % tiles_h of image r // tiles_h); tile t of the chunk is
+# (r - r0) * tiles_w + tx.  They run one per thread (nogil), the chunks split between
+# threads by the drivers below.
+@njit(cache=True, nogil=True, fastmath=True)
+def _input_tiles(x, v, r0, r1, tiles_h, tiles_w, pt, pl):
+    """v[xi, c, t] = (B^T d B)[xi] for every 4x4 input tile d of the chunk.  B^T's rows
+    are d0 - d2, d1 + d2, d2 - d1, d1 - d3, applied to whole padded rows first, then
+    to each tile's columns (loops over the tiles of a row, which vectorize)."""
+    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    pw = 2 * tiles_w + 2
+    d = np.zeros((4, pw), dtype=x.dtype)     # 4 input rows, zero-padded
+    even = np.empty((4, tiles_w + 1), dtype=x.dtype)  # B^T applied to them, even columns
+    odd = np.empty((4, tiles_w + 1), dtype=x.dtype)   # ... and odd columns
+    j0, j1 = max(0, -pl), min(width, pw - pl)
+    for c in range(channels):
+        for r in range(r0, r1):
+            n = r // tiles_h
+            top = 2 * (r - n * tiles_h) - pt
+            for a in range(4):
+                ih = top + a
+                if ih < 0 or ih >= height:
+                    d[a, :] = 0
+                else:
+                    src = x[n, c, ih]
+                    dst = d[a, j0 + pl:j1 + pl]
+                    for j in range(j1 - j0):
+                        dst[j] = src[j0 + j]
+            d0, d1, d2, d3 = d[0], d[1], d[2], d[3]
+            for k in range(4):
+                e, o = even[k], odd[k]
+                if k == 0:
+                    for j in range(tiles_w + 1):
+                        e[j] = d0[2 * j] - d2[2 * j]
+                        o[j] = d0[2 * j + 1] - d2[2 * j + 1]
+                elif k == 1:
+                    for j in range(tiles_w + 1):
+                        e[j] = d1[2 * j] + d2[2 * j]
+                        o[j] = d1[2 * j + 1] + d2[2 * j + 1]
+                elif k == 2:
+                    for j in range(tiles_w + 1):
+                        e[j] = d2[2 * j] - d1[2 * j]
+                        o[j] = d2[2 * j + 1] - d1[2 * j + 1]
+                else:
+                    for j in range(tiles_w + 1):
+                        e[j] = d1[2 * j] - d3[2 * j]
+                        o[j] = d1[2 * j + 1] - d3[2 * j + 1]
+                t0 = (r - r0) * tiles_w
+                v0 = v[4 * k, c, t0:t0 + tiles_w]
+                v1 = v[4 * k + 1, c, t0:t0 + tiles_w]
+                v2 = v[4 * k + 2, c, t0:t0 + tiles_w]
+                v3 = v[4 * k + 3, c, t0:t0 + tiles_w]
+                for tx in range(tiles_w):  # columns 2tx .. 2tx + 3 of the tile
+                    v0[tx] = e[tx] - e[tx + 1]
+                    v1[tx] = o[tx] + e[tx + 1]
+                    v2[tx] = e[tx + 1] - o[tx]
+                    v3[tx] = o[tx] - o[tx + 1]
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _output_tiles(m, y, r0, r1, tiles_h, tiles_w):
+    """y = A^T M A for every tile of the chunk (the part inside the output map).  A^T's
+    rows are m0 + m1 + m2 and m1 - m2 - m3: down each tile's columns (vectors over the
+    tiles of a row), then across."""
+    out_ch, ho, wo = y.shape[1], y.shape[2], y.shape[3]
+    s = np.empty((2, 4, tiles_w), dtype=m.dtype)
+    pairs = wo // 2
+    for o in range(out_ch):
+        for r in range(r0, r1):
+            n = r // tiles_h
+            top = 2 * (r - n * tiles_h)
+            t0 = (r - r0) * tiles_w
+            for j in range(4):
+                m0, m1 = m[j, o, t0:t0 + tiles_w], m[4 + j, o, t0:t0 + tiles_w]
+                m2, m3 = m[8 + j, o, t0:t0 + tiles_w], m[12 + j, o, t0:t0 + tiles_w]
+                s0, s1 = s[0, j], s[1, j]
+                for tx in range(tiles_w):
+                    s0[tx] = m0[tx] + m1[tx] + m2[tx]
+                    s1[tx] = m1[tx] - m2[tx] - m3[tx]
+            for i in range(min(2, ho - top)):
+                a0, a1, a2, a3 = s[i, 0], s[i, 1], s[i, 2], s[i, 3]
+                out = y[n, o, top + i]
+                for tx in range(pairs):
+                    out[2 * tx] = a0[tx] + a1[tx] + a2[tx]
+                    out[2 * tx + 1] = a1[tx] - a2[tx] - a3[tx]
+                if wo > 2 * pairs:
+                    out[wo - 1] = a0[pairs] + a1[pairs] + a2[pairs]
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _output_tiles_adjoint(gy, dm, r0, r1, tiles_h, tiles_w):
+    """dm[xi, o, t] = (A dY A^T)[xi], dY each 2x2 output-gradient tile of the chunk
+    (zero outside the map); A's rows are g0, g0 + g1, g0 - g1, -g1."""
+    out_ch, ho, wo = gy.shape[1], gy.shape[2], gy.shape[3]
+    even = np.zeros((2, tiles_w), dtype=gy.dtype)  # the output-gradient rows' even columns
+    odd = np.zeros((2, tiles_w), dtype=gy.dtype)   # ... and odd ones (zero past the map)
+    u = np.empty((4, 2, tiles_w), dtype=gy.dtype)  # A dY: (row, even/odd, tile)
+    pairs = wo // 2
+    for o in range(out_ch):
+        for r in range(r0, r1):
+            n = r // tiles_h
+            top = 2 * (r - n * tiles_h)
+            for i in range(2):
+                e, od = even[i], odd[i]
+                if top + i < ho:
+                    src = gy[n, o, top + i]
+                    for tx in range(pairs):
+                        e[tx] = src[2 * tx]
+                        od[tx] = src[2 * tx + 1]
+                    if wo > 2 * pairs:
+                        e[pairs] = src[wo - 1]
+                else:
+                    e[:] = 0
+                    od[:] = 0
+            for p in range(2):
+                g0, g1 = (even[0], even[1]) if p == 0 else (odd[0], odd[1])
+                u0, u1, u2, u3 = u[0, p], u[1, p], u[2, p], u[3, p]
+                for tx in range(tiles_w):
+                    u0[tx] = g0[tx]
+                    u1[tx] = g0[tx] + g1[tx]
+                    u2[tx] = g0[tx] - g1[tx]
+                    u3[tx] = -g1[tx]
+            t0 = (r - r0) * tiles_w
+            for k in range(4):
+                ue, uo = u[k, 0], u[k, 1]
+                d0, d1 = dm[4 * k, o, t0:t0 + tiles_w], dm[4 * k + 1, o, t0:t0 + tiles_w]
+                d2, d3 = dm[4 * k + 2, o, t0:t0 + tiles_w], dm[4 * k + 3, o, t0:t0 + tiles_w]
+                for tx in range(tiles_w):
+                    d0[tx] = ue[tx]
+                    d1[tx] = ue[tx] + uo[tx]
+                    d2[tx] = ue[tx] - uo[tx]
+                    d3[tx] = -uo[tx]
+
+
+@njit(cache=True, inline="always")
+def _g_times(w0, w1, w2):
+    """G (w0 w1 w2)^T: G's rows are (1 0 0), (1/2 1/2 1/2), (1/2 -1/2 1/2), (0 0 1)."""
+    return w0, 0.5 * (w0 + w1 + w2), 0.5 * (w0 - w1 + w2), w2
+
+
+@njit(cache=True, inline="always")
+def _g_transposed_times(a0, a1, a2, a3):
+    """G^T (a0 a1 a2 a3)^T."""
+    return a0 + 0.5 * (a1 + a2), 0.5 * (a1 - a2), 0.5 * (a1 + a2) + a3
+
+
+@parallel_kernel(fastmath=True)
+def _weight_tiles(w, u):
+    """u[4 i + j, o, c] = (G w[o, c] G^T)[i, j]."""
+    out_ch, channels = w.shape[0], w.shape[1]
+    for task in prange(out_ch * channels):
+        o = task // channels
+        c = task - o * channels
+        h00, h10, h20, h30 = _g_times(w[o, c, 0, 0], w[o, c, 1, 0], w[o, c, 2, 0])  # G w, by columns
+        h01, h11, h21, h31 = _g_times(w[o, c, 0, 1], w[o, c, 1, 1], w[o, c, 2, 1])
+        h02, h12, h22, h32 = _g_times(w[o, c, 0, 2], w[o, c, 1, 2], w[o, c, 2, 2])
+        u[0, o, c], u[1, o, c], u[2, o, c], u[3, o, c] = _g_times(h00, h01, h02)  # (G w) G^T
+        u[4, o, c], u[5, o, c], u[6, o, c], u[7, o, c] = _g_times(h10, h11, h12)
+        u[8, o, c], u[9, o, c], u[10, o, c], u[11, o, c] = _g_times(h20, h21, h22)
+        u[12, o, c], u[13, o, c], u[14, o, c], u[15, o, c] = _g_times(h30, h31, h32)
+
+
+@parallel_kernel(fastmath=True)
+def _weight_tiles_adjoint(du, dw):
+    """dw[o, c] = G^T dU[o, c] G, the adjoint of _weight_tiles."""
+    out_ch, channels = dw.shape[0], dw.shape[1]
+    for task in prange(out_ch * channels):
+        o = task // channels
+        c = task - o * channels
+        h00, h01, h02 = _g_transposed_times(du[0, o, c], du[1, o, c], du[2, o, c], du[3, o, c])  # dU G
+        h10, h11, h12 = _g_transposed_times(du[4, o, c], du[5, o, c], du[6, o, c], du[7, o, c])
+        h20, h21, h22 = _g_transposed_times(du[8, o, c], du[9, o, c], du[10, o, c], du[11, o, c])
+        h30, h31, h32 = _g_transposed_times(du[12, o, c], du[13, o, c], du[14, o, c], du[15, o, c])
+        dw[o, c, 0, 0], dw[o, c, 1, 0], dw[o, c, 2, 0] = _g_transposed_times(h00, h10, h20, h30)  # G^T (dU G)
+        dw[o, c, 0, 1], dw[o, c, 1, 1], dw[o, c, 2, 1] = _g_transposed_times(h01, h11, h21, h31)
+        dw[o, c, 0, 2], dw[o, c, 1, 2], dw[o, c, 2, 2] = _g_transposed_times(h02, h12, h22, h32)
+
+
+# ------------------------------------------------------------------ drivers
+def _stack(rows, cols, dtype, slot=None):
+    """A (16, rows, cols) array whose 16 matrices start 64 bytes apart modulo 4 KiB.
+    Matrices a multiple of 4 KiB long put the 16 streams of a transform in one cache
+    set (4K aliasing): the weight transform of 512x512 channels ran 2.6x slower.
+    From this thread's workspace ``slot`` when given, else freshly allocated."""
+    pitch = rows * cols + 64 // np.dtype(dtype).itemsize
+    flat = np.empty(16 * pitch, dtype) if slot is None else workspace(slot, 16 * pitch, dtype)
+    return flat[:16 * pitch].reshape(16, pitch)[:, :rows * cols].reshape(16, rows, cols)
+
+
+class _Chunks:
+    """The output tiles of one convolution, cut into chunks of whole tile rows (across
+    images for small maps) whose input tiles and products together stay near
+    CHUNK_BYTES (L2-resident between transform, GEMM and back), and dealt out to
+    THREADS threads as contiguous runs."""
+
+    def __init__(self, n_img, channels, out_ch, ho, wo, dtype):
+        self.channels, self.out_ch, self.dtype = channels, out_ch, np.dtype(dtype)
+        self.tiles_h, self.tiles_w = (ho + 1) // 2, (wo + 1) // 2
+        per_row = 16 * (channels + out_ch) * self.tiles_w * self.dtype.itemsize
+        total = n_img * self.tiles_h
+        rows = max(1, CHUNK_BYTES // per_row, -(-MIN_CHUNK_TILES // self.tiles_w))
+        rows = min(rows, -(-total // THREADS))  # a chunk for every thread at least
+        chunks = [(r0, min(total, r0 + rows)) for r0 in range(0, total, rows)]
+        self.runs = [chunks[a:b] for a, b in _panels(len(chunks), THREADS)]
+
+    def tiles(self, r0, r1):
+        return (r1 - r0) * self.tiles_w
+
+    def input_tiles(self, x, r0, r1, pt, pl):
+        v = _stack(self.channels, self.tiles(r0, r1), self.dtype, slot=2)
+        _input_tiles(x, v, r0, r1, self.tiles_h, self.tiles_w, pt, pl)
+        return v
+
+    def products(self, r0, r1):
+        return _stack(self.out_ch, self.tiles(r0, r1), self.dtype, slot=3)
+
+    def each_run(self, work):
+        """work(run) for every run, concurrently -> their results."""
+        return in_threads([functools.partial(work, run) for run in self.runs])
+
+
+def _convolve(x, w, pt, pl, ho, wo):
+    """y (N, O, ho, wo) = the stride-1 3x3 cross-correlation of x, zero-padded by pt on
+    top and pl on the left (and as far as needed at the bottom and right)."""
+    out_ch = w.shape[0]
+    u = _stack(out_ch, w.shape[1], w.dtype)
+    _weight_tiles.sized(u.size)(w, u)
+    chunks = _Chunks(x.shape[0], x.shape[1], out_ch, ho, wo, x.dtype)
+    y = np.empty((x.shape[0], out_ch, ho, wo), dtype=x.dtype)
+
+    def run(run_chunks):
+        for r0, r1 in run_chunks:
+            v = chunks.input_tiles(x, r0, r1, pt, pl)
+            m = np.matmul(u, v, out=chunks.products(r0, r1))
+            _output_tiles(m, y, r0, r1, chunks.tiles_h, chunks.tiles_w)
+
+    chunks.each_run(run)
+    return y
+
+
+def conv2d_forward(x, w, g):
+    return _convolve(x, w, g.pt, g.pl, g.HO, g.WO)
+
+
+def conv2d_backward(x, w, gy, g, need_dx, need_dw):
+    dx = dw = None
+    if need_dx:  # the adjoint: rotated, transposed weights, padding 2 - p
+        w_adj = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        dx = _convolve(gy, w_adj, 2 - g.pt, 2 - g.pl, g.H, g.W)
+    if need_dw:
+        out_ch, channels = w.shape[:2]
+        chunks = _Chunks(x.shape[0], channels, out_ch, g.HO, g.WO, x.dtype)
+
+        def run(run_chunks):
+            du = np.zeros((16, out_ch, channels), dtype=w.dtype)
+            for r0, r1 in run_chunks:
+                v = chunks.input_tiles(x, r0, r1, g.pt, g.pl)
+                dm = chunks.products(r0, r1)
+                _output_tiles_adjoint(gy, dm, r0, r1, chunks.tiles_h, chunks.tiles_w)
+                du += np.matmul(dm, v.transpose(0, 2, 1))
+            return du
+
+        du = _stack(out_ch, channels, w.dtype)
+        np.sum(chunks.each_run(run), axis=0, out=du)
+        dw = np.empty(w.shape, dtype=w.dtype)
+        _weight_tiles_adjoint.sized(du.size)(du, dw)
+    return dx, dw

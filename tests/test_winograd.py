@@ -1,0 +1,160 @@
+"""Winograd F(2x2, 3x3) on the CPU (minidl/backend/cpu/winograd.py): the forward and
+both backwards against naive float64 loops, its float32 error bound, chunks across
+images and threads, and where "auto" takes it.  (tests/test_conv.py runs every conv
+case and gradient check on it as well, through conv_algo "winograd".)"""
+import numpy as np
+import pytest
+
+import minidl
+import minidl.functional as F
+from minidl.backend import get_backend
+from minidl.backend.cpu import gemm, winograd
+from minidl.backend.geometry import ConvGeometry
+from test_conv import reference_conv2d
+
+
+def reference_grads(x, w, gy, pads):
+    """Naive float64 loops over output pixels: dx and dw of a stride-1 3x3
+    cross-correlation with zero padding ``pads`` (top, bottom, left, right)."""
+    top, bottom, left, right = pads
+    n_img, channels, height, width = x.shape
+    padded = np.zeros((n_img, channels, height + top + bottom, width + left + right))
+    padded[:, :, top:top + height, left:left + width] = x
+    dpadded = np.zeros_like(padded)
+    dw = np.zeros(w.shape)
+    for n in range(n_img):
+        for o in range(w.shape[0]):
+            for oh in range(gy.shape[2]):
+                for ow in range(gy.shape[3]):
+                    g = gy[n, o, oh, ow]
+                    dw[o] += g * padded[n, :, oh:oh + 3, ow:ow + 3]
+                    dpadded[n, :, oh:oh + 3, ow:ow + 3] += g * w[o]
+    return dpadded[:, :, top:top + height, left:left + width], dw
+
+
+# (x shape, out channels, pads (top, bottom, left, right))
+CASES = {
+    "pad1": ((2, 3, 5, 7), 4, (1, 1, 1, 1)),
+    "no_pad_single_tile": ((1, 2, 4, 4), 3, (0, 0, 0, 0)),
+    "one_output_pixel": ((2, 2, 3, 3), 2, (0, 0, 0, 0)),
+    "asymmetric_odd": ((1, 2, 6, 6), 3, (0, 2, 1, 0)),
+    "pad2_full": ((3, 5, 9, 4), 6, (2, 2, 2, 2)),
+    "wide_odd_map": ((2, 3, 11, 13), 5, (1, 0, 2, 1)),
+}
+
+
+def _case(name, seed=0):
+    x_shape, out_ch, pads = CASES[name]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal((out_ch, x_shape[1], 3, 3))
+    g = ConvGeometry.create(x.shape, w.shape, (1, 1), pads, (1, 1), 1)
+    gy = rng.standard_normal((x_shape[0], out_ch, g.HO, g.WO))
+    return x, w, gy, pads, g
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_forward_and_backwards_match_float64_loops(name):
+    x, w, gy, pads, g = _case(name)
+    y = winograd.conv2d_forward(x, w, g)
+    np.testing.assert_allclose(y, reference_conv2d(x, w, None, (1, 1), pads, (1, 1), 1),
+                               rtol=1e-10, atol=1e-10)
+    dx, dw = winograd.conv2d_backward(x, w, gy, g, True, True)
+    ref_dx, ref_dw = reference_grads(x, w, gy, pads)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(dw, ref_dw, rtol=1e-10, atol=1e-10)
+    only_dw = winograd.conv2d_backward(x, w, gy, g, False, True)
+    assert only_dw[0] is None and np.array_equal(only_dw[1], dw)
+
+
+def test_chunks_span_images_and_threads(monkeypatch):
+    """Chunks of one tile row, and of four (crossing the images' boundaries: 5 tile rows
+    per image), dealt to every thread, give the results of the default chunking."""
+    x, w, gy, pads, _ = _case("wide_odd_map", seed=1)
+    x, gy = np.concatenate([x, -x]), np.concatenate([gy, 2 * gy])  # 4 images
+    g = ConvGeometry.create(x.shape, w.shape, (1, 1), pads, (1, 1), 1)
+
+    def run():
+        return [winograd.conv2d_forward(x, w, g), *winograd.conv2d_backward(x, w, gy, g, True, True)]
+
+    def chunk_bounds():
+        runs = winograd._Chunks(4, 3, 5, g.HO, g.WO, x.dtype).runs
+        assert len(runs) == gemm.THREADS
+        return [bounds for run in runs for bounds in run]
+
+    whole = run()
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)
+    for rows in (1, 4):
+        monkeypatch.setattr(winograd, "MIN_CHUNK_TILES", rows * 7)  # 7 tiles per row (14 wide)
+        bounds = chunk_bounds()
+        assert bounds[0] == (0, rows) and bounds[-1][1] == 4 * 5
+        assert (rows == 4) == any(r0 // 5 != (r1 - 1) // 5 for r0, r1 in bounds)
+        for a, b in zip(whole, run()):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_float32_error_bound():
+    """F(2x2, 3x3) in float32 against float64 on the same (float32-rounded) inputs, at
+    a ResNet-like depth (576 products per output).  The bound we accept: the largest
+    error at most 2x im2col's and below 1e-6 of the largest output.  Measured over four
+    seeds: 0.48-0.58x im2col's (its GEMMs sum 64 products, im2col's 576) and 2.7-3.0e-7.
+    F(4x4, 3x3) was not adopted: its transforms lose one to two more digits."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 64, 14, 14)).astype(np.float32)
+    w = (rng.standard_normal((16, 64, 3, 3)) * 0.05).astype(np.float32)
+    g = ConvGeometry.create(x.shape, w.shape, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    exact = winograd.conv2d_forward(x.astype(np.float64), w.astype(np.float64), g)
+    cpu = get_backend("cpu")
+    errors = {}
+    for algo in ("im2col", "winograd"):
+        y = minidl.backend.cpu.conv.conv2d_forward(x, w, g, algo=algo)
+        assert y.dtype == np.float32
+        errors[algo] = np.abs(y - exact).max()
+    scale = np.abs(exact).max()
+    assert errors["winograd"] <= 2 * errors["im2col"], errors
+    assert errors["winograd"] <= 1e-6 * scale, (errors, scale)
+    assert cpu.conv_algo is None  # (the test called the module; the backend's choice is untouched)
+
+
+def _conv_calls(monkeypatch):
+    calls = []
+    real = winograd.conv2d_forward
+    monkeypatch.setattr(winograd, "conv2d_forward", lambda *a: calls.append(a[2]) or real(*a))
+    return calls
+
+
+@pytest.mark.parametrize("dtype, channels, size, stride, taken", [
+    ("float32", 16, 14, 1, True),
+    ("float64", 16, 14, 1, False),   # the reference arithmetic stays on im2col
+    ("float32", 3, 14, 1, False),    # too few channels for the 16 GEMMs
+    ("float32", 16, 7, 1, False),    # 7x7: the tiles cover 8x8, im2col measured faster
+    ("float32", 16, 14, 2, False),   # strided: not a Winograd shape
+])
+def test_auto_takes_winograd_where_it_measured_faster(monkeypatch, dtype, channels, size, stride, taken):
+    calls = _conv_calls(monkeypatch)
+    x = minidl.tensor(np.ones((1, channels, size, size)), dtype=dtype)
+    w = minidl.tensor(np.ones((16, channels, 3, 3)), dtype=dtype)
+    y = F.conv2d(x, w, padding=1, stride=stride)
+    assert bool(calls) == taken
+    # ones everywhere: an interior output sums 9 * channels ones
+    assert y.numpy()[0, 0, 1, 1] == 9 * channels
+
+
+def test_winograd_algo_falls_back_to_im2col_outside_its_shapes(monkeypatch):
+    monkeypatch.setattr(get_backend("cpu"), "conv_algo", "winograd", raising=False)
+    calls = _conv_calls(monkeypatch)
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal((1, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3))
+    y = F.conv2d(minidl.tensor(x), minidl.tensor(w), padding=3).numpy()  # padding 3 > 2
+    assert not calls
+    np.testing.assert_allclose(y, reference_conv2d(x, w, None, (1, 1), (3,) * 4, (1, 1), 1),
+                               rtol=1e-10, atol=1e-10)
+    F.conv2d(minidl.tensor(x), minidl.tensor(w), padding=1)
+    assert len(calls) == 1
+
+
+def test_unknown_conv_algo_names_the_choices(monkeypatch):
+    monkeypatch.setattr(get_backend("cpu"), "conv_algo", "fft", raising=False)
+    with pytest.raises(ValueError, match=r"conv_algo on the cpu must be one of \('auto', 'im2col', "
+                                         r"'winograd'\), got 'fft'"):
+        F.conv2d(minidl.tensor(np.ones((1, 2, 5, 5))), minidl.tensor(np.ones((3, 2, 3, 3))), padding=1)
