@@ -2,8 +2,8 @@
 
 The algorithm for the general case is ``backend.conv_algo``: "im2col", "winograd"
 (F(2x2, 3x3) for 3x3 stride-1 convolutions, winograd.py; im2col for the shapes it
-does not take), or "auto" (the default): Winograd where it measured faster here,
-per pass (``winograd.wins``), im2col elsewhere.
+does not take), or "auto" (the default): Winograd where it measured faster here
+(``winograd.wins``), im2col elsewhere.
 
 General path.  For a block of images (and, for very large images, a block of output
 rows) a parallel Numba loop writes the columns straight into the layout the GEMM
@@ -274,15 +274,15 @@ class _Im2col:
         return _blocks(self.n, self.ho, self.wo, self.g * self.k, np.dtype(dtype).itemsize)
 
 
-def _winograd(algo, g, dtype, part):
-    """Whether ``part`` ("forward", "input_grad", "weight_grad") of a convolution of
-    geometry ``g`` runs on the Winograd path under conv_algo ``algo``."""
+def _winograd(algo, g, dtype):
+    """Whether a convolution of geometry ``g`` runs on the Winograd path under
+    conv_algo ``algo``."""
     algo = algo or "auto"
     if algo not in ALGOS:
         raise ValueError(f"conv2d: conv_algo on the cpu must be one of {ALGOS}, got {algo!r}")
     if algo == "im2col" or not winograd.applies(g):
         return False
-    return algo == "winograd" or winograd.wins(g, dtype, part)
+    return algo == "winograd" or winograd.wins(g, dtype)
 
 
 # ------------------------------------------------------------------ contract
@@ -299,7 +299,7 @@ def _conv2d_forward(x, w, geometry, algo=None):
     w = np.ascontiguousarray(w)
     check_conv_arrays("conv2d_forward", geometry, x, w)
     g = geometry
-    if _winograd(algo, g, x.dtype, "forward"):
+    if _winograd(algo, g, x.dtype):
         return winograd.conv2d_forward(x, w, g)
     if _is_depthwise(g):
         y = np.empty(g.y_shape, dtype=x.dtype)
@@ -337,15 +337,8 @@ def conv2d_backward(x, w, gy, geometry, need_dx=True, need_dw=True, algo=None):
         return None, None
     if _is_depthwise(geometry):
         return _depthwise_conv2d_backward_arrays(x, w, gy, geometry, need_dx, need_dw)
-    wino_dx = need_dx and _winograd(algo, geometry, x.dtype, "input_grad")
-    wino_dw = need_dw and _winograd(algo, geometry, x.dtype, "weight_grad")
-    if wino_dx or wino_dw:
-        dx, dw = winograd.conv2d_backward(x, w, gy, geometry, wino_dx, wino_dw)
-        if need_dx and not wino_dx or need_dw and not wino_dw:
-            dx2, dw2 = conv2d_backward(x, w, gy, geometry, need_dx and not wino_dx,
-                                       need_dw and not wino_dw, algo="im2col")
-            dx, dw = (dx if wino_dx else dx2), (dw if wino_dw else dw2)
-        return dx, dw
+    if _winograd(algo, geometry, x.dtype):
+        return winograd.conv2d_backward(x, w, gy, geometry, need_dx, need_dw)
     geo = _Im2col(geometry)
     wg = w.reshape(geo.g, geo.og, geo.k)
     wg_t = wg.transpose(0, 2, 1)

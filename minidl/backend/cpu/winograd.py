@@ -39,7 +39,6 @@ from .workspace import workspace
 
 # "auto" (wins): output maps of at least this many pixels, both sides at least MIN_CHANNELS.
 MIN_PIXELS = 14 * 14
-MIN_PIXELS_WEIGHT_GRAD = 28 * 28
 MIN_CHANNELS = 16
 # A chunk's input tiles and products together: about half this machine's 2 MB L2 per core.
 CHUNK_BYTES = 1 << 20
@@ -53,14 +52,17 @@ def applies(g):
             and all(0 <= p <= 2 for p in g.padding))
 
 
-def wins(g, dtype, part):
-    """Where "auto" takes Winograd: float32 (float64 is the reference arithmetic and
-    stays on im2col), channels enough for the 16 GEMMs, and maps large enough that the
-    tiles' overhead pays.  Measured on this project's 2-core VM (benchmarks/results/cpu/
-    winograd.md); ``part``: "forward", "input_grad" or "weight_grad"."""
+def wins(g, dtype):
+    """Where "auto" takes Winograd (forward and both backwards): float32 (float64 is the
+    reference arithmetic and stays on im2col), channels enough for the 16 GEMMs, and
+    maps large enough that the tiles pay.  Measured on this project's 2-core VM at batch
+    16, im2col / Winograd time (benchmarks/results/cpu/NOTES.md): 64->64 at 56x56
+    1.98 / 1.93 / 1.46x (forward / input grad / weight grad), 256->256 at 14x14
+    1.31 / 1.34 / 1.24x, 512->512 at 7x7 1.10 / 0.84 / 0.88x (a 7x7 map takes 8x8 of
+    tiles), 3->64 at 112x112 0.48 / 0.39 / 0.45x."""
     if np.dtype(dtype) != np.float32 or min(g.C, g.O) < MIN_CHANNELS:
         return False
-    return g.HO * g.WO >= (MIN_PIXELS_WEIGHT_GRAD if part == "weight_grad" else MIN_PIXELS)
+    return g.HO * g.WO >= MIN_PIXELS
 
 
 # ------------------------------------------------------------------ Numba transforms
@@ -318,16 +320,21 @@ def conv2d_backward(x, w, gy, g, need_dx, need_dw):
         chunks = _Chunks(x.shape[0], channels, out_ch, g.HO, g.WO, x.dtype)
 
         def run(run_chunks):
-            du = np.zeros((16, out_ch, channels), dtype=w.dtype)
+            du = part = None
             for r0, r1 in run_chunks:
                 v = chunks.input_tiles(x, r0, r1, g.pt, g.pl)
                 dm = chunks.products(r0, r1)
                 _output_tiles_adjoint(gy, dm, r0, r1, chunks.tiles_h, chunks.tiles_w)
-                du += np.matmul(dm, v.transpose(0, 2, 1))
+                if du is None:
+                    du = np.matmul(dm, v.transpose(0, 2, 1), out=_stack(out_ch, channels, w.dtype))
+                else:
+                    part = np.matmul(dm, v.transpose(0, 2, 1), out=part)
+                    du += part
             return du
 
-        du = _stack(out_ch, channels, w.dtype)
-        np.sum(chunks.each_run(run), axis=0, out=du)
+        du, *others = chunks.each_run(run)
+        for other in others:
+            du += other
         dw = np.empty(w.shape, dtype=w.dtype)
         _weight_tiles_adjoint.sized(du.size)(du, dw)
     return dx, dw
