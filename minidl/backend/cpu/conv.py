@@ -130,6 +130,9 @@ def _col2im_add(cols, dx, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo,
                             dx[n0 + b, c, ih, ow * sw + off_w] += cols[row + ow]
 
 
+# The depthwise loops index through row views (x_row[k] of a slice starting at the first
+# valid column): Numba's negative-index wraparound check on ``ow * sw + off_w`` kept
+# LLVM from vectorizing them; an index from range(0, n) provably needs none.
 @parallel_kernel(fastmath=True)
 def _depthwise_conv2d_forward(x, w, y, sh, sw, pt, pl, dh, dw):
     n_img, channels, height, width = x.shape
@@ -146,12 +149,16 @@ def _depthwise_conv2d_forward(x, w, y, sh, sw, pt, pl, dh, dw):
                 wv = w[o, 0, i, j]
                 off_w = j * dw - pl
                 lo, hi = _valid_range(off_w, sw, width, wo)
+                if hi <= lo:
+                    continue
                 for oh in range(ho):
                     ih = oh * sh + i * dh - pt
                     if ih < 0 or ih >= height:
                         continue
-                    for ow in range(lo, hi):
-                        y[n, o, oh, ow] += wv * x[n, c, ih, ow * sw + off_w]
+                    y_row = y[n, o, oh, lo:hi]
+                    x_row = x[n, c, ih, lo * sw + off_w:(hi - 1) * sw + off_w + 1:sw]
+                    for k in range(hi - lo):
+                        y_row[k] += wv * x_row[k]
 
 
 @parallel_kernel(fastmath=True)
@@ -176,19 +183,23 @@ def _depthwise_conv2d_backward(x, w, gy, dx, dw_parts, need_dx, need_dw, sh, sw,
                     acc = 0.0
                     for oh in range(ho):
                         ih = oh * sh + i * dh - pt
-                        if ih < 0 or ih >= height:
+                        if ih < 0 or ih >= height or hi <= lo:
                             continue
-                        if need_dx and need_dw:
-                            for ow in range(lo, hi):
-                                g = gy[n, o, oh, ow]
-                                dx[n, c, ih, ow * sw + off_w] += wv * g
-                                acc += g * x[n, c, ih, ow * sw + off_w]
-                        elif need_dx:
-                            for ow in range(lo, hi):
-                                dx[n, c, ih, ow * sw + off_w] += wv * gy[n, o, oh, ow]
+                        g_row = gy[n, o, oh, lo:hi]
+                        first, last = lo * sw + off_w, (hi - 1) * sw + off_w + 1
+                        x_row = x[n, c, ih, first:last:sw]
+                        if need_dx:
+                            dx_row = dx[n, c, ih, first:last:sw]
+                            if need_dw:
+                                for k in range(hi - lo):
+                                    dx_row[k] += wv * g_row[k]
+                                    acc += g_row[k] * x_row[k]
+                            else:
+                                for k in range(hi - lo):
+                                    dx_row[k] += wv * g_row[k]
                         else:
-                            for ow in range(lo, hi):
-                                acc += gy[n, o, oh, ow] * x[n, c, ih, ow * sw + off_w]
+                            for k in range(hi - lo):
+                                acc += g_row[k] * x_row[k]
                     if need_dw:
                         dw_parts[n, o, i, j] = acc
 
