@@ -38,7 +38,7 @@ from .parallel import parallel_kernel
 from .workspace import workspace
 
 # "auto" (wins): output maps of at least this many pixels, both sides at least MIN_CHANNELS.
-MIN_PIXELS = 14 * 14
+MIN_PIXELS = 12 * 12
 MIN_CHANNELS = 16
 # A chunk's input tiles and products together: about half this machine's 2 MB L2 per core.
 CHUNK_BYTES = 1 << 20
@@ -58,8 +58,9 @@ def wins(g, dtype):
     maps large enough that the tiles pay.  Measured on this project's 2-core VM at batch
     16, im2col / Winograd time (benchmarks/results/cpu/NOTES.md): 64->64 at 56x56
     1.98 / 1.93 / 1.46x (forward / input grad / weight grad), 256->256 at 14x14
-    1.31 / 1.34 / 1.24x, 512->512 at 7x7 1.10 / 0.84 / 0.88x (a 7x7 map takes 8x8 of
-    tiles), 3->64 at 112x112 0.48 / 0.39 / 0.45x."""
+    1.31 / 1.34 / 1.24x, AlexNet's 384->256 and 256->256 at 13x13 1.35-1.41 / 1.13-1.16 /
+    1.08-1.12x (192->384: 1.13 / 1.05 / 0.91x), 512->512 at 7x7 1.10 / 0.84 / 0.88x (a
+    7x7 map takes 8x8 of tiles), 3->64 at 112x112 0.48 / 0.39 / 0.45x."""
     if np.dtype(dtype) != np.float32 or min(g.C, g.O) < MIN_CHANNELS:
         return False
     return g.HO * g.WO >= MIN_PIXELS
