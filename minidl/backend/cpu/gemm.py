@@ -5,8 +5,10 @@ scheduled at once.  Interleaved with Numba's parallel loops (and, in training,
 with data-loader processes) on two cores, a 2-thread GEMM regularly waited a
 scheduler time slice: whole training steps ran 4-6x slower than with one BLAS
 thread.  So BLAS runs on one thread, and a large product is cut into row (or
-column) panels that a small pool of Python threads multiplies concurrently
-(NumPy releases the GIL inside BLAS; idle pool threads sleep, they never spin).
+column) panels, or a stack of products into runs of whole ones, that a small pool
+of Python threads multiplies concurrently (NumPy releases the GIL inside BLAS; idle
+pool threads sleep, they never spin).  ``in_threads`` lends the same pool to other
+work that releases the GIL (the Winograd convolution's chunks).
 
 ``MINIDL_NUM_THREADS`` sets the number of threads (default: the usable cores).
 """
@@ -42,7 +44,8 @@ def limit_blas_threads():
     threadpool_limits(limits=1, user_api="blas")
 
 
-def _panels(length, parts):
+def panels(length, parts):
+    """[start, stop) ranges cutting range(length) into at most ``parts`` near-equal pieces."""
     bounds = np.linspace(0, length, parts + 1).astype(int)
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
@@ -60,13 +63,13 @@ def matmul(a, b, out=None):
         return np.matmul(a, b, out=out)
     jobs = []
     if len(batch) and batch[0] >= THREADS and a.shape[:1] == b.shape[:1] == batch[:1]:
-        for i0, i1 in _panels(batch[0], THREADS):  # whole products of a stack, per thread
+        for i0, i1 in panels(batch[0], THREADS):  # whole products of a stack, per thread
             jobs.append((a[i0:i1], b[i0:i1], out[i0:i1]))
     elif m >= n:   # row panels of a and out
-        for r0, r1 in _panels(m, THREADS):
+        for r0, r1 in panels(m, THREADS):
             jobs.append((a[..., r0:r1, :], b, out[..., r0:r1, :]))
     else:        # column panels of b and out
-        for c0, c1 in _panels(n, THREADS):
+        for c0, c1 in panels(n, THREADS):
             jobs.append((a, b[..., c0:c1], out[..., c0:c1]))
     in_threads([functools.partial(np.matmul, pa, pb, out=po) for pa, pb, po in jobs])
     return out

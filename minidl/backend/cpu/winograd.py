@@ -8,8 +8,11 @@ giving a 2x2 output tile:
 so the 9 * 4 = 36 multiplications of a direct 2x2 output tile become 16: 2.25x fewer
 flops.  The sum over input channels of each of the 16 tile positions xi is one GEMM,
 ``M[xi] = U[xi] @ V[xi]`` with U (16, O, C) the transformed weights and V (16, C, T) the
-transformed input tiles (T tiles over a block of images), done by BLAS; the transforms
-(adds and subtracts only for B and A) are parallel Numba loops over planes.
+transformed input tiles, done by BLAS; the transforms (adds and subtracts only for B
+and A) are Numba loops.  The tiles are cut into chunks of about CHUNK_BYTES, so that a
+chunk's V and M stay in L2 from the input transform through the GEMMs to the output
+transform; each thread takes a run of chunks (a whole-batch V and M, 25 MB each for
+64 channels at 56x56 and batch 8, made the transforms memory-bound).
 
 Backward:
   * input gradient: the same forward, on gy, with the weights transposed and rotated
@@ -17,14 +20,16 @@ Backward:
   * weight gradient: the adjoint of the forward's transforms, exactly:
     dU[xi] = dM[xi] @ V[xi]^T with dM = A dY A^T per tile, then dW = G^T dU G.
 
-Accuracy: F(2x2, 3x3)'s transforms are exact in binary (coefficients 0, +-1, +-1/2),
-so its float32 error stays within a small factor of im2col's; the test suite checks
-it against float64 (tests/test_winograd.py).  F(4x4, 3x3) would save 4x but its
-transform coefficients (+-2, +-4, +-1/4 ... ) cost one to two more decimal digits.
+Accuracy: F(2x2, 3x3)'s transforms are exact in binary (coefficients 0, +-1, +-1/2);
+its GEMMs sum C products where im2col's sum 9C, and its float32 error measured half of
+im2col's (tests/test_winograd.py holds the bound).  F(4x4, 3x3) would do 4x fewer
+multiplications, but its larger transform coefficients (+-2, +-4, +-1/4, ...) lose
+digits as the tile grows (Lavin & Gray; Barabasz et al., 2020) and its transforms cost
+more per output; it was not tried here.
 
-Layouts: V (16, C, T) and M (16, O, T), xi = 4 * row + column of the tile position,
-t = (image in block) * tiles_h * tiles_w + tile_row * tiles_w + tile_col.  Output
-gradients beyond the output map are zero; reads beyond the padded input are zero.
+Layouts: V (16, C, T) and M (16, O, T) per chunk, xi = 4 * row + column of the tile
+position.  Output gradients beyond the output map are zero; reads beyond the padded
+input are zero.
 """
 from __future__ import annotations
 
@@ -33,7 +38,7 @@ import functools
 import numpy as np
 from numba import njit, prange
 
-from .gemm import THREADS, _panels, in_threads
+from .gemm import THREADS, in_threads, panels
 from .parallel import parallel_kernel
 from .workspace import workspace
 
@@ -44,6 +49,7 @@ MIN_CHANNELS = 16
 CHUNK_BYTES = 1 << 20
 # ... but at least this many tiles, so that its 16 GEMMs are not too thin for BLAS.
 MIN_CHUNK_TILES = 128
+
 
 def applies(g):
     """A 3x3 stride-1 undilated ungrouped convolution whose padding its input gradient's
@@ -270,7 +276,7 @@ class _Chunks:
         rows = max(1, CHUNK_BYTES // per_row, -(-MIN_CHUNK_TILES // self.tiles_w))
         rows = min(rows, -(-total // THREADS))  # a chunk for every thread at least
         chunks = [(r0, min(total, r0 + rows)) for r0 in range(0, total, rows)]
-        self.runs = [chunks[a:b] for a, b in _panels(len(chunks), THREADS)]
+        self.runs = [chunks[a:b] for a, b in panels(len(chunks), THREADS)]
 
     def tiles(self, r0, r1):
         return (r1 - r0) * self.tiles_w
