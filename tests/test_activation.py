@@ -168,3 +168,26 @@ def test_relu_and_its_fused_forms_pass_nan_through(device):
     for y in (F.relu(x), F.add_relu(x, zero), F.batch_norm(x, mean, var, training=False, relu=True)):
         out = y.numpy().reshape(-1)
         assert np.isnan(out[0]) and np.isnan(out[3]) and out[1] == 0 and out[2] == 2.0, out
+
+
+def test_cpu_float32_sigmoid_exp_accuracy():
+    """The CPU's float32 sigmoid and silu backward use their own vectorizable exp
+    (cpu/elementwise.py ``_exp_nonpositive``): within 2e-7 relative of float64 over the
+    normal range, denormal results within one denormal step, NaN passed through."""
+    from minidl.backend import get_backend
+    cpu = get_backend("cpu")
+    x = np.concatenate([np.linspace(-110, 110, 200001), [np.nan, np.inf, -np.inf, 0.0, -0.0]]).astype(np.float32)
+    exact = 1 / (1 + np.exp(-x.astype(np.float64)))
+    got = cpu.sigmoid(x)
+    normal = np.isfinite(x) & (exact >= np.finfo(np.float32).tiny)
+    assert np.max(np.abs(got[normal] - exact[normal]) / exact[normal]) <= 2e-7
+    assert np.max(np.abs(got[~normal & np.isfinite(x)] - exact[~normal & np.isfinite(x)])) <= 2.0 ** -149
+    assert np.isnan(got[-5]) and got[-4] == 1.0 and got[-3] == 0.0 and got[-2] == got[-1] == 0.5
+    gy = np.ones_like(x)
+    with np.errstate(invalid="ignore"):
+        grad = cpu.silu_backward(x, gy)
+        s = exact
+        want = s * (1 + x.astype(np.float64) * (1 - s))
+    finite = np.isfinite(x)
+    np.testing.assert_allclose(grad[finite], want[finite], rtol=2e-6, atol=1e-30)
+    assert np.isnan(grad[-5])
