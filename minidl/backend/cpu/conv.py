@@ -23,9 +23,9 @@ gradient is gy @ cols^T summed over blocks, the input gradient is the GEMM
 w^T @ gy followed by col2im, which runs in parallel over input planes so that no
 two threads ever write the same element.
 
-Depthwise (groups == C > 1, O = C * multiplier) is a direct fused loop over
-(image, channel) planes for forward, input gradient and weight gradient.  Each
-plane's weight-gradient partial goes to its own slot and the slots are summed
+Depthwise (groups == C > 1, O = C * multiplier) is direct, on zero-padded phase
+planes of each input plane (see the Numba loops below), forward and both backwards.
+Each plane's weight-gradient partial goes to its own slot and the slots are summed
 afterwards, so there are no races.
 
 Temporary memory is bounded by ``COLUMN_BUFFER_BYTES`` per column buffer (the
@@ -128,75 +128,147 @@ def _col2im_add(cols, dx, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo,
                         dst[k] += src[k]
 
 
+# Depthwise: each (image, channel) plane is copied into zero-padded "phase" planes,
+# one per (row, column) offset modulo the stride (one plane for stride 1): there, the
+# inputs under window tap (i, j) for all outputs are a single flat run of ho * PW
+# values, so every tap is one long unit-stride loop, even on 7x7 maps and strided,
+# with no bounds per row (the per-row bounds and views cost more than the arithmetic
+# on small maps).  The input gradient is the exact adjoint: the taps accumulate into
+# phase planes, which are then copied back.  Tasks go in DEPTHWISE_CHUNKS chunks, each
+# with its own phase planes.
+DEPTHWISE_CHUNKS = 64
+
+
+@njit(cache=True, inline="always")
+def _phase_shape(ho, wo, kh, kw, sh, sw, dh, dw):
+    """(PH, PW) of each phase plane; one row more than the windows need, where the last
+    tap's flat run ends."""
+    return ho + (kh - 1) * dh // sh + 1, wo + (kw - 1) * dw // sw
+
+
+@njit(cache=True, inline="always")
+def _phase_slices(a, b, height, width, sh, sw, pt, pl, ph, pw):
+    """Input rows ih0::sh and columns iw0::sw (nr x nc of them) land in phase (a, b)
+    at rows r0.. and columns c0..; nr or nc may be 0."""
+    ih0, iw0 = (a - pt) % sh, (b - pl) % sw
+    r0, c0 = (ih0 + pt) // sh, (iw0 + pl) // sw
+    nr = max(0, min((height - ih0 + sh - 1) // sh, ph - r0))
+    nc = max(0, min((width - iw0 + sw - 1) // sw, pw - c0))
+    return ih0, iw0, r0, c0, nr, nc
+
+
+@njit(cache=True)
+def _plane_to_phases(plane, phases, sh, sw, pt, pl, ph, pw):
+    """phases (sh * sw, ph * pw): phase (a, b) is row a * sw + b, a plane row-major."""
+    height, width = plane.shape
+    for a in range(sh):
+        for b in range(sw):
+            ih0, iw0, r0, c0, nr, nc = _phase_slices(a, b, height, width, sh, sw, pt, pl, ph, pw)
+            phase = phases[a * sw + b].reshape(ph, pw)
+            for r in range(nr):
+                dst = phase[r0 + r, c0:c0 + nc]
+                src = plane[ih0 + r * sh, iw0:iw0 + (nc - 1) * sw + 1:sw]
+                for k in range(nc):
+                    dst[k] = src[k]
+
+
+@njit(cache=True)
+def _phases_to_plane(phases, plane, sh, sw, pt, pl, ph, pw):
+    """The adjoint of _plane_to_phases (plane entries no phase holds are zero)."""
+    height, width = plane.shape
+    plane[:, :] = 0
+    for a in range(sh):
+        for b in range(sw):
+            ih0, iw0, r0, c0, nr, nc = _phase_slices(a, b, height, width, sh, sw, pt, pl, ph, pw)
+            phase = phases[a * sw + b].reshape(ph, pw)
+            for r in range(nr):
+                src = phase[r0 + r, c0:c0 + nc]
+                dst = plane[ih0 + r * sh, iw0:iw0 + (nc - 1) * sw + 1:sw]
+                for k in range(nc):
+                    dst[k] = src[k]
+
+
+@njit(cache=True, inline="always")
+def _tap_run(phases, i, j, run, sh, sw, dh, dw, pw):
+    """The flat run of phase values under tap (i, j) for every output (row-major at the
+    phase width; columns past wo are padding)."""
+    start = (i * dh // sh) * pw + j * dw // sw
+    return phases[(i * dh) % sh * sw + (j * dw) % sw][start:start + run]  # (contiguous: vectorizes)
+
+
 @parallel_kernel(fastmath=True)
 def _depthwise_conv2d_forward(x, w, y, sh, sw, pt, pl, dh, dw):
     n_img, channels, height, width = x.shape
     out_ch, _, kh, kw = w.shape
     ho, wo = y.shape[2], y.shape[3]
     mult = out_ch // channels
-    for task in prange(n_img * out_ch):
-        n = task // out_ch
-        o = task - n * out_ch
-        c = o // mult
-        y[n, o, :, :] = 0
-        for i in range(kh):
-            for j in range(kw):
-                wv = w[o, 0, i, j]
-                off_w = j * dw - pl
-                lo, hi = _valid_range(off_w, sw, width, wo)
-                if hi <= lo:
-                    continue
+    ph, pw = _phase_shape(ho, wo, kh, kw, sh, sw, dh, dw)
+    run = ho * pw
+    tasks = n_img * channels
+    n_chunks = min(tasks, DEPTHWISE_CHUNKS)
+    for chunk in prange(n_chunks):
+        phases = np.zeros((sh * sw, ph * pw), dtype=x.dtype)
+        acc = np.empty(run, dtype=y.dtype)
+        for task in range(chunk * tasks // n_chunks, (chunk + 1) * tasks // n_chunks):
+            n = task // channels
+            c = task - n * channels
+            _plane_to_phases(x[n, c], phases, sh, sw, pt, pl, ph, pw)
+            for m in range(mult):
+                o = c * mult + m
+                acc[:] = 0
+                for i in range(kh):
+                    for j in range(kw):
+                        wv = w[o, 0, i, j]
+                        tap = _tap_run(phases, i, j, run, sh, sw, dh, dw, pw)
+                        for q in range(run):
+                            acc[q] += wv * tap[q]
                 for oh in range(ho):
-                    ih = oh * sh + i * dh - pt
-                    if ih < 0 or ih >= height:
-                        continue
-                    y_row = y[n, o, oh, lo:hi]
-                    x_row = x[n, c, ih, lo * sw + off_w:(hi - 1) * sw + off_w + 1:sw]
-                    for k in range(hi - lo):
-                        y_row[k] += wv * x_row[k]
+                    y[n, o, oh, :] = acc[oh * pw:oh * pw + wo]
 
 
 @parallel_kernel(fastmath=True)
 def _depthwise_conv2d_backward(x, w, gy, dx, dw_parts, need_dx, need_dw, sh, sw, pt, pl, dh, dw):
-    """dx (when need_dx) and dw_parts[n, o] = the weight gradient from image n alone."""
+    """dx (when need_dx) and dw_parts[n, o] = the weight gradient from image n alone
+    (when need_dw), both through the phase planes: dw a dot product of gy with each
+    tap's run, dx the runs' adjoint."""
     n_img, channels, height, width = x.shape
     out_ch, _, kh, kw = w.shape
     ho, wo = gy.shape[2], gy.shape[3]
     mult = out_ch // channels
-    for task in prange(n_img * channels):
-        n = task // channels
-        c = task - n * channels
-        if need_dx:
-            dx[n, c, :, :] = 0
-        for m in range(mult):
-            o = c * mult + m
-            for i in range(kh):
-                for j in range(kw):
-                    wv = w[o, 0, i, j]
-                    off_w = j * dw - pl
-                    lo, hi = _valid_range(off_w, sw, width, wo)
-                    acc = 0.0
-                    for oh in range(ho):
-                        ih = oh * sh + i * dh - pt
-                        if ih < 0 or ih >= height or hi <= lo:
-                            continue
-                        g_row = gy[n, o, oh, lo:hi]
-                        first, last = lo * sw + off_w, (hi - 1) * sw + off_w + 1
-                        x_row = x[n, c, ih, first:last:sw]
+    ph, pw = _phase_shape(ho, wo, kh, kw, sh, sw, dh, dw)
+    run = ho * pw
+    tasks = n_img * channels
+    n_chunks = min(tasks, DEPTHWISE_CHUNKS)
+    for chunk in prange(n_chunks):
+        phases = np.zeros((sh * sw, ph * pw), dtype=x.dtype)
+        d_phases = np.zeros((sh * sw, ph * pw), dtype=x.dtype)
+        g_wide = np.zeros((ho, pw), dtype=gy.dtype)  # gy at the phase width: zero past wo
+        g_run = g_wide.reshape(-1)
+        for task in range(chunk * tasks // n_chunks, (chunk + 1) * tasks // n_chunks):
+            n = task // channels
+            c = task - n * channels
+            if need_dw:
+                _plane_to_phases(x[n, c], phases, sh, sw, pt, pl, ph, pw)
+            if need_dx:
+                d_phases[:] = 0
+            for m in range(mult):
+                o = c * mult + m
+                g_wide[:, :wo] = gy[n, o]
+                for i in range(kh):
+                    for j in range(kw):
+                        if need_dw:
+                            tap = _tap_run(phases, i, j, run, sh, sw, dh, dw, pw)
+                            total = 0.0
+                            for q in range(run):
+                                total += g_run[q] * tap[q]
+                            dw_parts[n, o, i, j] = total
                         if need_dx:
-                            dx_row = dx[n, c, ih, first:last:sw]
-                            if need_dw:
-                                for k in range(hi - lo):
-                                    dx_row[k] += wv * g_row[k]
-                                    acc += g_row[k] * x_row[k]
-                            else:
-                                for k in range(hi - lo):
-                                    dx_row[k] += wv * g_row[k]
-                        else:
-                            for k in range(hi - lo):
-                                acc += g_row[k] * x_row[k]
-                    if need_dw:
-                        dw_parts[n, o, i, j] = acc
+                            wv = w[o, 0, i, j]
+                            d_tap = _tap_run(d_phases, i, j, run, sh, sw, dh, dw, pw)
+                            for q in range(run):
+                                d_tap[q] += wv * g_run[q]
+            if need_dx:
+                _phases_to_plane(d_phases, dx[n, c], sh, sw, pt, pl, ph, pw)
 
 
 # ------------------------------------------------------------------ helpers
@@ -379,7 +451,7 @@ def _depthwise_conv2d_backward_arrays(x, w, gy, g, need_dx, need_dw):
     dx = np.empty_like(x) if need_dx else np.empty((1, 1, 1, 1), dtype=x.dtype)
     parts = (np.empty((n_img,) + w.shape[:1] + w.shape[2:], dtype=w.dtype) if need_dw
              else np.empty((1, 1, 1, 1), dtype=w.dtype))
-    _depthwise_conv2d_backward.sized(x.size)(x, w, gy, dx, parts, need_dx, need_dw, g.sh, g.sw, g.pt, g.pl, g.dh,
-                                      g.dw)
+    _depthwise_conv2d_backward.sized(x.size)(x, w, gy, dx, parts, need_dx, need_dw, g.sh, g.sw, g.pt, g.pl,
+                                             g.dh, g.dw)
     dw = parts.sum(axis=0).reshape(w.shape) if need_dw else None
     return (dx if need_dx else None), dw
