@@ -28,6 +28,7 @@ class CpuBackend(Backend):
     relu6_backward = elementwise.relu6_backward
     sigmoid = elementwise.sigmoid
     sigmoid_backward = elementwise.sigmoid_backward
+    silu = elementwise.silu
     silu_backward = elementwise.silu_backward
 
     sgd_update = optim.sgd_update
