@@ -51,9 +51,6 @@ SMALL_MAP_PIXELS = 1024
 
 
 # ------------------------------------------------------------------ Numba loops
-# The loops index through row views (row[k] of a slice starting at the first valid
-# column): Numba's negative-index wraparound check on ``ow * sw + off_w`` kept LLVM from
-# vectorizing them; an index from range(0, n) provably needs none.
 @njit(cache=True, inline="always")
 def _valid_range(offset, stride, size, out_size):
     """Output indices o in [lo, hi) with 0 <= o * stride + offset < size."""
@@ -87,19 +84,23 @@ def _im2col(x, cols, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo, stri
         off_w = j * dw - pl
         lo, hi = _valid_range(off_w, sw, width, wo)
         base = b * stride_b + r * stride_r
-        first, last = lo * sw + off_w, (hi - 1) * sw + off_w + 1
         for rr in range(rows):
             ih = (oh0 + rr) * sh + i * dh - pt
             row = base + rr * wo
-            if ih < 0 or ih >= height or hi <= lo:
-                cols[row:row + wo] = 0
+            if ih < 0 or ih >= height:
+                for ow in range(wo):
+                    cols[row + ow] = 0
             else:
-                cols[row:row + lo] = 0
-                dst = cols[row + lo:row + hi]
-                src = x[n0 + b, c, ih, first:last:sw]
-                for k in range(hi - lo):
-                    dst[k] = src[k]
-                cols[row + hi:row + wo] = 0
+                for ow in range(lo):
+                    cols[row + ow] = 0
+                if sw == 1:
+                    for ow in range(lo, hi):
+                        cols[row + ow] = x[n0 + b, c, ih, ow + off_w]
+                else:
+                    for ow in range(lo, hi):
+                        cols[row + ow] = x[n0 + b, c, ih, ow * sw + off_w]
+                for ow in range(hi, wo):
+                    cols[row + ow] = 0
 
 
 @parallel_kernel()
@@ -116,16 +117,17 @@ def _col2im_add(cols, dx, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo,
                 off_w = j * dw - pl
                 lo, hi = _valid_range(off_w, sw, width, wo)
                 base = b * stride_b + (c * kk + i * kw + j) * stride_r
-                first, last = lo * sw + off_w, (hi - 1) * sw + off_w + 1
                 for rr in range(rows):
                     ih = (oh0 + rr) * sh + i * dh - pt
-                    if ih < 0 or ih >= height or hi <= lo:
+                    if ih < 0 or ih >= height:
                         continue
                     row = base + rr * wo
-                    src = cols[row + lo:row + hi]
-                    dst = dx[n0 + b, c, ih, first:last:sw]
-                    for k in range(hi - lo):
-                        dst[k] += src[k]
+                    if sw == 1:
+                        for ow in range(lo, hi):
+                            dx[n0 + b, c, ih, ow + off_w] += cols[row + ow]
+                    else:
+                        for ow in range(lo, hi):
+                            dx[n0 + b, c, ih, ow * sw + off_w] += cols[row + ow]
 
 
 # Depthwise: each (image, channel) plane is copied into zero-padded "phase" planes,
