@@ -21,6 +21,28 @@ def test_shared_subexpression_sums_both_paths():
     np.testing.assert_allclose(x.grad.numpy(), 2 * e * e + e)
 
 
+@pytest.mark.parametrize("uses", [2, 3, 5])
+def test_many_uses_sum_in_place_without_touching_aliased_gradients(uses):
+    """A tensor used many times sums its gradients in place once the engine made the
+    sum itself; the first contribution may alias the user's gradient (Add passes gy
+    through to both inputs), which must stay untouched."""
+    x = minidl.tensor([0.5, -1.5, 2.0], dtype="float64", requires_grad=True)
+    b = x * 2
+    total = b
+    for _ in range(uses - 1):
+        total = total + b
+    seed = np.array([1.0, 10.0, 100.0])
+    kept = seed.copy()
+    total.backward(minidl.tensor(seed, dtype="float64"))
+    np.testing.assert_array_equal(seed, kept)
+    np.testing.assert_allclose(x.grad.numpy(), 2 * uses * kept)
+    y = minidl.tensor([1.0, 2.0], dtype="float64", requires_grad=True)
+    parts = [y * k for k in (1.0, 2.0, 3.0, 4.0)]
+    z = y.exp()
+    (parts[0] + parts[1] + parts[2] + parts[3] + z + z + z).sum().backward()
+    np.testing.assert_allclose(y.grad.numpy(), 10 + 3 * np.exp([1.0, 2.0]))
+
+
 def test_no_grad_and_detach_stop_the_graph():
     x = minidl.tensor([1.0, 2.0], requires_grad=True)
     with minidl.no_grad():

@@ -374,6 +374,7 @@ def backward(root, grad=None, retain_graph=False):
             _run_post_accumulate_hooks(root)
         return
     grads = {(id(root._ctx), root._out_index): g}
+    summed = set()  # keys whose gradient is a sum made here, accumulated in place from then on
     anomaly = is_anomaly_enabled()
     order = _topological_order(root._ctx)
     pending = _pending_hooked_leaves(order)
@@ -411,7 +412,13 @@ def backward(root, grad=None, retain_graph=False):
             elif gi is not None:
                 key = (id(t._ctx), t._out_index)
                 prev = grads.get(key)
-                grads[key] = gi if prev is None else backend.add(prev, gi)
+                if prev is None:
+                    grads[key] = gi
+                elif key in summed and prev.dtype == gi.dtype:
+                    backend.add_(prev, gi)  # a sum this loop made: nothing else holds it
+                else:  # (the first gradient may alias another one, or the user's)
+                    grads[key] = backend.add(prev, gi)
+                    summed.add(key)
         if not retain_graph:
             fn.freed = True
             fn.inputs = ()  # drop references so activations can be freed

@@ -26,7 +26,7 @@ CONTRACT = {
     "creation": ("asarray", "upload", "from_dlpack", "to_numpy", "zeros", "ones", "full", "empty", "zeros_like", "ones_like",
                  "arange", "copy", "owned", "astype"),
     "random": ("rng", "standard_normal", "uniform"),
-    "math": ("add", "sub", "mul", "div", "pow", "neg", "exp", "log", "sqrt", "tanh", "abs", "sign",
+    "math": ("add", "add_", "sub", "mul", "div", "pow", "neg", "exp", "log", "sqrt", "tanh", "abs", "sign",
              "maximum", "minimum", "clip", "where", "equal", "not_equal", "greater", "greater_equal",
              "less", "less_equal", "isfinite", "all", "cast_like"),
     "reduction": ("sum", "mean", "max", "min", "var", "argmax", "argsort", "sum_to_shape"),
@@ -119,6 +119,11 @@ class Backend(ABC):
     # ---------------------------------------------------------- math (NumPy semantics)
     def add(self, a, b):
         return a + b
+
+    def add_(self, a, b):
+        """a += b in place (a of b's shape and dtype, owned by the caller); returns a."""
+        a += b
+        return a
 
     def sub(self, a, b):
         return a - b
