@@ -160,34 +160,26 @@ def _phase_slices(a, b, height, width, sh, sw, pt, pl, ph, pw):
 
 
 @njit(cache=True)
-def _plane_to_phases(plane, phases, sh, sw, pt, pl, ph, pw):
-    """phases (sh * sw, ph * pw): phase (a, b) is row a * sw + b, a plane row-major."""
+def _phase_copy(plane, phases, into_phases, sh, sw, pt, pl, ph, pw):
+    """Copy a plane into its phase planes (into_phases; phases (sh * sw, ph * pw), phase
+    (a, b) being row a * sw + b, a plane row-major), or back: the adjoint, where plane
+    entries no phase holds become zero."""
     height, width = plane.shape
+    if not into_phases:
+        plane[:, :] = 0
     for a in range(sh):
         for b in range(sw):
             ih0, iw0, r0, c0, nr, nc = _phase_slices(a, b, height, width, sh, sw, pt, pl, ph, pw)
             phase = phases[a * sw + b].reshape(ph, pw)
             for r in range(nr):
-                dst = phase[r0 + r, c0:c0 + nc]
-                src = plane[ih0 + r * sh, iw0:iw0 + (nc - 1) * sw + 1:sw]
-                for k in range(nc):
-                    dst[k] = src[k]
-
-
-@njit(cache=True)
-def _phases_to_plane(phases, plane, sh, sw, pt, pl, ph, pw):
-    """The adjoint of _plane_to_phases (plane entries no phase holds are zero)."""
-    height, width = plane.shape
-    plane[:, :] = 0
-    for a in range(sh):
-        for b in range(sw):
-            ih0, iw0, r0, c0, nr, nc = _phase_slices(a, b, height, width, sh, sw, pt, pl, ph, pw)
-            phase = phases[a * sw + b].reshape(ph, pw)
-            for r in range(nr):
-                src = phase[r0 + r, c0:c0 + nc]
-                dst = plane[ih0 + r * sh, iw0:iw0 + (nc - 1) * sw + 1:sw]
-                for k in range(nc):
-                    dst[k] = src[k]
+                phase_row = phase[r0 + r, c0:c0 + nc]
+                plane_row = plane[ih0 + r * sh, iw0:iw0 + (nc - 1) * sw + 1:sw]
+                if into_phases:
+                    for k in range(nc):
+                        phase_row[k] = plane_row[k]
+                else:
+                    for k in range(nc):
+                        plane_row[k] = phase_row[k]
 
 
 @njit(cache=True, inline="always")
@@ -214,7 +206,7 @@ def _depthwise_conv2d_forward(x, w, y, sh, sw, pt, pl, dh, dw):
         for task in range(chunk * tasks // n_chunks, (chunk + 1) * tasks // n_chunks):
             n = task // channels
             c = task - n * channels
-            _plane_to_phases(x[n, c], phases, sh, sw, pt, pl, ph, pw)
+            _phase_copy(x[n, c], phases, True, sh, sw, pt, pl, ph, pw)
             for m in range(mult):
                 o = c * mult + m
                 acc[:] = 0
@@ -250,7 +242,7 @@ def _depthwise_conv2d_backward(x, w, gy, dx, dw_parts, need_dx, need_dw, sh, sw,
             n = task // channels
             c = task - n * channels
             if need_dw:
-                _plane_to_phases(x[n, c], phases, sh, sw, pt, pl, ph, pw)
+                _phase_copy(x[n, c], phases, True, sh, sw, pt, pl, ph, pw)
             if need_dx:
                 d_phases[:] = 0
             for m in range(mult):
@@ -270,7 +262,7 @@ def _depthwise_conv2d_backward(x, w, gy, dx, dw_parts, need_dx, need_dw, sh, sw,
                             for q in range(run):
                                 d_tap[q] += wv * g_run[q]
             if need_dx:
-                _phases_to_plane(d_phases, dx[n, c], sh, sw, pt, pl, ph, pw)
+                _phase_copy(dx[n, c], d_phases, False, sh, sw, pt, pl, ph, pw)
 
 
 # ------------------------------------------------------------------ helpers
