@@ -43,6 +43,35 @@ def test_many_uses_sum_in_place_without_touching_aliased_gradients(uses):
     np.testing.assert_allclose(y.grad.numpy(), 10 + 3 * np.exp([1.0, 2.0]))
 
 
+def test_leaf_gradients_are_copied_unless_their_function_made_them(monkeypatch):
+    """Conv2d and Linear make their weight gradients (fresh_grads): the leaves take them
+    without a copy.  A pass-through gradient (Add hands gy to both inputs) is copied, so
+    the two leaves and the user's array stay apart."""
+    import minidl.functional as F
+    from minidl.backend import get_backend
+    cpu = get_backend("cpu")
+    copies = []
+    real_copy = type(cpu).copy
+    monkeypatch.setattr(type(cpu), "copy", lambda self, a: copies.append(a.shape) or real_copy(self, a))
+    rng = np.random.default_rng(0)
+    x = minidl.tensor(rng.standard_normal((2, 3, 6, 6)), dtype="float64")
+    w = minidl.tensor(rng.standard_normal((4, 3, 3, 3)), dtype="float64", requires_grad=True)
+    fc = minidl.tensor(rng.standard_normal((5, 4)), dtype="float64", requires_grad=True)
+    loss = F.linear(F.conv2d(x, w, padding=1).mean(axis=(2, 3)), fc).sum()
+    copies.clear()  # (creating the tensors copied their data)
+    loss.backward()
+    assert (4, 3, 3, 3) not in copies and (5, 4) not in copies
+    assert w.grad is not None and fc.grad is not None
+    a = minidl.tensor([1.0, 2.0], dtype="float64", requires_grad=True)
+    b = minidl.tensor([3.0, 4.0], dtype="float64", requires_grad=True)
+    seed = np.array([1.0, 1.0])
+    copies.clear()
+    (a + b).backward(minidl.tensor(seed, dtype="float64"))
+    assert copies.count((2,)) >= 2
+    a.grad.data[0] = 7.0
+    assert b.grad.numpy()[0] == 1.0 and seed[0] == 1.0
+
+
 def test_no_grad_and_detach_stop_the_graph():
     x = minidl.tensor([1.0, 2.0], requires_grad=True)
     with minidl.no_grad():

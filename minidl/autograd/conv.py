@@ -20,6 +20,8 @@ class Conv2d(Function):
     padding = property(lambda self: self.geometry.padding)
     dilation = property(lambda self: self.geometry.dilation)
 
+    fresh_grads = True  # (the backend contract: conv2d_backward and bias_add_backward return new arrays)
+
     def backend_ops(self, inputs):
         with_bias = len(inputs) > 2 and inputs[2] is not None
         return ("conv2d_forward", "conv2d_backward") + (("bias_add_backward",) if with_bias else ())
@@ -43,6 +45,8 @@ class Conv2d(Function):
 
 class Linear(Function):
     """x (..., in_features) @ weight (out_features, in_features)^T + bias (out_features,)."""
+
+    fresh_grads = True  # (matmul and sum make new arrays)
 
     def forward(self, x, weight, bias=None):
         be = self.backend

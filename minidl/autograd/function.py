@@ -180,6 +180,9 @@ class Function:
 
     dtypes = FLOAT_DTYPES
     moves_data_only = False  # True: half inputs are passed as they are (no arithmetic)
+    # True: backward returns arrays it made, one per input, that nothing else holds, so a
+    # leaf's first gradient is taken as it is (no copy: 150 MB for AlexNet's fc6)
+    fresh_grads = False
 
     def __init__(self, **attrs):
         self.__dict__.update(attrs)
@@ -348,10 +351,12 @@ def _root_gradient(root, grad):
     return g if g.dtype == root.dtype else root.backend.astype(g, root.dtype)
 
 
-def _accumulate_leaf(t, g):
+def _accumulate_leaf(t, g, fresh=False):
+    """t.grad = g, or += g.  A first gradient is copied unless ``fresh`` (made by a
+    Function with fresh_grads): it may alias another gradient, the user's or a view."""
     if t.grad is None:
         from ..tensor import Tensor
-        t.grad = Tensor._wrap(t.backend.copy(g), t.device)
+        t.grad = Tensor._wrap(g if fresh else t.backend.copy(g), t.device)
     else:
         t.grad.data = t.backend.add(t.grad.data, g)
 
@@ -406,7 +411,7 @@ def backward(root, grad=None, retain_graph=False):
                 continue
             if t._ctx is None:
                 if gi is not None:
-                    _accumulate_leaf(t, gi)
+                    _accumulate_leaf(t, gi, fn.fresh_grads)
                 if pending and id(t) in pending:
                     _leaf_contribution_done(pending, t, gi is not None)
             elif gi is not None:
