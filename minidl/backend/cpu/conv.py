@@ -149,6 +149,16 @@ def _phase_shape(ho, wo, kh, kw, sh, sw, dh, dw):
 
 
 @njit(cache=True, inline="always")
+def _depthwise_plan(x, w, ho, wo, sh, sw, dh, dw):
+    """-> (channel multiplier, phase plane rows and width, run length, tasks (image,
+    channel planes), chunks) of a depthwise convolution."""
+    kh, kw = w.shape[2], w.shape[3]
+    ph, pw = _phase_shape(ho, wo, kh, kw, sh, sw, dh, dw)
+    tasks = x.shape[0] * x.shape[1]
+    return w.shape[0] // x.shape[1], ph, pw, ho * pw, tasks, min(tasks, DEPTHWISE_CHUNKS)
+
+
+@njit(cache=True, inline="always")
 def _phase_slices(a, b, height, width, sh, sw, pt, pl, ph, pw):
     """Input rows ih0::sh and columns iw0::sw (nr x nc of them) land in phase (a, b)
     at rows r0.. and columns c0..; nr or nc may be 0."""
@@ -192,14 +202,9 @@ def _tap_run(phases, i, j, run, sh, sw, dh, dw, pw):
 
 @parallel_kernel(fastmath=True)
 def _depthwise_conv2d_forward(x, w, y, sh, sw, pt, pl, dh, dw):
-    n_img, channels, height, width = x.shape
-    out_ch, _, kh, kw = w.shape
+    channels, kh, kw = x.shape[1], w.shape[2], w.shape[3]
     ho, wo = y.shape[2], y.shape[3]
-    mult = out_ch // channels
-    ph, pw = _phase_shape(ho, wo, kh, kw, sh, sw, dh, dw)
-    run = ho * pw
-    tasks = n_img * channels
-    n_chunks = min(tasks, DEPTHWISE_CHUNKS)
+    mult, ph, pw, run, tasks, n_chunks = _depthwise_plan(x, w, ho, wo, sh, sw, dh, dw)
     for chunk in prange(n_chunks):
         phases = np.zeros((sh * sw, ph * pw), dtype=x.dtype)
         acc = np.empty(run, dtype=y.dtype)
@@ -225,14 +230,9 @@ def _depthwise_conv2d_backward(x, w, gy, dx, dw_parts, need_dx, need_dw, sh, sw,
     """dx (when need_dx) and dw_parts[n, o] = the weight gradient from image n alone
     (when need_dw), both through the phase planes: dw a dot product of gy with each
     tap's run, dx the runs' adjoint."""
-    n_img, channels, height, width = x.shape
-    out_ch, _, kh, kw = w.shape
+    channels, kh, kw = x.shape[1], w.shape[2], w.shape[3]
     ho, wo = gy.shape[2], gy.shape[3]
-    mult = out_ch // channels
-    ph, pw = _phase_shape(ho, wo, kh, kw, sh, sw, dh, dw)
-    run = ho * pw
-    tasks = n_img * channels
-    n_chunks = min(tasks, DEPTHWISE_CHUNKS)
+    mult, ph, pw, run, tasks, n_chunks = _depthwise_plan(x, w, ho, wo, sh, sw, dh, dw)
     for chunk in prange(n_chunks):
         phases = np.zeros((sh * sw, ph * pw), dtype=x.dtype)
         d_phases = np.zeros((sh * sw, ph * pw), dtype=x.dtype)
