@@ -15,7 +15,10 @@ smaller plane), and reports per kernel launch:
   traffic scaled from the profiled shape to the benchmark's shape, over the bandwidth.
 
 The thresholds of a memory-bound kernel are >= 90% sector efficiency and <= 1.1x the
-ideal bytes; the table marks each launch against them.
+ideal bytes; the table marks each launch against them.  A second table profiles the
+tensor-core convolutions (TF32 / FP16 / BF16 entries of the conv family), which are
+compute-bound: for them the bank conflicts of the staged tiles are the figure to read,
+and the memory thresholds do not apply.
 """
 from __future__ import annotations
 
@@ -29,6 +32,15 @@ import tempfile
 from minidl.backend.kernel.emu_profile import H200_BANDWIDTH, profile_emu
 
 MEMORY_BOUND_FAMILIES = ("elementwise", "optim", "softmax", "batchnorm", "pool", "lrn", "depthwise")
+TENSOR_CORE_SUFFIXES = (" TF32", " float16", " bfloat16")  # conv entries run by kernels/conv_tc.cuh
+
+
+def is_memory_bound(e):
+    return e["family"] in MEMORY_BOUND_FAMILIES
+
+
+def is_tensor_core(e):
+    return e["family"] == "conv" and e["name"].endswith(TENSOR_CORE_SUFFIXES)
 MIN_SECTOR_EFFICIENCY = 0.90
 MAX_TRAFFIC_RATIO = 1.10
 
@@ -98,12 +110,12 @@ def nvcc_resource_usage(families, arch="sm_90"):
     return usage, f"nvcc --resource-usage -arch={arch}"
 
 
-def profile_entries(entries, ctx, only=None):
-    """One row per kernel launch of each memory-bound entry, run at ctx's size."""
+def profile_entries(entries, ctx, only=None, select=is_memory_bound):
+    """One row per kernel launch of each selected entry, run at ctx's size."""
     rows = []
     for e in entries:
         label = f"{e['family']}: {e['name']} {e['shape']}"
-        if e["family"] not in MEMORY_BOUND_FAMILIES or (only and only not in label):
+        if not select(e) or (only and only not in label):
             continue
         ctx.scale = 1.0
         case = e["make"](ctx)
@@ -136,14 +148,15 @@ def add_resources(rows, usage):
             r["occupancy"] = occupancy(regs, smem + r["dynamic_smem"], threads)
 
 
-def _fmt_row(r):
+def _fmt_row(r, compute_bound=False):
     res = (f"{r['registers']} | {r['static_smem'] + r['dynamic_smem']} | {100 * r['occupancy']:.0f}%"
            if "registers" in r else " | | ")
-    mark = "yes" if meets_thresholds(r) else "**no**"
+    mark = "-" if compute_bound else "yes" if meets_thresholds(r) else "**no**"
     conflict = f"{r['bank_conflict']:.2f} (max {r['max_bank_conflict']})" if r["max_bank_conflict"] else "-"
     return (f"| {r['entry']} {r['shape']} | `{r['kernel']}` | {'x'.join(map(str, r['grid']))} / "
             f"{'x'.join(map(str, r['block']))} | {100 * r['sector_efficiency']:.1f}% | {r['traffic_ratio']:.2f} | "
-            f"{mark} | {conflict} | {100 * r['divergent_fraction']:.1f}% | {res} | {r['h200_us']:.1f} |")
+            f"{mark} | {conflict} | {100 * r['divergent_fraction']:.1f}% | {res} | "
+            f"{'-' if compute_bound else format(r['h200_us'], '.1f')} |")
 
 
 HEADER = ("| entry (benchmark shape) | kernel | grid / block (profiled) | sector eff. | traffic / ideal | "
@@ -151,10 +164,10 @@ HEADER = ("| entry (benchmark shape) | kernel | grid / block (profiled) | sector
           "|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
-def write_profile(rows, meta, out_dir):
+def write_profile(rows, tc_rows, meta, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "emu_profile.json"), "w") as f:
-        json.dump(dict(meta=meta, rows=rows), f, indent=1)
+        json.dump(dict(meta=meta, rows=rows, tensor_core_rows=tc_rows), f, indent=1)
     failing = [r for r in rows if not meets_thresholds(r)]
     with open(os.path.join(out_dir, "emu_profile.md"), "w") as f:
         f.write("# minidl memory-bound kernels: emu profile\n\n")
@@ -165,18 +178,28 @@ def write_profile(rows, meta, out_dir):
                 f"sector efficiency and <= {MAX_TRAFFIC_RATIO}x the ideal bytes.\n")
         if failing:
             f.write("Below them: " + ", ".join(sorted({f"`{r['kernel']}`" for r in failing})) + ".\n")
+        if tc_rows:
+            f.write("\n## Tensor-core convolutions (compute-bound; kernels/conv_tc.cuh)\n\n" + HEADER + "\n"
+                    + "\n".join(_fmt_row(r, compute_bound=True) for r in tc_rows) + "\n")
+            free = [r for r in tc_rows if r["bank_conflict"] <= 1.0]
+            f.write(f"\n{len(free)} of {len(tc_rows)} tensor-core launches at the conflict-free minimum of "
+                    f"shared-memory wavefronts.\n")
 
 
 def run(entries, ctx, out_dir, only=None):
-    """The profile of every memory-bound entry; prints and writes emu_profile.{md,json}."""
+    """The profile of every memory-bound entry and every tensor-core convolution; prints
+    and writes emu_profile.{md,json}."""
     rows = profile_entries(entries, ctx, only)
-    usage, how = nvcc_resource_usage(sorted({r["family"] for r in rows}))
-    add_resources(rows, usage)
+    tc_rows = profile_entries(entries, ctx, only, select=is_tensor_core)
+    usage, how = nvcc_resource_usage(sorted({r["family"] for r in rows + tc_rows}))
+    add_resources(rows + tc_rows, usage)
     meta = dict(resources=how, roofline=f"H200 HBM3e {H200_BANDWIDTH / 1e12:.1f} TB/s, sector traffic "
                                          "scaled to the benchmark shape",
                 profile_elements="largest tensor <= 65536 elements (kernels.PROFILE_ELEMENTS)")
     print(HEADER)
     for r in rows:
         print(_fmt_row(r), flush=True)
-    write_profile(rows, meta, out_dir)
-    return rows
+    for r in tc_rows:
+        print(_fmt_row(r, compute_bound=True), flush=True)
+    write_profile(rows, tc_rows, meta, out_dir)
+    return rows + tc_rows

@@ -432,8 +432,8 @@ def _close_scaled(ctx, got, want, rtol=1e-3, what=""):
 def _conv_entry(n, c, hw, o, k, stride, pad, groups=1, mode="fwd", algo=None, tf32=False, half=None):
     """mode 'fwd' (y) or 'bwd' (dx and dw); square kernel k, symmetric pad.  ``tf32``:
     minidl.cuda.allow_tf32.conv on (the tensor-core kernel) and cuDNN's TF32 on.
-    ``half`` ("float16" / "bfloat16", forward only): the 16-bit tensor-core kernel
-    against cuDNN on the same 16-bit inputs."""
+    ``half`` ("float16" / "bfloat16"): the 16-bit tensor-core kernels against cuDNN on
+    the same 16-bit inputs."""
     def make(ctx):
         _torch_fp32(ctx)
         if tf32 and ctx.torch is not None:
@@ -467,30 +467,26 @@ def _conv_entry(n, c, hw, o, k, stride, pad, groups=1, mode="fwd", algo=None, tf
             finally:
                 be.conv_algo, minidl.cuda.allow_tf32.conv = old
 
+        if half:  # 16-bit inputs; the float32 reference is computed from the same rounded values
+            x, w, gy = (be.astype(a, minidl.dtypes.dtype(half)) for a in (x, w, gy))
+        rtol = 2e-2 if half else 3e-3 if tf32 else 1e-3
+
+        def f32(a):
+            return be.astype(a, np.float32) if half else a
+
         def check():
-            xh, wh, gh = ctx.host(x)[:m], ctx.host(w), ctx.host(gy)[:m]
-            xs, gs = be.asarray(xh), be.asarray(gh)
+            xh, wh, gh = (ctx.host(a).astype(np.float32) for a in (x[:m], w, gy[:m]))
+            xs, ws, gs = (be.asarray(ctx.host(a)) for a in (x[:m], w, gy[:m]))
             if mode == "fwd":
-                _close_scaled(ctx, call(lambda: be.conv2d_forward(xs, w, geometry(m))),
-                              ctx.cpu.conv2d_forward(xh, wh, geometry(m)), rtol=3e-3 if tf32 else 1e-3, what="y")
+                _close_scaled(ctx, f32(call(lambda: be.conv2d_forward(xs, ws, geometry(m)))),
+                              ctx.cpu.conv2d_forward(xh, wh, geometry(m)), rtol=rtol, what="y")
             else:
-                dx, dw = call(lambda: be.conv2d_backward(xs, w, gs, geometry(m)))
+                dx, dw = call(lambda: be.conv2d_backward(xs, ws, gs, geometry(m)))
                 rdx, rdw = ctx.cpu.conv2d_backward(xh, wh, gh, geometry(m))
-                _close_scaled(ctx, dx, rdx, what="dx")
-                _close_scaled(ctx, dw, rdw, what="dw")
+                _close_scaled(ctx, f32(dx), rdx, rtol=rtol, what="dx")
+                _close_scaled(ctx, f32(dw), rdw, rtol=rtol, what="dw")
 
-        if half:  # the 16-bit inputs, and a float32 reference computed from them
-            x16, w16 = be.astype(x, minidl.dtypes.dtype(half)), be.astype(w, minidl.dtypes.dtype(half))
-
-            def check():
-                xr, wr = ctx.host(x16)[:m].astype(np.float32), ctx.host(w16).astype(np.float32)
-                got = call(lambda: be.conv2d_forward(be.asarray(ctx.host(x16)[:m]), w16, geometry(m)))
-                _close_scaled(ctx, be.astype(got, np.float32), ctx.cpu.conv2d_forward(xr, wr, geometry(m)),
-                              rtol=2e-2, what="y")
-
-            def run():
-                return call(lambda: be.conv2d_forward(x16, w16, g))
-        elif mode == "fwd":
+        if mode == "fwd":
             def run():
                 return call(lambda: be.conv2d_forward(x, w, g))
         else:
@@ -501,7 +497,7 @@ def _conv_entry(n, c, hw, o, k, stride, pad, groups=1, mode="fwd", algo=None, tf
             t = ctx.torch
             tx, tw, tg = ctx.t(x), ctx.t(w), ctx.t(gy)
             if half:
-                tx, tw = (a.to(getattr(t, half)) for a in (tx, tw))
+                tx, tw, tg = (a.to(getattr(t, half)) for a in (tx, tw, tg))
             if mode == "fwd":
                 def tr():
                     return t.nn.functional.conv2d(tx, tw, None, stride, pad, 1, gg)
@@ -533,13 +529,14 @@ for _args in ((64, 56, 256, 1, 1, 0), (128, 56, 128, 3, 2, 1), (256, 14, 256, 3,
         entry("conv", f"conv {_k}x{_k}/{_s} {_c}->{_o} {_mode}", f"({B50},{_c},{_hw},{_hw})")(
             _conv_entry(B50, _c, _hw, _o, _k, _s, _p, mode=_mode))
 for _args in ((64, 56, 64, 3, 1, 1), (128, 56, 128, 3, 2, 1), (256, 14, 256, 3, 1, 1), (512, 7, 512, 3, 1, 1),
-              (3, 224, 64, 7, 2, 3)):  # the TF32 tensor-core forward (kernels/conv_tc.cuh)
+              (3, 224, 64, 7, 2, 3)):  # the tensor-core kernels (kernels/conv_tc.cuh), ResNet-50's shapes
     _c, _hw, _o, _k, _s, _p = _args
-    entry("conv", f"conv {_k}x{_k}/{_s} {_c}->{_o} fwd TF32", f"({B50},{_c},{_hw},{_hw})")(
-        _conv_entry(B50, _c, _hw, _o, _k, _s, _p, algo="igemm", tf32=True))
-    for _half in ("float16", "bfloat16"):  # the 16-bit tensor-core forward
-        entry("conv", f"conv {_k}x{_k}/{_s} {_c}->{_o} fwd {_half}", f"({B50},{_c},{_hw},{_hw})")(
-            _conv_entry(B50, _c, _hw, _o, _k, _s, _p, algo="igemm", half=_half))
+    for _mode in ("fwd", "bwd"):
+        entry("conv", f"conv {_k}x{_k}/{_s} {_c}->{_o} {_mode} TF32", f"({B50},{_c},{_hw},{_hw})")(
+            _conv_entry(B50, _c, _hw, _o, _k, _s, _p, mode=_mode, algo="igemm", tf32=True))
+        for _half in ("float16", "bfloat16"):
+            entry("conv", f"conv {_k}x{_k}/{_s} {_c}->{_o} {_mode} {_half}", f"({B50},{_c},{_hw},{_hw})")(
+                _conv_entry(B50, _c, _hw, _o, _k, _s, _p, mode=_mode, algo="igemm", half=_half))
 for _n in (B, B50):
     for _mode in ("fwd", "bwd"):
         entry("depthwise", f"depthwise 3x3/1 144 {_mode}", f"({_n},144,56,56)")(

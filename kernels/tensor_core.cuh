@@ -204,7 +204,7 @@ template <int Bytes>
 __device__ __forceinline__ void cp_async(void* smem, const void* gmem, bool valid = true) {
     static_assert(Bytes == 4 || Bytes == 8 || Bytes == 16, "cp.async copies 4, 8 or 16 bytes");
 #if MINIDL_EMU
-    minidl_emu::self->async_pending.push_back(minidl_emu::AsyncCopy{smem, valid ? gmem : nullptr, Bytes});
+    minidl_emu::async_issue(smem, valid ? gmem : nullptr, Bytes);
 #else
     const unsigned addr = (unsigned)__cvta_generic_to_shared(smem);
     const int src_size = valid ? Bytes : 0;  // 0: the destination is zero-filled
@@ -218,9 +218,7 @@ __device__ __forceinline__ void cp_async(void* smem, const void* gmem, bool vali
 
 __device__ __forceinline__ void cp_async_commit() {
 #if MINIDL_EMU
-    minidl_emu::ThreadState* s = minidl_emu::self;
-    s->async_groups.push_back(std::move(s->async_pending));
-    s->async_pending.clear();
+    minidl_emu::async_commit();
 #else
     asm volatile("cp.async.commit_group;\n" ::);
 #endif
@@ -248,11 +246,8 @@ inline void do_copy(const minidl_emu::AsyncCopy& c) {
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
 #if MINIDL_EMU
-    minidl_emu::ThreadState* s = minidl_emu::self;
-    while (s->async_groups.size() > (std::size_t)N) {
-        for (const auto& c : s->async_groups.front()) emu_tc::do_copy(c);
-        s->async_groups.erase(s->async_groups.begin());
-    }
+    minidl_emu::AsyncCopy c;  // (a local: the profiler counts only the copy itself)
+    while (minidl_emu::async_next_landed(N, c)) emu_tc::do_copy(c);
 #else
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 #endif

@@ -315,6 +315,24 @@ void syncwarp() {
 
 Warp& my_warp() { return g_warps[self->warp]; }
 
+void async_issue(void* dst, const void* src, unsigned bytes) {
+    self->async_pending.push_back(AsyncCopy{dst, src, bytes});
+}
+
+void async_commit() {
+    self->async_groups.push_back(std::move(self->async_pending));
+    self->async_pending.clear();
+}
+
+bool async_next_landed(std::size_t keep, AsyncCopy& out) {
+    auto& groups = self->async_groups;
+    while (groups.size() > keep && groups.front().empty()) groups.erase(groups.begin());
+    if (groups.size() <= keep) return false;
+    out = groups.front().front();
+    groups.front().erase(groups.front().begin());
+    return true;
+}
+
 unsigned char* dynamic_smem() { return g_smem.data(); }
 
 bool profiling() {

@@ -168,6 +168,12 @@ extern thread_local ThreadState* self;      // the CUDA thread running on this O
 void syncthreads();                          // __syncthreads
 void syncwarp();                             // warp-level barrier
 Warp& my_warp();
+// cp.async bookkeeping (kernels/tensor_core.cuh), kept in cuda_emu.cpp so that the kernel
+// profiler, which instruments kernel code only, sees the copies and not this queue.
+void async_issue(void* dst, const void* src, unsigned bytes);
+void async_commit();
+// The oldest copy not yet done while more than `keep` groups are committed (false: none).
+bool async_next_landed(std::size_t keep, AsyncCopy& out);
 unsigned char* dynamic_smem();               // this launch's dynamic shared memory
 
 using Body = void (*)(void*);

@@ -46,6 +46,11 @@ CONV_CASES = {
     "pointwise_groups2": ((2, 6, 5, 4), (4, 3, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 2),
     "1x1_stride2": ((2, 6, 7, 7), (4, 6, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),
     "7x7_stride2_stem": ((1, 3, 13, 12), (8, 3, 7, 7), (2, 2), (3, 3, 3, 3), (1, 1), 1),
+    # the tensor-core forward splits K = 57*9 = 513 over 2 blocks (a small map: 30 pixels)
+    "split_k_forward": ((1, 57, 6, 5), (5, 57, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    # strided backward-data by input phase: stride 3 with 2 taps leaves a row phase with
+    # no tap (its dx is 0), 11 rows are not a multiple of 3, dilation 2 steps the taps
+    "stride3_phase_without_taps": ((2, 3, 11, 10), (4, 3, 2, 3), (3, 2), (1, 2, 0, 1), (2, 1), 1),
 }
 
 
@@ -162,6 +167,27 @@ def test_16_bit_convolutions_stay_on_tensor_cores_under_auto(be, cpu, half):
     launched, _ = _check_16_bit(be, cpu, CONV_CASES["stride2_asym_pad"], half, algo="im2col")
     assert launched and all(op in ("conv2d_im2col", "conv2d_col2im") and dt == np.float32
                             for op, dt in launched), launched
+
+
+def test_tf32_auto_takes_the_tensor_cores_on_small_maps_and_strided_backwards(be, cpu):
+    """conv_algo "auto" with TF32 on: the small-map forward (split over K) and the strided
+    backward-data (by phase) run on the tensor-core kernels, not im2col."""
+    import minidl
+    launched, launch = [], be.launch
+    old = (minidl.cuda.allow_tf32.conv, getattr(be, "conv_algo", None))
+    minidl.cuda.allow_tf32.conv, be.conv_algo = True, "auto"
+    be.launch = lambda op, dt, *args: (launched.append(op), launch(op, dt, *args))[1]
+    try:
+        for name in ("split_k_forward", "stride2_asym_pad"):
+            xs, ws, stride, padding, dilation, groups = CONV_CASES[name]
+            g = ConvGeometry.create(xs, ws, stride, padding, dilation, groups)
+            x, w, gy = be.asarray(_rand(xs, 1)), be.asarray(_rand(ws, 2)), be.asarray(_rand(g.y_shape, 3))
+            be.conv2d_forward(x, w, g)
+            be.conv2d_backward(x, w, gy, g)
+    finally:
+        minidl.cuda.allow_tf32.conv, be.conv_algo = old
+        del be.launch
+    assert launched == [f"conv2d_tc_{p}" for p in ("forward", "backward_data", "backward_weight")] * 2, launched
 
 
 @pytest.mark.parametrize("dtype", ["tf32", "float16", "bfloat16"])

@@ -6,17 +6,21 @@ Dispatch, the same for both array modules:
   * otherwise the algorithm named by ``backend.conv_algo`` (default from the
     environment variable MINIDL_CONV_ALGO, else "auto"):
       "igemm"   our tiled shared-memory implicit-GEMM kernels (forward,
-                backward-data, backward-weight with split-K slices summed here):
-                on TF32 tensor cores (mma.sync, kernels/conv_tc.cuh) for float32
-                where ``minidl.cuda.allow_tf32.conv`` permits, else SIMT;
+                backward-data, backward-weight split over K): on TF32 tensor
+                cores (mma.sync, kernels/conv_tc.cuh) for float32 where
+                ``minidl.cuda.allow_tf32.conv`` permits, else SIMT;
                 float16/bfloat16 on the 16-bit tensor-core kernels (on the
                 other paths they compute in float32 and round);
       "im2col"  the im2col / col2im kernels with the GEMMs done by ``xp.matmul``
                 (cuBLAS on cuda), over chunks of the batch to bound the col buffer;
-      "auto"    igemm, except where im2col + cuBLAS measured faster on an H200
-                (benchmarks/results/gpu_h200): small output maps (< 256 pixels, e.g.
-                512 channels at 7x7: 0.25 vs 0.69 ms) and the backward of strided
-                convolutions (the 7x7/2 stem: 0.70 vs 12.2 ms).
+      "auto"    the tensor-core kernels for every shape they take (TF32, 16-bit:
+                small output maps split K over blocks, strided backward-data runs
+                per input phase); SIMT float32/float64 take igemm except where
+                im2col + cuBLAS measured faster on an H200
+                (benchmarks/results/gpu_h200): small output maps (< 256 pixels,
+                e.g. 512 channels at 7x7: 0.25 vs 0.69 ms) and the backward of
+                strided convolutions (the 7x7/2 stem: 0.70 vs 12.2 ms; the SIMT
+                backward-data multiplies every tap and discards the off-stride ones).
 Every function returns fresh arrays (the backend contract).  The launchers are
 kernels/conv.h and kernels/depthwise.h.
 """
@@ -36,8 +40,9 @@ ALGOS = ("auto", "igemm", "im2col")
 DEFAULT_ALGO = os.environ.get("MINIDL_CONV_ALGO", "auto")
 _SMALL_MAP = 256               # output pixels below which "auto" takes im2col
 _COL_BUDGET = 1 << 26          # elements of one im2col chunk (256 MB of float32)
-_WGRAD_TARGET_BLOCKS = 264     # backward-weight split-K: about 2 blocks per H100 SM
-_WGRAD_MIN_PIXELS = 128        # ... but at least this many output pixels per slice
+_TARGET_BLOCKS = 264           # split-K (weight gradient; tensor-core forward): ~2 blocks per H100 SM
+_WGRAD_MIN_PIXELS = 128        # ... the weight gradient's splits keep this many output pixels at least
+_FWD_MIN_K = 256               # ... the forward's this much of C/G*KH*KW
 
 
 def _is_pointwise(g):
@@ -54,19 +59,24 @@ def _is_depthwise(g):
     return g.G > 1 and g.G == g.C
 
 
-def _algo(be, backward, g):
+def _algo(be, backward, g, dtype):
     algo = getattr(be, "conv_algo", None) or DEFAULT_ALGO
     if algo not in ALGOS:
         raise ValueError(f"conv2d: conv_algo must be one of {ALGOS}, got {algo!r}")
+    if algo == "auto" and _tf32(dtype):  # the tensor-core kernels cover every shape (split-K, phases)
+        return "igemm"
     if algo == "auto":
         small = g.HO * g.WO < _SMALL_MAP
         algo = "im2col" if small or (backward and g.stride != (1, 1)) else "igemm"
     return algo
 
 
-def _wgrad_splits(pixels, tiles):
-    want = -(-_WGRAD_TARGET_BLOCKS // tiles)
-    return max(1, min(want, pixels // _WGRAD_MIN_PIXELS))
+def _splits(cols, rows, groups, k, min_k):
+    """Split-K: enough blocks of 64x64 output tiles to fill the GPU (_TARGET_BLOCKS),
+    each split keeping at least ``min_k`` of the GEMM's K."""
+    tiles = -(-cols // 64) * -(-rows // 64) * groups
+    want = -(-_TARGET_BLOCKS // tiles)
+    return max(1, min(want, k // min_k))
 
 
 def _chunk(n, per_image):
@@ -109,14 +119,17 @@ def conv2d_forward(be, x, w, g, bias=None):
         return y if bias is None else be.bias_add(y, bias)
     y = xp.empty(g.y_shape, dtype=dtype)
     yo = Operand("y", y, g.y_shape, dtype)
-    algo = "tc" if tc16 else _algo(be, False, g)
+    algo = "tc" if tc16 else _algo(be, False, g, dtype)
     if algo == "igemm" and _tf32(dtype):
         algo = "tc"
     if _is_depthwise(g):
         be.launch("depthwise_conv2d_forward", dtype, xo, wo, yo, g)
-    elif algo == "tc":  # the bias in the epilogue
+    elif algo == "tc":  # the bias in the epilogue; K split over blocks on small output maps
         fused = 0 if bias is None else Operand("bias", be.c(be.astype(bias, np.float32)), (g.O,), np.float32)
-        be.launch("conv2d_tc_forward", dtype, xo, wo, fused, yo, g)
+        splits = _splits(g.N * g.HO * g.WO, g.O // g.G, g.G, (g.C // g.G) * g.KH * g.KW, _FWD_MIN_K)
+        ws = 0 if splits == 1 else Operand("ws", xp.empty((splits, y.size), dtype=np.float32), (splits, y.size),
+                                           np.float32)
+        be.launch("conv2d_tc_forward", dtype, xo, wo, fused, yo, ws, g, splits, 0)
         return y
     elif algo == "igemm":
         be.launch("conv2d_igemm_forward", dtype, xo, wo, yo, g)
@@ -169,20 +182,23 @@ def conv2d_backward(be, x, w, gy, g, need_dx=True, need_dw=True):
                       Operand("work", xp.empty(partials, dtype=work_dtype), partials, work_dtype), g)
         return dx, dw
     kk = cg * g.KH * g.KW
-    if tc16 or _algo(be, True, g) == "igemm":
+    if tc16 or _algo(be, True, g, dtype) == "igemm":
         kind = "tc" if tc16 or _tf32(dtype) else "igemm"  # tensor cores (TF32 / 16-bit) or SIMT
         if need_dx:
             dx = xp.empty_like(x)
             be.launch(f"conv2d_{kind}_backward_data", dtype, gyo, wo, Operand("dx", dx, g.x_shape, dtype), g)
         if need_dw:
-            tiles = -(-kk // 64) * -(-og // 64) * g.G
-            splits = _wgrad_splits(g.N * g.HO * g.WO, tiles)
+            splits = _splits(kk, og, g.G, g.N * g.HO * g.WO, _WGRAD_MIN_PIXELS)
             ws_dtype = compute_dtype(dtype)  # 16-bit inputs: float32 partial sums
-            ws = xp.empty((splits, g.O, kk), dtype=ws_dtype)
-            be.launch(f"conv2d_{kind}_backward_weight", dtype, xo, gyo, Operand("ws", ws, ws.shape, ws_dtype), g,
-                      splits)
-            with np.errstate(over="ignore"):  # fp16 overflows to inf, as on a GPU (loss scaling sees it)
-                dw = (ws[0] if splits == 1 else ws.sum(axis=0)).reshape(w.shape).astype(dtype, copy=False)
+            ws = xp.empty((splits, g.O, kk), dtype=ws_dtype) if kind == "igemm" or splits > 1 else None
+            wso = 0 if ws is None else Operand("ws", ws, ws.shape, ws_dtype)
+            if kind == "tc":  # the partials summed (and rounded once) by the launcher's second kernel
+                dw = xp.empty_like(w)
+                be.launch("conv2d_tc_backward_weight", dtype, xo, gyo, Operand("dw", dw, g.w_shape, dtype), wso, g,
+                          splits)
+            else:
+                be.launch("conv2d_igemm_backward_weight", dtype, xo, gyo, wso, g, splits)
+                dw = (ws[0] if splits == 1 else ws.sum(axis=0)).reshape(w.shape)
         return dx, dw
     # im2col / col2im with xp.matmul GEMMs, over chunks of the batch
     chunk = _chunk(g.N, g.C * g.KH * g.KW * g.HO * g.WO)
