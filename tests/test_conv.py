@@ -159,6 +159,29 @@ def test_conv2d_gradients(name, device):
 
 
 @pytest.mark.parametrize("name", ["basic_3x3_pad1", "groups2", "pointwise_1x1", "asymmetric_pad"])
+def test_conv2d_relu_is_relu_of_the_convolution(name, conv_path):
+    """F.conv2d(..., relu=True): max(conv + bias, 0) of the float64 reference (NaN kept),
+    on every path; its gradients by finite differences (the mask is y > 0)."""
+    x, w, b, stride, padding, dilation, groups = _random_case(name, seed=2)
+    dev = conv_path
+    x[0, 0, 0, 0] = np.nan
+    got = F.conv2d(as_tensor(x, False, dev), as_tensor(w, False, dev), as_tensor(b, False, dev),
+                   stride=stride, padding=padding, dilation=dilation, groups=groups, relu=True).numpy()
+    ref = reference_conv2d(x, w, b, _pair(stride), as_pads(padding), _pair(dilation), groups)
+    expected = np.where(ref < 0, 0.0, ref)
+    assert np.isnan(expected).any() and (expected == 0).any() and (expected > 0).any()
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+
+    x, w, b, *_ = _random_case(name, seed=3)
+
+    def op(x_t, w_t, b_t):
+        return F.conv2d(x_t, w_t, b_t, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                        relu=True)
+
+    gradcheck(op, x, w, b, rtol=1e-5, atol=1e-7, device=dev)
+
+
+@pytest.mark.parametrize("name", ["basic_3x3_pad1", "groups2", "pointwise_1x1", "asymmetric_pad"])
 def test_conv2d_gradients_other_path(name, other_conv_path):
     x, w, b, stride, padding, dilation, groups = _random_case(name, seed=2)
 

@@ -485,3 +485,41 @@ def test_tiny_cnn_overfits_a_fixed_batch():
         if loss.item() < 0.05 * start:
             break
     assert loss.item() < 0.05 * start, (start, loss.item(), step)
+
+
+def test_fuse_conv_relu_keeps_names_results_and_gradients():
+    """nn.fuse_conv_relu: each Conv2d followed by a ReLU in a Sequential (nested too)
+    takes relu=True and the ReLU becomes an Identity; the state_dict keys, the output and
+    every gradient equal the unfused model's; a Conv2d before anything else, and a
+    Sequential subclass with a forward of its own, are left alone."""
+    class Custom(nn.Sequential):
+        def forward(self, x):
+            y = self[0](x)
+            return self[1](y) + y  # reads the conv's output after the ReLU
+
+    def build():
+        minidl.manual_seed(5)
+        return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Sequential(nn.Conv2d(4, 4, 3), nn.ReLU()),
+                             nn.Conv2d(4, 2, 1), nn.BatchNorm2d(2), nn.ReLU(),
+                             Custom(nn.Conv2d(2, 2, 1), nn.ReLU()))
+
+    plain, fused = build(), nn.fuse_conv_relu(build())
+    assert [type(m).__name__ for m in fused] == ["Conv2d", "Identity", "MaxPool2d", "Sequential", "Conv2d",
+                                                 "BatchNorm2d", "ReLU", "Custom"]
+    assert fused[0].relu and fused[3][0].relu and isinstance(fused[3][1], nn.Identity)
+    assert not fused[4].relu and not fused[7][0].relu and type(fused[7][1]) is nn.ReLU
+    assert "relu=True" in repr(fused[0])
+    assert list(plain.state_dict()) == list(fused.state_dict())
+    x = np.random.default_rng(0).standard_normal((2, 3, 10, 10))
+    outs = []
+    for model in (plain, fused):
+        model.to(minidl.float64)
+        xt = minidl.tensor(x, requires_grad=True)
+        out = model(xt)
+        (out * out).sum().backward()
+        outs.append((out.numpy(), xt.grad.numpy(), [p.grad.numpy() for p in model.parameters()]))
+    np.testing.assert_allclose(outs[1][0], outs[0][0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(outs[1][1], outs[0][1], rtol=1e-12, atol=1e-12)
+    for a, b in zip(outs[1][2], outs[0][2]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

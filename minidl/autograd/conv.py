@@ -13,7 +13,9 @@ from .geometry import conv_geometry
 
 class Conv2d(Function):
     """x (N, C, H, W), weight (O, C // groups, KH, KW), optional bias (O,); attribute
-    ``geometry``, the ConvGeometry that every backend reads."""
+    ``geometry``, the ConvGeometry that every backend reads, and ``relu``: the output
+    is max(conv + bias, 0), in the convolution's epilogue where the backend has one
+    (the tensor-core kernels); its backward masks gy by y > 0 first."""
 
     # the convolution's arguments, read by minidl.summary
     stride = property(lambda self: self.geometry.stride)
@@ -22,18 +24,24 @@ class Conv2d(Function):
 
     fresh_grads = True  # (the backend contract: conv2d_backward and bias_add_backward return new arrays)
 
+    relu = False
+
     def backend_ops(self, inputs):
         with_bias = len(inputs) > 2 and inputs[2] is not None
-        return ("conv2d_forward", "conv2d_backward") + (("bias_add_backward",) if with_bias else ())
+        return (("conv2d_forward", "conv2d_backward") + (("bias_add_backward",) if with_bias else ())
+                + (("relu_backward",) if self.relu else ()))
 
     def forward(self, x, weight, bias=None):
         be = self.backend
-        self.save_for_backward(x, weight)
-        return be.conv2d_forward(x, weight, self.geometry, bias)
+        y = be.conv2d_forward(x, weight, self.geometry, bias, relu=self.relu)
+        self.save_for_backward(x, weight, *((y,) if self.relu else ()))
+        return y
 
     def backward(self, gy):
         be = self.backend
-        x, weight = self.saved
+        x, weight = self.saved[:2]
+        if self.relu:
+            gy = be.relu_backward(self.saved[2], gy)  # y > 0 exactly where conv + bias > 0
         need_dx, need_dw = self.needs_input_grad[0], self.needs_input_grad[1]
         dx = dw = db = None
         if need_dx or need_dw:
@@ -71,10 +79,11 @@ class Linear(Function):
         return dx, dw, db
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu=False):
     """2-D cross-correlation as in PyTorch, NCHW.  ``padding`` is an int, (ph, pw),
     (top, bottom, left, right), "valid", or "same" (TF-style: out = ceil(in / stride),
-    the extra pixel of padding on the bottom/right)."""
+    the extra pixel of padding on the bottom/right).  ``relu``: max(., 0) of the result
+    in the same op (the tensor-core kernels' epilogue; one pass less on the others)."""
     x, weight, bias = autocast_inputs("conv2d", (x, weight, bias))
     if x.ndim != 4:
         raise ValueError(f"conv2d: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
@@ -101,7 +110,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         if bias.dtype != x.dtype:
             raise TypeError(f"conv2d: bias dtype {bias.dtype} does not match input dtype {x.dtype}")
     geometry = conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups)
-    return Conv2d.apply(x, weight, bias, geometry=geometry)
+    return Conv2d.apply(x, weight, bias, geometry=geometry, relu=bool(relu))
 
 
 def linear(x, weight, bias=None):

@@ -478,11 +478,12 @@ class Backend(ABC):
 
     # ---------------------------------------------------------- conv
     @abstractmethod
-    def conv2d_forward(self, x, w, geometry, bias=None):
+    def conv2d_forward(self, x, w, geometry, bias=None, relu=False):
         """x (N, C, H, W), w (O, C/G, KH, KW), one float dtype -> y (N, O, HO, WO) of
-        ``geometry`` (a ConvGeometry), plus ``bias`` (O,) per output channel when given
-        (in the result's arithmetic: the kernel backends' tensor-core kernels add it in
-        their epilogue, before a 16-bit result is rounded)."""
+        ``geometry`` (a ConvGeometry), plus ``bias`` (O,) per output channel when given,
+        then max(y, 0) where ``relu`` (NaN passes) (in the result's arithmetic: the kernel
+        backends' tensor-core kernels apply both in their epilogue, before a 16-bit result
+        is rounded)."""
 
     @abstractmethod
     def conv2d_backward(self, x, w, gy, geometry, need_dx=True, need_dw=True):

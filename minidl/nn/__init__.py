@@ -11,10 +11,11 @@ from .layers import (AdaptiveAvgPool2d, AvgPool2d, Concat, Conv2d, CrossEntropyL
 from .module import Module
 from .normalization import BatchNorm1d, BatchNorm2d, LocalResponseNorm
 from .parameter import Parameter
-from .utils import clip_grad_norm_, clip_grad_value_
+from .utils import clip_grad_norm_, clip_grad_value_, fuse_conv_relu
 
 __all__ = ["functional", "init", "utils", "Module", "Parameter", "Sequential", "ModuleList",
            "ModuleDict", "Identity", "Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d",
            "LocalResponseNorm", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "GlobalAvgPool2d",
            "Dropout", "ReLU", "ReLU6", "Sigmoid", "SiLU", "Swish", "Tanh", "Softmax", "LogSoftmax",
-           "Flatten", "Concat", "CrossEntropyLoss", "clip_grad_norm_", "clip_grad_value_"]
+           "Flatten", "Concat", "CrossEntropyLoss", "clip_grad_norm_", "clip_grad_value_",
+           "fuse_conv_relu"]

@@ -63,11 +63,14 @@ class Conv2d(Module):
 
     ``padding`` is passed through to ``F.conv2d``: an int, a pair (h, w), a
     4-tuple (top, bottom, left, right) for asymmetric pads, or "same"/"valid".
+    ``relu=True`` applies max(., 0) to the output in the same op (``nn.fuse_conv_relu``
+    sets it on a Conv2d that a ReLU follows).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True):
+                 groups=1, bias=True, relu=False):
         super().__init__()
+        self.relu = bool(relu)
         self.in_channels = _positive_int(in_channels, "Conv2d", "in_channels")
         self.out_channels = _positive_int(out_channels, "Conv2d", "out_channels")
         self.groups = _positive_int(groups, "Conv2d", "groups")
@@ -112,7 +115,7 @@ class Conv2d(Module):
 
     def forward(self, x):
         return F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
-                        dilation=self.dilation, groups=self.groups)
+                        dilation=self.dilation, groups=self.groups, relu=self.relu)
 
     def extra_repr(self):
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -125,6 +128,8 @@ class Conv2d(Module):
             s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
+        if self.relu:
+            s += ", relu=True"
         return s
 
 

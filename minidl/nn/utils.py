@@ -1,4 +1,4 @@
-"""Gradient utilities: ``clip_grad_norm_`` and ``clip_grad_value_``."""
+"""Gradient utilities: ``clip_grad_norm_`` and ``clip_grad_value_``; ``fuse_conv_relu``."""
 from __future__ import annotations
 
 import math
@@ -65,3 +65,22 @@ def zero_grad_(parameters, set_to_none=True):
             p.grad = None
         else:
             p.grad.data = p.backend.zeros_like(p.grad.data)
+
+
+def fuse_conv_relu(model):
+    """In every Sequential of ``model``, a Conv2d directly followed by a ReLU becomes one
+    Conv2d(relu=True) (the tensor-core kernels apply it in their epilogue) and the ReLU
+    an Identity, so the names and the state_dict stay as they were (as PyTorch's
+    ``fuse_modules``).  Returns ``model`` (changed in place); the results are the same."""
+    from .containers import Sequential
+    from .layers import Conv2d, Identity, ReLU
+    for m in list(model.modules()):
+        if not isinstance(m, Sequential) or type(m).forward is not Sequential.forward:
+            continue  # (a forward of its own may read the conv's output elsewhere)
+        names = list(m._modules)
+        for a, b in zip(names, names[1:]):
+            conv, act = m._modules[a], m._modules[b]
+            if isinstance(conv, Conv2d) and not conv.relu and type(act) is ReLU:
+                conv.relu = True
+                m._modules[b] = Identity()
+    return model

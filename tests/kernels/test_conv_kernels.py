@@ -190,14 +190,17 @@ def test_tf32_auto_takes_the_tensor_cores_on_small_maps_and_strided_backwards(be
     assert launched == [f"conv2d_tc_{p}" for p in ("forward", "backward_data", "backward_weight")] * 2, launched
 
 
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("name", ["groups2", "split_k_forward"])
 @pytest.mark.parametrize("dtype", ["tf32", "float16", "bfloat16"])
-def test_tensor_core_forward_adds_the_bias_in_its_epilogue(be, cpu, dtype):
-    """conv2d_forward(..., bias) on the tensor-core kernels: the bias is added to the
-    float accumulator before the store, so a 16-bit result is rounded once (within one
-    rounding of the float64 conv + bias) and no separate bias pass is launched."""
+def test_tensor_core_forward_adds_bias_and_relu_in_its_epilogue(be, cpu, dtype, name, relu):
+    """conv2d_forward(..., bias, relu) on the tensor-core kernels: the bias and the ReLU
+    are applied to the float accumulator before the store (or by the split-K sum), so a
+    16-bit result is rounded once (within one rounding of the float64 max(conv + bias,
+    0)) and no separate bias or ReLU pass is launched."""
     import minidl
     from minidl import dtypes
-    xs, ws, stride, padding, dilation, groups = CONV_CASES["groups2"]
+    xs, ws, stride, padding, dilation, groups = CONV_CASES[name]
     g = ConvGeometry.create(xs, ws, stride, padding, dilation, groups)
     data = np.float32 if dtype == "tf32" else dtypes.dtype(dtype)
     x, w = _rand(xs, 41).astype(data), _rand(ws, 42).astype(data)
@@ -207,14 +210,18 @@ def test_tensor_core_forward_adds_the_bias_in_its_epilogue(be, cpu, dtype):
     minidl.cuda.allow_tf32.conv, be.conv_algo = True, "igemm"
     be.launch = lambda op, dt, *args: (launched.append(op), launch(op, dt, *args))[1]
     try:
-        y = be.to_numpy(be.conv2d_forward(be.asarray(x), be.asarray(w), g, be.asarray(b))).astype(np.float64)
+        y = be.to_numpy(be.conv2d_forward(be.asarray(x), be.asarray(w), g, be.asarray(b), relu=relu))
     finally:
         minidl.cuda.allow_tf32.conv, be.conv_algo = old
         del be.launch
     assert launched == ["conv2d_tc_forward"], launched
+    y = y.astype(np.float64)
     f64 = lambda a: a.astype(np.float64)  # noqa: E731
     xr, wr = (f64(_tf32(x)), f64(_tf32(w))) if dtype == "tf32" else (f64(x), f64(w))
     want = cpu.conv2d_forward(xr, wr, g) + f64(b).reshape(-1, 1, 1)
+    if relu:
+        assert (want < 0).any()
+        want = np.maximum(want, 0)
     eps = {"tf32": 1e-6, "float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}[dtype]
     bad = np.abs(y - want) > eps * np.abs(want) + 1e-5 * np.abs(want).max()
     assert not bad.any(), float(np.abs(y - want).max())

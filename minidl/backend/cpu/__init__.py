@@ -35,8 +35,8 @@ class CpuBackend(Backend):
 
     conv_algo = None  # "auto", "im2col" or "winograd" (cpu/conv.py); None: "auto"
 
-    def conv2d_forward(self, x, w, geometry, bias=None):
-        return conv.conv2d_forward(x, w, geometry, bias, algo=self.conv_algo)
+    def conv2d_forward(self, x, w, geometry, bias=None, relu=False):
+        return conv.conv2d_forward(x, w, geometry, bias, algo=self.conv_algo, relu=relu)
 
     def conv2d_backward(self, x, w, gy, geometry, need_dx=True, need_dw=True):
         return conv.conv2d_backward(x, w, gy, geometry, need_dx, need_dw, algo=self.conv_algo)

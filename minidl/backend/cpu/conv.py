@@ -358,11 +358,14 @@ def _winograd(algo, g, dtype):
 
 
 # ------------------------------------------------------------------ contract
-def conv2d_forward(x, w, geometry, bias=None, algo=None):
-    """-> y (N, O, HO, WO), plus bias (O,) when given."""
+def conv2d_forward(x, w, geometry, bias=None, algo=None, relu=False):
+    """-> y (N, O, HO, WO), plus bias (O,) when given, then max(y, 0) where ``relu``
+    (both in place on the new y)."""
     y = _conv2d_forward(x, w, geometry, algo)
     if bias is not None:
         y += np.asarray(bias, dtype=y.dtype).reshape(-1, 1, 1)
+    if relu:
+        np.maximum(y, 0, out=y)  # (NaN passes)
     return y
 
 

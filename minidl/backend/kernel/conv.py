@@ -100,37 +100,49 @@ def _widened(be, arrays):
     return [be.astype(a, np.float32) for a in arrays]
 
 
-def conv2d_forward(be, x, w, g, bias=None):
-    """The tensor-core kernels add ``bias`` in their epilogue; the other paths with
-    bias_add (16-bit inputs there are computed in float32, bias included, and rounded
-    once)."""
+def conv2d_forward(be, x, w, g, bias=None, relu=False):
+    """The tensor-core kernels add ``bias`` and apply ``relu`` in their epilogue; the
+    other paths with bias_add and relu (16-bit inputs there are computed in float32,
+    bias included, and rounded once)."""
     xp = be.xp
     tc16 = _half_on_tensor_cores(be, x.dtype, g)
     if tc16 is False:
         wide = _widened(be, (x, w) if bias is None else (x, w, bias))
-        return be.astype(conv2d_forward(be, *wide[:2], g, *wide[2:]), x.dtype)
+        return be.astype(conv2d_forward(be, *wide[:2], g, *wide[2:], relu=relu), x.dtype)
     x, w = contiguous(be, x, w)
     check_conv_arrays("conv2d_forward", g, x, w)
     dtype = x.dtype
-    xo, wo = Operand("x", x, g.x_shape, dtype), Operand("w", w, g.w_shape, dtype)
-    if _is_pointwise(g):
-        y = xp.matmul(w.reshape(g.G, g.O // g.G, g.C // g.G), x.reshape(g.N, g.G, g.C // g.G, g.H * g.W))
-        y = y.reshape(g.y_shape)
-        return y if bias is None else be.bias_add(y, bias)
-    y = xp.empty(g.y_shape, dtype=dtype)
-    yo = Operand("y", y, g.y_shape, dtype)
     algo = "tc" if tc16 else _algo(be, False, g, dtype)
     if algo == "igemm" and _tf32(dtype):
         algo = "tc"
-    if _is_depthwise(g):
-        be.launch("depthwise_conv2d_forward", dtype, xo, wo, yo, g)
-    elif algo == "tc":  # the bias in the epilogue; K split over blocks on small output maps
+    if algo == "tc" and not (_is_pointwise(g) or _is_depthwise(g)):
+        # the bias and ReLU in the epilogue; K split over blocks on small output maps
+        y = xp.empty(g.y_shape, dtype=dtype)
         fused = 0 if bias is None else Operand("bias", be.c(be.astype(bias, np.float32)), (g.O,), np.float32)
         splits = _splits(g.N * g.HO * g.WO, g.O // g.G, g.G, (g.C // g.G) * g.KH * g.KW, _FWD_MIN_K)
         ws = 0 if splits == 1 else Operand("ws", xp.empty((splits, y.size), dtype=np.float32), (splits, y.size),
                                            np.float32)
-        be.launch("conv2d_tc_forward", dtype, xo, wo, fused, yo, ws, g, splits, 0)
+        be.launch("conv2d_tc_forward", dtype, Operand("x", x, g.x_shape, dtype), Operand("w", w, g.w_shape, dtype),
+                  fused, Operand("y", y, g.y_shape, dtype), ws, g, splits, int(relu))
         return y
+    y = _conv2d_forward_other(be, x, w, g, algo)
+    if bias is not None:
+        y = be.bias_add(y, bias)
+    return be.relu(y) if relu else y
+
+
+def _conv2d_forward_other(be, x, w, g, algo):
+    """The forward without bias off the tensor-core kernels: a GEMM (1x1), the depthwise
+    kernels, SIMT implicit GEMM, or im2col + GEMM."""
+    xp, dtype = be.xp, x.dtype
+    xo, wo = Operand("x", x, g.x_shape, dtype), Operand("w", w, g.w_shape, dtype)
+    if _is_pointwise(g):
+        y = xp.matmul(w.reshape(g.G, g.O // g.G, g.C // g.G), x.reshape(g.N, g.G, g.C // g.G, g.H * g.W))
+        return y.reshape(g.y_shape)
+    y = xp.empty(g.y_shape, dtype=dtype)
+    yo = Operand("y", y, g.y_shape, dtype)
+    if _is_depthwise(g):
+        be.launch("depthwise_conv2d_forward", dtype, xo, wo, yo, g)
     elif algo == "igemm":
         be.launch("conv2d_igemm_forward", dtype, xo, wo, yo, g)
     else:
@@ -144,7 +156,7 @@ def conv2d_forward(be, x, w, g, bias=None):
             be.launch("conv2d_im2col", dtype, xo, colo, g, n0, nc)
             cols = col[:nc].reshape(nc, g.G, kk, g.HO * g.WO)
             y[n0:n0 + nc] = xp.matmul(wg, cols).reshape(nc, g.O, g.HO, g.WO)
-    return y if bias is None else be.bias_add(y, bias)
+    return y
 
 
 def conv2d_backward(be, x, w, gy, g, need_dx=True, need_dw=True):
