@@ -443,8 +443,10 @@ def _conv_entry(n, c, hw, o, k, stride, pad, groups=1, mode="fwd", algo=None, tf
             nn_, hh = 2, max(2 * k + 1, 9)
             cc, oo = (4, 4) if groups == c else (4, 6)
             gg = cc if groups == c else 1
-        elif ctx.size == "profile":  # one image, a smaller plane, all channels
+        elif ctx.size == "profile":  # one image, a smaller plane, all channels (tensor cores: <= 64 a side)
             nn_, hh = 1, min(hw, 16)
+            if tf32 or half:  # the emulated mma is slow; 64 fills the 64x64 tile (the conflicts are per tile)
+                cc, oo = min(cc, 64), min(oo, 64)
             ctx.scale = n * hw * hw / (hh * hh)
         x, w = ctx.randn(nn_, cc, hh, hh), ctx.randn(oo, cc // gg, k, k, scale=(k * k * cc / gg) ** -0.5)
         st, pd, dl = (stride, stride), (pad, pad, pad, pad), (1, 1)
@@ -769,6 +771,9 @@ def main(argv=None):
                 if case.flops:
                     row["TFLOPs"] = case.flops / (ms * 1e-3) / 1e12
                     row["frac_roofline"] = row["TFLOPs"] / roof["gemm_TFLOPs"]
+                    peak = tensor_core_peak(meta.get("gpu"), e["name"])
+                    if peak:
+                        row["frac_tensor_core_peak"] = row["TFLOPs"] / peak
                 else:
                     row["GBps"] = case.bytes / (ms * 1e-3) / 1e9
                     row["frac_roofline"] = row["GBps"] / roof["copy_GBps"]
@@ -793,6 +798,21 @@ def main(argv=None):
     return 1 if failed else 0
 
 
+# Dense tensor-core peaks from NVIDIA's datasheets, TFLOP/s: (TF32, FP16/BF16), by a
+# substring of the device name (SXM parts; the PCIe H100 is slower).
+TENSOR_CORE_PEAKS = (("H100 PCIe", (378.0, 756.0)), ("H200", (494.7, 989.4)), ("H100", (494.7, 989.4)),
+                     ("A100", (156.0, 312.0)))
+
+
+def tensor_core_peak(gpu_name, entry_name):
+    """The card's dense tensor-core peak for a TF32 / float16 / bfloat16 entry, or None."""
+    fmt = 0 if entry_name.endswith(" TF32") else 1 if entry_name.endswith((" float16", " bfloat16")) else None
+    for key, peaks in TENSOR_CORE_PEAKS:
+        if fmt is not None and key in (gpu_name or ""):
+            return peaks[fmt]
+    return None
+
+
 def _md_header(device):
     if device == "emu":
         return "| family | op | shape | check |\n|---|---|---|---|"
@@ -806,6 +826,8 @@ def _md_row(r, device):
     f = lambda v, p=3: "" if v is None else f"{v:.{p}g}"
     rate = f"{r['TFLOPs']:.1f} TFLOP/s" if "TFLOPs" in r else (f"{r['GBps']:.0f} GB/s" if "GBps" in r else "")
     frac = f"{100 * r['frac_roofline']:.0f}%" if "frac_roofline" in r else ""
+    if "frac_tensor_core_peak" in r:
+        frac += f" ({100 * r['frac_tensor_core_peak']:.0f}% of TC peak)"
     return (f"| {r['family']} | {r['name']} | {r['shape']} | {f(r.get('ms'))} | {rate} | {frac} | "
             f"{f(r.get('torch_ms'))} | {f(r.get('ratio_vs_torch'))} | {r['check']} |")
 

@@ -75,3 +75,24 @@ def test_profile_flags_a_kernel_below_thresholds():
     fwd = next(r for r in rows if r["kernel"].startswith("lrn_forward"))
     assert fwd["traffic_ratio"] > kernel_profile.MAX_TRAFFIC_RATIO
     assert not kernel_profile.meets_thresholds(fwd)
+
+
+@pytest.mark.parametrize("name", ["conv 3x3/1 64->64 fwd TF32", "conv 3x3/2 128->128 bwd float16"])
+def test_tensor_core_convolutions_are_free_of_bank_conflicts(name):
+    """The swizzled stage buffers of kernels/conv_tc.cuh: every shared-memory instruction
+    of the TF32 forward (cp.async stores, ldmatrix, B fragment loads) and of the 16-bit
+    strided backward (register-staged stores, ldmatrix) at the conflict-free minimum of
+    wavefronts."""
+    ctx = kernel_bench.Ctx("emu", "profile")
+    rows = kernel_profile.profile_entries(kernel_bench.ENTRIES, ctx, only=name, select=kernel_profile.is_tensor_core)
+    tc = [r for r in rows if r["kernel"].startswith("conv2d_tc")]
+    assert len(tc) == (1 if "fwd" in name else 2), rows
+    for r in tc:
+        assert r["max_bank_conflict"] == 1 and r["bank_conflict"] == 1.0, r
+
+
+def test_tensor_core_peak_by_card_and_format():
+    assert kernel_bench.tensor_core_peak("NVIDIA H200", "conv 3x3/1 64->64 fwd TF32") == 494.7
+    assert kernel_bench.tensor_core_peak("NVIDIA H100 80GB HBM3", "conv 3x3/1 64->64 bwd bfloat16") == 989.4
+    assert kernel_bench.tensor_core_peak("NVIDIA H100 PCIe", "conv 3x3/1 64->64 fwd float16") == 756.0
+    assert kernel_bench.tensor_core_peak("NVIDIA H200", "conv 3x3/1 64->64 fwd") is None  # fp32 SIMT row
