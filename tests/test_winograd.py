@@ -53,8 +53,10 @@ def _case(name, seed=0):
     return x, w, gy, pads, g
 
 
+@pytest.mark.parametrize("copy_max_channels", [64, 0])  # the weight gradient's V tile-major copy, or V^T read
 @pytest.mark.parametrize("name", list(CASES))
-def test_forward_and_backwards_match_float64_loops(name):
+def test_forward_and_backwards_match_float64_loops(name, copy_max_channels, monkeypatch):
+    monkeypatch.setattr(winograd, "WGRAD_COPY_MAX_CHANNELS", copy_max_channels)
     x, w, gy, pads, g = _case(name)
     y = winograd.conv2d_forward(x, w, g)
     np.testing.assert_allclose(y, reference_conv2d(x, w, None, (1, 1), pads, (1, 1), 1),

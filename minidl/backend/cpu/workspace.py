@@ -14,7 +14,8 @@ _buffers = threading.local()
 
 def workspace(slot, size, dtype):
     """A reusable flat buffer of at least ``size`` elements; each caller owns its slot
-    (conv.py: 0 columns, 1 their gradient; winograd.py: 2 input tiles, 3 products)."""
+    (conv.py: 0 columns, 1 their gradient; winograd.py: 2 input tiles, 3 products,
+    4 input tiles tile-major)."""
     key = (slot, np.dtype(dtype).str)
     store = getattr(_buffers, "store", None)
     if store is None:
