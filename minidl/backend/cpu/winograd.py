@@ -141,25 +141,26 @@ def _input_tiles(x, v, r0, r1, tiles_h, tiles_w, pt, pl):
 @njit(cache=True, nogil=True, fastmath=True)
 def _output_tiles(m, y, r0, r1, tiles_h, tiles_w):
     """y = A^T M A for every tile of the chunk (the part inside the output map).  A^T's
-    rows are m0 + m1 + m2 and m1 - m2 - m3: down each tile's columns (vectors over the
-    tiles of a row), then across."""
+    rows are m0 + m1 + m2 and m1 - m2 - m3: down each tile's columns over all the
+    chunk's tiles at once (long vector loops), then across, per tile row."""
     out_ch, ho, wo = y.shape[1], y.shape[2], y.shape[3]
-    s = np.empty((2, 4, tiles_w), dtype=m.dtype)
+    tiles = (r1 - r0) * tiles_w
+    s = np.empty((2, 4, tiles), dtype=m.dtype)
     pairs = wo // 2
     for o in range(out_ch):
+        for j in range(4):
+            m0, m1, m2, m3 = m[j, o], m[4 + j, o], m[8 + j, o], m[12 + j, o]
+            s0, s1 = s[0, j], s[1, j]
+            for t in range(tiles):
+                s0[t] = m0[t] + m1[t] + m2[t]
+                s1[t] = m1[t] - m2[t] - m3[t]
         for r in range(r0, r1):
             n = r // tiles_h
             top = 2 * (r - n * tiles_h)
             t0 = (r - r0) * tiles_w
-            for j in range(4):
-                m0, m1 = m[j, o, t0:t0 + tiles_w], m[4 + j, o, t0:t0 + tiles_w]
-                m2, m3 = m[8 + j, o, t0:t0 + tiles_w], m[12 + j, o, t0:t0 + tiles_w]
-                s0, s1 = s[0, j], s[1, j]
-                for tx in range(tiles_w):
-                    s0[tx] = m0[tx] + m1[tx] + m2[tx]
-                    s1[tx] = m1[tx] - m2[tx] - m3[tx]
             for i in range(min(2, ho - top)):
-                a0, a1, a2, a3 = s[i, 0], s[i, 1], s[i, 2], s[i, 3]
+                a0, a1 = s[i, 0, t0:t0 + tiles_w], s[i, 1, t0:t0 + tiles_w]
+                a2, a3 = s[i, 2, t0:t0 + tiles_w], s[i, 3, t0:t0 + tiles_w]
                 out = y[n, o, top + i]
                 for tx in range(pairs):
                     out[2 * tx] = a0[tx] + a1[tx] + a2[tx]
