@@ -237,7 +237,9 @@ def test_valid_padding_is_zero_padding(device):
 
 @pytest.mark.parametrize("budget_bytes", [1, 3000])
 def test_chunked_columns_give_the_same_results(budget_bytes, monkeypatch):
-    """A tiny column budget forces several batch chunks (3000 B) or row blocks (1 B)."""
+    """A tiny column budget forces several batch chunks (3000 B) or row blocks (1 B);
+    on the image-major layout the forward's L2 row blocks shrink with it (one output
+    row per block at 1 B)."""
     rng = np.random.default_rng(7)
     x = rng.standard_normal((5, 3, 9, 8))
     w = rng.standard_normal((4, 3, 3, 3))
@@ -256,6 +258,7 @@ def test_chunked_columns_give_the_same_results(budget_bytes, monkeypatch):
         geo = cpu_conv._Im2col(ConvGeometry.create(x.shape, w.shape, (1, 1), (1, 2, 0, 1), (1, 1), 1))
         assert len(list(geo.blocks(x.dtype))) == 1
         monkeypatch.setattr(cpu_conv, "COLUMN_BUFFER_BYTES", budget_bytes)
+        monkeypatch.setattr(cpu_conv, "L2_BLOCK_BYTES", budget_bytes)
         assert len(list(geo.blocks(x.dtype))) > 2
         chunked = run()
         monkeypatch.undo()

@@ -34,11 +34,13 @@ across calls (workspace.py).
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import njit, prange
 
 from ..checks import check_conv_arrays
-from .gemm import matmul
+from .gemm import THREADS, in_threads, matmul, panels
 from . import winograd
 from .parallel import parallel_kernel
 from .workspace import workspace
@@ -48,6 +50,9 @@ ALGOS = ("auto", "im2col", "winograd")
 COLUMN_BUFFER_BYTES = 64 << 20
 # Below this many output pixels per image the batch-inner layout (one wide GEMM) wins.
 SMALL_MAP_PIXELS = 1024
+# The forward on larger maps: row blocks whose columns take about this much, so that
+# they are still in L2 when the block's GEMM reads them, one thread per run of blocks.
+L2_BLOCK_BYTES = 1 << 20
 
 
 # ------------------------------------------------------------------ Numba loops
@@ -68,7 +73,7 @@ def _valid_range(offset, stride, size, out_size):
     return lo, hi
 
 
-@parallel_kernel()
+@parallel_kernel(nogil=True)  # (nogil: the serial twin runs in the row-block threads)
 def _im2col(x, cols, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo, stride_b, stride_r):
     """cols[b * stride_b + r * stride_r + (oh - oh0) * wo + ow] = padded x of image n0 + b,
     with r = (c * kh + i) * kw + j; every element of the block is written (zeros included)."""
@@ -311,11 +316,12 @@ class _Im2col:
             return r, nb * r  # (G, K, B * R)
         return self.c * self.kh * self.kw * r, r  # (B, G, K, R)
 
-    def im2col(self, x, buf, n0, n1, oh0, oh1):
+    def im2col(self, x, buf, n0, n1, oh0, oh1, serial=False):
         nb, rows = n1 - n0, oh1 - oh0
         size = nb * self.g * self.k * rows * self.wo
         cols = buf[:size]
-        _im2col.sized(size)(x, cols, n0, nb, oh0, rows, *self.loop_args, *self.strides(nb, rows))
+        kernel = _im2col.serial if serial else _im2col.sized(size)
+        kernel(x, cols, n0, nb, oh0, rows, *self.loop_args, *self.strides(nb, rows))
         return self.shaped(cols, nb, rows)
 
     def col2im_add(self, dcols, dx, n0, n1, oh0, oh1):
@@ -387,8 +393,11 @@ def _conv2d_forward(x, w, geometry, algo=None):
         p = geo.ho * geo.wo
         matmul(wg, x.reshape(geo.n, geo.g, geo.cg, p), out=y.reshape(geo.n, geo.g, geo.og, p))
         return y
-    buf = geo.buffer(0, x.dtype)
     y5 = y.reshape(geo.n, geo.g, geo.og, geo.ho, geo.wo)
+    if not geo.batch_inner:
+        _forward_in_row_blocks(x, wg, geo, y5)
+        return y
+    buf = geo.buffer(0, x.dtype)
     for n0, n1, oh0, oh1 in geo.blocks(x.dtype):
         nb, rows = n1 - n0, oh1 - oh0
         cols = geo.im2col(x, buf, n0, n1, oh0, oh1)
@@ -400,6 +409,25 @@ def _conv2d_forward(x, w, geometry, algo=None):
         else:
             y5[n0:n1, :, :, oh0:oh1] = matmul(wg, cols).reshape(nb, geo.g, geo.og, rows, geo.wo)
     return y
+
+
+def _forward_in_row_blocks(x, wg, geo, y5):
+    """y5 (N, G, O/G, HO, WO) from L2-sized blocks of output rows of one image: the
+    columns of a block (serial im2col) and its GEMM, straight into y, run by one thread
+    while the other threads take other blocks.  (One whole-batch column buffer of the
+    7x7/2 stem at batch 8 is 59 MB: im2col wrote it to memory and the GEMM read it back.)"""
+    itemsize = x.dtype.itemsize
+    rows = int(max(1, min(geo.ho, L2_BLOCK_BYTES // (geo.g * geo.k * geo.wo * itemsize))))
+    blocks = [(n, oh0, min(geo.ho, oh0 + rows)) for n in range(geo.n) for oh0 in range(0, geo.ho, rows)]
+
+    def run(part):
+        buf = workspace(0, geo.g * geo.k * rows * geo.wo, x.dtype)
+        for n, oh0, oh1 in part:
+            cols = geo.im2col(x, buf, n, n + 1, oh0, oh1, serial=True)[0]
+            out = y5[n, :, :, oh0:oh1].reshape(geo.g, geo.og, (oh1 - oh0) * geo.wo)
+            np.matmul(wg, cols, out=out)
+
+    in_threads([functools.partial(run, blocks[a:b]) for a, b in panels(len(blocks), THREADS)])
 
 
 def conv2d_backward(x, w, gy, geometry, need_dx=True, need_dw=True, algo=None):
