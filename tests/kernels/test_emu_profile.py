@@ -2,6 +2,8 @@
 patterns, and its figures on the real kernels of the emu backend."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,10 @@ import minidl
 from minidl.backend import get_backend
 from minidl.backend.kernel.emu_profile import H200_BANDWIDTH, profile_emu
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120),
+              pytest.mark.skipif(os.environ.get("MINIDL_EMU_MODE") == "thread",
+                                 reason="the kernel profiler needs MINIDL_EMU_MODE=fiber (kernels/emu/sanitize.sh "
+                                        "runs in thread mode, without the profiler)")]
 
 
 def _profile_selftest(name):

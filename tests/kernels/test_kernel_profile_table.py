@@ -13,7 +13,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmar
 import kernel_profile  # noqa: E402
 import kernels as kernel_bench  # noqa: E402
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300),
+              pytest.mark.skipif(os.environ.get("MINIDL_EMU_MODE") == "thread",
+                                 reason="the kernel profiler needs MINIDL_EMU_MODE=fiber (kernels/emu/sanitize.sh "
+                                        "runs in thread mode, without the profiler)")]
 
 # entries (name substrings) whose every launch meets the thresholds in the profile
 # (every memory-bound family of the GPU-step issue: elementwise, bias-add, fused add+ReLU,
