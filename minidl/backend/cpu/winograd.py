@@ -22,10 +22,11 @@ Backward:
 
 Accuracy: F(2x2, 3x3)'s transforms are exact in binary (coefficients 0, +-1, +-1/2);
 its GEMMs sum C products where im2col's sum 9C, and its float32 error measured half of
-im2col's (tests/test_winograd.py holds the bound).  F(4x4, 3x3) would do 4x fewer
-multiplications, but its larger transform coefficients (+-2, +-4, +-1/4, ...) lose
-digits as the tile grows (Lavin & Gray; Barabasz et al., 2020) and its transforms cost
-more per output; it was not tried here.
+im2col's (tests/test_winograd.py holds the bound).  F(4x4, 3x3) (2.25 products per
+output instead of 4) was built and measured, forward and input gradient, and not
+kept: 1.02-1.31x faster at 13x13 to 112x112 (0.53-0.60x at 7x7), for a float32 error
+6-28x im2col's (2.5e-6 to 1.2e-5 of the largest output; coefficients 4, 5, 8, 1/6,
+1/24); benchmarks/results/cpu/NOTES.md has the figures.
 
 Layouts: V (16, C, T) and M (16, O, T) per chunk, xi = 4 * row + column of the tile
 position.  Output gradients beyond the output map are zero; reads beyond the padded
