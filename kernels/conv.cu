@@ -101,9 +101,8 @@ void tc_forward(uptr x, uptr w, uptr bias, uptr y, uptr ws, const ConvGeometry& 
     const unsigned chunk = tc_chunk(K, splits, "conv2d_tc_forward");
     const long long count = P * g.O;
     const dim3 grid(ceil_div(P, kTcBN), ceil_div(g.O / g.G, kTcBM), g.G * splits);
-    const TcForward<E> pr{cp<E>(x), cp<E>(w), tc_output<E>(y, ws, splits, bias, relu, count), g,
-                          FastDivmod(g.KH * g.KW), FastDivmod(g.KW), FastDivmod(g.HO * g.WO), FastDivmod(g.WO),
-                          splits, chunk};
+    const TcForward<E> pr{cp<E>(x), cp<E>(w), tc_output<E>(y, ws, splits, bias, relu, count), g, TcDivisors(g),
+                          TcSplitK{splits, chunk}};
     launch_tc<TcForward<E>, E>("conv2d_tc_forward", grid, pr, stream);
     tc_reduce<E>(ws, splits, count, bias, g.O, g.HO * g.WO, relu, y, stream);
 }
@@ -126,8 +125,7 @@ void tc_backward_weight(uptr x, uptr gy, uptr dw, uptr ws, const ConvGeometry& g
     const long long count = (long long)g.O * K;
     const dim3 grid(ceil_div(K, kTcBN), ceil_div(g.O / g.G, kTcBM), g.G * splits);
     const TcBackwardWeight<E> pr{cp<E>(x), cp<E>(gy), tc_output<E>(dw, ws, splits, 0, 0, count), g,
-                                 FastDivmod(g.KH * g.KW), FastDivmod(g.KW), FastDivmod(g.HO * g.WO), FastDivmod(g.WO),
-                                 splits, chunk};
+                                 TcDivisors(g), TcSplitK{splits, chunk}};
     launch_tc<TcBackwardWeight<E>, E>("conv2d_tc_backward_weight", grid, pr, stream);
     tc_reduce<E>(ws, splits, count, 0, 1, 1, 0, dw, stream);
 }

@@ -7,9 +7,8 @@
 // col() is gathered on the fly (padding, stride, dilation; backward-data gathers the
 // gy pixels whose window reads input pixel q, as conv.cuh's SIMT kernels do).
 //
-// Layout: NCHW x, y, dx, gy; w and dw (O, C/G, KH, KW); the weight gradient writes
-// per-split partials ws (splits, O, C/G*KH*KW), summed by the caller (splits == 1: ws
-// is dw).
+// Layout: NCHW x, y, dx, gy; w and dw (O, C/G, KH, KW); split-K partials ws
+// (splits, elements of y or dw), float32 (Split-K below).
 // Tiling: a 64x64 output tile per block of 4 warps (2x2), each warp 32x32 = 2 m16 x 4
 // n8 mma tiles; K in steps of kTcBK = 16 (two k8 steps), a kTcStages-deep cp.async
 // pipeline: the A tiles As[m][k] and the gathered B tiles Bs[k][n] of the next slices
@@ -83,49 +82,65 @@ struct TcOutput {
 // of a(m, k) and b(column, k) (nullptr: a zero of the padding) with b's per-column
 // setup (`Column`), and store(m, n).  Indices within a group are 32-bit (checked by the
 // launchers).
+// The divisors of the forward's and the weight gradient's gathers: KH*KW, KW, HO*WO, WO.
+struct TcDivisors {
+    FastDivmod kk, kw, l, wo;
+    TcDivisors() = default;
+    explicit TcDivisors(const ConvGeometry& g) : kk(g.KH * g.KW), kw(g.KW), l(g.HO * g.WO), wo(g.WO) {}
+};
+
+// Split-K over blockIdx.z = group * splits + split: each split takes `chunk` of K (a
+// multiple of kTcBK), the last one what is left.
+struct TcSplitK {
+    int splits = 1;
+    unsigned chunk = 0;
+    int grp = 0, split = 0;
+    __device__ void setup(int z) {
+        grp = z / splits;
+        split = z % splits;
+    }
+    __device__ unsigned k_begin() const { return split * chunk; }
+    __device__ unsigned k_end(unsigned k_total) const { return min(k_total, (split + 1) * chunk); }
+};
+
 template <class E>
 struct TcForward {
     const E* x;
     const E* w;
     TcOutput<E> o;
     ConvGeometry g;
-    FastDivmod div_kk, div_kw, div_l, div_wo;  // KH*KW, KW, HO*WO, WO
-    int splits;
-    unsigned chunk;  // K per split (a multiple of kTcBK)
-    int grp = 0, split = 0;
-    __device__ void setup(int z) {
-        grp = z / splits;
-        split = z % splits;
-    }
+    TcDivisors d;
+    TcSplitK sk;
+    __device__ void setup(int z) { sk.setup(z); }
     __device__ int rows() const { return g.O / g.G; }
     __device__ unsigned cols() const { return (unsigned)g.N * g.HO * g.WO; }
     __device__ unsigned k_size() const { return (unsigned)(g.C / g.G) * g.KH * g.KW; }
-    __device__ unsigned k_begin() const { return split * chunk; }
-    __device__ unsigned k_end() const { return min(k_size(), (split + 1) * chunk); }
-    __device__ const E* a(int m, unsigned k) const { return w + ((long long)grp * rows() + m) * k_size() + k; }
+    __device__ unsigned k_begin() const { return sk.k_begin(); }
+    __device__ unsigned k_end() const { return sk.k_end(k_size()); }
+    __device__ const E* a(int m, unsigned k) const { return w + ((long long)sk.grp * rows() + m) * k_size() + k; }
     struct Column {
         const E* xg;
         int hi0, wi0;  // the input pixel under tap (0, 0)
     };
     __device__ Column column(unsigned p) const {
         unsigned n, l, ho, wo;
-        div_l.divmod(p, n, l);
-        div_wo.divmod(l, ho, wo);
-        return Column{x + ((long long)n * g.C + (long long)grp * (g.C / g.G)) * g.H * g.W,
+        d.l.divmod(p, n, l);
+        d.wo.divmod(l, ho, wo);
+        return Column{x + ((long long)n * g.C + (long long)sk.grp * (g.C / g.G)) * g.H * g.W,
                       (int)ho * g.sh - g.pt, (int)wo * g.sw - g.pl};
     }
     __device__ const E* b(const Column& col, unsigned k) const {
         unsigned c, t, kh, kw;
-        div_kk.divmod(k, c, t);
-        div_kw.divmod(t, kh, kw);
+        d.kk.divmod(k, c, t);
+        d.kw.divmod(t, kh, kw);
         const int hi = col.hi0 + (int)kh * g.dh, wi = col.wi0 + (int)kw * g.dw;
         return (hi >= 0 && hi < g.H && wi >= 0 && wi < g.W) ? col.xg + ((long long)c * g.H + hi) * g.W + wi : nullptr;
     }
     __device__ void store(int m, unsigned p, float v) const {
         unsigned n, l;
-        div_l.divmod(p, n, l);
-        const int ch = grp * rows() + m;
-        o.store(split, ((long long)n * g.O + ch) * (g.HO * g.WO) + l, ch, v);
+        d.l.divmod(p, n, l);
+        const int ch = sk.grp * rows() + m;
+        o.store(sk.split, ((long long)n * g.O + ch) * (g.HO * g.WO) + l, ch, v);
     }
 };
 
@@ -226,43 +241,38 @@ struct TcBackwardWeight {
     const E* gy;
     TcOutput<E> o;
     ConvGeometry g;
-    FastDivmod div_kk, div_kw, div_l, div_wo;
-    int splits;
-    unsigned chunk;  // output pixels per split (a multiple of kTcBK)
-    int grp = 0, split = 0;
-    __device__ void setup(int z) {
-        grp = z / splits;
-        split = z % splits;
-    }
+    TcDivisors d;
+    TcSplitK sk;
+    __device__ void setup(int z) { sk.setup(z); }
     __device__ int rows() const { return g.O / g.G; }
     __device__ unsigned cols() const { return (unsigned)(g.C / g.G) * g.KH * g.KW; }
-    __device__ unsigned k_begin() const { return split * chunk; }
-    __device__ unsigned k_end() const { return min((unsigned)g.N * g.HO * g.WO, (split + 1) * chunk); }
+    __device__ unsigned k_begin() const { return sk.k_begin(); }
+    __device__ unsigned k_end() const { return sk.k_end((unsigned)g.N * g.HO * g.WO); }
     // A[m][p] = gy[n, m, l]
     __device__ const E* a(int m, unsigned p) const {
         unsigned n, l;
-        div_l.divmod(p, n, l);
-        return gy + ((long long)n * g.O + (long long)grp * rows() + m) * (g.HO * g.WO) + l;
+        d.l.divmod(p, n, l);
+        return gy + ((long long)n * g.O + (long long)sk.grp * rows() + m) * (g.HO * g.WO) + l;
     }
     struct Column {
         int c, dkh, dkw;  // channel, and the tap's offsets kh*dh - pt, kw*dw - pl
     };
     __device__ Column column(unsigned k) const {
         unsigned c, t, kh, kw;
-        div_kk.divmod(k, c, t);
-        div_kw.divmod(t, kh, kw);
+        d.kk.divmod(k, c, t);
+        d.kw.divmod(t, kh, kw);
         return Column{(int)c, (int)kh * g.dh - g.pt, (int)kw * g.dw - g.pl};
     }
     __device__ const E* b(const Column& col, unsigned p) const {
         unsigned n, l, ho, wo;
-        div_l.divmod(p, n, l);
-        div_wo.divmod(l, ho, wo);
+        d.l.divmod(p, n, l);
+        d.wo.divmod(l, ho, wo);
         const int hi = (int)ho * g.sh + col.dkh, wi = (int)wo * g.sw + col.dkw;
         if (hi < 0 || hi >= g.H || wi < 0 || wi >= g.W) return nullptr;
-        return x + (((long long)n * g.C + (long long)grp * (g.C / g.G) + col.c) * g.H + hi) * g.W + wi;
+        return x + (((long long)n * g.C + (long long)sk.grp * (g.C / g.G) + col.c) * g.H + hi) * g.W + wi;
     }
     __device__ void store(int m, unsigned k, float v) const {
-        o.store(split, ((long long)grp * rows() + m) * cols() + k, 0, v);
+        o.store(sk.split, ((long long)sk.grp * rows() + m) * cols() + k, 0, v);
     }
 };
 
