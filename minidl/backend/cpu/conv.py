@@ -283,17 +283,18 @@ def _is_pointwise(g):
     return g.KH == g.KW == 1 and g.stride == (1, 1) and not any(g.padding)
 
 
-def _blocks(n_img, ho, wo, col_rows, itemsize):
+def _blocks(n_img, ho, wo, col_rows, itemsize, budget=None):
     """Yield (n0, n1, oh0, oh1): batch chunks, or row blocks of one image when a whole
-    image's columns exceed COLUMN_BUFFER_BYTES."""
+    image's columns exceed ``budget`` bytes (default COLUMN_BUFFER_BYTES)."""
+    budget = COLUMN_BUFFER_BYTES if budget is None else budget
     per_row = col_rows * wo * itemsize
     per_image = per_row * ho
-    if per_image <= COLUMN_BUFFER_BYTES:
-        step = max(1, COLUMN_BUFFER_BYTES // per_image)
+    if per_image <= budget:
+        step = max(1, budget // per_image)
         for n0 in range(0, n_img, step):
             yield n0, min(n_img, n0 + step), 0, ho
     else:
-        step = max(1, COLUMN_BUFFER_BYTES // per_row)
+        step = max(1, budget // per_row)
         for n in range(n_img):
             for oh0 in range(0, ho, step):
                 yield n, n + 1, oh0, min(ho, oh0 + step)
@@ -344,12 +345,12 @@ class _Im2col:
                 self.g, self.og, nb * rows * self.wo)
         return np.ascontiguousarray(block).reshape(nb, self.g, self.og, rows * self.wo)
 
-    def buffer(self, slot, dtype):
-        largest = max((n1 - n0) * (oh1 - oh0) for n0, n1, oh0, oh1 in self.blocks(dtype))
+    def buffer(self, slot, dtype, budget=None):
+        largest = max((n1 - n0) * (oh1 - oh0) for n0, n1, oh0, oh1 in self.blocks(dtype, budget))
         return workspace(slot, largest * self.g * self.k * self.wo, dtype)
 
-    def blocks(self, dtype):
-        return _blocks(self.n, self.ho, self.wo, self.g * self.k, np.dtype(dtype).itemsize)
+    def blocks(self, dtype, budget=None):
+        return _blocks(self.n, self.ho, self.wo, self.g * self.k, np.dtype(dtype).itemsize, budget)
 
 
 def _winograd(algo, g, dtype):
@@ -401,30 +402,24 @@ def _conv2d_forward(x, w, geometry, algo=None):
     for n0, n1, oh0, oh1 in geo.blocks(x.dtype):
         nb, rows = n1 - n0, oh1 - oh0
         cols = geo.im2col(x, buf, n0, n1, oh0, oh1)
-        if geo.batch_inner:
-            out = matmul(wg, cols).reshape(geo.g, geo.og, nb, rows, geo.wo)
-            y5[n0:n1, :, :, oh0:oh1] = out.transpose(2, 0, 1, 3, 4)
-        elif rows == geo.ho:
-            matmul(wg, cols, out=y5[n0:n1].reshape(nb, geo.g, geo.og, rows * geo.wo))
-        else:
-            y5[n0:n1, :, :, oh0:oh1] = matmul(wg, cols).reshape(nb, geo.g, geo.og, rows, geo.wo)
+        out = matmul(wg, cols).reshape(geo.g, geo.og, nb, rows, geo.wo)
+        y5[n0:n1, :, :, oh0:oh1] = out.transpose(2, 0, 1, 3, 4)
     return y
 
 
 def _forward_in_row_blocks(x, wg, geo, y5):
-    """y5 (N, G, O/G, HO, WO) from L2-sized blocks of output rows of one image: the
-    columns of a block (serial im2col) and its GEMM, straight into y, run by one thread
-    while the other threads take other blocks.  (One whole-batch column buffer of the
-    7x7/2 stem at batch 8 is 59 MB: im2col wrote it to memory and the GEMM read it back.)"""
-    itemsize = x.dtype.itemsize
-    rows = int(max(1, min(geo.ho, L2_BLOCK_BYTES // (geo.g * geo.k * geo.wo * itemsize))))
-    blocks = [(n, oh0, min(geo.ho, oh0 + rows)) for n in range(geo.n) for oh0 in range(0, geo.ho, rows)]
+    """y5 (N, G, O/G, HO, WO) from the blocks of _blocks at an L2-sized budget (row blocks
+    of one image, or whole small images): the columns of a block (serial im2col) and its
+    GEMM, straight into y, run by one thread while the other threads take other blocks.
+    (One whole-batch column buffer of the 7x7/2 stem at batch 8 is 59 MB: im2col wrote
+    it to memory and the GEMM read it back.)"""
+    blocks = list(geo.blocks(x.dtype, L2_BLOCK_BYTES))
 
     def run(part):
-        buf = workspace(0, geo.g * geo.k * rows * geo.wo, x.dtype)
-        for n, oh0, oh1 in part:
-            cols = geo.im2col(x, buf, n, n + 1, oh0, oh1, serial=True)[0]
-            out = y5[n, :, :, oh0:oh1].reshape(geo.g, geo.og, (oh1 - oh0) * geo.wo)
+        buf = geo.buffer(0, x.dtype, L2_BLOCK_BYTES)  # (this thread's workspace)
+        for n0, n1, oh0, oh1 in part:
+            cols = geo.im2col(x, buf, n0, n1, oh0, oh1, serial=True)  # (images, G, K, rows * WO)
+            out = y5[n0:n1, :, :, oh0:oh1].reshape(n1 - n0, geo.g, geo.og, (oh1 - oh0) * geo.wo)
             np.matmul(wg, cols, out=out)
 
     in_threads([functools.partial(run, blocks[a:b]) for a, b in panels(len(blocks), THREADS)])
