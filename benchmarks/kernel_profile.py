@@ -32,7 +32,8 @@ import tempfile
 from minidl.backend.kernel.emu_profile import H200_BANDWIDTH, profile_emu
 
 MEMORY_BOUND_FAMILIES = ("elementwise", "optim", "softmax", "batchnorm", "pool", "lrn", "depthwise")
-TENSOR_CORE_SUFFIXES = (" TF32", " float16", " bfloat16")  # conv entries run by kernels/conv_tc.cuh
+MIN_SECTOR_EFFICIENCY = 0.90
+MAX_TRAFFIC_RATIO = 1.10
 
 
 def is_memory_bound(e):
@@ -40,9 +41,8 @@ def is_memory_bound(e):
 
 
 def is_tensor_core(e):
-    return e["family"] == "conv" and e["name"].endswith(TENSOR_CORE_SUFFIXES)
-MIN_SECTOR_EFFICIENCY = 0.90
-MAX_TRAFFIC_RATIO = 1.10
+    """An entry run by kernels/conv_tc.cuh (registered with a tc_format)."""
+    return e.get("tc_format") is not None
 
 # sm_90 (H100/H200) per-SM limits for the occupancy calculation
 SM90 = dict(threads=2048, blocks=32, registers=65536, register_unit=256, smem=228 * 1024,

@@ -40,9 +40,11 @@ from minidl.backend.geometry import ConvGeometry, PoolGeometry
 ENTRIES = []
 
 
-def entry(family, name, shape):
+def entry(family, name, shape, tc_format=None):
+    """Register an entry; ``tc_format`` ("tf32" or "16bit") marks the tensor-core ones
+    (the emu profile's second table, the fraction of the tensor-core peak)."""
     def deco(fn):
-        ENTRIES.append(dict(family=family, name=name, shape=shape, make=fn))
+        ENTRIES.append(dict(family=family, name=name, shape=shape, make=fn, tc_format=tc_format))
         return fn
     return deco
 
@@ -534,10 +536,10 @@ for _args in ((64, 56, 64, 3, 1, 1), (128, 56, 128, 3, 2, 1), (256, 14, 256, 3, 
               (3, 224, 64, 7, 2, 3)):  # the tensor-core kernels (kernels/conv_tc.cuh), ResNet-50's shapes
     _c, _hw, _o, _k, _s, _p = _args
     for _mode in ("fwd", "bwd"):
-        entry("conv", f"conv {_k}x{_k}/{_s} {_c}->{_o} {_mode} TF32", f"({B50},{_c},{_hw},{_hw})")(
+        entry("conv", f"conv {_k}x{_k}/{_s} {_c}->{_o} {_mode} TF32", f"({B50},{_c},{_hw},{_hw})", "tf32")(
             _conv_entry(B50, _c, _hw, _o, _k, _s, _p, mode=_mode, algo="igemm", tf32=True))
         for _half in ("float16", "bfloat16"):
-            entry("conv", f"conv {_k}x{_k}/{_s} {_c}->{_o} {_mode} {_half}", f"({B50},{_c},{_hw},{_hw})")(
+            entry("conv", f"conv {_k}x{_k}/{_s} {_c}->{_o} {_mode} {_half}", f"({B50},{_c},{_hw},{_hw})", "16bit")(
                 _conv_entry(B50, _c, _hw, _o, _k, _s, _p, mode=_mode, algo="igemm", half=_half))
 for _n in (B, B50):
     for _mode in ("fwd", "bwd"):
@@ -771,7 +773,7 @@ def main(argv=None):
                 if case.flops:
                     row["TFLOPs"] = case.flops / (ms * 1e-3) / 1e12
                     row["frac_roofline"] = row["TFLOPs"] / roof["gemm_TFLOPs"]
-                    peak = tensor_core_peak(meta.get("gpu"), e["name"])
+                    peak = tensor_core_peak(meta.get("gpu"), e["tc_format"])
                     if peak:
                         row["frac_tensor_core_peak"] = row["TFLOPs"] / peak
                 else:
@@ -804,12 +806,11 @@ TENSOR_CORE_PEAKS = (("H100 PCIe", (378.0, 756.0)), ("H200", (494.7, 989.4)), ("
                      ("A100", (156.0, 312.0)))
 
 
-def tensor_core_peak(gpu_name, entry_name):
-    """The card's dense tensor-core peak for a TF32 / float16 / bfloat16 entry, or None."""
-    fmt = 0 if entry_name.endswith(" TF32") else 1 if entry_name.endswith((" float16", " bfloat16")) else None
+def tensor_core_peak(gpu_name, tc_format):
+    """The card's dense tensor-core peak for an entry's tc_format ("tf32", "16bit"), or None."""
     for key, peaks in TENSOR_CORE_PEAKS:
-        if fmt is not None and key in (gpu_name or ""):
-            return peaks[fmt]
+        if tc_format is not None and key in (gpu_name or ""):
+            return peaks[0 if tc_format == "tf32" else 1]
     return None
 
 

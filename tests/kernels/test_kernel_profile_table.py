@@ -95,7 +95,7 @@ def test_tensor_core_convolutions_are_free_of_bank_conflicts(name):
 
 
 def test_tensor_core_peak_by_card_and_format():
-    assert kernel_bench.tensor_core_peak("NVIDIA H200", "conv 3x3/1 64->64 fwd TF32") == 494.7
-    assert kernel_bench.tensor_core_peak("NVIDIA H100 80GB HBM3", "conv 3x3/1 64->64 bwd bfloat16") == 989.4
-    assert kernel_bench.tensor_core_peak("NVIDIA H100 PCIe", "conv 3x3/1 64->64 fwd float16") == 756.0
-    assert kernel_bench.tensor_core_peak("NVIDIA H200", "conv 3x3/1 64->64 fwd") is None  # fp32 SIMT row
+    assert kernel_bench.tensor_core_peak("NVIDIA H200", "tf32") == 494.7
+    assert kernel_bench.tensor_core_peak("NVIDIA H100 80GB HBM3", "16bit") == 989.4
+    assert kernel_bench.tensor_core_peak("NVIDIA H100 PCIe", "16bit") == 756.0
+    assert kernel_bench.tensor_core_peak("NVIDIA H200", None) is None  # fp32 SIMT row
