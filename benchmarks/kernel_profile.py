@@ -36,6 +36,12 @@ MIN_SECTOR_EFFICIENCY = 0.90
 MAX_TRAFFIC_RATIO = 1.10
 
 
+# written above the tensor-core table
+TC_NOTE = ("Read the bank conflicts here: implicit GEMM re-reads inputs per tap and per block "
+           "(caches absorb it), and its sector figures move by up to 20% between runs with where "
+           "the arrays land (addresses are rebased on the nearest pointer argument).")
+
+
 def is_memory_bound(e):
     return e["family"] in MEMORY_BOUND_FAMILIES
 
@@ -179,7 +185,7 @@ def write_profile(rows, tc_rows, meta, out_dir):
         if failing:
             f.write("Below them: " + ", ".join(sorted({f"`{r['kernel']}`" for r in failing})) + ".\n")
         if tc_rows:
-            f.write("\n## Tensor-core convolutions (compute-bound; kernels/conv_tc.cuh)\n\n" + HEADER + "\n"
+            f.write("\n## Tensor-core convolutions (compute-bound; kernels/conv_tc.cuh)\n\n" + TC_NOTE + "\n\n" + HEADER + "\n"
                     + "\n".join(_fmt_row(r, compute_bound=True) for r in tc_rows) + "\n")
             free = [r for r in tc_rows if r["bank_conflict"] <= 1.0]
             f.write(f"\n{len(free)} of {len(tc_rows)} tensor-core launches at the conflict-free minimum of "
