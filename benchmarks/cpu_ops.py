@@ -170,10 +170,11 @@ def main(argv=None):
         print("# PyTorch is not installed: printing minidl times only", file=sys.stderr)
 
     os.environ["MINIDL_NUM_THREADS"] = str(args.threads)  # read when minidl is imported
+    framework = _Framework("minidl")
+    # (after minidl's import, which sets OMP_WAIT_POLICY for the pool this starts)
     import numba
     numba.set_num_threads(args.threads)
     rows = []
-    framework = _Framework("minidl")
     for name in selected:
         kind, spec = CASES[name]
         fns = _fns(framework, kind, spec)
@@ -182,6 +183,7 @@ def main(argv=None):
         for mode, fn in (("fwd", fns[0]), ("fwd+bwd", fns[1])):
             ours, theirs = [], []
             for _ in range(args.rounds):
+                time.sleep(0.02)  # (and the other side's)
                 ours += _time_block(fn, args.reps)
                 if torch_conn is not None:
                     time.sleep(0.02)  # let OpenBLAS threads stop spinning

@@ -7,18 +7,16 @@ So every CPU kernel is compiled twice, with and without ``parallel=True``, and
 ``kernel.sized(n)`` picks one by the amount of work.
 
 Numba's OpenMP pool also spin-waits by default, stealing the cores from
-OpenBLAS between calls; ``OMP_WAIT_POLICY=PASSIVE`` (set here unless the user
-set it) makes idle workers sleep instead.  It must be in the environment before
-Numba loads its threading layer, i.e. before the first parallel call.
+OpenBLAS between calls; ``OMP_WAIT_POLICY=PASSIVE`` makes idle workers sleep
+instead.  It must be in the environment before Numba starts its threading layer
+(the first parallel call, or ``numba.set_num_threads``), which can come before this
+module's import, so ``import minidl`` sets it (minidl/backend/__init__.py).
 """
 from __future__ import annotations
 
-import os
 import types
 
 from numba import njit
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Below this many elements a kernel runs on one thread.
 SMALL_WORK = 1 << 15
