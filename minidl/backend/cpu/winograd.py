@@ -83,18 +83,33 @@ def wins(g, dtype):
 # Each handles the tile rows [r0, r1) of a chunk, counted over the whole batch (tile row
 # r is tile row r % tiles_h of image r // tiles_h); tile t of the chunk is
 # (r - r0) * tiles_w + tx.  They run one per thread (nogil), the chunks split between
-# threads by the drivers below.
+# threads by the drivers below.  A stack is passed as its (16, pitch) array ``s``, matrix
+# xi at s[xi, :rows * cols], element (row, t) at s[xi, row * cols + t].
+#
+# Written so that LLVM vectorizes them (they ran scalar before: 2-3x slower):
+#  * every index is a loop variable plus a constant, or unsigned (np.uint64): Numba
+#    wraps negative indices, and the select on a signed computed index made LLVM give
+#    up or fall back to gathers and scatters;
+#  * each inner loop writes one array: with several, LLVM needs a run-time overlap check
+#    per pair of arrays and gives up beyond a few;
+#  * no views inside the loops (each costs reference-count updates);
+#  * the stride-2 columns of a tile are split once into even and odd rows (a loop that
+#    does nothing else vectorizes to permutes).
 @njit(cache=True, nogil=True, fastmath=True)
-def _input_tiles(x, v, r0, r1, tiles_h, tiles_w, pt, pl):
-    """v[xi, c, t] = (B^T d B)[xi] for every 4x4 input tile d of the chunk.  B^T's rows
-    are d0 - d2, d1 + d2, d2 - d1, d1 - d3, applied to whole padded rows first, then
-    to each tile's columns (loops over the tiles of a row, which vectorize)."""
+def _input_tiles(x, v, cols, r0, r1, tiles_h, tiles_w, pt, pl):
+    """v[xi, c * cols + t] = (B^T d B)[xi] for every 4x4 input tile d of the chunk.
+    B^T's rows are d0 - d2, d1 + d2, d2 - d1, d1 - d3, applied to the tile's rows (on
+    whole padded rows split into even and odd columns), then to its columns."""
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
-    pw = 2 * tiles_w + 2
-    d = np.zeros((4, pw), dtype=x.dtype)     # 4 input rows, zero-padded
-    even = np.empty((4, tiles_w + 1), dtype=x.dtype)  # B^T applied to them, even columns
-    odd = np.empty((4, tiles_w + 1), dtype=x.dtype)   # ... and odd columns
+    tw1 = tiles_w + 1
+    pw = 2 * tw1
+    d = np.zeros((4, pw), dtype=x.dtype)    # 4 input rows, zero-padded
+    de = np.empty((4, tw1), dtype=x.dtype)  # ... their even columns
+    do = np.empty((4, tw1), dtype=x.dtype)  # ... and odd ones
+    ev = np.empty((4, tw1), dtype=x.dtype)  # B^T applied to them, even columns
+    od = np.empty((4, tw1), dtype=x.dtype)  # ... and odd ones
     j0, j1 = max(0, -pl), min(width, pw - pl)
+    dst = np.uint64(j0 + pl)
     for c in range(channels):
         for r in range(r0, r1):
             n = r // tiles_h
@@ -102,117 +117,130 @@ def _input_tiles(x, v, r0, r1, tiles_h, tiles_w, pt, pl):
             for a in range(4):
                 ih = top + a
                 if ih < 0 or ih >= height:
-                    d[a, :] = 0
+                    for j in range(pw):
+                        d[a, j] = 0
                 else:
-                    src = x[n, c, ih]
-                    dst = d[a, j0 + pl:j1 + pl]
                     for j in range(j1 - j0):
-                        dst[j] = src[j0 + j]
-            d0, d1, d2, d3 = d[0], d[1], d[2], d[3]
+                        d[a, dst + np.uint64(j)] = x[n, c, ih, np.uint64(j0 + j)]
+            for a in range(4):
+                for j in range(tw1):
+                    de[a, j] = d[a, 2 * j]
+                    do[a, j] = d[a, 2 * j + 1]
+            for j in range(tw1):
+                ev[0, j] = de[0, j] - de[2, j]
+            for j in range(tw1):
+                od[0, j] = do[0, j] - do[2, j]
+            for j in range(tw1):
+                ev[1, j] = de[1, j] + de[2, j]
+            for j in range(tw1):
+                od[1, j] = do[1, j] + do[2, j]
+            for j in range(tw1):
+                ev[2, j] = de[2, j] - de[1, j]
+            for j in range(tw1):
+                od[2, j] = do[2, j] - do[1, j]
+            for j in range(tw1):
+                ev[3, j] = de[1, j] - de[3, j]
+            for j in range(tw1):
+                od[3, j] = do[1, j] - do[3, j]
+            t0 = np.uint64(c * cols + (r - r0) * tiles_w)  # columns 2tx .. 2tx + 3 of tile tx:
             for k in range(4):
-                e, o = even[k], odd[k]
-                if k == 0:
-                    for j in range(tiles_w + 1):
-                        e[j] = d0[2 * j] - d2[2 * j]
-                        o[j] = d0[2 * j + 1] - d2[2 * j + 1]
-                elif k == 1:
-                    for j in range(tiles_w + 1):
-                        e[j] = d1[2 * j] + d2[2 * j]
-                        o[j] = d1[2 * j + 1] + d2[2 * j + 1]
-                elif k == 2:
-                    for j in range(tiles_w + 1):
-                        e[j] = d2[2 * j] - d1[2 * j]
-                        o[j] = d2[2 * j + 1] - d1[2 * j + 1]
-                else:
-                    for j in range(tiles_w + 1):
-                        e[j] = d1[2 * j] - d3[2 * j]
-                        o[j] = d1[2 * j + 1] - d3[2 * j + 1]
-                t0 = (r - r0) * tiles_w
-                v0 = v[4 * k, c, t0:t0 + tiles_w]
-                v1 = v[4 * k + 1, c, t0:t0 + tiles_w]
-                v2 = v[4 * k + 2, c, t0:t0 + tiles_w]
-                v3 = v[4 * k + 3, c, t0:t0 + tiles_w]
-                for tx in range(tiles_w):  # columns 2tx .. 2tx + 3 of the tile
-                    v0[tx] = e[tx] - e[tx + 1]
-                    v1[tx] = o[tx] + e[tx + 1]
-                    v2[tx] = e[tx + 1] - o[tx]
-                    v3[tx] = o[tx] - o[tx + 1]
+                for tx in range(tiles_w):
+                    v[4 * k, t0 + np.uint64(tx)] = ev[k, tx] - ev[k, tx + 1]
+                for tx in range(tiles_w):
+                    v[4 * k + 1, t0 + np.uint64(tx)] = od[k, tx] + ev[k, tx + 1]
+                for tx in range(tiles_w):
+                    v[4 * k + 2, t0 + np.uint64(tx)] = ev[k, tx + 1] - od[k, tx]
+                for tx in range(tiles_w):
+                    v[4 * k + 3, t0 + np.uint64(tx)] = od[k, tx] - od[k, tx + 1]
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _output_tiles(m, y, r0, r1, tiles_h, tiles_w):
-    """y = A^T M A for every tile of the chunk (the part inside the output map).  A^T's
-    rows are m0 + m1 + m2 and m1 - m2 - m3: down each tile's columns over all the
-    chunk's tiles at once (long vector loops), then across, per tile row."""
+def _output_tiles(m, cols, y, r0, r1, tiles_h, tiles_w):
+    """y = A^T M A for every tile of the chunk (the part inside the output map), M's
+    element xi at m[xi, o * cols + t].  A^T's rows are m0 + m1 + m2 and m1 - m2 - m3:
+    down each tile's columns over all the chunk's tiles at once (long vector loops),
+    then across, per tile row, into even and odd output columns, then interleaved."""
     out_ch, ho, wo = y.shape[1], y.shape[2], y.shape[3]
     tiles = (r1 - r0) * tiles_w
     s = np.empty((2, 4, tiles), dtype=m.dtype)
+    even = np.empty(tiles_w, dtype=m.dtype)
+    odd = np.empty(tiles_w, dtype=m.dtype)
     pairs = wo // 2
     for o in range(out_ch):
+        base = np.uint64(o * cols)
         for j in range(4):
-            m0, m1, m2, m3 = m[j, o], m[4 + j, o], m[8 + j, o], m[12 + j, o]
-            s0, s1 = s[0, j], s[1, j]
             for t in range(tiles):
-                s0[t] = m0[t] + m1[t] + m2[t]
-                s1[t] = m1[t] - m2[t] - m3[t]
+                s[0, j, t] = m[j, base + np.uint64(t)] + m[4 + j, base + np.uint64(t)] + m[8 + j, base + np.uint64(t)]
+            for t in range(tiles):
+                s[1, j, t] = m[4 + j, base + np.uint64(t)] - m[8 + j, base + np.uint64(t)] - m[12 + j, base + np.uint64(t)]
         for r in range(r0, r1):
             n = r // tiles_h
             top = 2 * (r - n * tiles_h)
-            t0 = (r - r0) * tiles_w
+            t0 = np.uint64((r - r0) * tiles_w)
             for i in range(min(2, ho - top)):
-                a0, a1 = s[i, 0, t0:t0 + tiles_w], s[i, 1, t0:t0 + tiles_w]
-                a2, a3 = s[i, 2, t0:t0 + tiles_w], s[i, 3, t0:t0 + tiles_w]
-                out = y[n, o, top + i]
+                for tx in range(tiles_w):
+                    even[tx] = s[i, 0, t0 + np.uint64(tx)] + s[i, 1, t0 + np.uint64(tx)] + s[i, 2, t0 + np.uint64(tx)]
+                for tx in range(tiles_w):
+                    odd[tx] = s[i, 1, t0 + np.uint64(tx)] - s[i, 2, t0 + np.uint64(tx)] - s[i, 3, t0 + np.uint64(tx)]
                 for tx in range(pairs):
-                    out[2 * tx] = a0[tx] + a1[tx] + a2[tx]
-                    out[2 * tx + 1] = a1[tx] - a2[tx] - a3[tx]
+                    y[n, o, top + i, 2 * tx] = even[tx]
+                    y[n, o, top + i, 2 * tx + 1] = odd[tx]
                 if wo > 2 * pairs:
-                    out[wo - 1] = a0[pairs] + a1[pairs] + a2[pairs]
+                    y[n, o, top + i, wo - 1] = even[pairs]
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _output_tiles_adjoint(gy, dm, r0, r1, tiles_h, tiles_w):
-    """dm[xi, o, t] = (A dY A^T)[xi], dY each 2x2 output-gradient tile of the chunk
-    (zero outside the map); A's rows are g0, g0 + g1, g0 - g1, -g1."""
+def _output_tiles_adjoint(gy, dm, cols, r0, r1, tiles_h, tiles_w):
+    """dm[xi, o * cols + t] = (A dY A^T)[xi], dY each 2x2 output-gradient tile of the
+    chunk (zero outside the map); A's rows are g0, g0 + g1, g0 - g1, -g1."""
     out_ch, ho, wo = gy.shape[1], gy.shape[2], gy.shape[3]
     even = np.zeros((2, tiles_w), dtype=gy.dtype)  # the output-gradient rows' even columns
     odd = np.zeros((2, tiles_w), dtype=gy.dtype)   # ... and odd ones (zero past the map)
-    u = np.empty((4, 2, tiles_w), dtype=gy.dtype)  # A dY: (row, even/odd, tile)
+    ue = np.empty((4, tiles_w), dtype=gy.dtype)    # A dY (4 rows), even columns
+    uo = np.empty((4, tiles_w), dtype=gy.dtype)    # ... odd ones
     pairs = wo // 2
     for o in range(out_ch):
         for r in range(r0, r1):
             n = r // tiles_h
             top = 2 * (r - n * tiles_h)
             for i in range(2):
-                e, od = even[i], odd[i]
                 if top + i < ho:
-                    src = gy[n, o, top + i]
                     for tx in range(pairs):
-                        e[tx] = src[2 * tx]
-                        od[tx] = src[2 * tx + 1]
+                        even[i, tx] = gy[n, o, top + i, 2 * tx]
+                        odd[i, tx] = gy[n, o, top + i, 2 * tx + 1]
                     if wo > 2 * pairs:
-                        e[pairs] = src[wo - 1]
+                        even[i, pairs] = gy[n, o, top + i, wo - 1]
                 else:
-                    e[:] = 0
-                    od[:] = 0
-            for p in range(2):
-                g0, g1 = (even[0], even[1]) if p == 0 else (odd[0], odd[1])
-                u0, u1, u2, u3 = u[0, p], u[1, p], u[2, p], u[3, p]
-                for tx in range(tiles_w):
-                    u0[tx] = g0[tx]
-                    u1[tx] = g0[tx] + g1[tx]
-                    u2[tx] = g0[tx] - g1[tx]
-                    u3[tx] = -g1[tx]
-            t0 = (r - r0) * tiles_w
+                    for tx in range(tiles_w):
+                        even[i, tx] = 0
+                    for tx in range(tiles_w):
+                        odd[i, tx] = 0
+            for tx in range(tiles_w):
+                ue[0, tx] = even[0, tx]
+            for tx in range(tiles_w):
+                ue[1, tx] = even[0, tx] + even[1, tx]
+            for tx in range(tiles_w):
+                ue[2, tx] = even[0, tx] - even[1, tx]
+            for tx in range(tiles_w):
+                ue[3, tx] = -even[1, tx]
+            for tx in range(tiles_w):
+                uo[0, tx] = odd[0, tx]
+            for tx in range(tiles_w):
+                uo[1, tx] = odd[0, tx] + odd[1, tx]
+            for tx in range(tiles_w):
+                uo[2, tx] = odd[0, tx] - odd[1, tx]
+            for tx in range(tiles_w):
+                uo[3, tx] = -odd[1, tx]
+            t0 = np.uint64(o * cols + (r - r0) * tiles_w)
             for k in range(4):
-                ue, uo = u[k, 0], u[k, 1]
-                d0, d1 = dm[4 * k, o, t0:t0 + tiles_w], dm[4 * k + 1, o, t0:t0 + tiles_w]
-                d2, d3 = dm[4 * k + 2, o, t0:t0 + tiles_w], dm[4 * k + 3, o, t0:t0 + tiles_w]
                 for tx in range(tiles_w):
-                    d0[tx] = ue[tx]
-                    d1[tx] = ue[tx] + uo[tx]
-                    d2[tx] = ue[tx] - uo[tx]
-                    d3[tx] = -uo[tx]
+                    dm[4 * k, t0 + np.uint64(tx)] = ue[k, tx]
+                for tx in range(tiles_w):
+                    dm[4 * k + 1, t0 + np.uint64(tx)] = ue[k, tx] + uo[k, tx]
+                for tx in range(tiles_w):
+                    dm[4 * k + 2, t0 + np.uint64(tx)] = ue[k, tx] - uo[k, tx]
+                for tx in range(tiles_w):
+                    dm[4 * k + 3, t0 + np.uint64(tx)] = -uo[k, tx]
 
 
 @njit(cache=True, inline="always")
@@ -261,13 +289,18 @@ def _weight_tiles_adjoint(du, dw):
 
 # ------------------------------------------------------------------ drivers
 def _stack(rows, cols, dtype, slot=None):
-    """A (16, rows, cols) array whose 16 matrices start 64 bytes apart modulo 4 KiB.
-    Matrices a multiple of 4 KiB long put the 16 streams of a transform in one cache
-    set (4K aliasing): the weight transform of 512x512 channels ran 2.6x slower.
-    From this thread's workspace ``slot`` when given, else freshly allocated."""
+    """A stack of 16 (rows, cols) matrices as its (16, pitch) array, whose rows start 64
+    bytes apart modulo 4 KiB: matrices a multiple of 4 KiB long put the 16 streams of a
+    transform in one cache set (4K aliasing; the weight transform of 512x512 channels
+    ran 2.6x slower).  From this thread's workspace ``slot`` when given, else freshly
+    allocated.  _matrices gives the (16, rows, cols) view for the GEMMs."""
     pitch = rows * cols + 64 // np.dtype(dtype).itemsize
     flat = np.empty(16 * pitch, dtype) if slot is None else workspace(slot, 16 * pitch, dtype)
-    return flat[:16 * pitch].reshape(16, pitch)[:, :rows * cols].reshape(16, rows, cols)
+    return flat[:16 * pitch].reshape(16, pitch)
+
+
+def _matrices(stack, rows, cols):
+    return stack[:, :rows * cols].reshape(16, rows, cols)
 
 
 def _tile_major(vt):
@@ -297,12 +330,16 @@ class _Chunks:
         return (r1 - r0) * self.tiles_w
 
     def input_tiles(self, x, r0, r1, pt, pl):
-        v = _stack(self.channels, self.tiles(r0, r1), self.dtype, slot=2)
-        _input_tiles(x, v, r0, r1, self.tiles_h, self.tiles_w, pt, pl)
-        return v
+        """-> V (16, C, tiles) of the chunk (a view of this thread's workspace)."""
+        tiles = self.tiles(r0, r1)
+        v = _stack(self.channels, tiles, self.dtype, slot=2)
+        _input_tiles(x, v, tiles, r0, r1, self.tiles_h, self.tiles_w, pt, pl)
+        return _matrices(v, self.channels, tiles)
 
     def products(self, r0, r1):
-        return _stack(self.out_ch, self.tiles(r0, r1), self.dtype, slot=3)
+        """-> (the stack, its (16, O, tiles) matrices) for the chunk's products."""
+        m = _stack(self.out_ch, self.tiles(r0, r1), self.dtype, slot=3)
+        return m, _matrices(m, self.out_ch, self.tiles(r0, r1))
 
     def each_run(self, work):
         """work(run) for every run, concurrently -> their results."""
@@ -313,7 +350,7 @@ def _convolve(x, w, pt, pl, ho, wo):
     """y (N, O, ho, wo) = the stride-1 3x3 cross-correlation of x, zero-padded by pt on
     top and pl on the left (and as far as needed at the bottom and right)."""
     out_ch = w.shape[0]
-    u = _stack(out_ch, w.shape[1], w.dtype)
+    u = _matrices(_stack(out_ch, w.shape[1], w.dtype), out_ch, w.shape[1])
     _weight_tiles.sized(u.size)(w, u)
     chunks = _Chunks(x.shape[0], x.shape[1], out_ch, ho, wo, x.dtype)
     y = np.empty((x.shape[0], out_ch, ho, wo), dtype=x.dtype)
@@ -321,8 +358,9 @@ def _convolve(x, w, pt, pl, ho, wo):
     def run(run_chunks):
         for r0, r1 in run_chunks:
             v = chunks.input_tiles(x, r0, r1, pt, pl)
-            m = np.matmul(u, v, out=chunks.products(r0, r1))
-            _output_tiles(m, y, r0, r1, chunks.tiles_h, chunks.tiles_w)
+            m, m_matrices = chunks.products(r0, r1)
+            np.matmul(u, v, out=m_matrices)
+            _output_tiles(m, chunks.tiles(r0, r1), y, r0, r1, chunks.tiles_h, chunks.tiles_w)
 
     chunks.each_run(run)
     return y
@@ -345,13 +383,14 @@ def conv2d_backward(x, w, gy, g, need_dx, need_dw):
             du = part = None
             for r0, r1 in run_chunks:
                 v = chunks.input_tiles(x, r0, r1, g.pt, g.pl)
-                dm = chunks.products(r0, r1)
-                _output_tiles_adjoint(gy, dm, r0, r1, chunks.tiles_h, chunks.tiles_w)
+                dm_stack, dm = chunks.products(r0, r1)
+                _output_tiles_adjoint(gy, dm_stack, chunks.tiles(r0, r1), r0, r1, chunks.tiles_h,
+                                      chunks.tiles_w)
                 vt = v.transpose(0, 2, 1)
                 if min(out_ch, channels) <= WGRAD_COPY_MAX_CHANNELS:
                     vt = _tile_major(vt)
                 if du is None:
-                    du = np.matmul(dm, vt, out=_stack(out_ch, channels, w.dtype))
+                    du = np.matmul(dm, vt, out=_matrices(_stack(out_ch, channels, w.dtype), out_ch, channels))
                 else:
                     part = np.matmul(dm, vt, out=part)
                     du += part
