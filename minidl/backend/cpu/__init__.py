@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..base import Backend
-from . import batchnorm, conv, elementwise, gemm, lrn, optim, pool, softmax
+from . import batchnorm, conv, elementwise, gemm, lrn, optim, pool, softmax, workspace
 
 
 class CpuBackend(Backend):
@@ -17,6 +17,7 @@ class CpuBackend(Backend):
 
     def __init__(self):
         gemm.limit_blas_threads()
+        workspace.keep_freed_memory()
 
     def matmul(self, a, b):
         return gemm.matmul(a, b)
