@@ -24,3 +24,45 @@ def test_backend_implements_every_contract_op(cls):
     assert missing == [], f"{cls.__name__} does not implement {', '.join(missing)} (and they are not in GENERIC)"
     assert not cls.__abstractmethods__
 
+
+
+_FAULTS_SCRIPT = r"""
+import resource, sys
+import numpy as np
+import minidl
+from minidl.backend import get_backend
+get_backend("cpu")  # (its first use sets the process's malloc, unless opted out)
+
+def faults_of_a_fresh_array():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    a = np.empty(16 << 20, np.uint8)
+    a[::4096] = 1  # touch every page
+    del a
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+first = faults_of_a_fresh_array()
+again = [faults_of_a_fresh_array() for _ in range(3)]
+print(first, max(again))
+"""
+
+
+@pytest.mark.parametrize("tuning", ["1", "0"])
+def test_cpu_backend_keeps_freed_memory_for_reuse_unless_opted_out(tuning):
+    """A 16 MB array freed and allocated again reuses its pages (no new page faults),
+    as a training step's activations do; MINIDL_MALLOC_TUNING=0 leaves glibc's default,
+    which maps such an array afresh and trims it away on free."""
+    import os
+    import platform
+    import subprocess
+    import sys
+    if platform.system() != "Linux" or not platform.libc_ver()[0] == "glibc":
+        pytest.skip("malloc tuning is glibc-only")
+    env = dict(os.environ, MINIDL_MALLOC_TUNING=tuning)
+    out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    first, again = int(out[0]), int(out[1])
+    assert first > 0
+    if tuning == "1":
+        assert again <= first // 10, (first, again)
+    else:
+        assert again > first // 10, (first, again)
