@@ -50,12 +50,12 @@ MIN_CHANNELS = 16
 CHUNK_BYTES = 1 << 20
 # ... but at least this many tiles, so that its 16 GEMMs are not too thin for BLAS.
 MIN_CHUNK_TILES = 128
-# The weight gradient's GEMMs dM @ V^T read V transposed; OpenBLAS ran that "NT" product
-# at 53-72 GFLOP/s for 64 channels and ~140 tiles against 171 with V copied tile-major
-# first: the copy pays where a side has at most this many channels (measured one
-# thread, 8 images: 64->64 at 56x56 28.0 -> 21.6 ms, 128->32 30.5 -> 27.1 ms; 96->96 at
-# 28x28 10.9 -> 11.6 ms, 256->256 at 14x14 12.2 -> 12.8 ms).
-WGRAD_COPY_MAX_CHANNELS = 64
+# The weight gradient's GEMMs dM @ V^T read one operand transposed: OpenBLAS ran that
+# "NT" product at 53-72 GFLOP/s for 64 channels and ~140 tiles of K, against 171 for
+# "NN".  So the smaller of dM and V is copied tile-major first and the product is NN:
+# dU^T = V @ dM^T where O <= C, else dU = dM @ V^T (one thread, batch 16, copy + GEMM
+# against the NT product: 128->32 at 56x56 12.9 vs 26.0 ms, 256->256 at 14x14 14.2
+# vs 20.8; the copy of V, the larger, cost 128->32 26.2).
 
 
 def applies(g):
@@ -296,10 +296,12 @@ def _matrices(stack, rows, cols):
     return stack[:, :rows * cols].reshape(16, rows, cols)
 
 
-def _tile_major(vt):
-    """A contiguous copy of the (16, T, C) view ``vt`` in this thread's workspace slot 4."""
-    out = workspace(4, vt.size, vt.dtype)[:vt.size].reshape(vt.shape)
-    np.copyto(out, vt)
+def _tile_major(a):
+    """A contiguous copy of a (16, rows, T) stack, transposed to (16, T, rows), in this
+    thread's workspace slot 4."""
+    at = a.transpose(0, 2, 1)
+    out = workspace(4, at.size, at.dtype)[:at.size].reshape(at.shape)
+    np.copyto(out, at)
     return out
 
 
@@ -371,6 +373,8 @@ def conv2d_backward(x, w, gy, g, need_dx, need_dw):
     if need_dw:
         out_ch, channels = w.shape[:2]
         chunks = _Chunks(x.shape[0], channels, out_ch, g.HO, g.WO, x.dtype)
+        transposed = out_ch <= channels  # (accumulate dU^T = V @ dM^T, (16, C, O))
+        rows, cols = (channels, out_ch) if transposed else (out_ch, channels)
 
         def run(run_chunks):
             du = part = None
@@ -379,19 +383,19 @@ def conv2d_backward(x, w, gy, g, need_dx, need_dw):
                 dm_stack, dm = chunks.products(r0, r1)
                 _output_tiles_adjoint(gy, dm_stack, chunks.tiles(r0, r1), r0, r1, chunks.tiles_h,
                                       chunks.tiles_w)
-                vt = v.transpose(0, 2, 1)
-                if min(out_ch, channels) <= WGRAD_COPY_MAX_CHANNELS:
-                    vt = _tile_major(vt)
+                a, b = (v, _tile_major(dm)) if transposed else (dm, _tile_major(v))
                 if du is None:
-                    du = np.matmul(dm, vt, out=_matrices(_stack(out_ch, channels, w.dtype), out_ch, channels))
+                    du = np.matmul(a, b, out=_matrices(_stack(rows, cols, w.dtype), rows, cols))
                 else:
-                    part = np.matmul(dm, vt, out=part)
+                    part = np.matmul(a, b, out=part)
                     du += part
             return du
 
         du, *others = chunks.each_run(run)
         for other in others:
             du += other
+        if transposed:
+            du = du.transpose(0, 2, 1)
         dw = np.empty(w.shape, dtype=w.dtype)
         _weight_tiles_adjoint.sized(du.size)(du, dw)
     return dx, dw
