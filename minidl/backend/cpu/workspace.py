@@ -14,8 +14,7 @@ import threading
 import numpy as np
 
 # glibc's mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-KEEP_BELOW_BYTES = 32 << 20  # glibc's largest mmap threshold (DEFAULT_MMAP_THRESHOLD_MAX)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 
 _buffers = threading.local()
 
@@ -37,14 +36,15 @@ def workspace(slot, size, dtype):
 def keep_freed_memory():
     """Let glibc's malloc keep freed memory for reuse instead of returning it to the OS
     (process-wide, once; set MINIDL_MALLOC_TUNING=0 to leave malloc alone; documented
-    in the README).  A training step frees and allocates the same activation-sized
-    arrays every step.  By default glibc maps arrays above a threshold freshly and
-    trims the heap's free top, so they came back as new pages and a page fault every
-    4 KiB: DenseNet-121 at batch 16 took 17,000-110,000 faults per step, against 20
-    with arrays below 32 MB served from the heap and the heap never trimmed (step
-    2,595 -> 2,535 ms median here; the peak resident size is unchanged: the heap
-    holds what the step's peak held).  Larger arrays stay mapped: they get 2 MB pages.
-    A no-op off glibc."""
+    in the README).  A training step frees and allocates the same activation-,
+    gradient- and column-sized arrays every step.  By default glibc maps large arrays
+    freshly and trims the heap's free top, so they came back as new pages, each
+    faulted in and zeroed by the kernel: DenseNet-121 at batch 16 took 17,000-110,000
+    page faults per step, AlexNet 1,200 (2 MB pages, its 151 MB fc6 gradient among
+    them).  With every array from the heap and the heap never trimmed: 0-50, AlexNet's
+    step 445 -> 412-424 ms; the peak resident size is unchanged (resnet50 2412 / 2398
+    MB, vgg16 3830 / 3830): the heap holds what the step's peak held.  A no-op off
+    glibc."""
     if os.environ.get("MINIDL_MALLOC_TUNING", "1") == "0":
         return
     try:
@@ -52,5 +52,5 @@ def keep_freed_memory():
         mallopt = libc.mallopt
     except (OSError, AttributeError):  # not glibc
         return
-    mallopt(_M_MMAP_THRESHOLD, KEEP_BELOW_BYTES)
+    mallopt(_M_MMAP_MAX, 0)
     mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
