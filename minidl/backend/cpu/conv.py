@@ -184,34 +184,45 @@ def _phase_slices(a, b, height, width, sh, sw, pt, pl, ph, pw):
 
 
 @njit(cache=True)
-def _phase_copy(plane, phases, into_phases, sh, sw, pt, pl, ph, pw):
-    """Copy a plane into its phase planes (into_phases; phases (sh * sw, ph * pw), phase
-    (a, b) being row a * sw + b, a plane row-major), or back: the adjoint, where plane
-    entries no phase holds become zero."""
-    height, width = plane.shape
+def _phase_copy(x, n, c, phases, into_phases, sh, sw, pt, pl, ph, pw):
+    """Copy plane x[n, c] into its phase planes (into_phases; phases (sh * sw, ph * pw),
+    phase (a, b) being row a * sw + b, a plane row-major), or back: the adjoint, where
+    plane entries no phase holds become zero.  (Indices, not views: parallel.py.)"""
+    height, width = x.shape[2], x.shape[3]
     if not into_phases:
-        plane[:, :] = 0
+        for h in range(height):
+            for k in range(width):
+                x[n, c, h, k] = 0
     for a in range(sh):
         for b in range(sw):
             ih0, iw0, r0, c0, nr, nc = _phase_slices(a, b, height, width, sh, sw, pt, pl, ph, pw)
-            phase = phases[a * sw + b].reshape(ph, pw)
+            p = a * sw + b
             for r in range(nr):
-                phase_row = phase[r0 + r, c0:c0 + nc]
-                plane_row = plane[ih0 + r * sh, iw0:iw0 + (nc - 1) * sw + 1:sw]
+                at = np.uint64((r0 + r) * pw + c0)
+                ih = ih0 + r * sh
+                src = np.uint64(iw0)
                 if into_phases:
+                    if sw == 1:
+                        for k in range(nc):
+                            phases[p, at + np.uint64(k)] = x[n, c, ih, src + np.uint64(k)]
+                    else:
+                        for k in range(nc):
+                            phases[p, at + np.uint64(k)] = x[n, c, ih, src + np.uint64(k * sw)]
+                elif sw == 1:
                     for k in range(nc):
-                        phase_row[k] = plane_row[k]
+                        x[n, c, ih, src + np.uint64(k)] = phases[p, at + np.uint64(k)]
                 else:
                     for k in range(nc):
-                        plane_row[k] = phase_row[k]
+                        x[n, c, ih, src + np.uint64(k * sw)] = phases[p, at + np.uint64(k)]
 
 
 @njit(cache=True, inline="always")
-def _tap_run(phases, i, j, run, sh, sw, dh, dw, pw):
-    """The flat run of phase values under tap (i, j) for every output (row-major at the
-    phase width; columns past wo are padding)."""
+def _tap(i, j, sh, sw, dh, dw, pw):
+    """(phase row, start): the flat run phases[row, start:start + run] holds the values
+    under tap (i, j) for every output (row-major at the phase width; columns past wo are
+    padding).  The start is unsigned: the loops over the run then vectorize."""
     start = (i * dh // sh) * pw + j * dw // sw
-    return phases[(i * dh) % sh * sw + (j * dw) % sw][start:start + run]  # (contiguous: vectorizes)
+    return (i * dh) % sh * sw + (j * dw) % sw, np.uint64(start)
 
 
 @parallel_kernel(fastmath=True)
@@ -225,16 +236,16 @@ def _depthwise_conv2d_forward(x, w, y, sh, sw, pt, pl, dh, dw):
         for task in range(chunk * tasks // n_chunks, (chunk + 1) * tasks // n_chunks):
             n = task // channels
             c = task - n * channels
-            _phase_copy(x[n, c], phases, True, sh, sw, pt, pl, ph, pw)
+            _phase_copy(x, n, c, phases, True, sh, sw, pt, pl, ph, pw)
             for m in range(mult):
                 o = c * mult + m
                 acc[:] = 0
                 for i in range(kh):
                     for j in range(kw):
                         wv = w[o, 0, i, j]
-                        tap = _tap_run(phases, i, j, run, sh, sw, dh, dw, pw)
+                        p, start = _tap(i, j, sh, sw, dh, dw, pw)
                         for q in range(run):
-                            acc[q] += wv * tap[q]
+                            acc[q] += wv * phases[p, start + np.uint64(q)]
                 for oh in range(ho):
                     y[n, o, oh, :] = acc[oh * pw:oh * pw + wo]
 
@@ -256,7 +267,7 @@ def _depthwise_conv2d_backward(x, w, gy, dx, dw_parts, need_dx, need_dw, sh, sw,
             n = task // channels
             c = task - n * channels
             if need_dw:
-                _phase_copy(x[n, c], phases, True, sh, sw, pt, pl, ph, pw)
+                _phase_copy(x, n, c, phases, True, sh, sw, pt, pl, ph, pw)
             if need_dx:
                 d_phases[:] = 0
             for m in range(mult):
@@ -264,19 +275,18 @@ def _depthwise_conv2d_backward(x, w, gy, dx, dw_parts, need_dx, need_dw, sh, sw,
                 g_wide[:, :wo] = gy[n, o]
                 for i in range(kh):
                     for j in range(kw):
+                        p, start = _tap(i, j, sh, sw, dh, dw, pw)
                         if need_dw:
-                            tap = _tap_run(phases, i, j, run, sh, sw, dh, dw, pw)
                             total = 0.0
                             for q in range(run):
-                                total += g_run[q] * tap[q]
+                                total += g_run[q] * phases[p, start + np.uint64(q)]
                             dw_parts[n, o, i, j] = total
                         if need_dx:
                             wv = w[o, 0, i, j]
-                            d_tap = _tap_run(d_phases, i, j, run, sh, sw, dh, dw, pw)
                             for q in range(run):
-                                d_tap[q] += wv * g_run[q]
+                                d_phases[p, start + np.uint64(q)] += wv * g_run[q]
             if need_dx:
-                _phase_copy(dx[n, c], d_phases, False, sh, sw, pt, pl, ph, pw)
+                _phase_copy(dx, n, c, d_phases, False, sh, sw, pt, pl, ph, pw)
 
 
 # ------------------------------------------------------------------ helpers
