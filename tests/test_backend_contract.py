@@ -66,3 +66,28 @@ def test_cpu_backend_keeps_freed_memory_for_reuse_unless_opted_out(tuning):
         assert again <= first // 10, (first, again)
     else:
         assert again > first // 10, (first, again)
+
+
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "div", "add_"])
+@pytest.mark.parametrize("shapes", [((5, 3, 4, 4), (5, 3, 1, 1)), ((5, 3, 4, 4), (3, 1, 1)),
+                                    ((1, 3, 4, 4), (5, 3, 4, 4)), ((5, 3, 4, 4), ()),
+                                    ((7, 2), (7, 2))])
+def test_cpu_arithmetic_cut_over_threads_matches_float64(op, shapes, monkeypatch):
+    """The CPU backend's threaded add/sub/mul/div (rows of the output per thread, every
+    broadcasting form, a Python scalar operand) against float64 NumPy, dtype kept."""
+    import numpy as np
+    from minidl.backend import get_backend
+    from minidl.backend.cpu import elementwise
+    monkeypatch.setattr(elementwise, "THREADED_MIN_ELEMENTS", 1)  # (thread even tiny arrays)
+    be = get_backend("cpu")
+    rng = np.random.default_rng(0)
+    a_shape, b_shape = shapes
+    if op == "add_" and np.broadcast_shapes(a_shape, b_shape) != a_shape:
+        pytest.skip("add_ writes into a: only shapes a already has")
+    a = rng.standard_normal(a_shape).astype(np.float32)
+    b = 1.5 if b_shape == () else (rng.random(b_shape) + 0.5).astype(np.float32)
+    ref = {"add": np.add, "add_": np.add, "sub": np.subtract, "mul": np.multiply,
+           "div": np.true_divide}[op](a.astype(np.float64), np.asarray(b, np.float64))
+    out = getattr(be, op)(a.copy() if op == "add_" else a, b)
+    assert out.dtype == np.float32 and out.shape == ref.shape
+    np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)

@@ -22,6 +22,12 @@ class CpuBackend(Backend):
     def matmul(self, a, b):
         return gemm.matmul(a, b)
 
+    add = elementwise.add
+    add_ = elementwise.add_
+    sub = elementwise.sub
+    mul = elementwise.mul
+    div = elementwise.div
+
     relu = elementwise.relu
     relu_backward = elementwise.relu_backward
     add_relu = elementwise.add_relu
