@@ -131,7 +131,8 @@ def _conv_calls(monkeypatch):
     ("float32", 16, 14, 1, True),
     ("float64", 16, 14, 1, False),   # the reference arithmetic stays on im2col
     ("float32", 3, 14, 1, False),    # too few channels for the 16 GEMMs
-    ("float32", 16, 7, 1, False),    # 7x7: the tiles cover 8x8, im2col measured faster
+    ("float32", 16, 7, 1, False),    # 7x7: the tiles cover 8x8, im2col measured faster ...
+    ("float32", 64, 7, 1, True),     # ... except with 64+ input channels
     ("float32", 16, 14, 2, False),   # strided: not a Winograd shape
 ])
 def test_auto_takes_winograd_where_it_measured_faster(monkeypatch, dtype, channels, size, stride, taken):
@@ -142,6 +143,30 @@ def test_auto_takes_winograd_where_it_measured_faster(monkeypatch, dtype, channe
     assert bool(calls) == taken
     # ones everywhere: an interior output sums 9 * channels ones
     assert y.numpy()[0, 0, 1, 1] == 9 * channels
+
+
+@pytest.mark.parametrize("channels, out_ch, size, dx_taken, dw_taken", [
+    (16, 16, 14, True, True),    # 12x12 and up: both gradients
+    (64, 16, 7, True, True),     # 7x7: the weight gradient where C >= 2 O ...
+    (64, 64, 7, True, False),    # ... else on im2col, the input gradient still Winograd
+    (32, 64, 7, False, False),   # fewer than 64 input channels at 7x7: neither
+])
+def test_auto_decides_each_gradient_apart(monkeypatch, channels, out_ch, size, dx_taken, dw_taken):
+    real = winograd.conv2d_backward
+    calls = []
+    monkeypatch.setattr(winograd, "conv2d_backward", lambda *a: calls.append(a[4:6]) or real(*a))
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, channels, size, size)).astype(np.float32)
+    w = (rng.standard_normal((out_ch, channels, 3, 3)) * 0.1).astype(np.float32)
+    xt, wt = minidl.tensor(x, requires_grad=True), minidl.tensor(w, requires_grad=True)
+    y = F.conv2d(xt, wt, padding=1)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    y.backward(minidl.tensor(gy))
+    assert calls == ([(dx_taken, dw_taken)] if dx_taken or dw_taken else [])
+    ref_dx, ref_dw = reference_grads(x.astype(np.float64), w.astype(np.float64), gy.astype(np.float64),
+                                     (1, 1, 1, 1))
+    np.testing.assert_allclose(xt.grad.numpy(), ref_dx, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(wt.grad.numpy(), ref_dw, rtol=1e-4, atol=1e-3)
 
 
 def test_winograd_algo_falls_back_to_im2col_outside_its_shapes(monkeypatch):

@@ -3,7 +3,7 @@
 The algorithm for the general case is ``backend.conv_algo``: "im2col", "winograd"
 (F(2x2, 3x3) for 3x3 stride-1 convolutions, winograd.py; im2col for the shapes it
 does not take), or "auto" (the default): Winograd where it measured faster here
-(``winograd.wins``), im2col elsewhere.
+(``winograd.wins``, decided for the forward and each gradient apart), im2col elsewhere.
 
 General path.  For a block of images (and, for very large images, a block of output
 rows) a parallel Numba loop writes the columns straight into the layout the GEMM
@@ -372,15 +372,15 @@ class _Im2col:
         return _blocks(self.n, self.ho, self.wo, self.g * self.k, np.dtype(dtype).itemsize, budget)
 
 
-def _winograd(algo, g, dtype):
-    """Whether a convolution of geometry ``g`` runs on the Winograd path under
-    conv_algo ``algo``."""
+def _winograd(algo, g, dtype, direction):
+    """Whether ``direction`` ("forward", "input_grad", "weight_grad") of a convolution
+    of geometry ``g`` runs on the Winograd path under conv_algo ``algo``."""
     algo = algo or "auto"
     if algo not in ALGOS:
         raise ValueError(f"conv2d: conv_algo on the cpu must be one of {ALGOS}, got {algo!r}")
     if algo == "im2col" or not winograd.applies(g):
         return False
-    return algo == "winograd" or winograd.wins(g, dtype)
+    return algo == "winograd" or winograd.wins(g, dtype, direction)
 
 
 # ------------------------------------------------------------------ contract
@@ -400,7 +400,7 @@ def _conv2d_forward(x, w, geometry, algo=None):
     w = np.ascontiguousarray(w)
     check_conv_arrays("conv2d_forward", geometry, x, w)
     g = geometry
-    if _winograd(algo, g, x.dtype):
+    if _winograd(algo, g, x.dtype, "forward"):
         return winograd.conv2d_forward(x, w, g)
     if _is_depthwise(g):
         y = np.empty(g.y_shape, dtype=x.dtype)
@@ -454,8 +454,19 @@ def conv2d_backward(x, w, gy, geometry, need_dx=True, need_dw=True, algo=None):
         return None, None
     if _is_depthwise(geometry):
         return _depthwise_conv2d_backward_arrays(x, w, gy, geometry, need_dx, need_dw)
-    if _winograd(algo, geometry, x.dtype):
-        return winograd.conv2d_backward(x, w, gy, geometry, need_dx, need_dw)
+    dx_winograd = need_dx and _winograd(algo, geometry, x.dtype, "input_grad")
+    dw_winograd = need_dw and _winograd(algo, geometry, x.dtype, "weight_grad")
+    if dx_winograd or dw_winograd:  # (the other one, if needed, on im2col)
+        dx, dw = winograd.conv2d_backward(x, w, gy, geometry, dx_winograd, dw_winograd)
+        if need_dx and not dx_winograd:
+            dx = _im2col_backward(x, w, gy, geometry, True, False)[0]
+        if need_dw and not dw_winograd:
+            dw = _im2col_backward(x, w, gy, geometry, False, True)[1]
+        return dx, dw
+    return _im2col_backward(x, w, gy, geometry, need_dx, need_dw)
+
+
+def _im2col_backward(x, w, gy, geometry, need_dx, need_dw):
     geo = _Im2col(geometry)
     wg = w.reshape(geo.g, geo.og, geo.k)
     wg_t = wg.transpose(0, 2, 1)

@@ -43,9 +43,12 @@ from .gemm import THREADS, in_threads, panels
 from .parallel import parallel_kernel
 from .workspace import workspace
 
-# "auto" (wins): output maps of at least this many pixels, both sides at least MIN_CHANNELS.
+# "auto" (wins): output maps of at least this many pixels, both sides at least MIN_CHANNELS;
+# on maps from SMALL_MIN_PIXELS up, with at least SMALL_MIN_IN_CHANNELS input channels.
 MIN_PIXELS = 12 * 12
 MIN_CHANNELS = 16
+SMALL_MIN_PIXELS = 7 * 7
+SMALL_MIN_IN_CHANNELS = 64
 # A chunk's input tiles and products together: about half this machine's 2 MB L2 per core.
 CHUNK_BYTES = 1 << 20
 # ... but at least this many tiles, so that its 16 GEMMs are not too thin for BLAS.
@@ -65,18 +68,26 @@ def applies(g):
             and all(0 <= p <= 2 for p in g.padding))
 
 
-def wins(g, dtype):
-    """Where "auto" takes Winograd (forward and both backwards): float32 (float64 is the
-    reference arithmetic and stays on im2col), channels enough for the 16 GEMMs, and
-    maps large enough that the tiles pay.  Measured on this project's 2-core VM at batch
-    16, im2col / Winograd time (benchmarks/results/cpu/NOTES.md): 64->64 at 56x56
-    1.98 / 1.93 / 1.46x (forward / input grad / weight grad), 256->256 at 14x14
-    1.31 / 1.34 / 1.24x, AlexNet's 384->256 and 256->256 at 13x13 1.35-1.41 / 1.13-1.16 /
-    1.08-1.12x (192->384: 1.13 / 1.05 / 0.91x), 512->512 at 7x7 1.10 / 0.84 / 0.88x (a
-    7x7 map takes 8x8 of tiles), 3->64 at 112x112 0.48 / 0.39 / 0.45x."""
+def wins(g, dtype, direction="forward"):
+    """Where "auto" takes Winograd for ``direction`` ("forward", "input_grad" or
+    "weight_grad"): float32 (float64 is the reference arithmetic and stays on im2col),
+    channels enough for the 16 GEMMs, and maps large enough that the tiles pay; on
+    maps below MIN_PIXELS (7x7 to 11x11, whose tiles cover up to 8x8 of 7x7) only where
+    the input channels make the GEMMs and input transform carry the work.  Measured on
+    this project's 2-core VM at batch 16, im2col / Winograd time (forward / input grad /
+    weight grad; benchmarks/results/cpu/NOTES.md): 64->64 at 56x56 1.98 / 1.93 / 1.46x,
+    256->256 at 14x14 1.31 / 1.34 / 1.24x, AlexNet's 384->256 and 256->256 at 13x13
+    1.35-1.41 / 1.13-1.16 / 1.08-1.12x, 3->64 at 112x112 0.48 / 0.39 / 0.45x; at 7x7,
+    after this sitting's transform work: 512->512 1.33-1.51 / 1.01-1.23 / 0.74-0.89x,
+    256->256 1.42 / 1.13 / 0.92x, 128->32 1.46 / 1.52 / 1.43x, 256->64 1.40 / 1.39 /
+    1.39x, 64->64 1.21 / 1.10 / 1.03x, 32->128 0.92 / 0.70 / 0.86x."""
     if np.dtype(dtype) != np.float32 or min(g.C, g.O) < MIN_CHANNELS:
         return False
-    return g.HO * g.WO >= MIN_PIXELS
+    if g.HO * g.WO >= MIN_PIXELS:
+        return True
+    if g.HO * g.WO < SMALL_MIN_PIXELS or g.C < SMALL_MIN_IN_CHANNELS:
+        return False
+    return direction != "weight_grad" or g.C >= 2 * g.O
 
 
 # ------------------------------------------------------------------ Numba transforms
