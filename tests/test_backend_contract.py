@@ -91,3 +91,20 @@ def test_cpu_arithmetic_cut_over_threads_matches_float64(op, shapes, monkeypatch
     out = getattr(be, op)(a.copy() if op == "add_" else a, b)
     assert out.dtype == np.float32 and out.shape == ref.shape
     np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("axis", [1, -1, 0])
+def test_cpu_concat_cut_over_threads_matches_numpy(axis, monkeypatch):
+    """The CPU backend's threaded concat (rows of the output per thread) equals NumPy's,
+    for a middle, a negative and the first axis, with mixed sizes along the axis."""
+    import numpy as np
+    from minidl.backend import get_backend
+    from minidl.backend.cpu import elementwise
+    monkeypatch.setattr(elementwise, "THREADED_MIN_ELEMENTS", 1)
+    rng = np.random.default_rng(1)
+    sizes = (3, 1, 4)
+    arrays = [rng.standard_normal((5, s, 2, 3) if axis == 1 else (5, 2, 3, s) if axis == -1 else (s, 2, 3, 4))
+              .astype(np.float32) for s in sizes]
+    out = get_backend("cpu").concat(arrays, axis)
+    np.testing.assert_array_equal(out, np.concatenate(arrays, axis=axis))
+    assert out.dtype == np.float32

@@ -27,6 +27,7 @@ class CpuBackend(Backend):
     sub = elementwise.sub
     mul = elementwise.mul
     div = elementwise.div
+    concat = elementwise.concat
 
     relu = elementwise.relu
     relu_backward = elementwise.relu_backward

@@ -242,3 +242,19 @@ def mul(be, a, b):
 
 def div(be, a, b):
     return _threaded(np.true_divide, a, b)
+
+
+def concat(be, arrays, axis):
+    """np.concatenate; along an axis past the first, the output's rows are cut over the
+    threads as above (DenseNet concatenates its growing feature maps at every layer)."""
+    first = arrays[0]
+    axis = axis % first.ndim if first.ndim else axis
+    if (THREADS == 1 or axis == 0 or first.shape[0] < THREADS
+            or sum(a.size for a in arrays) < THREADED_MIN_ELEMENTS):
+        return np.concatenate(arrays, axis=axis)
+    shape = list(first.shape)
+    shape[axis] = sum(a.shape[axis] for a in arrays)
+    out = np.empty(shape, dtype=np.result_type(*arrays))
+    in_threads([functools.partial(np.concatenate, [a[i0:i1] for a in arrays], axis=axis, out=out[i0:i1])
+                for i0, i1 in panels(first.shape[0], THREADS)])
+    return out
