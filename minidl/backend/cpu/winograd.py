@@ -102,60 +102,59 @@ def wins(g, dtype, direction="forward"):
 @njit(cache=True, nogil=True, fastmath=True)
 def _input_tiles(x, v, cols, r0, r1, tiles_h, tiles_w, pt, pl):
     """v[xi, c * cols + t] = (B^T d B)[xi] for every 4x4 input tile d of the chunk.
-    B^T's rows are d0 - d2, d1 + d2, d2 - d1, d1 - d3, applied to the tile's rows (on
-    whole padded rows split into even and odd columns), then to its columns."""
+    Tile t's columns 2tx .. 2tx + 3 are, per input row, the even and odd columns at tx
+    ("left") and tx + 1 ("right"): each of its 4 rows is split into those 4 runs over
+    the chunk's tiles, and then B^T's rows (d0 - d2, d1 + d2, d2 - d1, d1 - d3) are
+    applied down and across in loops over all of a channel's tiles at once (on small
+    maps a tile row has only 7-14 tiles: loops per tile row spent their time starting)."""
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
-    tw1 = tiles_w + 1
-    pw = 2 * tw1
-    d = np.zeros((4, pw), dtype=x.dtype)    # 4 input rows, zero-padded
-    de = np.empty((4, tw1), dtype=x.dtype)  # ... their even columns
-    do = np.empty((4, tw1), dtype=x.dtype)  # ... and odd ones
-    ev = np.empty((4, tw1), dtype=x.dtype)  # B^T applied to them, even columns
-    od = np.empty((4, tw1), dtype=x.dtype)  # ... and odd ones
+    tiles = (r1 - r0) * tiles_w
+    pw = 2 * tiles_w + 2
+    d = np.zeros(pw, dtype=x.dtype)  # one input row, zero-padded
+    # runs[4 * a + s, t]: tile t's row a, s = 0 even-left, 1 odd-left, 2 even-right, 3 odd-right
+    runs = np.empty((16, tiles), dtype=x.dtype)
+    rows = np.empty((16, tiles), dtype=x.dtype)  # B^T down: rows[4 * k + s, t]
     j0, j1 = max(0, -pl), min(width, pw - pl)
     dst = np.uint64(j0 + pl)
     for c in range(channels):
         for r in range(r0, r1):
             n = r // tiles_h
             top = 2 * (r - n * tiles_h) - pt
+            at = np.uint64((r - r0) * tiles_w)
             for a in range(4):
                 ih = top + a
                 if ih < 0 or ih >= height:
-                    for j in range(pw):
-                        d[a, j] = 0
-                else:
-                    for j in range(j1 - j0):
-                        d[a, dst + np.uint64(j)] = x[n, c, ih, np.uint64(j0 + j)]
-            for a in range(4):
-                for j in range(tw1):
-                    de[a, j] = d[a, 2 * j]
-                    do[a, j] = d[a, 2 * j + 1]
-            for j in range(tw1):
-                ev[0, j] = de[0, j] - de[2, j]
-            for j in range(tw1):
-                od[0, j] = do[0, j] - do[2, j]
-            for j in range(tw1):
-                ev[1, j] = de[1, j] + de[2, j]
-            for j in range(tw1):
-                od[1, j] = do[1, j] + do[2, j]
-            for j in range(tw1):
-                ev[2, j] = de[2, j] - de[1, j]
-            for j in range(tw1):
-                od[2, j] = do[2, j] - do[1, j]
-            for j in range(tw1):
-                ev[3, j] = de[1, j] - de[3, j]
-            for j in range(tw1):
-                od[3, j] = do[1, j] - do[3, j]
-            t0 = np.uint64(c * cols + (r - r0) * tiles_w)  # columns 2tx .. 2tx + 3 of tile tx:
-            for k in range(4):
+                    for s in range(4):
+                        for tx in range(tiles_w):
+                            runs[4 * a + s, at + np.uint64(tx)] = 0
+                    continue
+                for j in range(j1 - j0):
+                    d[dst + np.uint64(j)] = x[n, c, ih, np.uint64(j0 + j)]
                 for tx in range(tiles_w):
-                    v[4 * k, t0 + np.uint64(tx)] = ev[k, tx] - ev[k, tx + 1]
+                    runs[4 * a, at + np.uint64(tx)] = d[2 * tx]
+                    runs[4 * a + 1, at + np.uint64(tx)] = d[2 * tx + 1]
                 for tx in range(tiles_w):
-                    v[4 * k + 1, t0 + np.uint64(tx)] = od[k, tx] + ev[k, tx + 1]
-                for tx in range(tiles_w):
-                    v[4 * k + 2, t0 + np.uint64(tx)] = ev[k, tx + 1] - od[k, tx]
-                for tx in range(tiles_w):
-                    v[4 * k + 3, t0 + np.uint64(tx)] = od[k, tx] - od[k, tx + 1]
+                    runs[4 * a + 2, at + np.uint64(tx)] = d[2 * tx + 2]
+                    runs[4 * a + 3, at + np.uint64(tx)] = d[2 * tx + 3]
+        for s in range(4):  # B^T down the tile's rows a = 0..3
+            for t in range(tiles):
+                rows[s, t] = runs[s, t] - runs[8 + s, t]
+            for t in range(tiles):
+                rows[4 + s, t] = runs[4 + s, t] + runs[8 + s, t]
+            for t in range(tiles):
+                rows[8 + s, t] = runs[8 + s, t] - runs[4 + s, t]
+            for t in range(tiles):
+                rows[12 + s, t] = runs[4 + s, t] - runs[12 + s, t]
+        t0 = np.uint64(c * cols)
+        for k in range(4):  # ... then across its columns: c0 - c2, c1 + c2, c2 - c1, c1 - c3
+            for t in range(tiles):
+                v[4 * k, t0 + np.uint64(t)] = rows[4 * k, t] - rows[4 * k + 2, t]
+            for t in range(tiles):
+                v[4 * k + 1, t0 + np.uint64(t)] = rows[4 * k + 1, t] + rows[4 * k + 2, t]
+            for t in range(tiles):
+                v[4 * k + 2, t0 + np.uint64(t)] = rows[4 * k + 2, t] - rows[4 * k + 1, t]
+            for t in range(tiles):
+                v[4 * k + 3, t0 + np.uint64(t)] = rows[4 * k + 1, t] - rows[4 * k + 3, t]
 
 
 @njit(cache=True, nogil=True, fastmath=True)
