@@ -161,35 +161,35 @@ def _input_tiles(x, v, cols, r0, r1, tiles_h, tiles_w, pt, pl):
 def _output_tiles(m, cols, y, r0, r1, tiles_h, tiles_w):
     """y = A^T M A for every tile of the chunk (the part inside the output map), M's
     element xi at m[xi, o * cols + t].  A^T's rows are m0 + m1 + m2 and m1 - m2 - m3:
-    down each tile's columns over all the chunk's tiles at once (long vector loops),
-    then across, per tile row, into even and odd output columns, then interleaved."""
+    down each tile's columns, then across into its even and odd output columns, both
+    over all the chunk's tiles at once (long vector loops), then interleaved per row."""
     out_ch, ho, wo = y.shape[1], y.shape[2], y.shape[3]
     tiles = (r1 - r0) * tiles_w
-    s = np.empty((2, 4, tiles), dtype=m.dtype)
-    even = np.empty(tiles_w, dtype=m.dtype)
-    odd = np.empty(tiles_w, dtype=m.dtype)
+    s = np.empty((8, tiles), dtype=m.dtype)    # down: s[4 i + j, t], output row i, column j
+    out = np.empty((4, tiles), dtype=m.dtype)  # across: out[2 i + e, t], e 0 even, 1 odd
     pairs = wo // 2
     for o in range(out_ch):
         base = np.uint64(o * cols)
         for j in range(4):
             for t in range(tiles):
-                s[0, j, t] = m[j, base + np.uint64(t)] + m[4 + j, base + np.uint64(t)] + m[8 + j, base + np.uint64(t)]
+                s[j, t] = m[j, base + np.uint64(t)] + m[4 + j, base + np.uint64(t)] + m[8 + j, base + np.uint64(t)]
             for t in range(tiles):
-                s[1, j, t] = m[4 + j, base + np.uint64(t)] - m[8 + j, base + np.uint64(t)] - m[12 + j, base + np.uint64(t)]
+                s[4 + j, t] = m[4 + j, base + np.uint64(t)] - m[8 + j, base + np.uint64(t)] - m[12 + j, base + np.uint64(t)]
+        for i in range(2):
+            for t in range(tiles):
+                out[2 * i, t] = s[4 * i, t] + s[4 * i + 1, t] + s[4 * i + 2, t]
+            for t in range(tiles):
+                out[2 * i + 1, t] = s[4 * i + 1, t] - s[4 * i + 2, t] - s[4 * i + 3, t]
         for r in range(r0, r1):
             n = r // tiles_h
             top = 2 * (r - n * tiles_h)
             t0 = np.uint64((r - r0) * tiles_w)
             for i in range(min(2, ho - top)):
-                for tx in range(tiles_w):
-                    even[tx] = s[i, 0, t0 + np.uint64(tx)] + s[i, 1, t0 + np.uint64(tx)] + s[i, 2, t0 + np.uint64(tx)]
-                for tx in range(tiles_w):
-                    odd[tx] = s[i, 1, t0 + np.uint64(tx)] - s[i, 2, t0 + np.uint64(tx)] - s[i, 3, t0 + np.uint64(tx)]
                 for tx in range(pairs):
-                    y[n, o, top + i, 2 * tx] = even[tx]
-                    y[n, o, top + i, 2 * tx + 1] = odd[tx]
+                    y[n, o, top + i, 2 * tx] = out[2 * i, t0 + np.uint64(tx)]
+                    y[n, o, top + i, 2 * tx + 1] = out[2 * i + 1, t0 + np.uint64(tx)]
                 if wo > 2 * pairs:
-                    y[n, o, top + i, wo - 1] = even[pairs]
+                    y[n, o, top + i, wo - 1] = out[2 * i, t0 + np.uint64(pairs)]
 
 
 @njit(cache=True, nogil=True, fastmath=True)
