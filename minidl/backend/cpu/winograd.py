@@ -195,55 +195,49 @@ def _output_tiles(m, cols, y, r0, r1, tiles_h, tiles_w):
 @njit(cache=True, nogil=True, fastmath=True)
 def _output_tiles_adjoint(gy, dm, cols, r0, r1, tiles_h, tiles_w):
     """dm[xi, o * cols + t] = (A dY A^T)[xi], dY each 2x2 output-gradient tile of the
-    chunk (zero outside the map); A's rows are g0, g0 + g1, g0 - g1, -g1."""
+    chunk (zero outside the map); A's rows are g0, g0 + g1, g0 - g1, -g1.  The output
+    gradient's rows are split into each tile's even and odd columns per tile row, then
+    A is applied down and across over all the chunk's tiles at once."""
     out_ch, ho, wo = gy.shape[1], gy.shape[2], gy.shape[3]
-    even = np.zeros((2, tiles_w), dtype=gy.dtype)  # the output-gradient rows' even columns
-    odd = np.zeros((2, tiles_w), dtype=gy.dtype)   # ... and odd ones (zero past the map)
-    ue = np.empty((4, tiles_w), dtype=gy.dtype)    # A dY (4 rows), even columns
-    uo = np.empty((4, tiles_w), dtype=gy.dtype)    # ... odd ones
+    tiles = (r1 - r0) * tiles_w
+    g = np.zeros((4, tiles), dtype=gy.dtype)  # g[2 i + e, t]: tile t's row i, e 0 even, 1 odd column
+    u = np.empty((8, tiles), dtype=gy.dtype)  # A dY: u[2 k + e, t]
     pairs = wo // 2
     for o in range(out_ch):
         for r in range(r0, r1):
             n = r // tiles_h
             top = 2 * (r - n * tiles_h)
+            at = np.uint64((r - r0) * tiles_w)
             for i in range(2):
                 if top + i < ho:
                     for tx in range(pairs):
-                        even[i, tx] = gy[n, o, top + i, 2 * tx]
-                        odd[i, tx] = gy[n, o, top + i, 2 * tx + 1]
-                    if wo > 2 * pairs:
-                        even[i, pairs] = gy[n, o, top + i, wo - 1]
+                        g[2 * i, at + np.uint64(tx)] = gy[n, o, top + i, 2 * tx]
+                        g[2 * i + 1, at + np.uint64(tx)] = gy[n, o, top + i, 2 * tx + 1]
+                    if wo > 2 * pairs:  # (the odd column past the map stays zero)
+                        g[2 * i, at + np.uint64(pairs)] = gy[n, o, top + i, wo - 1]
                 else:
-                    for tx in range(tiles_w):
-                        even[i, tx] = 0
-                    for tx in range(tiles_w):
-                        odd[i, tx] = 0
-            for tx in range(tiles_w):
-                ue[0, tx] = even[0, tx]
-            for tx in range(tiles_w):
-                ue[1, tx] = even[0, tx] + even[1, tx]
-            for tx in range(tiles_w):
-                ue[2, tx] = even[0, tx] - even[1, tx]
-            for tx in range(tiles_w):
-                ue[3, tx] = -even[1, tx]
-            for tx in range(tiles_w):
-                uo[0, tx] = odd[0, tx]
-            for tx in range(tiles_w):
-                uo[1, tx] = odd[0, tx] + odd[1, tx]
-            for tx in range(tiles_w):
-                uo[2, tx] = odd[0, tx] - odd[1, tx]
-            for tx in range(tiles_w):
-                uo[3, tx] = -odd[1, tx]
-            t0 = np.uint64(o * cols + (r - r0) * tiles_w)
-            for k in range(4):
-                for tx in range(tiles_w):
-                    dm[4 * k, t0 + np.uint64(tx)] = ue[k, tx]
-                for tx in range(tiles_w):
-                    dm[4 * k + 1, t0 + np.uint64(tx)] = ue[k, tx] + uo[k, tx]
-                for tx in range(tiles_w):
-                    dm[4 * k + 2, t0 + np.uint64(tx)] = ue[k, tx] - uo[k, tx]
-                for tx in range(tiles_w):
-                    dm[4 * k + 3, t0 + np.uint64(tx)] = -uo[k, tx]
+                    for e in range(2):
+                        for tx in range(tiles_w):
+                            g[2 * i + e, at + np.uint64(tx)] = 0
+        for e in range(2):  # A down: g0, g0 + g1, g0 - g1, -g1
+            for t in range(tiles):
+                u[e, t] = g[e, t]
+            for t in range(tiles):
+                u[2 + e, t] = g[e, t] + g[2 + e, t]
+            for t in range(tiles):
+                u[4 + e, t] = g[e, t] - g[2 + e, t]
+            for t in range(tiles):
+                u[6 + e, t] = -g[2 + e, t]
+        t0 = np.uint64(o * cols)
+        for k in range(4):  # ... and across
+            for t in range(tiles):
+                dm[4 * k, t0 + np.uint64(t)] = u[2 * k, t]
+            for t in range(tiles):
+                dm[4 * k + 1, t0 + np.uint64(t)] = u[2 * k, t] + u[2 * k + 1, t]
+            for t in range(tiles):
+                dm[4 * k + 2, t0 + np.uint64(t)] = u[2 * k, t] - u[2 * k + 1, t]
+            for t in range(tiles):
+                dm[4 * k + 3, t0 + np.uint64(t)] = -u[2 * k + 1, t]
 
 
 @njit(cache=True, inline="always")
