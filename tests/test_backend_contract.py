@@ -2,10 +2,17 @@
 inherits its generic version."""
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
+
+import numpy as np
 import pytest
 
+from minidl.backend import get_backend
 from minidl.backend.base import CONTRACT, GENERIC, Backend
-from minidl.backend.cpu import CpuBackend
+from minidl.backend.cpu import CpuBackend, elementwise
 from minidl.backend.kernel import KernelBackend
 
 OPS = [op for ops in CONTRACT.values() for op in ops]
@@ -51,10 +58,6 @@ def test_cpu_backend_keeps_freed_memory_for_reuse_unless_opted_out(tuning):
     """A 16 MB array freed and allocated again reuses its pages (no new page faults),
     as a training step's activations do; MINIDL_MALLOC_TUNING=0 leaves glibc's default,
     which maps such an array afresh and trims it away on free."""
-    import os
-    import platform
-    import subprocess
-    import sys
     if platform.system() != "Linux" or not platform.libc_ver()[0] == "glibc":
         pytest.skip("malloc tuning is glibc-only")
     env = dict(os.environ, MINIDL_MALLOC_TUNING=tuning)
@@ -75,9 +78,6 @@ def test_cpu_backend_keeps_freed_memory_for_reuse_unless_opted_out(tuning):
 def test_cpu_arithmetic_cut_over_threads_matches_float64(op, shapes, monkeypatch):
     """The CPU backend's threaded add/sub/mul/div (rows of the output per thread, every
     broadcasting form, a Python scalar operand) against float64 NumPy, dtype kept."""
-    import numpy as np
-    from minidl.backend import get_backend
-    from minidl.backend.cpu import elementwise
     monkeypatch.setattr(elementwise, "THREADED_MIN_ELEMENTS", 1)  # (thread even tiny arrays)
     be = get_backend("cpu")
     rng = np.random.default_rng(0)
@@ -97,9 +97,6 @@ def test_cpu_arithmetic_cut_over_threads_matches_float64(op, shapes, monkeypatch
 def test_cpu_concat_cut_over_threads_matches_numpy(axis, monkeypatch):
     """The CPU backend's threaded concat (rows of the output per thread) equals NumPy's,
     for a middle, a negative and the first axis, with mixed sizes along the axis."""
-    import numpy as np
-    from minidl.backend import get_backend
-    from minidl.backend.cpu import elementwise
     monkeypatch.setattr(elementwise, "THREADED_MIN_ELEMENTS", 1)
     rng = np.random.default_rng(1)
     sizes = (3, 1, 4)

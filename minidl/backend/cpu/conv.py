@@ -467,6 +467,7 @@ def conv2d_backward(x, w, gy, geometry, need_dx=True, need_dw=True, algo=None):
 
 
 def _im2col_backward(x, w, gy, geometry, need_dx, need_dw):
+    """conv2d_backward on columns (pointwise: straight GEMMs on x and gy)."""
     geo = _Im2col(geometry)
     wg = w.reshape(geo.g, geo.og, geo.k)
     wg_t = wg.transpose(0, 2, 1)

@@ -1,4 +1,5 @@
-"""Activations for the CPU backend as single-pass parallel Numba loops.
+"""Activations for the CPU backend as single-pass parallel Numba loops, and NumPy's
+arithmetic and concatenation cut over threads on large arrays (end of the file).
 
 The generic NumPy forms in backend/base.py make several passes and temporaries per
 call (``where((x > 0) & (x < 6), gy, 0)`` is five passes over the tensor); on
@@ -211,16 +212,24 @@ def _rows(a, i0, i1, ndim):
     return a[i0:i1]
 
 
+def _threaded_rows(shape, elements):
+    """Row panels [i0, i1) of an output of ``shape`` for THREADS threads, or None where
+    the work is too small to hand off."""
+    if THREADS == 1 or not shape or shape[0] < THREADS or elements < THREADED_MIN_ELEMENTS:
+        return None
+    return panels(shape[0], THREADS)
+
+
 def _threaded(ufunc, a, b, out=None):
     shape = np.broadcast_shapes(np.shape(a), np.shape(b))
-    if (THREADS == 1 or not shape or shape[0] < THREADS
-            or math.prod(shape) < THREADED_MIN_ELEMENTS):
+    rows = _threaded_rows(shape, math.prod(shape))
+    if rows is None:
         return ufunc(a, b, out=out)
     if out is None:
         out = np.empty(shape, dtype=np.result_type(a, b))
     nd = len(shape)
     in_threads([functools.partial(ufunc, _rows(a, i0, i1, nd), _rows(b, i0, i1, nd), out=out[i0:i1])
-                for i0, i1 in panels(shape[0], THREADS)])
+                for i0, i1 in rows])
     return out
 
 
@@ -249,12 +258,12 @@ def concat(be, arrays, axis):
     threads as above (DenseNet concatenates its growing feature maps at every layer)."""
     first = arrays[0]
     axis = axis % first.ndim if first.ndim else axis
-    if (THREADS == 1 or axis == 0 or first.shape[0] < THREADS
-            or sum(a.size for a in arrays) < THREADED_MIN_ELEMENTS):
+    rows = None if axis == 0 else _threaded_rows(first.shape, sum(a.size for a in arrays))
+    if rows is None:
         return np.concatenate(arrays, axis=axis)
     shape = list(first.shape)
     shape[axis] = sum(a.shape[axis] for a in arrays)
     out = np.empty(shape, dtype=np.result_type(*arrays))
     in_threads([functools.partial(np.concatenate, [a[i0:i1] for a in arrays], axis=axis, out=out[i0:i1])
-                for i0, i1 in panels(first.shape[0], THREADS)])
+                for i0, i1 in rows])
     return out

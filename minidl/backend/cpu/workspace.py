@@ -7,7 +7,6 @@ convolution made the call several times slower than the im2col itself.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import threading
 
@@ -48,8 +47,7 @@ def keep_freed_memory():
     if os.environ.get("MINIDL_MALLOC_TUNING", "1") == "0":
         return
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # (the process's own symbols: libc's, no library search)
     except (OSError, AttributeError):  # not glibc
         return
     mallopt(_M_MMAP_MAX, 0)
