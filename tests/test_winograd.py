@@ -127,17 +127,21 @@ def _conv_calls(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("dtype, channels, size, stride, taken", [
-    ("float32", 16, 14, 1, True),
-    ("float64", 16, 14, 1, False),   # the reference arithmetic stays on im2col
-    ("float32", 3, 14, 1, False),    # too few channels for the 16 GEMMs
-    ("float32", 16, 7, 1, False),    # 7x7: the tiles cover 8x8, im2col measured faster ...
-    ("float32", 64, 7, 1, True),     # ... except with 64+ input channels
-    ("float32", 16, 14, 2, False),   # strided: not a Winograd shape
+@pytest.mark.parametrize("dtype, batch, channels, size, stride, taken", [
+    ("float32", 1, 16, 14, 1, True),
+    ("float64", 1, 16, 14, 1, False),   # the reference arithmetic stays on im2col
+    ("float32", 1, 3, 14, 1, False),    # too few channels for the 16 GEMMs
+    ("float32", 4, 16, 7, 1, False),    # below 12x12: 64+ input channels ...
+    ("float32", 4, 64, 7, 1, True),     # ... and 64 tiles in the batch (16 per 7x7 map)
+    ("float32", 3, 64, 7, 1, False),    # 48 tiles
+    ("float32", 16, 64, 4, 1, True),    # 4x4: 4 tiles per map
+    ("float32", 64, 64, 3, 1, False),   # 3x3: 2x2 tiles cover 4x4, over 1.5x the map
+    ("float32", 1, 16, 14, 2, False),   # strided: not a Winograd shape
 ])
-def test_auto_takes_winograd_where_it_measured_faster(monkeypatch, dtype, channels, size, stride, taken):
+def test_auto_takes_winograd_where_it_measured_faster(monkeypatch, dtype, batch, channels, size, stride,
+                                                      taken):
     calls = _conv_calls(monkeypatch)
-    x = minidl.tensor(np.ones((1, channels, size, size)), dtype=dtype)
+    x = minidl.tensor(np.ones((batch, channels, size, size)), dtype=dtype)
     w = minidl.tensor(np.ones((16, channels, 3, 3)), dtype=dtype)
     y = F.conv2d(x, w, padding=1, stride=stride)
     assert bool(calls) == taken
@@ -145,18 +149,22 @@ def test_auto_takes_winograd_where_it_measured_faster(monkeypatch, dtype, channe
     assert y.numpy()[0, 0, 1, 1] == 9 * channels
 
 
-@pytest.mark.parametrize("channels, out_ch, size, dx_taken, dw_taken", [
-    (16, 16, 14, True, True),    # 12x12 and up: both gradients
-    (64, 16, 7, True, True),     # 7x7: the weight gradient where C >= 2 O ...
-    (64, 64, 7, True, False),    # ... else on im2col, the input gradient still Winograd
-    (32, 64, 7, False, False),   # fewer than 64 input channels at 7x7: neither
+@pytest.mark.parametrize("batch, channels, out_ch, size, dx_taken, dw_taken", [
+    (2, 16, 16, 14, True, True),     # 12x12 and up: both gradients
+    (4, 64, 16, 7, True, True),      # below, at 64 tiles: the weight gradient where C >= 2 O ...
+    (4, 64, 64, 7, True, False),     # ... else from 256 tiles, the input gradient where O <= C
+    (16, 64, 64, 7, True, True),     # 256 tiles
+    (4, 64, 128, 7, False, False),   # O = 2 C: the input gradient from 256 tiles ...
+    (16, 64, 128, 7, True, True),    # ... as here
+    (16, 64, 256, 7, False, True),   # O = 4 C: never
+    (16, 32, 64, 7, False, False),   # fewer than 64 input channels below 12x12: neither
 ])
-def test_auto_decides_each_gradient_apart(monkeypatch, channels, out_ch, size, dx_taken, dw_taken):
+def test_auto_decides_each_gradient_apart(monkeypatch, batch, channels, out_ch, size, dx_taken, dw_taken):
     real = winograd.conv2d_backward
     calls = []
     monkeypatch.setattr(winograd, "conv2d_backward", lambda *a: calls.append(a[4:6]) or real(*a))
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((2, channels, size, size)).astype(np.float32)
+    x = rng.standard_normal((batch, channels, size, size)).astype(np.float32)
     w = (rng.standard_normal((out_ch, channels, 3, 3)) * 0.1).astype(np.float32)
     xt, wt = minidl.tensor(x, requires_grad=True), minidl.tensor(w, requires_grad=True)
     y = F.conv2d(xt, wt, padding=1)

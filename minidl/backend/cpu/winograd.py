@@ -44,11 +44,12 @@ from .parallel import parallel_kernel
 from .workspace import workspace
 
 # "auto" (wins): output maps of at least this many pixels, both sides at least MIN_CHANNELS;
-# on maps from SMALL_MIN_PIXELS up, with at least SMALL_MIN_IN_CHANNELS input channels.
+# on smaller maps, with at least SMALL_MIN_IN_CHANNELS input channels, by the batch's
+# tile count against SMALL_MIN_TILES (see wins).
 MIN_PIXELS = 12 * 12
 MIN_CHANNELS = 16
-SMALL_MIN_PIXELS = 7 * 7
 SMALL_MIN_IN_CHANNELS = 64
+SMALL_MIN_TILES = 64
 # A chunk's input tiles and products together: about half this machine's 2 MB L2 per core.
 CHUNK_BYTES = 1 << 20
 # ... but at least this many tiles, so that its 16 GEMMs are not too thin for BLAS.
@@ -70,24 +71,39 @@ def applies(g):
 
 def wins(g, dtype, direction="forward"):
     """Where "auto" takes Winograd for ``direction`` ("forward", "input_grad" or
-    "weight_grad"): float32 (float64 is the reference arithmetic and stays on im2col),
-    channels enough for the 16 GEMMs, and maps large enough that the tiles pay; on
-    maps below MIN_PIXELS (7x7 to 11x11, whose tiles cover up to 8x8 of 7x7) only where
-    the input channels make the GEMMs and input transform carry the work.  Measured on
-    this project's 2-core VM at batch 16, im2col / Winograd time (forward / input grad /
-    weight grad; benchmarks/results/cpu/NOTES.md): 64->64 at 56x56 1.98 / 1.93 / 1.46x,
-    256->256 at 14x14 1.31 / 1.34 / 1.24x, AlexNet's 384->256 and 256->256 at 13x13
-    1.35-1.41 / 1.13-1.16 / 1.08-1.12x, 3->64 at 112x112 0.48 / 0.39 / 0.45x; at 7x7,
-    after this sitting's transform work: 512->512 1.33-1.51 / 1.01-1.23 / 0.74-0.89x,
-    256->256 1.42 / 1.13 / 0.92x, 128->32 1.46 / 1.52 / 1.43x, 256->64 1.40 / 1.39 /
-    1.39x, 64->64 1.21 / 1.10 / 1.03x, 32->128 0.92 / 0.70 / 0.86x."""
+    "weight_grad"): float32 (float64 is the reference arithmetic and stays on im2col)
+    with channels enough for the 16 GEMMs.  Maps of MIN_PIXELS and more always: at batch
+    16, im2col / Winograd time (forward / input grad / weight grad; NOTES.md): 64->64 at
+    56x56 1.98 / 1.93 / 1.46x, 256->256 at 14x14 1.31 / 1.34 / 1.24x, AlexNet's 13x13
+    layers 1.35-1.41 / 1.13-1.16 / 1.08-1.12x, 3->64 at 112x112 0.48 / 0.39 / 0.45x.
+
+    Smaller maps (2x2 to 11x11: ResNet's last stages, ResNet-18 at 64 px) by the number
+    of tiles T in the batch.  Winograd's fixed costs grow with O * C (the 16 transformed
+    weight matrices, and for the weight gradient one 16 x O x C sum per thread), its
+    savings with T * O * C; on 2x2 and 4x4 maps it also skips the products with padding
+    that im2col does.  Measured on a grid of 2x2 to 8x8 maps, 64 to 512 channels, batch
+    8 / 16 / 64 (NOTES.md): the forward wins from T = 64 (1.25-3.9x; at T = 8 to 32 it
+    lost with 512 channels, 0.50-0.90x); the input gradient from T = 64 where O <= C
+    (0.97-2.8x), where O = 2 C from T = 256 (1.27x at 8x8; 0.90x at T = 64), and where
+    O = 4 C it lost at every T (0.79-0.96x); the weight gradient where
+    C >= 2 O from T = 64 (1.11-2.7x), else only from T = 256 and 256 tiles per 65536 of
+    O * C (512->512 at 4x4 to 7x7 lost 0.52-0.78x up to T = 256, won 1.16x at T = 1024).
+    Maps whose tiles cover over 1.5x their pixels (1x1, 3x3) stay on im2col."""
     if np.dtype(dtype) != np.float32 or min(g.C, g.O) < MIN_CHANNELS:
         return False
     if g.HO * g.WO >= MIN_PIXELS:
         return True
-    if g.HO * g.WO < SMALL_MIN_PIXELS or g.C < SMALL_MIN_IN_CHANNELS:
+    tiles_h, tiles_w = (g.HO + 1) // 2, (g.WO + 1) // 2
+    if g.C < SMALL_MIN_IN_CHANNELS or 4 * tiles_h * tiles_w * 2 > 3 * g.HO * g.WO:
         return False
-    return direction != "weight_grad" or g.C >= 2 * g.O
+    tiles = g.N * tiles_h * tiles_w
+    if direction == "forward":
+        return tiles >= SMALL_MIN_TILES
+    if direction == "input_grad":
+        return tiles >= (SMALL_MIN_TILES if g.O <= g.C else 4 * SMALL_MIN_TILES) and g.O <= 2 * g.C
+    if g.C >= 2 * g.O:
+        return tiles >= SMALL_MIN_TILES
+    return tiles >= max(4 * SMALL_MIN_TILES, g.C * g.O // 256)
 
 
 # ------------------------------------------------------------------ Numba transforms
@@ -332,12 +348,13 @@ class _Chunks:
     CHUNK_BYTES (L2-resident between transform, GEMM and back), and dealt out to
     THREADS threads as contiguous runs."""
 
-    def __init__(self, n_img, channels, out_ch, ho, wo, dtype):
+    def __init__(self, n_img, channels, out_ch, ho, wo, dtype, min_tiles=None):
         self.channels, self.out_ch, self.dtype = channels, out_ch, np.dtype(dtype)
         self.tiles_h, self.tiles_w = (ho + 1) // 2, (wo + 1) // 2
         per_row = 16 * (channels + out_ch) * self.tiles_w * self.dtype.itemsize
         total = n_img * self.tiles_h
-        rows = max(1, CHUNK_BYTES // per_row, -(-MIN_CHUNK_TILES // self.tiles_w))
+        min_tiles = MIN_CHUNK_TILES if min_tiles is None else min_tiles
+        rows = max(1, CHUNK_BYTES // per_row, -(-min_tiles // self.tiles_w))
         rows = min(rows, -(-total // THREADS))  # a chunk for every thread at least
         chunks = [(r0, min(total, r0 + rows)) for r0 in range(0, total, rows)]
         self.runs = [chunks[a:b] for a, b in panels(len(chunks), THREADS)]
@@ -385,6 +402,16 @@ def _convolve(x, w, pt, pl, ho, wo, adjoint=False):
     return y
 
 
+def _weight_grad_chunk_tiles(channels, out_ch):
+    """Tiles per weight-gradient chunk.  Each chunk's dU (16 x O x C) is added into the
+    thread's sum: 3 * 16 * O * C values moved per chunk, against 16 * (O + C) values of
+    tile transforms per tile.  At 2 * O * C / (O + C) tiles the sum moves 1.5x what the
+    transforms do (at the L2-sized 128 tiles, 512 channels: 6x; 512->512 at 7x7, batch
+    64, took 82 ms that way, 58 ms this way, both threads).  Weight-gradient chunks are
+    then larger than L2; the transforms' stores and the GEMMs' loads stream."""
+    return 2 * channels * out_ch // (channels + out_ch)
+
+
 def conv2d_forward(x, w, g):
     return _convolve(x, w, g.pt, g.pl, g.HO, g.WO)
 
@@ -395,7 +422,8 @@ def conv2d_backward(x, w, gy, g, need_dx, need_dw):
         dx = _convolve(gy, w, 2 - g.pt, 2 - g.pl, g.H, g.W, adjoint=True)
     if need_dw:
         out_ch, channels = w.shape[:2]
-        chunks = _Chunks(x.shape[0], channels, out_ch, g.HO, g.WO, x.dtype)
+        chunks = _Chunks(x.shape[0], channels, out_ch, g.HO, g.WO, x.dtype,
+                         min_tiles=max(MIN_CHUNK_TILES, _weight_grad_chunk_tiles(channels, out_ch)))
         transposed = out_ch <= channels  # (accumulate dU^T = V @ dM^T, (16, C, O))
         rows, cols = (channels, out_ch) if transposed else (out_ch, channels)
 
