@@ -191,6 +191,23 @@ def test_conv2d_gradients_other_path(name, other_conv_path):
     gradcheck(op, x, w, rtol=1e-5, atol=1e-7, device=other_conv_path)
 
 
+@pytest.mark.parametrize("name", ["basic_3x3_pad1", "groups2", "pointwise_1x1", "depthwise_mult2_stride2"])
+def test_backward_returns_contiguous_arrays(name, conv_path):
+    """The contract's gradients are C-contiguous on every path, alone and together (a
+    transposed view of the weight gradient once made the SGD step 9x slower)."""
+    x, w, _, stride, padding, dilation, groups = _random_case(name, seed=4)
+    be = get_backend(conv_path)
+    g = ConvGeometry.create(x.shape, w.shape, _pair(stride), as_pads(padding), _pair(dilation), groups)
+    x_d, w_d = be.asarray(x.astype(np.float32)), be.asarray(w.astype(np.float32))
+    gy = be.asarray(np.random.default_rng(4).standard_normal(g.y_shape).astype(np.float32))
+    for need_dx, need_dw in ((True, True), (False, True), (True, False)):
+        dx, dw = be.conv2d_backward(x_d, w_d, gy, g, need_dx, need_dw)
+        for grad, needed, shape in ((dx, need_dx, x.shape), (dw, need_dw, w.shape)):
+            assert (grad is not None) == needed
+            if needed:
+                assert grad.shape == shape and grad.flags.c_contiguous
+
+
 @pytest.mark.parametrize("name", ["basic_3x3_pad1", "depthwise_mult2_stride2", "groups2"])
 def test_conv2d_weight_grad_only_when_input_is_constant(name, device):
     x, w, _, stride, padding, dilation, groups = _random_case(name, seed=3)

@@ -488,7 +488,8 @@ class Backend(ABC):
     @abstractmethod
     def conv2d_backward(self, x, w, gy, geometry, need_dx=True, need_dw=True):
         """gy (N, O, HO, WO) -> (dx shaped like x or None, dw shaped like w or None), new
-        arrays that nothing else holds (autograd keeps a leaf's dw without copying it)."""
+        C-contiguous arrays that nothing else holds (autograd keeps a leaf's dw without
+        copying it, and the optimizer steps over it)."""
 
     # ---------------------------------------------------------- pool
     @abstractmethod

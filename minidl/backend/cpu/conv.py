@@ -500,7 +500,7 @@ def _im2col_backward(x, w, gy, geometry, need_dx, need_dw):
             matmul(wg_t, g, out=dcols)
             geo.col2im_add(dcols, dx, n0, n1, oh0, oh1)
     if col_buf is not None:
-        dw = dw_t.transpose(0, 2, 1)
+        dw = np.ascontiguousarray(dw_t.transpose(0, 2, 1))  # (a strided gradient slowed SGD 9x)
     return dx, (dw.reshape(w.shape) if need_dw else None)
 
 
@@ -531,7 +531,7 @@ def _weight_grad_in_row_blocks(x, gy, geo):
     totals = in_threads([functools.partial(run, blocks[a:b]) for a, b in panels(len(blocks), THREADS)])
     for other in totals[1:]:
         totals[0] += other
-    return totals[0].transpose(0, 2, 1)
+    return np.ascontiguousarray(totals[0].transpose(0, 2, 1))
 
 
 def _depthwise_conv2d_backward_arrays(x, w, gy, g, need_dx, need_dw):
