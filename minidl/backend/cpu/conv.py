@@ -19,8 +19,8 @@ A 1x1 stride-1 unpadded convolution with a large feature map needs no columns at
 all: the input planes already are the GEMM operand.
 
 Backward recomputes the columns per block (cheaper than keeping them): the weight
-gradient is (cols @ gy^T)^T summed over blocks (L2-sized blocks per thread on
-image-major maps, as in the forward), the input gradient is the GEMM
+gradient is gy @ cols^T summed over blocks (where the columns are short, image-major
+maps take L2-sized blocks per thread as in the forward), the input gradient is the GEMM
 w^T @ gy followed by col2im, which runs in parallel over input planes so that no
 two threads ever write the same element.
 
@@ -54,6 +54,7 @@ SMALL_MAP_PIXELS = 1024
 # The forward on larger maps: row blocks whose columns take about this much, so that
 # they are still in L2 when the block's GEMM reads them, one thread per run of blocks.
 L2_BLOCK_BYTES = 1 << 20
+ROW_BLOCK_MIN_PIXELS = 128
 
 
 # ------------------------------------------------------------------ Numba loops
@@ -480,28 +481,37 @@ def _im2col_backward(x, w, gy, geometry, need_dx, need_dw):
         dw = matmul(g4, x4.transpose(0, 1, 3, 2)).sum(axis=0).reshape(w.shape) if need_dw else None
         return dx, dw
 
-    dw = None
-    if need_dw and not geo.batch_inner:
+    if need_dw and _row_block_weight_grad(geo, x.dtype):
         dw = _weight_grad_in_row_blocks(x, gy, geo)
-    elif need_dw:
-        dw_t = np.zeros((geo.g, geo.k, geo.og), dtype=w.dtype)  # (G, K, O/G): see below
+        need_dw = False
+    else:
+        dw = np.zeros((geo.g, geo.og, geo.k), dtype=w.dtype) if need_dw else None
     dx = np.zeros_like(x) if need_dx else None
-    col_buf = geo.buffer(0, x.dtype) if dw is None and need_dw else None
+    col_buf = geo.buffer(0, x.dtype) if need_dw else None
     dcol_buf = geo.buffer(1, x.dtype) if need_dx else None
-    blocks = geo.blocks(x.dtype) if need_dx or col_buf is not None else ()
+    blocks = geo.blocks(x.dtype) if need_dx or need_dw else ()
     for n0, n1, oh0, oh1 in blocks:
         nb, rows = n1 - n0, oh1 - oh0
         g = geo.gy_block(gy, n0, n1, oh0, oh1)
-        if col_buf is not None:  # (batch-inner: one (K, B * R) @ (B * R, O) product per block)
+        if need_dw:
             cols = geo.im2col(x, col_buf, n0, n1, oh0, oh1)
-            dw_t += matmul(cols, np.swapaxes(g, -1, -2))
+            part = matmul(g, np.swapaxes(cols, -1, -2))
+            dw += part if geo.batch_inner else part.sum(axis=0)
         if need_dx:
             dcols = geo.shaped(dcol_buf[:nb * geo.g * geo.k * rows * geo.wo], nb, rows)
             matmul(wg_t, g, out=dcols)
             geo.col2im_add(dcols, dx, n0, n1, oh0, oh1)
-    if col_buf is not None:
-        dw = np.ascontiguousarray(dw_t.transpose(0, 2, 1))  # (a strided gradient slowed SGD 9x)
-    return dx, (dw.reshape(w.shape) if need_dw else None)
+    return dx, (None if dw is None else dw.reshape(w.shape))
+
+
+def _row_block_weight_grad(geo, dtype):
+    """Whether the weight gradient takes _weight_grad_in_row_blocks: image-major maps
+    whose L2-sized blocks still hold ROW_BLOCK_MIN_PIXELS output pixels (columns of up
+    to 2048 values in float32).  Measured there (batch 16, both threads, row blocks /
+    whole-batch columns): K = 147 to 432 (stems, 3x3 on 32-48 channels) 0.61-0.69x the
+    time, K = 576 and 1152 (blocks of 224 pixels) 0.81x and 0.94x.  Longer columns would
+    leave blocks of a few pixels, whose (K, O) sums would outweigh their products."""
+    return not geo.batch_inner and geo.g * geo.k * np.dtype(dtype).itemsize * ROW_BLOCK_MIN_PIXELS <= L2_BLOCK_BYTES
 
 
 def _weight_grad_in_row_blocks(x, gy, geo):
