@@ -83,67 +83,65 @@ def _im2col(x, cols, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo, stri
     copies vectorize (parallel.py says why): 2-3x faster than with signed offsets."""
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     kk = kh * kw
-    for task in prange(nb * channels * kk):
-        b = task // (channels * kk)
-        r = task - b * channels * kk
+    for r in prange(channels * kk):  # (images inside: a task per image cost 2-3x on 2x2-8x8 maps)
         c = r // kk
         k = r - c * kk
         i = k // kw
         j = k - i * kw
         off_w = j * dw - pl
         lo, hi = _valid_range(off_w, sw, width, wo)
-        base = b * stride_b + r * stride_r
-        for rr in range(rows):
-            ih = (oh0 + rr) * sh + i * dh - pt
-            row = np.uint64(base + rr * wo)
-            if ih < 0 or ih >= height:
-                for ow in range(wo):
+        for b in range(nb):
+            base = b * stride_b + r * stride_r
+            for rr in range(rows):
+                ih = (oh0 + rr) * sh + i * dh - pt
+                row = np.uint64(base + rr * wo)
+                if ih < 0 or ih >= height:
+                    for ow in range(wo):
+                        cols[row + np.uint64(ow)] = 0
+                    continue
+                for ow in range(lo):
                     cols[row + np.uint64(ow)] = 0
-                continue
-            for ow in range(lo):
-                cols[row + np.uint64(ow)] = 0
-            src = np.uint64(lo * sw + off_w)
-            dst = row + np.uint64(lo)
-            if sw == 1:
-                for q in range(hi - lo):
-                    cols[dst + np.uint64(q)] = x[n0 + b, c, ih, src + np.uint64(q)]
-            elif sw == 2:
-                for q in range(hi - lo):
-                    cols[dst + np.uint64(q)] = x[n0 + b, c, ih, src + np.uint64(2 * q)]
-            else:
-                for q in range(hi - lo):
-                    cols[dst + np.uint64(q)] = x[n0 + b, c, ih, src + np.uint64(q * sw)]
-            for ow in range(hi, wo):
-                cols[row + np.uint64(ow)] = 0
+                src = np.uint64(lo * sw + off_w)
+                dst = row + np.uint64(lo)
+                if sw == 1:
+                    for q in range(hi - lo):
+                        cols[dst + np.uint64(q)] = x[n0 + b, c, ih, src + np.uint64(q)]
+                elif sw == 2:
+                    for q in range(hi - lo):
+                        cols[dst + np.uint64(q)] = x[n0 + b, c, ih, src + np.uint64(2 * q)]
+                else:
+                    for q in range(hi - lo):
+                        cols[dst + np.uint64(q)] = x[n0 + b, c, ih, src + np.uint64(q * sw)]
+                for ow in range(hi, wo):
+                    cols[row + np.uint64(ow)] = 0
 
 
 @parallel_kernel()
 def _col2im_add(cols, dx, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo, stride_b, stride_r):
     """dx[n0 + b] += the column gradients scattered back (inverse layout of _im2col).
-    One thread owns one (image, channel) plane, so the additions never race.  (Unsigned
+    One thread owns a channel's planes, so the additions never race.  (Unsigned
     offsets, as in _im2col.)"""
     channels, height, width = dx.shape[1], dx.shape[2], dx.shape[3]
     kk = kh * kw
-    for task in prange(nb * channels):
-        b = task // channels
-        c = task - b * channels
+    for c in prange(channels):  # (images inside, as in _im2col)
         for i in range(kh):
             for j in range(kw):
                 off_w = j * dw - pl
                 lo, hi = _valid_range(off_w, sw, width, wo)
-                base = b * stride_b + (c * kk + i * kw + j) * stride_r
-                for rr in range(rows):
-                    ih = (oh0 + rr) * sh + i * dh - pt
-                    if ih < 0 or ih >= height:
-                        continue
-                    src = np.uint64(base + rr * wo + lo)
-                    dst = np.uint64(lo * sw + off_w)
-                    if sw == 1:
-                        for q in range(hi - lo):
-                            dx[n0 + b, c, ih, dst + np.uint64(q)] += cols[src + np.uint64(q)]
-                    else:
-                        for q in range(hi - lo):
-                            dx[n0 + b, c, ih, dst + np.uint64(q * sw)] += cols[src + np.uint64(q)]
+                for b in range(nb):
+                    base = b * stride_b + (c * kk + i * kw + j) * stride_r
+                    for rr in range(rows):
+                        ih = (oh0 + rr) * sh + i * dh - pt
+                        if ih < 0 or ih >= height:
+                            continue
+                        src = np.uint64(base + rr * wo + lo)
+                        dst = np.uint64(lo * sw + off_w)
+                        if sw == 1:
+                            for q in range(hi - lo):
+                                dx[n0 + b, c, ih, dst + np.uint64(q)] += cols[src + np.uint64(q)]
+                        else:
+                            for q in range(hi - lo):
+                                dx[n0 + b, c, ih, dst + np.uint64(q * sw)] += cols[src + np.uint64(q)]
 
 
 # Depthwise: each (image, channel) plane is copied into zero-padded "phase" planes,
