@@ -72,7 +72,7 @@ def test_forward_and_backwards_match_float64_loops(name, swap_channels):
 
 
 def test_chunks_span_images_and_threads(monkeypatch):
-    """Chunks of one tile row, and of four (crossing the images' boundaries: 5 tile rows
+    """Chunks of one tile row, and of up to four (crossing the images' boundaries: 5 tile rows
     per image), dealt to every thread, give the results of the default chunking."""
     x, w, gy, pads, _ = _case("wide_odd_map", seed=1)
     x, gy = np.concatenate([x, -x]), np.concatenate([gy, 2 * gy])  # 4 images
@@ -90,8 +90,11 @@ def test_chunks_span_images_and_threads(monkeypatch):
     monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)
     for rows in (1, 4):
         monkeypatch.setattr(winograd, "MIN_CHUNK_TILES", rows * 7)  # 7 tiles per row (14 wide)
-        bounds = chunk_bounds()
-        assert bounds[0] == (0, rows) and bounds[-1][1] == 4 * 5
+        bounds = chunk_bounds()  # near-equal chunks of at most `rows`, a multiple of THREADS of them
+        assert bounds[0][0] == 0 and bounds[-1][1] == 4 * 5 and len(bounds) % gemm.THREADS == 0
+        assert all(r0 == prev for (r0, _), (_, prev) in zip(bounds[1:], bounds))
+        sizes = [r1 - r0 for r0, r1 in bounds]
+        assert max(sizes) <= rows and max(sizes) - min(sizes) <= 1
         assert (rows == 4) == any(r0 // 5 != (r1 - 1) // 5 for r0, r1 in bounds)
         for a, b in zip(whole, run()):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

@@ -355,8 +355,12 @@ class _Chunks:
         total = n_img * self.tiles_h
         min_tiles = MIN_CHUNK_TILES if min_tiles is None else min_tiles
         rows = max(1, CHUNK_BYTES // per_row, -(-min_tiles // self.tiles_w))
-        rows = min(rows, -(-total // THREADS))  # a chunk for every thread at least
-        chunks = [(r0, min(total, r0 + rows)) for r0 in range(0, total, rows)]
+        # Then as many chunks as a multiple of THREADS allows, of near-equal size (chunks
+        # of 37, 37, 37 and 1 tile rows left one thread half idle: 256->256 at 14x14,
+        # weight gradient, batch 16, 15.6 ms against 13.3 balanced).
+        count = THREADS * -(-total // (rows * THREADS))
+        count = min(count, total)
+        chunks = [(a, b) for a, b in panels(total, count)]
         self.runs = [chunks[a:b] for a, b in panels(len(chunks), THREADS)]
 
     def tiles(self, r0, r1):
