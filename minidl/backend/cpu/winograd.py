@@ -85,16 +85,17 @@ def wins(g, dtype, direction="forward"):
     8 / 16 / 64 (NOTES.md): the forward wins from T = 64 (1.25-3.9x; at T = 8 to 32 it
     lost with 512 channels, 0.50-0.90x); the input gradient from T = 64 where O <= C
     (0.97-2.8x), where O = 2 C from T = 256 (1.27x at 8x8; 0.90x at T = 64), and where
-    O = 4 C it lost at every T (0.79-0.96x); the weight gradient where
-    C >= 2 O from T = 64 (1.11-2.7x), else only from T = 256 and 256 tiles per 65536 of
-    O * C (512->512 at 4x4 to 7x7 lost 0.52-0.78x up to T = 256, won 1.16x at T = 1024).
-    Maps whose tiles cover over 1.5x their pixels (1x1, 3x3) stay on im2col."""
+    O = 4 C it lost at every T (0.79-0.96x); the weight gradient where C >= 2 O from
+    T = 64 (1.11-2.7x), else only from T = 256 and 256 tiles per 65536 of O * C (512->512
+    at 4x4 to 7x7 lost 0.52-0.78x up to T = 256, won 1.16x at T = 1024).  Maps whose
+    tiles cover over 1.5x their pixels (1x1, 3x3) stay on im2col."""
     if np.dtype(dtype) != np.float32 or min(g.C, g.O) < MIN_CHANNELS:
         return False
     if g.HO * g.WO >= MIN_PIXELS:
         return True
     tiles_h, tiles_w = (g.HO + 1) // 2, (g.WO + 1) // 2
-    if g.C < SMALL_MIN_IN_CHANNELS or 4 * tiles_h * tiles_w * 2 > 3 * g.HO * g.WO:
+    tile_pixels = 4 * tiles_h * tiles_w
+    if g.C < SMALL_MIN_IN_CHANNELS or 2 * tile_pixels > 3 * g.HO * g.WO:
         return False
     tiles = g.N * tiles_h * tiles_w
     if direction == "forward":
@@ -345,8 +346,9 @@ def _tile_major(a):
 class _Chunks:
     """The output tiles of one convolution, cut into chunks of whole tile rows (across
     images for small maps) whose input tiles and products together stay near
-    CHUNK_BYTES (L2-resident between transform, GEMM and back), and dealt out to
-    THREADS threads as contiguous runs."""
+    CHUNK_BYTES (L2-resident between transform, GEMM and back) with at least
+    ``min_tiles`` tiles (default MIN_CHUNK_TILES), and dealt out to THREADS threads as
+    contiguous runs."""
 
     def __init__(self, n_img, channels, out_ch, ho, wo, dtype, min_tiles=None):
         self.channels, self.out_ch, self.dtype = channels, out_ch, np.dtype(dtype)
@@ -358,9 +360,7 @@ class _Chunks:
         # Then as many chunks as a multiple of THREADS allows, of near-equal size (chunks
         # of 37, 37, 37 and 1 tile rows left one thread half idle: 256->256 at 14x14,
         # weight gradient, batch 16, 15.6 ms against 13.3 balanced).
-        count = THREADS * -(-total // (rows * THREADS))
-        count = min(count, total)
-        chunks = [(a, b) for a, b in panels(total, count)]
+        chunks = panels(total, min(total, THREADS * -(-total // (rows * THREADS))))
         self.runs = [chunks[a:b] for a, b in panels(len(chunks), THREADS)]
 
     def tiles(self, r0, r1):
@@ -412,8 +412,9 @@ def _weight_grad_chunk_tiles(channels, out_ch):
     tile transforms per tile.  At 2 * O * C / (O + C) tiles the sum moves 1.5x what the
     transforms do (at the L2-sized 128 tiles, 512 channels: 6x; 512->512 at 7x7, batch
     64, took 82 ms that way, 58 ms this way, both threads).  Weight-gradient chunks are
-    then larger than L2; the transforms' stores and the GEMMs' loads stream."""
-    return 2 * channels * out_ch // (channels + out_ch)
+    then larger than L2; the transforms' stores and the GEMMs' loads stream.  (Never
+    below MIN_CHUNK_TILES.)"""
+    return max(MIN_CHUNK_TILES, 2 * channels * out_ch // (channels + out_ch))
 
 
 def conv2d_forward(x, w, g):
@@ -427,7 +428,7 @@ def conv2d_backward(x, w, gy, g, need_dx, need_dw):
     if need_dw:
         out_ch, channels = w.shape[:2]
         chunks = _Chunks(x.shape[0], channels, out_ch, g.HO, g.WO, x.dtype,
-                         min_tiles=max(MIN_CHUNK_TILES, _weight_grad_chunk_tiles(channels, out_ch)))
+                         min_tiles=_weight_grad_chunk_tiles(channels, out_ch))
         transposed = out_ch <= channels  # (accumulate dU^T = V @ dM^T, (16, C, O))
         rows, cols = (channels, out_ch) if transposed else (out_ch, channels)
 
