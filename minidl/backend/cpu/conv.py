@@ -509,7 +509,8 @@ def _row_block_weight_grad(geo, dtype):
     whole-batch columns): K = 147 to 432 (stems, 3x3 on 32-48 channels) 0.61-0.69x the
     time, K = 576 and 1152 (blocks of 224 pixels) 0.81x and 0.94x.  Longer columns would
     leave blocks of a few pixels, whose (K, O) sums would outweigh their products."""
-    return not geo.batch_inner and geo.g * geo.k * np.dtype(dtype).itemsize * ROW_BLOCK_MIN_PIXELS <= L2_BLOCK_BYTES
+    column_bytes = geo.g * geo.k * np.dtype(dtype).itemsize
+    return not geo.batch_inner and column_bytes * ROW_BLOCK_MIN_PIXELS <= L2_BLOCK_BYTES
 
 
 def _weight_grad_in_row_blocks(x, gy, geo):
