@@ -426,22 +426,30 @@ def _conv2d_forward(x, w, geometry, algo=None):
     return y
 
 
-def _forward_in_row_blocks(x, wg, geo, y5):
-    """y5 (N, G, O/G, HO, WO) from the blocks of _blocks at an L2-sized budget (row blocks
-    of one image, or whole small images): the columns of a block (serial im2col) and its
-    GEMM, straight into y, run by one thread while the other threads take other blocks.
-    (One whole-batch column buffer of the 7x7/2 stem at batch 8 is 59 MB: im2col wrote
-    it to memory and the GEMM read it back.)"""
+def _in_row_blocks(x, geo, work):
+    """work(columns buffer, blocks) on each thread's run of the blocks of _blocks at an
+    L2-sized budget (row blocks of one image, or whole small images), the buffer that
+    thread's own workspace -> the runs' results.  A block's columns (serial im2col) stay
+    in L2 for its GEMM, one thread per block.  (One whole-batch column buffer of the
+    7x7/2 stem at batch 8 is 59 MB: im2col wrote it to memory and the GEMM read it back.)"""
     blocks = list(geo.blocks(x.dtype, L2_BLOCK_BYTES))
 
     def run(part):
-        buf = geo.buffer(0, x.dtype, L2_BLOCK_BYTES)  # (this thread's workspace)
+        return work(geo.buffer(0, x.dtype, L2_BLOCK_BYTES), part)
+
+    return in_threads([functools.partial(run, blocks[a:b]) for a, b in panels(len(blocks), THREADS)])
+
+
+def _forward_in_row_blocks(x, wg, geo, y5):
+    """y5 (N, G, O/G, HO, WO) block by block (_in_row_blocks), each GEMM straight into y."""
+
+    def work(buf, part):
         for n0, n1, oh0, oh1 in part:
             cols = geo.im2col(x, buf, n0, n1, oh0, oh1, serial=True)  # (images, G, K, rows * WO)
             out = y5[n0:n1, :, :, oh0:oh1].reshape(n1 - n0, geo.g, geo.og, (oh1 - oh0) * geo.wo)
             np.matmul(wg, cols, out=out)
 
-    in_threads([functools.partial(run, blocks[a:b]) for a, b in panels(len(blocks), THREADS)])
+    _in_row_blocks(x, geo, work)
 
 
 def conv2d_backward(x, w, gy, geometry, need_dx=True, need_dw=True, algo=None):
@@ -479,19 +487,19 @@ def _im2col_backward(x, w, gy, geometry, need_dx, need_dw):
         dw = matmul(g4, x4.transpose(0, 1, 3, 2)).sum(axis=0).reshape(w.shape) if need_dw else None
         return dx, dw
 
+    dw = None
     if need_dw and _row_block_weight_grad(geo, x.dtype):
         dw = _weight_grad_in_row_blocks(x, gy, geo)
-        need_dw = False
-    else:
-        dw = np.zeros((geo.g, geo.og, geo.k), dtype=w.dtype) if need_dw else None
+    dw_in_blocks = need_dw and dw is None  # (the weight gradient from the loop's columns)
+    if dw_in_blocks:
+        dw = np.zeros((geo.g, geo.og, geo.k), dtype=w.dtype)
     dx = np.zeros_like(x) if need_dx else None
-    col_buf = geo.buffer(0, x.dtype) if need_dw else None
+    col_buf = geo.buffer(0, x.dtype) if dw_in_blocks else None
     dcol_buf = geo.buffer(1, x.dtype) if need_dx else None
-    blocks = geo.blocks(x.dtype) if need_dx or need_dw else ()
-    for n0, n1, oh0, oh1 in blocks:
+    for n0, n1, oh0, oh1 in geo.blocks(x.dtype) if need_dx or dw_in_blocks else ():
         nb, rows = n1 - n0, oh1 - oh0
         g = geo.gy_block(gy, n0, n1, oh0, oh1)
-        if need_dw:
+        if dw_in_blocks:
             cols = geo.im2col(x, col_buf, n0, n1, oh0, oh1)
             part = matmul(g, np.swapaxes(cols, -1, -2))
             dw += part if geo.batch_inner else part.sum(axis=0)
@@ -499,7 +507,7 @@ def _im2col_backward(x, w, gy, geometry, need_dx, need_dw):
             dcols = geo.shaped(dcol_buf[:nb * geo.g * geo.k * rows * geo.wo], nb, rows)
             matmul(wg_t, g, out=dcols)
             geo.col2im_add(dcols, dx, n0, n1, oh0, oh1)
-    return dx, (None if dw is None else dw.reshape(w.shape))
+    return dx, (dw.reshape(w.shape) if need_dw else None)
 
 
 def _row_block_weight_grad(geo, dtype):
@@ -514,19 +522,16 @@ def _row_block_weight_grad(geo, dtype):
 
 
 def _weight_grad_in_row_blocks(x, gy, geo):
-    """dW (G, O/G, K) on maps of image-major columns: blocks of L2-sized columns as in
-    _forward_in_row_blocks, each thread summing (K, R) @ (R, O/G) products of its blocks
-    into its own small (G, K, O/G) sum.  Both the L2-resident columns and this
-    orientation pay: OpenBLAS ran cols @ gy^T (the larger K as the product's rows) at
+    """dW (G, O/G, K) on maps of image-major columns, block by block (_in_row_blocks),
+    each thread summing (K, R) @ (R, O/G) products of its blocks into its own small
+    (G, K, O/G) sum.  Both the L2-resident columns and this orientation pay: OpenBLAS ran cols @ gy^T (the larger K as the product's rows) at
     69-148 GFLOP/s where gy @ cols^T ran 53-127 (one thread, 64-128 x 147-576 results).
     The old path (a whole-batch column buffer, per-image gy @ cols^T) took, both
     threads: the 7x7/2 stem at batch 16 34.2 ms, now 24.0; at 64 px, batch 64 10.6 ->
     8.6; AlexNet's 11x11/4 at batch 16 19.6 -> 13.0; 3->64 3x3 at 224 40.5 -> 35.0."""
-    blocks = list(geo.blocks(x.dtype, L2_BLOCK_BYTES))
     gy4 = gy.reshape(geo.n, geo.g, geo.og, geo.ho * geo.wo)
 
-    def run(part):
-        buf = geo.buffer(0, x.dtype, L2_BLOCK_BYTES)  # (this thread's workspace)
+    def work(buf, part):
         total = np.zeros((geo.g, geo.k, geo.og), dtype=x.dtype)
         product = np.empty_like(total)
         for n0, n1, oh0, oh1 in part:
@@ -537,7 +542,7 @@ def _weight_grad_in_row_blocks(x, gy, geo):
                 total += product
         return total
 
-    totals = in_threads([functools.partial(run, blocks[a:b]) for a, b in panels(len(blocks), THREADS)])
+    totals = _in_row_blocks(x, geo, work)
     for other in totals[1:]:
         totals[0] += other
     return np.ascontiguousarray(totals[0].transpose(0, 2, 1))

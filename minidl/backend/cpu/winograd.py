@@ -359,7 +359,7 @@ class _Chunks:
         rows = max(1, CHUNK_BYTES // per_row, -(-min_tiles // self.tiles_w))
         # Then as many chunks as a multiple of THREADS allows, of near-equal size (chunks
         # of 37, 37, 37 and 1 tile rows left one thread half idle: 256->256 at 14x14,
-        # weight gradient, batch 16, 15.6 ms against 13.3 balanced).
+        # weight gradient, batch 16, 15.2-17.1 ms against 11.8-12.9 balanced).
         chunks = panels(total, min(total, THREADS * -(-total // (rows * THREADS))))
         self.runs = [chunks[a:b] for a, b in panels(len(chunks), THREADS)]
 
