@@ -115,7 +115,11 @@ def _time_block(fn, reps):
     return times
 
 
-def _torch_worker(conn, threads):
+def _torch_worker(conn, threads, same_malloc):
+    if same_malloc:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from train_step import malloc_as_minidl
+        malloc_as_minidl()
     import sysconfig
     for key in ("platlib", "purelib"):  # spawn copied the parent's sys.path: put this interpreter's first
         sys.path.insert(0, sysconfig.get_paths()[key])
@@ -146,6 +150,8 @@ def main(argv=None):
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--torch-python", default=None,
                     help="interpreter with torch, for PyTorch's side (default: this one)")
+    ap.add_argument("--torch-malloc", choices=("minidl", "default"), default="minidl",
+                    help="PyTorch's glibc malloc: minidl's settings (default; train_step.malloc_as_minidl) or glibc's own")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "cpu_ops.json"))
     args = ap.parse_args(argv)
     selected = [name for name in CASES if args.only is None or args.only.lower() in name.lower()]
@@ -160,7 +166,8 @@ def main(argv=None):
                 ctx = mp.get_context("spawn")
                 ctx.set_executable(args.torch_python or sys.executable)
                 torch_conn, child = ctx.Pipe()
-                proc = ctx.Process(target=_torch_worker, args=(child, args.threads), daemon=True)
+                proc = ctx.Process(target=_torch_worker, args=(child, args.threads, args.torch_malloc == "minidl"),
+                                   daemon=True)
                 proc.start()
                 _, torch_version = torch_conn.recv()
         except Exception as e:  # the comparison is optional, never required
@@ -207,7 +214,7 @@ def main(argv=None):
         print(f"| {r['op']} | {r['mode']} | {r['minidl_ms']:.2f} | {t} | {q} |")
     result = dict(machine=dict(platform=platform.platform(), processor=platform.processor(),
                                cpus=os.cpu_count(), threads=args.threads),
-                  numpy=np.__version__, torch=torch_version, batch=N,
+                  numpy=np.__version__, torch=torch_version, torch_malloc=args.torch_malloc, batch=N,
                   rounds=args.rounds, reps=args.reps, statistic="median ms", rows=rows,
                   date=time.strftime("%Y-%m-%d %H:%M:%S"))
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

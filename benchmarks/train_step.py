@@ -252,8 +252,28 @@ class _TorchTimer:
 
 
 # ------------------------------------------------------------------ worker process
-def worker(conn, side_name, device, threads, mode):
+def malloc_as_minidl():
+    """Give this process the malloc settings minidl gives its own (minidl/backend/cpu/
+    workspace.py, keep_freed_memory: every array from the heap, the heap never trimmed).
+    PyTorch's workers call it before importing torch unless --torch-malloc default.
+    Under glibc's defaults a PyTorch process maps large arrays afresh or reuses them
+    depending on its allocation history: its 7x7/2 stem at batch 8 ran 17-21 ms (26 MB
+    of output page-faulted every call) or 6.5-6.8 ms with these settings, which
+    PyTorch's own tuning guide reaches with jemalloc or tcmalloc.  So each side gets
+    the allocator minidl has.  A no-op off glibc."""
+    import ctypes
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    m_mmap_max, m_trim_threshold = -4, -1  # malloc.h
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
+
+
+def worker(conn, side_name, device, threads, mode, same_malloc=False):
     """Serves one framework: ('setup', ...) -> loss check; ('time', n) -> per-step timings."""
+    if same_malloc:
+        malloc_as_minidl()
     import sysconfig
     for key in ("platlib", "purelib"):  # spawn copied the parent's sys.path: put this interpreter's first
         sys.path.insert(0, sysconfig.get_paths()[key])
@@ -292,11 +312,12 @@ def worker(conn, side_name, device, threads, mode):
 class Remote:
     """A framework in a process of its own (spawned; optionally another interpreter)."""
 
-    def __init__(self, side_name, device, threads, mode=None, python=None):
+    def __init__(self, side_name, device, threads, mode=None, python=None, same_malloc=False):
         ctx = mp.get_context("spawn")
         ctx.set_executable(python or sys.executable)  # (the setting is the context's: reset it)
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=worker, args=(child, side_name, device, threads, mode), daemon=True)
+        self.proc = ctx.Process(target=worker, args=(child, side_name, device, threads, mode, same_malloc),
+                                daemon=True)
         self.proc.start()
         status, self.info = self.conn.recv()
         self.ok = status == "ready"
@@ -340,6 +361,8 @@ def main(argv=None):
     ap.add_argument("--amp", choices=("off", "fp16", "bf16"), default="off", help="minidl's mixed precision")
     ap.add_argument("--torch-python", default=None, help="interpreter with torch+torchvision (default: this one)")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--torch-malloc", choices=("minidl", "default"), default="minidl",
+                    help="PyTorch's glibc malloc: minidl's settings (default; see malloc_as_minidl) or glibc's own")
     ap.add_argument("--out-dir", default=None)
     args = ap.parse_args(argv)
     if min(args.steps, args.rounds, args.image_size) < 1 or args.warmup < 0:
@@ -400,7 +423,8 @@ def main(argv=None):
     os.makedirs(out_dir, exist_ok=True)
     meta = dict(machine=dict(platform=platform.platform(), processor=_cpu_name(), cpus=os.cpu_count(),
                              threads=args.threads, device=device_tag),
-                minidl=minidl_version, minidl_amp=args.amp, torch=torch_version, torch_modes=list(theirs), warmup=args.warmup,
+                minidl=minidl_version, minidl_amp=args.amp, torch=torch_version, torch_modes=list(theirs),
+                torch_malloc=args.torch_malloc, warmup=args.warmup,
                 steps=args.steps, rounds=args.rounds, image_size=args.image_size,
                 step=f"zero_grad, forward, CE (label smoothing {SMOOTHING}), backward, "
                      f"SGD (lr {LR}, momentum {MOMENTUM}, wd {WEIGHT_DECAY})",
@@ -423,7 +447,7 @@ def _start_sides(args, modes):
     if args.no_torch or args.device == "emu":
         return ours, theirs
     for mode in modes:
-        r = Remote("torch", args.device, args.threads, mode, args.torch_python)
+        r = Remote("torch", args.device, args.threads, mode, args.torch_python, args.torch_malloc == "minidl")
         if not r.ok:
             print(f"# PyTorch comparison unavailable ({r.info}); minidl alone", file=sys.stderr)
             args.no_torch = True  # said once
@@ -449,7 +473,8 @@ def _markdown(rows, modes, meta):
         head.append("first loss minidl / torch")
     lines = [f"Machine: {meta['machine']}; minidl {meta['minidl']}; torch {meta['torch']}; "
              f"{meta['rounds']} rounds x {meta['steps']} steps per side, alternating; "
-             f"image size {meta['image_size']}; {meta['date']}.", "",
+             f"image size {meta['image_size']}; PyTorch's malloc: {meta['torch_malloc']}'s settings; "
+             f"{meta['date']}.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if "error" in r:

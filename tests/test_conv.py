@@ -364,6 +364,25 @@ def test_linear_matches_reference_and_gradcheck(x_shape, with_bias, device):
         gradcheck(F.linear, x, w, device=device)
 
 
+@pytest.mark.parametrize("rows,out_features", [(3, 40), (64, 256), (65, 300), (16, 63)])
+def test_cpu_few_rows_times_transposed_weight(rows, out_features):
+    """gemm.matmul takes x @ W^T as (W @ x^T)^T for at most 64 rows and 4x as many
+    outputs (a small-batch linear layer); both routes match the float64 loop and give
+    C-ordered results, with and without ``out``."""
+    from minidl.backend.cpu import gemm
+    rng = np.random.default_rng(rows)
+    x, w = rng.standard_normal((rows, 37)), rng.standard_normal((out_features, 37))
+    swapped = gemm._few_rows_times_transposed(x, w.T, rows, out_features, ())
+    assert swapped == (rows <= 64 and out_features >= 4 * rows)
+    want = reference_linear(x, w, None)
+    got = gemm.matmul(x, w.T)
+    assert got.flags.c_contiguous
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    out = np.full((rows, out_features), np.nan)
+    assert gemm.matmul(x, w.T, out=out) is out
+    np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)
+
+
 def test_linear_float32_output_dtype():
     y = F.linear(_t((2, 5)), _t((3, 5)), _t((3,)))
     assert y.dtype == np.float32 and y.shape == (2, 3)

@@ -56,6 +56,12 @@ def matmul(a, b, out=None):
         return np.matmul(a, b, out=out)
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    if _few_rows_times_transposed(a, b, m, n, batch):  # (b^T a^T)^T, the faster product
+        product = matmul(b.T, a.T)
+        if out is None:
+            return np.ascontiguousarray(product.T)
+        out[...] = product.T
+        return out
     if out is None:
         out = np.empty(batch + (m, n), dtype=np.result_type(a.dtype, b.dtype))
     flops = 2 * m * n * k * int(np.prod(batch, dtype=np.int64))
@@ -73,6 +79,16 @@ def matmul(a, b, out=None):
             jobs.append((a, b[..., c0:c1], out[..., c0:c1]))
     in_threads([functools.partial(np.matmul, pa, pb, out=po) for pa, pb, po in jobs])
     return out
+
+
+def _few_rows_times_transposed(a, b, m, n, batch):
+    """A linear layer's forward at a small batch: rows x W^T with W (n, k) stored row-major.
+    OpenBLAS took 1.15-1.95x longer for it than for W @ rows^T at 8-64 rows (k 1280-9216,
+    n 1000-4096, two threads; AlexNet's fc6 at batch 16 21.7 -> 13.0 ms); from 256 rows
+    the plain product wins by ~10%.  The transposed result is copied back, at most
+    64 x n floats, so that callers get C-order as ever."""
+    return (not batch and m <= 64 and n >= 4 * m and b.flags.f_contiguous and not b.flags.c_contiguous
+            and a.flags.c_contiguous)
 
 
 def in_threads(calls):
