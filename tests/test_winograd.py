@@ -1,6 +1,7 @@
-"""Winograd F(2x2, 3x3) on the CPU (minidl/backend/cpu/winograd.py): the forward and
-both backwards against naive float64 loops, its float32 error bound, chunks across
-images and threads, and where "auto" takes it.  (tests/test_conv.py runs every conv
+"""Winograd F(2x2, 3x3) and F(2x2, 5x5) on the CPU (minidl/backend/cpu/winograd.py,
+winograd5.py): the forward and both backwards against naive float64 loops, the
+transform matrices, their float32 error bounds, chunks across images and threads, and
+where "auto" takes them.  (tests/test_conv.py runs every conv
 case and gradient check on it as well, through conv_algo "winograd".)"""
 import numpy as np
 import pytest
@@ -8,15 +9,19 @@ import pytest
 import minidl
 import minidl.functional as F
 from minidl.backend import get_backend
-from minidl.backend.cpu import gemm, winograd
+from fractions import Fraction
+
+from minidl.backend.cpu import conv as cpu_conv
+from minidl.backend.cpu import gemm, winograd, winograd5
 from minidl.backend.geometry import ConvGeometry
 from test_conv import reference_conv2d
 
 
 def reference_grads(x, w, gy, pads):
-    """Naive float64 loops over output pixels: dx and dw of a stride-1 3x3
+    """Naive float64 loops over output pixels: dx and dw of a stride-1 k x k
     cross-correlation with zero padding ``pads`` (top, bottom, left, right)."""
     top, bottom, left, right = pads
+    k = w.shape[2]
     n_img, channels, height, width = x.shape
     padded = np.zeros((n_img, channels, height + top + bottom, width + left + right))
     padded[:, :, top:top + height, left:left + width] = x
@@ -27,29 +32,35 @@ def reference_grads(x, w, gy, pads):
             for oh in range(gy.shape[2]):
                 for ow in range(gy.shape[3]):
                     g = gy[n, o, oh, ow]
-                    dw[o] += g * padded[n, :, oh:oh + 3, ow:ow + 3]
-                    dpadded[n, :, oh:oh + 3, ow:ow + 3] += g * w[o]
+                    dw[o] += g * padded[n, :, oh:oh + k, ow:ow + k]
+                    dpadded[n, :, oh:oh + k, ow:ow + k] += g * w[o]
     return dpadded[:, :, top:top + height, left:left + width], dw
 
 
-# (x shape, out channels, pads (top, bottom, left, right))
+# (x shape, out channels, pads (top, bottom, left, right), kernel size)
 CASES = {
-    "pad1": ((2, 3, 5, 7), 4, (1, 1, 1, 1)),
-    "no_pad_single_tile": ((1, 2, 4, 4), 3, (0, 0, 0, 0)),
-    "one_output_pixel": ((2, 2, 3, 3), 2, (0, 0, 0, 0)),
-    "asymmetric_odd": ((1, 2, 6, 6), 3, (0, 2, 1, 0)),
-    "pad2_full": ((3, 5, 9, 4), 6, (2, 2, 2, 2)),
-    "wide_odd_map": ((2, 3, 11, 13), 5, (1, 0, 2, 1)),
+    "pad1": ((2, 3, 5, 7), 4, (1, 1, 1, 1), 3),
+    "no_pad_single_tile": ((1, 2, 4, 4), 3, (0, 0, 0, 0), 3),
+    "one_output_pixel": ((2, 2, 3, 3), 2, (0, 0, 0, 0), 3),
+    "asymmetric_odd": ((1, 2, 6, 6), 3, (0, 2, 1, 0), 3),
+    "pad2_full": ((3, 5, 9, 4), 6, (2, 2, 2, 2), 3),
+    "wide_odd_map": ((2, 3, 11, 13), 5, (1, 0, 2, 1), 3),
+    "5x5_pad2": ((2, 3, 7, 9), 4, (2, 2, 2, 2), 5),
+    "5x5_single_tile": ((1, 2, 6, 6), 3, (0, 0, 0, 0), 5),
+    "5x5_one_output_pixel": ((2, 2, 5, 5), 2, (0, 0, 0, 0), 5),
+    "5x5_pad4_full": ((2, 3, 6, 6), 2, (4, 4, 4, 4), 5),
+    "5x5_asymmetric_odd": ((1, 2, 8, 11), 3, (1, 3, 0, 4), 5),
+    "5x5_tall_odd_map": ((3, 5, 13, 6), 6, (2, 1, 3, 2), 5),
 }
 
 
 def _case(name, seed=0, swap_channels=False):
-    x_shape, out_ch, pads = CASES[name]
+    x_shape, out_ch, pads, k = CASES[name]
     if swap_channels:
         x_shape, out_ch = (x_shape[0], out_ch) + x_shape[2:], x_shape[1]
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(x_shape)
-    w = rng.standard_normal((out_ch, x_shape[1], 3, 3))
+    w = rng.standard_normal((out_ch, x_shape[1], k, k))
     g = ConvGeometry.create(x.shape, w.shape, (1, 1), pads, (1, 1), 1)
     gy = rng.standard_normal((x_shape[0], out_ch, g.HO, g.WO))
     return x, w, gy, pads, g
@@ -71,10 +82,14 @@ def test_forward_and_backwards_match_float64_loops(name, swap_channels):
     assert only_dw[0] is None and np.array_equal(only_dw[1], dw)
 
 
-def test_chunks_span_images_and_threads(monkeypatch):
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_chunks_span_images_and_threads(monkeypatch, kernel):
     """Chunks of one tile row, and of up to four (crossing the images' boundaries: 5 tile rows
     per image), dealt to every thread, give the results of the default chunking."""
     x, w, gy, pads, _ = _case("wide_odd_map", seed=1)
+    if kernel == 5:  # (the same output map: two more pixels of padding a side)
+        w = np.random.default_rng(2).standard_normal(w.shape[:2] + (5, 5))
+        pads = tuple(p + 1 for p in pads)
     x, gy = np.concatenate([x, -x]), np.concatenate([gy, 2 * gy])  # 4 images
     g = ConvGeometry.create(x.shape, w.shape, (1, 1), pads, (1, 1), 1)
 
@@ -82,7 +97,7 @@ def test_chunks_span_images_and_threads(monkeypatch):
         return [winograd.conv2d_forward(x, w, g), *winograd.conv2d_backward(x, w, gy, g, True, True)]
 
     def chunk_bounds():
-        runs = winograd._Chunks(4, 3, 5, g.HO, g.WO, x.dtype).runs
+        runs = winograd._Chunks(4, 3, 5, g.HO, g.WO, x.dtype, transforms=winograd._Transforms(kernel, x.dtype)).runs
         assert len(runs) == gemm.THREADS
         return [bounds for run in runs for bounds in run]
 
@@ -121,6 +136,81 @@ def test_float32_error_bound():
     assert errors["winograd"] <= 2 * errors["im2col"], errors
     assert errors["winograd"] <= 1e-6 * scale, (errors, scale)
     assert cpu.conv_algo is None  # (the test called the module; the backend's choice is untouched)
+
+
+def test_5x5_transforms_are_toom_cook_and_written_out_as_their_matrices():
+    """F(2x2, 5x5)'s matrices in exact arithmetic: A^T [(G g) (.) (B^T d)] is the
+    2-output, 5-tap correlation of d with g for every basis g and d; and the written-out
+    row transforms (_bt_rows, _at_rows, _a_rows) apply exactly B^T, A^T and A."""
+    frac = lambda m: [[Fraction(float(v)).limit_denominator(100) for v in row] for row in m]
+    bt, at, g = frac(winograd5._BT), frac(winograd5._AT), frac(winograd5._G)
+    for i in range(2):
+        for k in range(5):
+            for col in range(6):
+                total = sum(at[i][j] * g[j][k] * bt[j][col] for j in range(6))
+                assert total == (1 if col == i + k else 0), (i, k, col, total)
+    for writer, want in ((winograd5._bt_rows, winograd5._BT), (winograd5._at_rows, winograd5._AT),
+                         (winograd5._a_rows, winograd5._AT.T)):
+        ins = np.eye(want.shape[1])  # the transform of the identity: the matrix itself
+        out = np.full(want.shape, np.nan)
+        writer.py_func(ins, np.uint64(0), np.uint64(1), np.uint64(0), out, np.uint64(0), np.uint64(1),
+                       np.uint64(0), want.shape[1])
+        np.testing.assert_array_equal(out, want)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_5x5_float32_error_bound(seed):
+    """F(2x2, 5x5) in float32 against float64 on the same inputs, at AlexNet's depth
+    (1600 products per output), forward and both gradients.  The bound we accept: the
+    largest error below 2e-5 of the largest value.  Measured at the zoo's shapes
+    (AlexNet's 64->192 at 27x27, Inception-v3's 48->64 at 35x35, GoogLeNet's 32->96 at
+    28x28, batch 16): 2.9e-6 to 8.4e-6, where im2col's is 2.3e-7 to 5.0e-7 (its BLAS
+    sums in blocks; F(2x2, 3x3) stays below im2col's, test_float32_error_bound)."""
+    rng = np.random.default_rng(seed)
+    x = np.maximum(rng.standard_normal((2, 64, 14, 14)), 0).astype(np.float32)
+    w = (rng.standard_normal((32, 64, 5, 5)) / 40).astype(np.float32)
+    g = ConvGeometry.create(x.shape, w.shape, (1, 1), (2, 2, 2, 2), (1, 1), 1)
+    gy = rng.standard_normal((2, 32, 14, 14)).astype(np.float32)
+    f64 = [a.astype(np.float64) for a in (x, w, gy)]
+    exact = [winograd.conv2d_forward(*f64[:2], g), *winograd.conv2d_backward(*f64, g, True, True)]
+    got = [winograd.conv2d_forward(x, w, g), *winograd.conv2d_backward(x, w, gy, g, True, True)]
+    for name, a, b in zip(("forward", "input grad", "weight grad"), got, exact):
+        assert a.dtype == np.float32
+        assert np.abs(a - b).max() <= 2e-5 * np.abs(b).max(), (name, np.abs(a - b).max(), np.abs(b).max())
+
+
+@pytest.mark.parametrize("batch, channels, out_ch, size, fwd, dx, dw", [
+    (2, 64, 96, 14, True, True, True),     # AlexNet-like: forward, dx where O <= 2 C, dw from 32 channels
+    (2, 32, 96, 14, True, False, True),    # O = 3 C: the input gradient stays on im2col
+    (2, 16, 32, 14, True, True, False),    # 16 input channels: the weight gradient on im2col
+    (2, 64, 64, 7, True, True, False),     # 7x7: the weight gradient only from 12x12
+    (2, 64, 64, 6, False, False, False),   # below 7x7: none
+    (2, 8, 64, 14, False, False, False),   # fewer than 16 channels: none
+])
+def test_auto_takes_5x5_winograd_where_it_measured_faster(monkeypatch, batch, channels, out_ch, size, fwd,
+                                                          dx, dw):
+    forward_calls = _conv_calls(monkeypatch)
+    real = winograd.conv2d_backward
+    calls = []
+    monkeypatch.setattr(winograd, "conv2d_backward", lambda *a: calls.append(a[4:6]) or real(*a))
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((batch, channels, size, size)).astype(np.float32)
+    w = (rng.standard_normal((out_ch, channels, 5, 5)) * 0.05).astype(np.float32)
+    xt, wt = minidl.tensor(x, requires_grad=True), minidl.tensor(w, requires_grad=True)
+    y = F.conv2d(xt, wt, padding=2)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    y.backward(minidl.tensor(gy))
+    assert bool(forward_calls) == fwd
+    assert calls == ([(dx, dw)] if dx or dw else [])
+    # (against float64 im2col, itself held to the naive loops in test_conv.py: these maps are
+    # large for the loops)
+    f64 = [a.astype(np.float64) for a in (x, w, gy)]
+    g = ConvGeometry.create(x.shape, w.shape, (1, 1), (2, 2, 2, 2), (1, 1), 1)
+    ref_y = cpu_conv.conv2d_forward(*f64[:2], g, algo="im2col")
+    ref_dx, ref_dw = cpu_conv.conv2d_backward(*f64, g, algo="im2col")
+    np.testing.assert_allclose(y.numpy(), ref_y, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(xt.grad.numpy(), ref_dx, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(wt.grad.numpy(), ref_dw, rtol=1e-4, atol=1e-3)
 
 
 def _conv_calls(monkeypatch):

@@ -1,8 +1,8 @@
 """2-D convolution on the CPU: im2col + BLAS GEMM, Winograd, and a direct path for depthwise.
 
 The algorithm for the general case is ``backend.conv_algo``: "im2col", "winograd"
-(F(2x2, 3x3) for 3x3 stride-1 convolutions, winograd.py; im2col for the shapes it
-does not take), or "auto" (the default): Winograd where it measured faster here
+(F(2x2, 3x3) and F(2x2, 5x5) for 3x3 and 5x5 stride-1 convolutions, winograd.py and
+winograd5.py; im2col for the shapes they do not take), or "auto" (the default): Winograd where it measured faster here
 (``winograd.wins``, decided for the forward and each gradient apart), im2col elsewhere.
 
 General path.  For a block of images (and, for very large images, a block of output

@@ -1,4 +1,5 @@
-"""Winograd F(2x2, 3x3) convolution on the CPU (Lavin & Gray, 2016), forward and both backwards.
+"""Winograd F(2x2, 3x3) convolution on the CPU (Lavin & Gray, 2016), forward and both backwards
+(and the drivers of F(2x2, 5x5), winograd5.py).
 
 A 3x3 stride-1 convolution is computed on 4x4 input tiles that overlap by two, each
 giving a 2x2 output tile:
@@ -28,6 +29,9 @@ kept: 1.02-1.31x faster at 13x13 to 112x112 (0.53-0.60x at 7x7), for a float32 e
 6-28x im2col's (2.5e-6 to 1.2e-5 of the largest output; coefficients 4, 5, 8, 1/6,
 1/24); benchmarks/results/cpu/NOTES.md has the figures.
 
+The same drivers (chunks, GEMMs, both backwards) run F(2x2, 5x5) for 5x5 convolutions
+with winograd5.py's transforms (36 tile positions; ``_Transforms`` picks the variant).
+
 Layouts: V (16, C, T) and M (16, O, T) per chunk, xi = 4 * row + column of the tile
 position.  Output gradients beyond the output map are zero; reads beyond the padded
 input are zero.
@@ -39,6 +43,7 @@ import functools
 import numpy as np
 from numba import njit, prange
 
+from . import winograd5
 from .gemm import THREADS, in_threads, panels
 from .parallel import parallel_kernel
 from .workspace import workspace
@@ -63,10 +68,10 @@ MIN_CHUNK_TILES = 128
 
 
 def applies(g):
-    """A 3x3 stride-1 undilated ungrouped convolution whose padding its input gradient's
-    rotated convolution can take (0 <= p <= 2)."""
-    return (g.KH == g.KW == 3 and g.stride == (1, 1) and g.dh == g.dw == 1 and g.G == 1
-            and all(0 <= p <= 2 for p in g.padding))
+    """A 3x3 or 5x5 (winograd5.py) stride-1 undilated ungrouped convolution whose padding
+    its input gradient's rotated convolution can take (0 <= p <= kernel - 1)."""
+    return (g.KH == g.KW and g.KH in (3, 5) and g.stride == (1, 1) and g.dh == g.dw == 1 and g.G == 1
+            and all(0 <= p <= g.KH - 1 for p in g.padding))
 
 
 def wins(g, dtype, direction="forward"):
@@ -91,6 +96,8 @@ def wins(g, dtype, direction="forward"):
     tiles cover over 1.5x their pixels (1x1, 3x3) stay on im2col."""
     if np.dtype(dtype) != np.float32 or min(g.C, g.O) < MIN_CHANNELS:
         return False
+    if g.KH == 5:
+        return _wins_5x5(g, direction)
     if g.HO * g.WO >= MIN_PIXELS:
         return True
     tiles_h, tiles_w = (g.HO + 1) // 2, (g.WO + 1) // 2
@@ -105,6 +112,24 @@ def wins(g, dtype, direction="forward"):
     if g.C >= 2 * g.O:
         return tiles >= SMALL_MIN_TILES
     return tiles >= max(4 * SMALL_MIN_TILES, g.C * g.O // 256)
+
+
+def _wins_5x5(g, direction):
+    """F(2x2, 5x5) (winograd5.py) on maps of 7x7 and more.  Measured at batch 16 against
+    im2col (forward / input grad / weight grad speed-up, NOTES.md): AlexNet's 64->192 at
+    27x27 1.54 / 1.15 / 1.15x, Inception-v3's 48->64 at 35x35 1.66 / 2.08 / 1.31x,
+    GoogLeNet's 16->32 and 32->96 at 28x28 1.65 / 1.15 / 0.88x and 1.30 / 0.56 / 1.60x,
+    16->48 and 24->64 at 14x14 1.20 / 0.55 / 0.86x and 1.56 / 0.72 / 0.93x, 32->128 and
+    48->128 at 7x7 1.22 / 0.48 / 0.83x and 1.28 / 0.77 / 1.02x.  So the forward always;
+    the input gradient (a forward over O channels into C) where O <= 2 C; the weight
+    gradient from 32 input channels on maps of MIN_PIXELS."""
+    if g.HO * g.WO < 49:
+        return False
+    if direction == "forward":
+        return True
+    if direction == "input_grad":
+        return g.O <= 2 * g.C
+    return g.C >= 32 and g.HO * g.WO >= MIN_PIXELS
 
 
 # ------------------------------------------------------------------ Numba transforms
@@ -319,19 +344,58 @@ def _weight_tiles_adjoint(du, dw):
 
 
 # ------------------------------------------------------------------ drivers
-def _stack(rows, cols, dtype, slot=None):
-    """A stack of 16 (rows, cols) matrices as its (16, pitch) array, whose rows start 64
-    bytes apart modulo 4 KiB: matrices a multiple of 4 KiB long put the 16 streams of a
-    transform in one cache set (4K aliasing; the weight transform of 512x512 channels
-    ran 2.6x slower).  From this thread's workspace ``slot`` when given, else freshly
-    allocated.  _matrices gives the (16, rows, cols) view for the GEMMs."""
+class _Transforms:
+    """The tile transforms of one variant, F(2x2, 3x3) (this module's) or F(2x2, 5x5)
+    (winograd5.py's, with their matrices in the data's dtype), behind one interface
+    for the drivers below."""
+
+    def __init__(self, kernel, dtype):
+        self.kernel = kernel
+        self.positions = (kernel + 1) ** 2  # tile positions xi
+        self.five = kernel == 5
+        if self.five:
+            self.gm = winograd5.weight_matrix(dtype)
+
+    def input_tiles(self, x, v, cols, r0, r1, tiles_h, tiles_w, pt, pl):
+        if self.five:
+            return winograd5.input_tiles(x, v, cols, r0, r1, tiles_h, tiles_w, pt, pl)
+        return _input_tiles(x, v, cols, r0, r1, tiles_h, tiles_w, pt, pl)
+
+    def output_tiles(self, m, cols, y, r0, r1, tiles_h, tiles_w):
+        if self.five:
+            return winograd5.output_tiles(m, cols, y, r0, r1, tiles_h, tiles_w)
+        return _output_tiles(m, cols, y, r0, r1, tiles_h, tiles_w)
+
+    def output_tiles_adjoint(self, gy, dm, cols, r0, r1, tiles_h, tiles_w):
+        if self.five:
+            return winograd5.output_tiles_adjoint(gy, dm, cols, r0, r1, tiles_h, tiles_w)
+        return _output_tiles_adjoint(gy, dm, cols, r0, r1, tiles_h, tiles_w)
+
+    def weight_tiles(self, w, u, adjoint):
+        if self.five:
+            return winograd5.weight_tiles.sized(u.size)(w, u, adjoint, self.gm)
+        return _weight_tiles.sized(u.size)(w, u, adjoint)
+
+    def weight_tiles_adjoint(self, du, dw):
+        if self.five:
+            return winograd5.weight_tiles_adjoint.sized(du.size)(du, dw, self.gm)
+        return _weight_tiles_adjoint.sized(du.size)(du, dw)
+
+
+def _stack(rows, cols, dtype, slot=None, positions=16):
+    """A stack of ``positions`` (rows, cols) matrices as its (positions, pitch) array,
+    whose rows start 64 bytes apart modulo 4 KiB: matrices a multiple of 4 KiB long put
+    the 16 streams of a transform in one cache set (4K aliasing; the weight transform of
+    512x512 channels ran 2.6x slower).  From this thread's workspace ``slot`` when
+    given, else freshly allocated.  _matrices gives the (positions, rows, cols) view for
+    the GEMMs."""
     pitch = rows * cols + 64 // np.dtype(dtype).itemsize
-    flat = np.empty(16 * pitch, dtype) if slot is None else workspace(slot, 16 * pitch, dtype)
-    return flat[:16 * pitch].reshape(16, pitch)
+    flat = np.empty(positions * pitch, dtype) if slot is None else workspace(slot, positions * pitch, dtype)
+    return flat[:positions * pitch].reshape(positions, pitch)
 
 
 def _matrices(stack, rows, cols):
-    return stack[:, :rows * cols].reshape(16, rows, cols)
+    return stack[:, :rows * cols].reshape(stack.shape[0], rows, cols)
 
 
 def _tile_major(a):
@@ -350,10 +414,11 @@ class _Chunks:
     ``min_tiles`` tiles (default MIN_CHUNK_TILES), and dealt out to THREADS threads as
     contiguous runs."""
 
-    def __init__(self, n_img, channels, out_ch, ho, wo, dtype, min_tiles=None):
+    def __init__(self, n_img, channels, out_ch, ho, wo, dtype, min_tiles=None, transforms=None):
         self.channels, self.out_ch, self.dtype = channels, out_ch, np.dtype(dtype)
+        self.f = transforms or _Transforms(3, dtype)
         self.tiles_h, self.tiles_w = (ho + 1) // 2, (wo + 1) // 2
-        per_row = 16 * (channels + out_ch) * self.tiles_w * self.dtype.itemsize
+        per_row = self.f.positions * (channels + out_ch) * self.tiles_w * self.dtype.itemsize
         total = n_img * self.tiles_h
         min_tiles = MIN_CHUNK_TILES if min_tiles is None else min_tiles
         rows = max(1, CHUNK_BYTES // per_row, -(-min_tiles // self.tiles_w))
@@ -367,15 +432,15 @@ class _Chunks:
         return (r1 - r0) * self.tiles_w
 
     def input_tiles(self, x, r0, r1, pt, pl):
-        """-> V (16, C, tiles) of the chunk (a view of this thread's workspace)."""
+        """-> V (positions, C, tiles) of the chunk (a view of this thread's workspace)."""
         tiles = self.tiles(r0, r1)
-        v = _stack(self.channels, tiles, self.dtype, slot=2)
-        _input_tiles(x, v, tiles, r0, r1, self.tiles_h, self.tiles_w, pt, pl)
+        v = _stack(self.channels, tiles, self.dtype, slot=2, positions=self.f.positions)
+        self.f.input_tiles(x, v, tiles, r0, r1, self.tiles_h, self.tiles_w, pt, pl)
         return _matrices(v, self.channels, tiles)
 
     def products(self, r0, r1):
-        """-> (the stack, its (16, O, tiles) matrices) for the chunk's products."""
-        m = _stack(self.out_ch, self.tiles(r0, r1), self.dtype, slot=3)
+        """-> (the stack, its (positions, O, tiles) matrices) for the chunk's products."""
+        m = _stack(self.out_ch, self.tiles(r0, r1), self.dtype, slot=3, positions=self.f.positions)
         return m, _matrices(m, self.out_ch, self.tiles(r0, r1))
 
     def each_run(self, work):
@@ -384,15 +449,16 @@ class _Chunks:
 
 
 def _convolve(x, w, pt, pl, ho, wo, adjoint=False):
-    """y (N, O, ho, wo) = the stride-1 3x3 cross-correlation of x, zero-padded by pt on
-    top and pl on the left (and as far as needed at the bottom and right), with the
-    weights w, or with ``adjoint`` those of w's input gradient (w transposed and
+    """y (N, O, ho, wo) = the stride-1 3x3 or 5x5 cross-correlation of x, zero-padded
+    by pt on top and pl on the left (and as far as needed at the bottom and right), with
+    the weights w, or with ``adjoint`` those of w's input gradient (w transposed and
     rotated by 180 degrees)."""
     out_ch, channels = (w.shape[1], w.shape[0]) if adjoint else (w.shape[0], w.shape[1])
-    u_stack = _stack(out_ch, channels, w.dtype)
-    _weight_tiles.sized(u_stack.size)(w, u_stack, adjoint)
+    f = _Transforms(w.shape[2], x.dtype)
+    u_stack = _stack(out_ch, channels, w.dtype, positions=f.positions)
+    f.weight_tiles(w, u_stack, adjoint)
     u = _matrices(u_stack, out_ch, channels)
-    chunks = _Chunks(x.shape[0], x.shape[1], out_ch, ho, wo, x.dtype)
+    chunks = _Chunks(x.shape[0], x.shape[1], out_ch, ho, wo, x.dtype, transforms=f)
     y = np.empty((x.shape[0], out_ch, ho, wo), dtype=x.dtype)
 
     def run(run_chunks):
@@ -400,7 +466,7 @@ def _convolve(x, w, pt, pl, ho, wo, adjoint=False):
             v = chunks.input_tiles(x, r0, r1, pt, pl)
             m, m_matrices = chunks.products(r0, r1)
             np.matmul(u, v, out=m_matrices)
-            _output_tiles(m, chunks.tiles(r0, r1), y, r0, r1, chunks.tiles_h, chunks.tiles_w)
+            f.output_tiles(m, chunks.tiles(r0, r1), y, r0, r1, chunks.tiles_h, chunks.tiles_w)
 
     chunks.each_run(run)
     return y
@@ -423,12 +489,13 @@ def conv2d_forward(x, w, g):
 
 def conv2d_backward(x, w, gy, g, need_dx, need_dw):
     dx = dw = None
-    if need_dx:  # the adjoint: rotated, transposed weights, padding 2 - p
-        dx = _convolve(gy, w, 2 - g.pt, 2 - g.pl, g.H, g.W, adjoint=True)
+    if need_dx:  # the adjoint: rotated, transposed weights, padding kernel - 1 - p
+        dx = _convolve(gy, w, g.KH - 1 - g.pt, g.KW - 1 - g.pl, g.H, g.W, adjoint=True)
     if need_dw:
         out_ch, channels = w.shape[:2]
+        f = _Transforms(g.KH, x.dtype)
         chunks = _Chunks(x.shape[0], channels, out_ch, g.HO, g.WO, x.dtype,
-                         min_tiles=_weight_grad_chunk_tiles(channels, out_ch))
+                         min_tiles=_weight_grad_chunk_tiles(channels, out_ch), transforms=f)
         transposed = out_ch <= channels  # (accumulate dU^T = V @ dM^T, (16, C, O))
         rows, cols = (channels, out_ch) if transposed else (out_ch, channels)
 
@@ -437,11 +504,11 @@ def conv2d_backward(x, w, gy, g, need_dx, need_dw):
             for r0, r1 in run_chunks:
                 v = chunks.input_tiles(x, r0, r1, g.pt, g.pl)
                 dm_stack, dm = chunks.products(r0, r1)
-                _output_tiles_adjoint(gy, dm_stack, chunks.tiles(r0, r1), r0, r1, chunks.tiles_h,
-                                      chunks.tiles_w)
+                f.output_tiles_adjoint(gy, dm_stack, chunks.tiles(r0, r1), r0, r1, chunks.tiles_h,
+                                       chunks.tiles_w)
                 a, b = (v, _tile_major(dm)) if transposed else (dm, _tile_major(v))
                 if du is None:
-                    du = np.matmul(a, b, out=_matrices(_stack(rows, cols, w.dtype), rows, cols))
+                    du = np.matmul(a, b, out=_matrices(_stack(rows, cols, w.dtype, positions=f.positions), rows, cols))
                 else:
                     part = np.matmul(a, b, out=part)
                     du += part
@@ -453,5 +520,5 @@ def conv2d_backward(x, w, gy, g, need_dx, need_dw):
         if transposed:
             du = du.transpose(0, 2, 1)
         dw = np.empty(w.shape, dtype=w.dtype)
-        _weight_tiles_adjoint.sized(du.size)(du, dw)
+        f.weight_tiles_adjoint(du, dw)
     return dx, dw
