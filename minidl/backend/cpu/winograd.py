@@ -30,7 +30,7 @@ kept: 1.02-1.31x faster at 13x13 to 112x112 (0.53-0.60x at 7x7), for a float32 e
 1/24); benchmarks/results/cpu/NOTES.md has the figures.
 
 The same drivers (chunks, GEMMs, both backwards) run F(2x2, 5x5) for 5x5 convolutions
-with winograd5.py's transforms (36 tile positions; ``_Transforms`` picks the variant).
+with winograd5.py's transforms (36 tile positions; ``_transforms`` picks the variant).
 
 Layouts: V (16, C, T) and M (16, O, T) per chunk, xi = 4 * row + column of the tile
 position.  Output gradients beyond the output map are zero; reads beyond the padded
@@ -344,42 +344,29 @@ def _weight_tiles_adjoint(du, dw):
 
 
 # ------------------------------------------------------------------ drivers
-class _Transforms:
-    """The tile transforms of one variant, F(2x2, 3x3) (this module's) or F(2x2, 5x5)
-    (winograd5.py's, with their matrices in the data's dtype), behind one interface
-    for the drivers below."""
+class _Transforms3x3:
+    """F(2x2, 3x3)'s tile transforms, this module's; winograd5.Transforms5x5 has the same
+    interface for F(2x2, 5x5), and the drivers below take either (``_transforms``)."""
+    kernel, positions = 3, 16  # (positions: the tile's, xi)
 
-    def __init__(self, kernel, dtype):
-        self.kernel = kernel
-        self.positions = (kernel + 1) ** 2  # tile positions xi
-        self.five = kernel == 5
-        if self.five:
-            self.gm = winograd5.weight_matrix(dtype)
+    def __init__(self, dtype):
+        pass
 
-    def input_tiles(self, x, v, cols, r0, r1, tiles_h, tiles_w, pt, pl):
-        if self.five:
-            return winograd5.input_tiles(x, v, cols, r0, r1, tiles_h, tiles_w, pt, pl)
-        return _input_tiles(x, v, cols, r0, r1, tiles_h, tiles_w, pt, pl)
+    input_tiles = staticmethod(_input_tiles)
+    output_tiles = staticmethod(_output_tiles)
+    output_tiles_adjoint = staticmethod(_output_tiles_adjoint)
 
-    def output_tiles(self, m, cols, y, r0, r1, tiles_h, tiles_w):
-        if self.five:
-            return winograd5.output_tiles(m, cols, y, r0, r1, tiles_h, tiles_w)
-        return _output_tiles(m, cols, y, r0, r1, tiles_h, tiles_w)
+    @staticmethod
+    def weight_tiles(w, u, adjoint):
+        _weight_tiles.sized(u.size)(w, u, adjoint)
 
-    def output_tiles_adjoint(self, gy, dm, cols, r0, r1, tiles_h, tiles_w):
-        if self.five:
-            return winograd5.output_tiles_adjoint(gy, dm, cols, r0, r1, tiles_h, tiles_w)
-        return _output_tiles_adjoint(gy, dm, cols, r0, r1, tiles_h, tiles_w)
+    @staticmethod
+    def weight_tiles_adjoint(du, dw):
+        _weight_tiles_adjoint.sized(du.size)(du, dw)
 
-    def weight_tiles(self, w, u, adjoint):
-        if self.five:
-            return winograd5.weight_tiles.sized(u.size)(w, u, adjoint, self.gm)
-        return _weight_tiles.sized(u.size)(w, u, adjoint)
 
-    def weight_tiles_adjoint(self, du, dw):
-        if self.five:
-            return winograd5.weight_tiles_adjoint.sized(du.size)(du, dw, self.gm)
-        return _weight_tiles_adjoint.sized(du.size)(du, dw)
+def _transforms(kernel, dtype):
+    return (winograd5.Transforms5x5 if kernel == 5 else _Transforms3x3)(dtype)
 
 
 def _stack(rows, cols, dtype, slot=None, positions=16):
@@ -416,7 +403,7 @@ class _Chunks:
 
     def __init__(self, n_img, channels, out_ch, ho, wo, dtype, min_tiles=None, transforms=None):
         self.channels, self.out_ch, self.dtype = channels, out_ch, np.dtype(dtype)
-        self.f = transforms or _Transforms(3, dtype)
+        self.f = transforms or _Transforms3x3(dtype)
         self.tiles_h, self.tiles_w = (ho + 1) // 2, (wo + 1) // 2
         per_row = self.f.positions * (channels + out_ch) * self.tiles_w * self.dtype.itemsize
         total = n_img * self.tiles_h
@@ -454,7 +441,7 @@ def _convolve(x, w, pt, pl, ho, wo, adjoint=False):
     the weights w, or with ``adjoint`` those of w's input gradient (w transposed and
     rotated by 180 degrees)."""
     out_ch, channels = (w.shape[1], w.shape[0]) if adjoint else (w.shape[0], w.shape[1])
-    f = _Transforms(w.shape[2], x.dtype)
+    f = _transforms(w.shape[2], x.dtype)
     u_stack = _stack(out_ch, channels, w.dtype, positions=f.positions)
     f.weight_tiles(w, u_stack, adjoint)
     u = _matrices(u_stack, out_ch, channels)
@@ -493,7 +480,7 @@ def conv2d_backward(x, w, gy, g, need_dx, need_dw):
         dx = _convolve(gy, w, g.KH - 1 - g.pt, g.KW - 1 - g.pl, g.H, g.W, adjoint=True)
     if need_dw:
         out_ch, channels = w.shape[:2]
-        f = _Transforms(g.KH, x.dtype)
+        f = _transforms(g.KH, x.dtype)
         chunks = _Chunks(x.shape[0], channels, out_ch, g.HO, g.WO, x.dtype,
                          min_tiles=_weight_grad_chunk_tiles(channels, out_ch), transforms=f)
         transposed = out_ch <= channels  # (accumulate dU^T = V @ dM^T, (16, C, O))

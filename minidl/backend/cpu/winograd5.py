@@ -42,13 +42,6 @@ _G = np.array([[1 / 4, 0, 0, 0, 0],
 ZERO, ONE, TWO, SIX = np.uint64(0), np.uint64(1), np.uint64(2), np.uint64(6)
 
 
-def weight_matrix(dtype):
-    """G in ``dtype`` (the weight transforms multiply in the data's precision).  B^T and
-    A^T are written out in _bt_rows, _at_rows and _a_rows; tests check them against
-    _BT and _AT."""
-    return _G.astype(dtype)
-
-
 @njit(cache=True, inline="always")
 def _combine(coef, k, src, src_rows, src_off, dst, dst_row, dst_off, length):
     """dst[dst_row, dst_off + t] = sum_a coef[k, a] * src[src_rows[a], src_off + t] for
@@ -294,3 +287,24 @@ def weight_tiles_adjoint(du, dw, gm):
                     for i in range(6):
                         total += gm[i, k] * h[5 * i + l, c]
                     dw[o, c, k, l] = total
+
+
+class Transforms5x5:
+    """The transforms behind winograd.py's drivers (the interface of its
+    _Transforms3x3), with G in the data's dtype: the weight transforms multiply in the
+    data's precision.  B^T and A^T are written out in _bt_rows, _at_rows and _a_rows;
+    tests check them against _BT and _AT."""
+    kernel, positions = 5, 36
+
+    def __init__(self, dtype):
+        self.g = _G.astype(dtype)
+
+    input_tiles = staticmethod(input_tiles)
+    output_tiles = staticmethod(output_tiles)
+    output_tiles_adjoint = staticmethod(output_tiles_adjoint)
+
+    def weight_tiles(self, w, u, adjoint):
+        weight_tiles.sized(u.size)(w, u, adjoint, self.g)
+
+    def weight_tiles_adjoint(self, du, dw):
+        weight_tiles_adjoint.sized(du.size)(du, dw, self.g)
