@@ -190,16 +190,7 @@ def test_5x5_float32_error_bound(seed):
 def test_auto_takes_5x5_winograd_where_it_measured_faster(monkeypatch, batch, channels, out_ch, size, fwd,
                                                           dx, dw):
     forward_calls = _conv_calls(monkeypatch)
-    real = winograd.conv2d_backward
-    calls = []
-    monkeypatch.setattr(winograd, "conv2d_backward", lambda *a: calls.append(a[4:6]) or real(*a))
-    rng = np.random.default_rng(6)
-    x = rng.standard_normal((batch, channels, size, size)).astype(np.float32)
-    w = (rng.standard_normal((out_ch, channels, 5, 5)) * 0.05).astype(np.float32)
-    xt, wt = minidl.tensor(x, requires_grad=True), minidl.tensor(w, requires_grad=True)
-    y = F.conv2d(xt, wt, padding=2)
-    gy = rng.standard_normal(y.shape).astype(np.float32)
-    y.backward(minidl.tensor(gy))
+    x, w, gy, y, xt, wt, calls = _conv_through_auto(monkeypatch, (batch, channels, out_ch, size), 5, seed=6)
     assert bool(forward_calls) == fwd
     assert calls == ([(dx, dw)] if dx or dw else [])
     # (against float64 im2col, itself held to the naive loops in test_conv.py: these maps are
@@ -211,6 +202,25 @@ def test_auto_takes_5x5_winograd_where_it_measured_faster(monkeypatch, batch, ch
     np.testing.assert_allclose(y.numpy(), ref_y, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(xt.grad.numpy(), ref_dx, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(wt.grad.numpy(), ref_dw, rtol=1e-4, atol=1e-3)
+
+
+def _conv_through_auto(monkeypatch, shape, kernel, seed):
+    """A float32 conv2d (batch, channels, out channels, map size ``shape``; padding
+    kernel // 2) forward and backward on the default "auto" algorithm -> x, w, gy, y,
+    the input and weight tensors (with .grad), and the (need dx, need dw) of each call
+    of winograd.conv2d_backward."""
+    batch, channels, out_ch, size = shape
+    real = winograd.conv2d_backward
+    calls = []
+    monkeypatch.setattr(winograd, "conv2d_backward", lambda *a: calls.append(a[4:6]) or real(*a))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, channels, size, size)).astype(np.float32)
+    w = (rng.standard_normal((out_ch, channels, kernel, kernel)) * 0.3 / kernel).astype(np.float32)
+    xt, wt = minidl.tensor(x, requires_grad=True), minidl.tensor(w, requires_grad=True)
+    y = F.conv2d(xt, wt, padding=kernel // 2)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    y.backward(minidl.tensor(gy))
+    return x, w, gy, y, xt, wt, calls
 
 
 def _conv_calls(monkeypatch):
@@ -253,16 +263,7 @@ def test_auto_takes_winograd_where_it_measured_faster(monkeypatch, dtype, batch,
     (16, 32, 64, 7, False, False),   # fewer than 64 input channels below 12x12: neither
 ])
 def test_auto_decides_each_gradient_apart(monkeypatch, batch, channels, out_ch, size, dx_taken, dw_taken):
-    real = winograd.conv2d_backward
-    calls = []
-    monkeypatch.setattr(winograd, "conv2d_backward", lambda *a: calls.append(a[4:6]) or real(*a))
-    rng = np.random.default_rng(5)
-    x = rng.standard_normal((batch, channels, size, size)).astype(np.float32)
-    w = (rng.standard_normal((out_ch, channels, 3, 3)) * 0.1).astype(np.float32)
-    xt, wt = minidl.tensor(x, requires_grad=True), minidl.tensor(w, requires_grad=True)
-    y = F.conv2d(xt, wt, padding=1)
-    gy = rng.standard_normal(y.shape).astype(np.float32)
-    y.backward(minidl.tensor(gy))
+    x, w, gy, _, xt, wt, calls = _conv_through_auto(monkeypatch, (batch, channels, out_ch, size), 3, seed=5)
     assert calls == ([(dx_taken, dw_taken)] if dx_taken or dw_taken else [])
     ref_dx, ref_dw = reference_grads(x.astype(np.float64), w.astype(np.float64), gy.astype(np.float64),
                                      (1, 1, 1, 1))

@@ -46,6 +46,7 @@ from numba import njit, prange
 from . import winograd5
 from .gemm import THREADS, in_threads, panels
 from .parallel import parallel_kernel
+from .winograd_tiles import gather_output_tiles, scatter_output_tiles
 from .workspace import workspace
 
 # "auto" (wins): output maps of at least this many pixels, both sides at least MIN_CHANNELS;
@@ -205,11 +206,10 @@ def _output_tiles(m, cols, y, r0, r1, tiles_h, tiles_w):
     element xi at m[xi, o * cols + t].  A^T's rows are m0 + m1 + m2 and m1 - m2 - m3:
     down each tile's columns, then across into its even and odd output columns, both
     over all the chunk's tiles at once (long vector loops), then interleaved per row."""
-    out_ch, ho, wo = y.shape[1], y.shape[2], y.shape[3]
+    out_ch = y.shape[1]
     tiles = (r1 - r0) * tiles_w
     s = np.empty((8, tiles), dtype=m.dtype)    # down: s[4 i + j, t], output row i, column j
     out = np.empty((4, tiles), dtype=m.dtype)  # across: out[2 i + e, t], e 0 even, 1 odd
-    pairs = wo // 2
     for o in range(out_ch):
         base = np.uint64(o * cols)
         for j in range(4):
@@ -222,16 +222,7 @@ def _output_tiles(m, cols, y, r0, r1, tiles_h, tiles_w):
                 out[2 * i, t] = s[4 * i, t] + s[4 * i + 1, t] + s[4 * i + 2, t]
             for t in range(tiles):
                 out[2 * i + 1, t] = s[4 * i + 1, t] - s[4 * i + 2, t] - s[4 * i + 3, t]
-        for r in range(r0, r1):
-            n = r // tiles_h
-            top = 2 * (r - n * tiles_h)
-            t0 = np.uint64((r - r0) * tiles_w)
-            for i in range(min(2, ho - top)):
-                for tx in range(pairs):
-                    y[n, o, top + i, 2 * tx] = out[2 * i, t0 + np.uint64(tx)]
-                    y[n, o, top + i, 2 * tx + 1] = out[2 * i + 1, t0 + np.uint64(tx)]
-                if wo > 2 * pairs:
-                    y[n, o, top + i, wo - 1] = out[2 * i, t0 + np.uint64(pairs)]
+        scatter_output_tiles(out, y, o, r0, r1, tiles_h, tiles_w)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -240,27 +231,12 @@ def _output_tiles_adjoint(gy, dm, cols, r0, r1, tiles_h, tiles_w):
     chunk (zero outside the map); A's rows are g0, g0 + g1, g0 - g1, -g1.  The output
     gradient's rows are split into each tile's even and odd columns per tile row, then
     A is applied down and across over all the chunk's tiles at once."""
-    out_ch, ho, wo = gy.shape[1], gy.shape[2], gy.shape[3]
+    out_ch = gy.shape[1]
     tiles = (r1 - r0) * tiles_w
     g = np.zeros((4, tiles), dtype=gy.dtype)  # g[2 i + e, t]: tile t's row i, e 0 even, 1 odd column
     u = np.empty((8, tiles), dtype=gy.dtype)  # A dY: u[2 k + e, t]
-    pairs = wo // 2
     for o in range(out_ch):
-        for r in range(r0, r1):
-            n = r // tiles_h
-            top = 2 * (r - n * tiles_h)
-            at = np.uint64((r - r0) * tiles_w)
-            for i in range(2):
-                if top + i < ho:
-                    for tx in range(pairs):
-                        g[2 * i, at + np.uint64(tx)] = gy[n, o, top + i, 2 * tx]
-                        g[2 * i + 1, at + np.uint64(tx)] = gy[n, o, top + i, 2 * tx + 1]
-                    if wo > 2 * pairs:  # (the odd column past the map stays zero)
-                        g[2 * i, at + np.uint64(pairs)] = gy[n, o, top + i, wo - 1]
-                else:
-                    for e in range(2):
-                        for tx in range(tiles_w):
-                            g[2 * i + e, at + np.uint64(tx)] = 0
+        gather_output_tiles(gy, o, g, r0, r1, tiles_h, tiles_w)
         for e in range(2):  # A down: g0, g0 + g1, g0 - g1, -g1
             for t in range(tiles):
                 u[e, t] = g[e, t]

@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from .parallel import parallel_kernel
+from .winograd_tiles import gather_output_tiles, scatter_output_tiles
 
 _BT = np.array([[4, 0, -5, 0, 1, 0],
                 [0, -4, -4, 1, 1, 0],
@@ -144,7 +145,10 @@ def input_tiles(x, v, cols, r0, r1, tiles_h, tiles_w, pt, pl):
     column s is then the even or odd column tx + s // 2 (unit-stride loops).  Then B^T
     down and across, each over all the chunk's tiles at once.  (B applied across each
     input row once, shared by the row's three tile rows, ran 1.6x slower: loops of one
-    tile row, 7-28 tiles, cost more to start than they saved.)"""
+    tile row, 7-28 tiles, cost more to start than they saved.  The gather is
+    winograd._input_tiles' in shape, but one shared loop cost either variant: reading
+    even-odd pairs of the row, as that one does, made this one 1.15-1.2x slower, and
+    the split rows made that one 1.35x slower.)"""
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     tiles = (r1 - r0) * tiles_w
     pw = 2 * tiles_w + 4
@@ -187,54 +191,29 @@ def input_tiles(x, v, cols, r0, r1, tiles_h, tiles_w, pt, pl):
 def output_tiles(m, cols, y, r0, r1, tiles_h, tiles_w):
     """y = A^T M A for every tile of the chunk (the part inside the output map), M's
     element xi at m[xi, o * cols + t]."""
-    out_ch, ho, wo = y.shape[1], y.shape[2], y.shape[3]
+    out_ch = y.shape[1]
     tiles = (r1 - r0) * tiles_w
     s = np.empty((12, tiles), dtype=m.dtype)   # A^T M: s[6 p + j, t]
     out = np.empty((4, tiles), dtype=m.dtype)  # A^T M A: out[2 p + q, t], q 0 even, 1 odd column
-    pairs = wo // 2
     for o in range(out_ch):
         base = np.uint64(o * cols)
         for j in range(6):  # A^T down ...
             _at_rows(m, np.uint64(j), SIX, base, s, np.uint64(j), SIX, ZERO, tiles)
         for p in range(2):  # ... and across
             _at_rows(s, np.uint64(6 * p), ONE, ZERO, out, np.uint64(2 * p), ONE, ZERO, tiles)
-        for r in range(r0, r1):
-            n = r // tiles_h
-            top = 2 * (r - n * tiles_h)
-            t0 = np.uint64((r - r0) * tiles_w)
-            for i in range(min(2, ho - top)):
-                for tx in range(pairs):
-                    y[n, o, top + i, 2 * tx] = out[2 * i, t0 + np.uint64(tx)]
-                    y[n, o, top + i, 2 * tx + 1] = out[2 * i + 1, t0 + np.uint64(tx)]
-                if wo > 2 * pairs:
-                    y[n, o, top + i, wo - 1] = out[2 * i, t0 + np.uint64(pairs)]
+        scatter_output_tiles(out, y, o, r0, r1, tiles_h, tiles_w)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
 def output_tiles_adjoint(gy, dm, cols, r0, r1, tiles_h, tiles_w):
     """dm[xi, o * cols + t] = (A dY A^T)[xi], dY each 2x2 output-gradient tile of the
     chunk (zero outside the map)."""
-    out_ch, ho, wo = gy.shape[1], gy.shape[2], gy.shape[3]
+    out_ch = gy.shape[1]
     tiles = (r1 - r0) * tiles_w
     g = np.zeros((4, tiles), dtype=gy.dtype)   # g[2 p + q, t]: tile t's dY[p, q]
     u = np.empty((12, tiles), dtype=gy.dtype)  # A dY: u[2 i + q, t]
-    pairs = wo // 2
     for o in range(out_ch):
-        for r in range(r0, r1):
-            n = r // tiles_h
-            top = 2 * (r - n * tiles_h)
-            t0 = np.uint64((r - r0) * tiles_w)
-            for i in range(2):
-                if top + i < ho:
-                    for tx in range(pairs):
-                        g[2 * i, t0 + np.uint64(tx)] = gy[n, o, top + i, 2 * tx]
-                        g[2 * i + 1, t0 + np.uint64(tx)] = gy[n, o, top + i, 2 * tx + 1]
-                    if wo > 2 * pairs:  # (the odd column past the map stays zero)
-                        g[2 * i, t0 + np.uint64(pairs)] = gy[n, o, top + i, wo - 1]
-                else:
-                    for q in range(2):
-                        for tx in range(tiles_w):
-                            g[2 * i + q, t0 + np.uint64(tx)] = 0
+        gather_output_tiles(gy, o, g, r0, r1, tiles_h, tiles_w)
         for q in range(2):  # A down ...
             _a_rows(g, np.uint64(q), TWO, ZERO, u, np.uint64(q), TWO, ZERO, tiles)
         base = np.uint64(o * cols)
