@@ -253,21 +253,23 @@ class _TorchTimer:
 
 # ------------------------------------------------------------------ worker process
 def malloc_as_minidl():
-    """Give this process the malloc settings minidl gives its own (minidl/backend/cpu/
-    workspace.py, keep_freed_memory: every array from the heap, the heap never trimmed).
-    PyTorch's workers call it before importing torch unless --torch-malloc default.
-    Under glibc's defaults a PyTorch process maps large arrays afresh or reuses them
-    depending on its allocation history: its 7x7/2 stem at batch 8 ran 17-21 ms (26 MB
-    of output page-faulted every call) or 6.5-6.8 ms with these settings, which
-    PyTorch's own tuning guide reaches with jemalloc or tcmalloc.  So each side gets
-    the allocator minidl has.  A no-op off glibc."""
-    import ctypes
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    m_mmap_max, m_trim_threshold = -4, -1  # malloc.h
-    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
+    """Give this process the malloc settings minidl gives its own: minidl's
+    keep_freed_memory (minidl/backend/cpu/workspace.py; every array from the heap, the
+    heap never trimmed; MINIDL_MALLOC_TUNING=0 turns it off there too), loaded from its
+    file, since importing the minidl package would bring minidl's Numba and thread
+    settings into PyTorch's process.  PyTorch's workers call it before importing torch
+    unless --torch-malloc default.  Under glibc's defaults a PyTorch process maps large
+    arrays afresh or reuses them depending on its allocation history: its 7x7/2 stem at
+    batch 8 ran 17-21 ms (26 MB of output page-faulted every call) or 6.5-6.8 ms with
+    these settings, which PyTorch's own tuning guide reaches with jemalloc or tcmalloc.
+    So each side gets the allocator minidl has."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "minidl", "backend", "cpu",
+                        "workspace.py")
+    spec = importlib.util.spec_from_file_location("_minidl_workspace", path)
+    workspace = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(workspace)
+    workspace.keep_freed_memory()
 
 
 def worker(conn, side_name, device, threads, mode, same_malloc=False):

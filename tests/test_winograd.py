@@ -97,7 +97,7 @@ def test_chunks_span_images_and_threads(monkeypatch, kernel):
         return [winograd.conv2d_forward(x, w, g), *winograd.conv2d_backward(x, w, gy, g, True, True)]
 
     def chunk_bounds():
-        runs = winograd._Chunks(4, 3, 5, g.HO, g.WO, x.dtype, transforms=winograd._transforms(kernel, x.dtype)).runs
+        runs = winograd._Chunks(winograd._transforms(kernel, x.dtype), 4, 3, 5, g.HO, g.WO, x.dtype).runs
         assert len(runs) == gemm.THREADS
         return [bounds for run in runs for bounds in run]
 

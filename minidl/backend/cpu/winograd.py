@@ -325,9 +325,6 @@ class _Transforms3x3:
     interface for F(2x2, 5x5), and the drivers below take either (``_transforms``)."""
     kernel, positions = 3, 16  # (positions: the tile's, xi)
 
-    def __init__(self, dtype):
-        pass
-
     input_tiles = staticmethod(_input_tiles)
     output_tiles = staticmethod(_output_tiles)
     output_tiles_adjoint = staticmethod(_output_tiles_adjoint)
@@ -341,11 +338,13 @@ class _Transforms3x3:
         _weight_tiles_adjoint.sized(du.size)(du, dw)
 
 
+@functools.lru_cache(maxsize=None)
 def _transforms(kernel, dtype):
-    return (winograd5.Transforms5x5 if kernel == 5 else _Transforms3x3)(dtype)
+    """The transforms of the variant for ``kernel`` (3 or 5), one instance per dtype."""
+    return winograd5.Transforms5x5(np.dtype(dtype)) if kernel == 5 else _Transforms3x3()
 
 
-def _stack(rows, cols, dtype, slot=None, positions=16):
+def _stack(positions, rows, cols, dtype, slot=None):
     """A stack of ``positions`` (rows, cols) matrices as its (positions, pitch) array,
     whose rows start 64 bytes apart modulo 4 KiB: matrices a multiple of 4 KiB long put
     the 16 streams of a transform in one cache set (4K aliasing; the weight transform of
@@ -371,17 +370,17 @@ def _tile_major(a):
 
 
 class _Chunks:
-    """The output tiles of one convolution, cut into chunks of whole tile rows (across
-    images for small maps) whose input tiles and products together stay near
-    CHUNK_BYTES (L2-resident between transform, GEMM and back) with at least
-    ``min_tiles`` tiles (default MIN_CHUNK_TILES), and dealt out to THREADS threads as
-    contiguous runs."""
+    """The output tiles of one convolution by the variant ``transforms``, cut into
+    chunks of whole tile rows (across images for small maps) whose input tiles and
+    products together stay near CHUNK_BYTES (L2-resident between transform, GEMM and
+    back) with at least ``min_tiles`` tiles (default MIN_CHUNK_TILES), and dealt out to
+    THREADS threads as contiguous runs."""
 
-    def __init__(self, n_img, channels, out_ch, ho, wo, dtype, min_tiles=None, transforms=None):
+    def __init__(self, transforms, n_img, channels, out_ch, ho, wo, dtype, min_tiles=None):
+        self.transforms, self.positions = transforms, transforms.positions
         self.channels, self.out_ch, self.dtype = channels, out_ch, np.dtype(dtype)
-        self.f = transforms or _Transforms3x3(dtype)
         self.tiles_h, self.tiles_w = (ho + 1) // 2, (wo + 1) // 2
-        per_row = self.f.positions * (channels + out_ch) * self.tiles_w * self.dtype.itemsize
+        per_row = self.positions * (channels + out_ch) * self.tiles_w * self.dtype.itemsize
         total = n_img * self.tiles_h
         min_tiles = MIN_CHUNK_TILES if min_tiles is None else min_tiles
         rows = max(1, CHUNK_BYTES // per_row, -(-min_tiles // self.tiles_w))
@@ -397,13 +396,13 @@ class _Chunks:
     def input_tiles(self, x, r0, r1, pt, pl):
         """-> V (positions, C, tiles) of the chunk (a view of this thread's workspace)."""
         tiles = self.tiles(r0, r1)
-        v = _stack(self.channels, tiles, self.dtype, slot=2, positions=self.f.positions)
-        self.f.input_tiles(x, v, tiles, r0, r1, self.tiles_h, self.tiles_w, pt, pl)
+        v = _stack(self.positions, self.channels, tiles, self.dtype, slot=2)
+        self.transforms.input_tiles(x, v, tiles, r0, r1, self.tiles_h, self.tiles_w, pt, pl)
         return _matrices(v, self.channels, tiles)
 
     def products(self, r0, r1):
         """-> (the stack, its (positions, O, tiles) matrices) for the chunk's products."""
-        m = _stack(self.out_ch, self.tiles(r0, r1), self.dtype, slot=3, positions=self.f.positions)
+        m = _stack(self.positions, self.out_ch, self.tiles(r0, r1), self.dtype, slot=3)
         return m, _matrices(m, self.out_ch, self.tiles(r0, r1))
 
     def each_run(self, work):
@@ -418,10 +417,10 @@ def _convolve(x, w, pt, pl, ho, wo, adjoint=False):
     rotated by 180 degrees)."""
     out_ch, channels = (w.shape[1], w.shape[0]) if adjoint else (w.shape[0], w.shape[1])
     f = _transforms(w.shape[2], x.dtype)
-    u_stack = _stack(out_ch, channels, w.dtype, positions=f.positions)
+    u_stack = _stack(f.positions, out_ch, channels, w.dtype)
     f.weight_tiles(w, u_stack, adjoint)
     u = _matrices(u_stack, out_ch, channels)
-    chunks = _Chunks(x.shape[0], x.shape[1], out_ch, ho, wo, x.dtype, transforms=f)
+    chunks = _Chunks(f, x.shape[0], x.shape[1], out_ch, ho, wo, x.dtype)
     y = np.empty((x.shape[0], out_ch, ho, wo), dtype=x.dtype)
 
     def run(run_chunks):
@@ -457,8 +456,8 @@ def conv2d_backward(x, w, gy, g, need_dx, need_dw):
     if need_dw:
         out_ch, channels = w.shape[:2]
         f = _transforms(g.KH, x.dtype)
-        chunks = _Chunks(x.shape[0], channels, out_ch, g.HO, g.WO, x.dtype,
-                         min_tiles=_weight_grad_chunk_tiles(channels, out_ch), transforms=f)
+        chunks = _Chunks(f, x.shape[0], channels, out_ch, g.HO, g.WO, x.dtype,
+                         min_tiles=_weight_grad_chunk_tiles(channels, out_ch))
         transposed = out_ch <= channels  # (accumulate dU^T = V @ dM^T, (16, C, O))
         rows, cols = (channels, out_ch) if transposed else (out_ch, channels)
 
@@ -471,7 +470,7 @@ def conv2d_backward(x, w, gy, g, need_dx, need_dw):
                                        chunks.tiles_w)
                 a, b = (v, _tile_major(dm)) if transposed else (dm, _tile_major(v))
                 if du is None:
-                    du = np.matmul(a, b, out=_matrices(_stack(rows, cols, w.dtype, positions=f.positions), rows, cols))
+                    du = np.matmul(a, b, out=_matrices(_stack(f.positions, rows, cols, w.dtype), rows, cols))
                 else:
                     part = np.matmul(a, b, out=part)
                     du += part
