@@ -3,14 +3,14 @@ winograd5.py): the forward and both backwards against naive float64 loops, the
 transform matrices, their float32 error bounds, chunks across images and threads, and
 where "auto" takes them.  (tests/test_conv.py runs every conv
 case and gradient check on it as well, through conv_algo "winograd".)"""
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
 import minidl
 import minidl.functional as F
 from minidl.backend import get_backend
-from fractions import Fraction
-
 from minidl.backend.cpu import conv as cpu_conv
 from minidl.backend.cpu import gemm, winograd, winograd5
 from minidl.backend.geometry import ConvGeometry
