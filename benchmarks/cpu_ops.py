@@ -1,14 +1,23 @@
 """CPU op benchmark: minidl against PyTorch-CPU (optional) on layer shapes of the zoo's
-models (ResNet, VGG, MobileNet convolutions, AlexNet LRN, ...; see CASES).
+models (ResNet, VGG, MobileNet convolutions, AlexNet LRN, ...; see CASES), or on every
+convolution and linear layer of one zoo model (--model).
 
     python benchmarks/cpu_ops.py [--rounds 7] [--reps 3] [--only 'conv 3x3'] [--torch-python PY]
+    python benchmarks/cpu_ops.py --split-backward          # the two gradients of each conv apart
+    python benchmarks/cpu_ops.py --model alexnet_owt --batch 16   # that model's layers
 
-Each op is timed forward and forward+backward at batch 8.  PyTorch, when it is
-installed, runs in a separate process (its OpenMP pool and NumPy's OpenBLAS
+Each op is timed forward and forward+backward at batch 8.  With --split-backward a
+convolution is also timed as forward + input gradient (``fwd+dx``: the weight takes no
+gradient) and forward + weight gradient (``fwd+dw``: the input takes none), as a
+network's first layer is.  --model times each distinct convolution and linear layer
+of a model (as its forward calls them, at --batch and --image-size) in those three
+modes, and sums them over the layers, each times its number of uses.  PyTorch, when
+it is installed, runs in a separate process (its OpenMP pool and NumPy's OpenBLAS
 pool spin-wait and steal from each other when calls alternate in one process).
 The two sides alternate in blocks: minidl block, torch block, minidl block, ...
 and each reports the median over all its blocks.  Results go to
-benchmarks/results/cpu_ops.json and a markdown table to stdout.
+benchmarks/results/cpu_ops.json (--model: benchmarks/results/cpu/layers_<model>.json)
+and a markdown table to stdout.
 """
 from __future__ import annotations
 
@@ -20,30 +29,92 @@ import platform
 import statistics
 import sys
 import time
+from collections import Counter
 
 import numpy as np
 
 N = 8
+
+
+def _conv(c, o, hw, k, s, p, groups=1, n=N):
+    """A square convolution's case spec (x and w shapes, stride, padding (t, b, l, r), ...)."""
+    return ("conv", dict(x=(n, c, hw, hw), w=(o, c // groups, k, k), stride=(s, s), padding=(p,) * 4,
+                         dilation=(1, 1), groups=groups))
+
+
 # name -> (kind, spec)
 CASES = {
-    "conv 3x3 64->64 @56": ("conv", dict(c=64, o=64, hw=56, k=3, s=1, p=1, groups=1)),
-    "conv 1x1 256->64 @56": ("conv", dict(c=256, o=64, hw=56, k=1, s=1, p=0, groups=1)),
-    "7x7/2 stem 3->64 @224": ("conv", dict(c=3, o=64, hw=224, k=7, s=2, p=3, groups=1)),
-    "conv 3x3 512->512 @7": ("conv", dict(c=512, o=512, hw=7, k=3, s=1, p=1, groups=1)),
-    "depthwise 3x3 144 @56": ("conv", dict(c=144, o=144, hw=56, k=3, s=1, p=1, groups=144)),
+    "conv 3x3 64->64 @56": _conv(64, 64, 56, 3, 1, 1),
+    "conv 1x1 256->64 @56": _conv(256, 64, 56, 1, 1, 0),
+    "7x7/2 stem 3->64 @224": _conv(3, 64, 224, 7, 2, 3),
+    "conv 3x3 512->512 @7": _conv(512, 512, 7, 3, 1, 1),
+    "depthwise 3x3 144 @56": _conv(144, 144, 56, 3, 1, 1, groups=144),
     "maxpool 3x3/2 (8,64,112,112)": ("maxpool", dict(c=64, hw=112)),
     "LRN 5 (8,96,55,55)": ("lrn", dict(c=96, hw=55)),
     "BN-train (8,64,112,112)": ("bn", dict(c=64, hw=112)),
     "softmax-CE (256,1000)": ("ce", dict(n=256, k=1000)),
 }
+# the modes of a case: forward, and forward + backward (all of its gradients, or one)
+SPLIT_MODES = ("fwd+dx", "fwd+dw")
+
+
+def model_cases(name, batch, image_size):
+    """The distinct convolutions and linear layers of zoo model ``name`` as its forward
+    calls them on a (batch, 3, image_size, image_size) input -> ({case name: (kind,
+    spec)}, {case name: uses}).  Recorded at batch 1 by wrapping minidl.functional's
+    conv2d and linear, then given the batch."""
+    import minidl
+    import minidl.functional as F
+    from minidl import models
+    from minidl.autograd.geometry import conv_geometry
+
+    calls = []
+    conv2d, linear = F.conv2d, F.linear
+
+    def recording_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, **kw):
+        g = conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups)
+        calls.append(("conv", dict(x=(batch,) + tuple(g.x_shape[1:]), w=tuple(g.w_shape), stride=g.stride,
+                                   padding=g.padding, dilation=g.dilation, groups=g.G)))
+        return conv2d(x, weight, bias, stride, padding, dilation, groups, **kw)
+
+    def recording_linear(x, weight, bias=None):
+        rows = batch * int(np.prod(x.shape[:-1], dtype=np.int64))
+        calls.append(("linear", dict(x=(rows, x.shape[-1]), w=tuple(weight.shape))))
+        return linear(x, weight, bias)
+
+    model = models.create(name)
+    model.eval()
+    F.conv2d, F.linear = recording_conv2d, recording_linear
+    try:
+        with minidl.no_grad():
+            model(minidl.zeros((1, 3, image_size, image_size)))
+    finally:
+        F.conv2d, F.linear = conv2d, linear
+    uses = Counter(_case_name(kind, spec) for kind, spec in calls)
+    cases = {_case_name(kind, spec): (kind, spec) for kind, spec in calls}
+    return cases, uses
+
+
+def _case_name(kind, spec):
+    if kind == "linear":
+        return f"linear {spec['x'][1]}->{spec['w'][0]} ({spec['x'][0]} rows)"
+    n, c, h, w = spec["x"]
+    o, _, kh, kw = spec["w"]
+    sh, sw = spec["stride"]
+    pt, pb, pl, pr = spec["padding"]
+    dh, dw = spec["dilation"]
+    window = f"{kh}x{kw}" + (f"/{sh}" if sh == sw else f"/({sh},{sw})") * (sh * sw > 1)
+    pad = f"p{pt}" if pt == pb == pl == pr else f"p({pt},{pb},{pl},{pr})"
+    extra = (f" d{dh}" if dh * dw > 1 else "") + (f" g{spec['groups']}" if spec["groups"] > 1 else "")
+    return f"conv {window} {c}->{o} @{h}x{w} {pad}{extra} b{n}"
 
 
 def _inputs(kind, spec, seed=0):
     rng = np.random.default_rng(seed)
     f = np.float32
-    if kind == "conv":
-        x = rng.standard_normal((N, spec["c"], spec["hw"], spec["hw"])).astype(f)
-        w = (rng.standard_normal((spec["o"], spec["c"] // spec["groups"], spec["k"], spec["k"])) * 0.1).astype(f)
+    if kind in ("conv", "linear"):
+        x = rng.standard_normal(spec["x"]).astype(f)
+        w = (rng.standard_normal(spec["w"]) * 0.1).astype(f)
         return dict(x=x, w=w)
     if kind in ("maxpool", "lrn", "bn"):
         return dict(x=rng.standard_normal((N, spec["c"], spec["hw"], spec["hw"])).astype(f))
@@ -73,37 +144,63 @@ class _Framework:
 
 
 def _fns(framework, kind, spec):
-    """-> (forward, forward+backward) closures of one case in one framework."""
+    """-> {mode: closure} of one case in one framework: "fwd", "fwd+bwd", and for
+    convolutions and linear layers "fwd+dx" and "fwd+dw"."""
     fw, F = framework, framework.F
     arrs = _inputs(kind, spec)
     x = fw.tensor(arrs["x"], grad=True)
-    if kind == "conv":
+    with_weight = kind in ("conv", "linear")
+    if with_weight:
         w = fw.tensor(arrs["w"], grad=True)
-        op = lambda: F.conv2d(x, w, None, stride=spec["s"], padding=spec["p"], groups=spec["groups"])
+        x_fixed, w_fixed = fw.tensor(arrs["x"]), fw.tensor(arrs["w"])
+    if kind == "conv":
+        op = _conv_op(fw, spec)
+    elif kind == "linear":
+        op = lambda xx, ww: F.linear(xx, ww)
     elif kind == "maxpool":
-        op = lambda: F.max_pool2d(x, 3, 2)
+        op = lambda xx: F.max_pool2d(xx, 3, 2)
     elif kind == "lrn":
-        op = lambda: F.local_response_norm(x, 5, alpha=1e-4, beta=0.75, k=2.0)
+        op = lambda xx: F.local_response_norm(xx, 5, alpha=1e-4, beta=0.75, k=2.0)
     elif kind == "bn":
         gamma, beta = fw.ones(spec["c"]), fw.zeros(spec["c"])
         rm, rv = fw.zeros(spec["c"], grad=False), fw.ones(spec["c"]).detach()
-        op = lambda: F.batch_norm(x, rm, rv, gamma, beta, training=True)
+        op = lambda xx: F.batch_norm(xx, rm, rv, gamma, beta, training=True)
     else:
         labels = fw.tensor(arrs["labels"])
-        op = lambda: F.cross_entropy(x, labels)
+        op = lambda xx: F.cross_entropy(xx, labels)
+    inputs = {"fwd": (x, w) if with_weight else (x,)}
+    inputs["fwd+bwd"] = inputs["fwd"]
+    if with_weight:
+        inputs.update({"fwd+dx": (x, w_fixed), "fwd+dw": (x_fixed, w)})
     with fw.no_grad():
-        y0 = op()
+        y0 = op(*inputs["fwd"])
     gy = fw.tensor(np.random.default_rng(1).standard_normal(tuple(y0.shape)).astype(np.float32))
 
     def fwd():
         with fw.no_grad():
-            op()
+            op(*inputs["fwd"])
 
-    def fwd_bwd():
-        x.grad = None
-        op().backward(gy)
+    def backward_of(args):
+        def run():
+            for a in args:
+                a.grad = None
+            op(*args).backward(gy)
+        return run
 
-    return fwd, fwd_bwd
+    fns = {mode: backward_of(args) for mode, args in inputs.items() if mode != "fwd"}
+    fns["fwd"] = fwd
+    return fns
+
+
+def _conv_op(fw, spec):
+    """The convolution of ``spec``; PyTorch takes asymmetric padding (TF-style "same"
+    at stride 2) as an explicit pad before it."""
+    pt, pb, pl, pr = spec["padding"]
+    args = dict(stride=spec["stride"], dilation=spec["dilation"], groups=spec["groups"])
+    if fw.name == "minidl" or (pt == pb and pl == pr):
+        padding = spec["padding"] if fw.name == "minidl" else (pt, pl)
+        return lambda xx, ww: fw.F.conv2d(xx, ww, None, padding=padding, **args)
+    return lambda xx, ww: fw.F.conv2d(fw.F.pad(xx, (pl, pr, pt, pb)), ww, None, padding=0, **args)
 
 
 def _time_block(fn, reps):
@@ -132,12 +229,18 @@ def _torch_worker(conn, threads, same_malloc):
         msg = conn.recv()
         if msg is None:
             return
-        name, mode, reps = msg
+        name, kind, spec, mode, reps = msg
         if name not in fns:
-            fns[name] = _fns(framework, *CASES[name])
-            for f in fns[name]:
+            fns[name] = _fns(framework, kind, spec)
+            for f in fns[name].values():
                 f()  # warm-up
-        conn.send(_time_block(fns[name][0 if mode == "fwd" else 1], reps))
+        conn.send(_time_block(fns[name][mode], reps))
+
+
+def _modes(kind, split):
+    if kind not in ("conv", "linear"):
+        return ("fwd", "fwd+bwd")
+    return ("fwd",) + SPLIT_MODES if split == "only" else ("fwd", "fwd+bwd") + (SPLIT_MODES if split else ())
 
 
 def main(argv=None):
@@ -147,16 +250,27 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", default=None,
                     help="run only the cases whose name contains this text, case-insensitive")
+    ap.add_argument("--split-backward", action="store_true",
+                    help="also time each convolution's input and weight gradients apart (fwd+dx, fwd+dw)")
+    ap.add_argument("--model", default=None,
+                    help="instead of CASES, every distinct convolution and linear layer of this zoo model")
+    ap.add_argument("--batch", type=int, default=16, help="with --model: the batch size")
+    ap.add_argument("--image-size", type=int, default=224, help="with --model: the input's side")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--torch-python", default=None,
                     help="interpreter with torch, for PyTorch's side (default: this one)")
     ap.add_argument("--torch-malloc", choices=("minidl", "default"), default="minidl",
                     help="PyTorch's glibc malloc: minidl's settings (default; train_step.malloc_as_minidl) or glibc's own")
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "cpu_ops.json"))
+    ap.add_argument("--out", default=None,
+                    help="the JSON results (default benchmarks/results/cpu_ops.json; with --model "
+                         "benchmarks/results/cpu/layers_<model>.json)")
     args = ap.parse_args(argv)
-    selected = [name for name in CASES if args.only is None or args.only.lower() in name.lower()]
-    if not selected:
-        ap.error(f"--only {args.only!r} matches no case; the cases: {'; '.join(CASES)}")
+    results = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    if args.out is None:
+        args.out = (os.path.join(results, "cpu", f"layers_{args.model}.json") if args.model
+                    else os.path.join(results, "cpu_ops.json"))
+    if args.model is None:
+        _select(ap, args.only, CASES)  # (before PyTorch starts: a typo fails at once)
 
     torch_conn = torch_version = None
     if not args.no_torch:
@@ -181,22 +295,35 @@ def main(argv=None):
     # (after minidl's import, which sets OMP_WAIT_POLICY for the pool this starts)
     import numba
     numba.set_num_threads(args.threads)
+    if args.model:
+        cases, uses = model_cases(args.model, args.batch, args.image_size)
+        split = "only"
+    else:
+        cases, uses, split = CASES, None, args.split_backward
+    try:
+        selected = _select(ap, args.only, cases)
+    except SystemExit:
+        if torch_conn is not None:
+            torch_conn.send(None)
+        raise
     rows = []
     for name in selected:
-        kind, spec = CASES[name]
+        kind, spec = cases[name]
         fns = _fns(framework, kind, spec)
-        for f in fns:
+        for f in fns.values():
             f()  # warm-up (and Numba compilation)
-        for mode, fn in (("fwd", fns[0]), ("fwd+bwd", fns[1])):
+        for mode in _modes(kind, split):
             ours, theirs = [], []
             for _ in range(args.rounds):
                 time.sleep(0.02)  # (and the other side's)
-                ours += _time_block(fn, args.reps)
+                ours += _time_block(fns[mode], args.reps)
                 if torch_conn is not None:
                     time.sleep(0.02)  # let OpenBLAS threads stop spinning
-                    torch_conn.send((name, mode, args.reps))
+                    torch_conn.send((name, kind, spec, mode, args.reps))
                     theirs += torch_conn.recv()
             row = dict(op=name, mode=mode, minidl_ms=statistics.median(ours))
+            if uses is not None:
+                row["uses"] = uses[name]
             if theirs:
                 row["torch_ms"] = statistics.median(theirs)
                 row["ratio"] = row["minidl_ms"] / row["torch_ms"]
@@ -207,20 +334,58 @@ def main(argv=None):
     if torch_conn is not None:
         torch_conn.send(None)
 
-    print("\n| op | mode | minidl ms | torch ms | ratio |\n|---|---|---:|---:|---:|")
-    for r in rows:
-        t = f"{r['torch_ms']:.2f}" if "torch_ms" in r else "-"
-        q = f"{r['ratio']:.2f}" if "ratio" in r else "-"
-        print(f"| {r['op']} | {r['mode']} | {r['minidl_ms']:.2f} | {t} | {q} |")
+    print(_table(rows, uses is not None))
     result = dict(machine=dict(platform=platform.platform(), processor=platform.processor(),
                                cpus=os.cpu_count(), threads=args.threads),
-                  numpy=np.__version__, torch=torch_version, torch_malloc=args.torch_malloc, batch=N,
-                  rounds=args.rounds, reps=args.reps, statistic="median ms", rows=rows,
-                  date=time.strftime("%Y-%m-%d %H:%M:%S"))
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+                  numpy=np.__version__, torch=torch_version, torch_malloc=args.torch_malloc,
+                  batch=args.batch if args.model else N, model=args.model, rounds=args.rounds, reps=args.reps,
+                  statistic="median ms", rows=rows, date=time.strftime("%Y-%m-%d %H:%M:%S"))
+    if uses is not None:
+        result["totals"] = _totals(rows)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
     print(f"\nwrote {args.out}")
+
+
+def _select(ap, only, cases):
+    selected = [name for name in cases if only is None or only.lower() in name.lower()]
+    if not selected:
+        ap.error(f"--only {only!r} matches no case; the cases: {'; '.join(cases)}")
+    return selected
+
+
+def _totals(rows):
+    """Per mode, each side's time summed over the layers, each times its uses."""
+    totals = {}
+    for r in rows:
+        t = totals.setdefault(r["mode"], dict(minidl_ms=0.0, torch_ms=0.0 if "torch_ms" in r else None))
+        t["minidl_ms"] += r["uses"] * r["minidl_ms"]
+        if t["torch_ms"] is not None and "torch_ms" in r:
+            t["torch_ms"] += r["uses"] * r["torch_ms"]
+    for t in totals.values():
+        if t["torch_ms"]:
+            t["ratio"] = t["minidl_ms"] / t["torch_ms"]
+    return totals
+
+
+def _table(rows, with_uses):
+    def cell(r, key, fmt):
+        return fmt.format(r[key]) if r.get(key) is not None else "-"
+
+    lines = ["", "| op | " + "uses | " * with_uses + "mode | minidl ms | torch ms | ratio |",
+             "|---|" + "---:|" * with_uses + "---|---:|---:|---:|"]
+    for r in rows:
+        uses = f"{r['uses']} | " if with_uses else ""
+        lines.append(f"| {r['op']} | {uses}{r['mode']} | {r['minidl_ms']:.2f} | "
+                     f"{cell(r, 'torch_ms', '{:.2f}')} | {cell(r, 'ratio', '{:.2f}')} |")
+    if with_uses:
+        lines += ["", "Summed over the layers, each times its uses:", "",
+                  "| mode | minidl ms | torch ms | ratio |", "|---|---:|---:|---:|"]
+        for mode, t in _totals(rows).items():
+            lines.append(f"| {mode} | {t['minidl_ms']:.1f} | {cell(t, 'torch_ms', '{:.1f}')} | "
+                         f"{cell(t, 'ratio', '{:.2f}')} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
