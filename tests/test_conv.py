@@ -103,6 +103,11 @@ def _path_params(cpu_paths, kernel_paths):
 
 
 def _use_path(device, path, monkeypatch):
+    """CPU "batch_inner": small-map columns and channels-major pointwise GEMMs over
+    the batch; "image_major": columns and pointwise GEMMs per image."""
+    if path in ("batch_inner", "image_major"):
+        channels_major = path == "batch_inner"
+        monkeypatch.setattr(cpu_conv, "_pointwise_channels_major", lambda geo, direction: channels_major)
     if path == "image_major":
         monkeypatch.setattr(cpu_conv, "SMALL_MAP_PIXELS", 0)
     elif path in ("igemm", "im2col", "winograd"):
@@ -116,10 +121,11 @@ def conv_path(request, monkeypatch):
     return _use_path(*request.param, monkeypatch)
 
 
-@pytest.fixture(params=_path_params(("image_major", "winograd"), ("im2col",)))
+@pytest.fixture(params=_path_params(("batch_inner", "image_major", "winograd"), ("im2col",)))
 def other_conv_path(request, monkeypatch):
     """-> the device, with a non-default general path selected (CPU image-major
-    columns and Winograd; im2col on the kernel backends, whose default is igemm)."""
+    columns, Winograd, and both forced pointwise layouts, channels-major included;
+    im2col on the kernel backends, whose default is igemm)."""
     return _use_path(*request.param, monkeypatch)
 
 
@@ -362,6 +368,21 @@ def test_linear_matches_reference_and_gradcheck(x_shape, with_bias, device):
         gradcheck(F.linear, x, w, b, device=device)
     else:
         gradcheck(F.linear, x, w, device=device)
+
+
+@pytest.mark.parametrize("shape, expected", [
+    ((16, 512, 7, 2048), (True, True, True)),     # ResNet-50's last stage
+    ((8, 2048, 7, 512), (True, True, True)),
+    ((16, 1024, 7, 128), (False, False, True)),   # only the weight gradient's partial sums outweigh
+    ((16, 1024, 14, 256), (False, False, False)),
+    ((16, 512, 28, 128), (False, False, False)),
+    ((64, 256, 8, 64), (False, False, False)),
+])
+def test_cpu_pointwise_goes_channels_major_where_the_weight_outweighs_the_maps(shape, expected):
+    n, c, hw, o = shape
+    geo = cpu_conv._Im2col(ConvGeometry.create((n, c, hw, hw), (o, c, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1))
+    assert tuple(cpu_conv._pointwise_channels_major(geo, d) for d in ("forward", "input_grad", "weight_grad")) \
+        == expected
 
 
 @pytest.mark.parametrize("rows,out_features", [(3, 40), (64, 256), (65, 300), (16, 63)])
