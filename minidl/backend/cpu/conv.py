@@ -516,11 +516,9 @@ def conv2d_backward(x, w, gy, geometry, need_dx=True, need_dw=True, algo=None):
 def _im2col_backward(x, w, gy, geometry, need_dx, need_dw):
     """conv2d_backward on columns (pointwise: straight GEMMs on x and gy)."""
     geo = _Im2col(geometry)
-    wg = w.reshape(geo.g, geo.og, geo.k)
-    wg_t = wg.transpose(0, 2, 1)
     if _is_pointwise(geometry):
         return _pointwise_backward(x, w, gy, geo, need_dx, need_dw)
-
+    wg_t = w.reshape(geo.g, geo.og, geo.k).transpose(0, 2, 1)
     dw = None
     if need_dw and _row_block_weight_grad(geo, x.dtype):
         dw = _weight_grad_in_row_blocks(x, gy, geo)
