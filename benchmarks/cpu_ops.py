@@ -61,35 +61,31 @@ SPLIT_MODES = ("fwd+dx", "fwd+dw")
 def model_cases(name, batch, image_size):
     """The distinct convolutions and linear layers of zoo model ``name`` as its forward
     calls them on a (batch, 3, image_size, image_size) input -> ({case name: (kind,
-    spec)}, {case name: uses}).  Recorded at batch 1 by wrapping minidl.functional's
-    conv2d and linear, then given the batch."""
+    spec)}, {case name: uses}).  Recorded by minidl.summary's trace of one shape-only
+    forward at batch 1 (its per-module rules see each call's input), then given the batch."""
     import minidl
-    import minidl.functional as F
     from minidl import models
     from minidl.autograd.geometry import conv_geometry
+    from minidl.nn import Conv2d, Linear
+    from minidl.tools.summary import MAC_RULES
 
     calls = []
-    conv2d, linear = F.conv2d, F.linear
 
-    def recording_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, **kw):
-        g = conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups)
+    def conv(module, args, out):
+        g = conv_geometry(args[0].shape, module.weight.shape, module.stride, module.padding, module.dilation,
+                          module.groups)
         calls.append(("conv", dict(x=(batch,) + tuple(g.x_shape[1:]), w=tuple(g.w_shape), stride=g.stride,
                                    padding=g.padding, dilation=g.dilation, groups=g.G)))
-        return conv2d(x, weight, bias, stride, padding, dilation, groups, **kw)
+        return MAC_RULES[Conv2d](module, args, out)
 
-    def recording_linear(x, weight, bias=None):
+    def linear(module, args, out):
+        x = args[0]
         rows = batch * int(np.prod(x.shape[:-1], dtype=np.int64))
-        calls.append(("linear", dict(x=(rows, x.shape[-1]), w=tuple(weight.shape))))
-        return linear(x, weight, bias)
+        calls.append(("linear", dict(x=(rows, x.shape[-1]), w=tuple(module.weight.shape))))
+        return MAC_RULES[Linear](module, args, out)
 
-    model = models.create(name)
-    model.eval()
-    F.conv2d, F.linear = recording_conv2d, recording_linear
-    try:
-        with minidl.no_grad():
-            model(minidl.zeros((1, 3, image_size, image_size)))
-    finally:
-        F.conv2d, F.linear = conv2d, linear
+    minidl.summary(models.create(name), (3, image_size, image_size), print_table=False, shape_only=True,
+                   custom_macs={Conv2d: conv, Linear: linear})
     uses = Counter(_case_name(kind, spec) for kind, spec in calls)
     cases = {_case_name(kind, spec): (kind, spec) for kind, spec in calls}
     return cases, uses
@@ -237,10 +233,9 @@ def _torch_worker(conn, threads, same_malloc):
         conn.send(_time_block(fns[name][mode], reps))
 
 
-def _modes(kind, split):
-    if kind not in ("conv", "linear"):
-        return ("fwd", "fwd+bwd")
-    return ("fwd",) + SPLIT_MODES if split == "only" else ("fwd", "fwd+bwd") + (SPLIT_MODES if split else ())
+def _modes(kind, weighted_modes):
+    """The modes of a case: ``weighted_modes`` for convolutions and linear layers."""
+    return weighted_modes if kind in ("conv", "linear") else ("fwd", "fwd+bwd")
 
 
 def main(argv=None):
@@ -269,8 +264,9 @@ def main(argv=None):
     if args.out is None:
         args.out = (os.path.join(results, "cpu", f"layers_{args.model}.json") if args.model
                     else os.path.join(results, "cpu_ops.json"))
-    if args.model is None:
-        _select(ap, args.only, CASES)  # (before PyTorch starts: a typo fails at once)
+    if args.model is None:  # (selected before PyTorch starts: a typo fails at once)
+        cases, uses, selected = CASES, None, _select(ap, args.only, CASES)
+        weighted_modes = ("fwd", "fwd+bwd") + (SPLIT_MODES if args.split_backward else ())
 
     torch_conn = torch_version = None
     if not args.no_torch:
@@ -297,22 +293,20 @@ def main(argv=None):
     numba.set_num_threads(args.threads)
     if args.model:
         cases, uses = model_cases(args.model, args.batch, args.image_size)
-        split = "only"
-    else:
-        cases, uses, split = CASES, None, args.split_backward
-    try:
-        selected = _select(ap, args.only, cases)
-    except SystemExit:
-        if torch_conn is not None:
-            torch_conn.send(None)
-        raise
+        weighted_modes = ("fwd",) + SPLIT_MODES
+        try:
+            selected = _select(ap, args.only, cases)
+        except SystemExit:
+            if torch_conn is not None:
+                torch_conn.send(None)
+            raise
     rows = []
     for name in selected:
         kind, spec = cases[name]
         fns = _fns(framework, kind, spec)
         for f in fns.values():
             f()  # warm-up (and Numba compilation)
-        for mode in _modes(kind, split):
+        for mode in _modes(kind, weighted_modes):
             ours, theirs = [], []
             for _ in range(args.rounds):
                 time.sleep(0.02)  # (and the other side's)
