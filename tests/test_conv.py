@@ -89,6 +89,9 @@ CASES = {
     "pointwise_1x1": ((2, 4, 5, 6), (3, 4, 1, 1), 1, 0, 1, 1),
     "pointwise_groups2": ((2, 4, 4, 4), (6, 2, 1, 1), 1, 0, 1, 2),
     "strided_1x1": ((2, 3, 7, 7), (2, 3, 1, 1), 2, 0, 1, 1),
+    # the CPU's stride-2 im2col through phase rows: a stem-like window, and one dilated
+    "stem_7x7_stride2": ((2, 3, 11, 10), (4, 3, 7, 7), 2, 3, 1, 1),
+    "stride2_dilation2_5x5": ((1, 2, 13, 12), (3, 2, 5, 5), 2, (2, 1, 3, 0), 2, 1),
 }
 
 
@@ -383,6 +386,31 @@ def test_cpu_pointwise_goes_channels_major_where_the_weight_outweighs_the_maps(s
     geo = cpu_conv._Im2col(ConvGeometry.create((n, c, hw, hw), (o, c, 1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1))
     assert tuple(cpu_conv._pointwise_channels_major(geo, d) for d in ("forward", "input_grad", "weight_grad")) \
         == expected
+
+
+@pytest.mark.parametrize("stride", [2, 3, 4])
+@pytest.mark.parametrize("kernel,dilation", [(3, 1), (5, 2), (7, 1), (11, 1)])
+@pytest.mark.parametrize("padding", [(0, 0, 0, 0), (1, 2, 3, 1), (5, 0, 0, 5)])
+def test_cpu_phase_row_columns_equal_the_strided_columns(stride, kernel, dilation, padding, monkeypatch):
+    """_im2col_phase_rows writes exactly _im2col's columns, zeros included, in every
+    block of both layouts (serial and parallel loops); strides 3 and 4 too, though only
+    stride 2 is routed to it."""
+    rng = np.random.default_rng(stride * 100 + kernel)
+    x = rng.standard_normal((3, 2, 23, 17)).astype(np.float32)
+    g = ConvGeometry.create(x.shape, (4, 2, kernel, kernel), (stride, stride), padding, (dilation, dilation), 1)
+    assert cpu_conv._Im2col(g).phase_rows == (stride == 2)
+    for small_map_pixels in (1024, 0):  # batch-inner and image-major strides
+        monkeypatch.setattr(cpu_conv, "SMALL_MAP_PIXELS", small_map_pixels)
+        geo = cpu_conv._Im2col(g)
+        for budget in (2000, None):  # row blocks of one image, and whole-batch blocks
+            for n0, n1, oh0, oh1 in geo.blocks(x.dtype, budget):
+                args = (n0, n1 - n0, oh0, oh1 - oh0, *geo.loop_args, *geo.strides(n1 - n0, oh1 - oh0))
+                size = (n1 - n0) * geo.k * (oh1 - oh0) * geo.wo
+                for loops in ("serial", "parallel"):
+                    strided, phased = np.full(size, np.nan, np.float32), np.full(size, np.nan, np.float32)
+                    getattr(cpu_conv._im2col, loops)(x, strided, *args)
+                    getattr(cpu_conv._im2col_phase_rows, loops)(x, phased, *args)
+                    np.testing.assert_array_equal(phased, strided)
 
 
 @pytest.mark.parametrize("rows,out_features", [(3, 40), (64, 256), (65, 300), (16, 63)])

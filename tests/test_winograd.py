@@ -115,6 +115,41 @@ def test_chunks_span_images_and_threads(monkeypatch, kernel):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_few_tiles_split_the_output_channels(monkeypatch, kernel):
+    """Where the tiles are too few to deal out, the threads take panels of the output
+    channels (the input transform in runs of tile rows): the forward and the input
+    gradient (its adjoint convolution) still match the float64 loops and the chunked
+    path, on three threads (panels and runs of unequal size)."""
+    x, w, gy, pads, _ = _case("5x5_tall_odd_map" if kernel == 5 else "wide_odd_map", seed=3)
+    g = ConvGeometry.create(x.shape, w.shape, (1, 1), pads, (1, 1), 1)
+    chunked = [winograd.conv2d_forward(x, w, g), winograd.conv2d_backward(x, w, gy, g, True, False)[0]]
+    monkeypatch.setattr(winograd, "THREADS", 3)
+    monkeypatch.setattr(winograd, "MIN_PANEL_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "MIN_CHUNK_TILES", 10_000)
+    assert winograd._by_output_channels(winograd._Chunks(winograd._transforms(kernel, x.dtype), *x.shape[:2],
+                                                          w.shape[0], g.HO, g.WO, x.dtype))
+    y = winograd.conv2d_forward(x, w, g)
+    dx = winograd.conv2d_backward(x, w, gy, g, True, False)[0]
+    np.testing.assert_allclose(y, reference_conv2d(x, w, None, (1, 1), pads, (1, 1), 1), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(dx, reference_grads(x, w, gy, pads)[0], rtol=1e-10, atol=1e-10)
+    for a, b in zip(chunked, (y, dx)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("batch, channels, size, taken", [
+    (8, 512, 7, True),     # 128 tiles
+    (16, 512, 7, False),   # 256 tiles: a chunk of 128 per thread
+    (64, 512, 2, True),    # ResNet-18 at 64 px: 64 tiles
+    (8, 64, 7, False),     # 32 output channels per thread
+    (1, 256, 14, True),    # inference, one image
+])
+def test_output_channel_panels_where_tiles_are_too_few_for_the_threads(monkeypatch, batch, channels, size, taken):
+    monkeypatch.setattr(winograd, "THREADS", 2)
+    chunks = winograd._Chunks(winograd._transforms(3, np.float32), batch, channels, channels, size, size, np.float32)
+    assert winograd._by_output_channels(chunks) == taken
+
+
 def test_float32_error_bound():
     """F(2x2, 3x3) in float32 against float64 on the same (float32-rounded) inputs, at
     a ResNet-like depth (576 products per output).  The bound we accept: the largest

@@ -60,6 +60,9 @@ SMALL_MIN_TILES = 64
 CHUNK_BYTES = 1 << 20
 # ... but at least this many tiles, so that its 16 GEMMs are not too thin for BLAS.
 MIN_CHUNK_TILES = 128
+# Output channels per thread, at least, where a convolution's few tiles go to every
+# thread and the threads split its output channels (_by_output_channels).
+MIN_PANEL_CHANNELS = 64
 # The weight gradient's GEMMs dM @ V^T read one operand transposed: OpenBLAS ran that
 # "NT" product at 53-72 GFLOP/s for 64 channels and ~140 tiles of K, against 171 for
 # "NN".  So the smaller of dM and V is copied tile-major first and the product is NN:
@@ -143,8 +146,8 @@ def _wins_5x5(g, direction):
 # before, 1.2-3x slower): unsigned offsets, one array written per inner loop, no views
 # in the loops, and the stride-2 columns of a tile split once into even and odd rows.
 @njit(cache=True, nogil=True, fastmath=True)
-def _input_tiles(x, v, cols, r0, r1, tiles_h, tiles_w, pt, pl):
-    """v[xi, c * cols + t] = (B^T d B)[xi] for every 4x4 input tile d of the chunk.
+def _input_tiles(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl):
+    """v[xi, c * cols + first + t] = (B^T d B)[xi] for every 4x4 input tile d of the chunk.
     Tile t's columns 2tx .. 2tx + 3 are, per input row, the even and odd columns at tx
     ("left") and tx + 1 ("right"): each of its 4 rows is split into those 4 runs over
     the chunk's tiles, and then B^T's rows (d0 - d2, d1 + d2, d2 - d1, d1 - d3) are
@@ -188,7 +191,7 @@ def _input_tiles(x, v, cols, r0, r1, tiles_h, tiles_w, pt, pl):
                 rows[8 + s, t] = runs[8 + s, t] - runs[4 + s, t]
             for t in range(tiles):
                 rows[12 + s, t] = runs[4 + s, t] - runs[12 + s, t]
-        t0 = np.uint64(c * cols)
+        t0 = np.uint64(c * cols + first)
         for k in range(4):  # ... then across its columns: c0 - c2, c1 + c2, c2 - c1, c1 - c3
             for t in range(tiles):
                 v[4 * k, t0 + np.uint64(t)] = rows[4 * k, t] - rows[4 * k + 2, t]
@@ -201,17 +204,16 @@ def _input_tiles(x, v, cols, r0, r1, tiles_h, tiles_w, pt, pl):
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _output_tiles(m, cols, y, r0, r1, tiles_h, tiles_w):
-    """y = A^T M A for every tile of the chunk (the part inside the output map), M's
-    element xi at m[xi, o * cols + t].  A^T's rows are m0 + m1 + m2 and m1 - m2 - m3:
+def _output_tiles(m, cols, y, o0, o1, r0, r1, tiles_h, tiles_w):
+    """y[:, o0:o1] = A^T M A for every tile of the chunk (the part inside the output
+    map), M's element xi at m[xi, (o - o0) * cols + t].  A^T's rows are m0 + m1 + m2 and m1 - m2 - m3:
     down each tile's columns, then across into its even and odd output columns, both
     over all the chunk's tiles at once (long vector loops), then interleaved per row."""
-    out_ch = y.shape[1]
     tiles = (r1 - r0) * tiles_w
     s = np.empty((8, tiles), dtype=m.dtype)    # down: s[4 i + j, t], output row i, column j
     out = np.empty((4, tiles), dtype=m.dtype)  # across: out[2 i + e, t], e 0 even, 1 odd
-    for o in range(out_ch):
-        base = np.uint64(o * cols)
+    for o in range(o0, o1):
+        base = np.uint64((o - o0) * cols)
         for j in range(4):
             for t in range(tiles):
                 s[j, t] = m[j, base + np.uint64(t)] + m[4 + j, base + np.uint64(t)] + m[8 + j, base + np.uint64(t)]
@@ -381,7 +383,7 @@ class _Chunks:
         self.channels, self.out_ch, self.dtype = channels, out_ch, np.dtype(dtype)
         self.tiles_h, self.tiles_w = (ho + 1) // 2, (wo + 1) // 2
         per_row = self.positions * (channels + out_ch) * self.tiles_w * self.dtype.itemsize
-        total = n_img * self.tiles_h
+        total = self.tile_rows = n_img * self.tiles_h
         min_tiles = MIN_CHUNK_TILES if min_tiles is None else min_tiles
         rows = max(1, CHUNK_BYTES // per_row, -(-min_tiles // self.tiles_w))
         # Then as many chunks as a multiple of THREADS allows, of near-equal size (chunks
@@ -397,7 +399,7 @@ class _Chunks:
         """-> V (positions, C, tiles) of the chunk (a view of this thread's workspace)."""
         tiles = self.tiles(r0, r1)
         v = _stack(self.positions, self.channels, tiles, self.dtype, slot=2)
-        self.transforms.input_tiles(x, v, tiles, r0, r1, self.tiles_h, self.tiles_w, pt, pl)
+        self.transforms.input_tiles(x, v, tiles, 0, r0, r1, self.tiles_h, self.tiles_w, pt, pl)
         return _matrices(v, self.channels, tiles)
 
     def products(self, r0, r1):
@@ -422,16 +424,47 @@ def _convolve(x, w, pt, pl, ho, wo, adjoint=False):
     u = _matrices(u_stack, out_ch, channels)
     chunks = _Chunks(f, x.shape[0], x.shape[1], out_ch, ho, wo, x.dtype)
     y = np.empty((x.shape[0], out_ch, ho, wo), dtype=x.dtype)
+    if _by_output_channels(chunks):
+        _convolve_by_output_channels(x, u, y, chunks, pt, pl)
+        return y
 
     def run(run_chunks):
         for r0, r1 in run_chunks:
             v = chunks.input_tiles(x, r0, r1, pt, pl)
             m, m_matrices = chunks.products(r0, r1)
             np.matmul(u, v, out=m_matrices)
-            f.output_tiles(m, chunks.tiles(r0, r1), y, r0, r1, chunks.tiles_h, chunks.tiles_w)
+            f.output_tiles(m, chunks.tiles(r0, r1), y, 0, out_ch, r0, r1, chunks.tiles_h, chunks.tiles_w)
 
     chunks.each_run(run)
     return y
+
+
+def _by_output_channels(chunks):
+    """Whether a convolution's tiles are too few to deal out: under MIN_CHUNK_TILES per
+    thread, each thread's GEMMs would multiply all of U (16 x O x C, 16 MB at 512
+    channels) by a thin V.  Then the threads split the output channels instead
+    (_convolve_by_output_channels).  512->512 at 7x7, batch 8 (128 tiles), both
+    threads: the 16 GEMMs 9.1 -> 7.4 ms (2-core AMD EPYC VM)."""
+    tiles = chunks.tiles(0, chunks.tile_rows)
+    return THREADS > 1 and tiles < THREADS * MIN_CHUNK_TILES and chunks.out_ch >= THREADS * MIN_PANEL_CHANNELS
+
+
+def _convolve_by_output_channels(x, u, y, chunks, pt, pl):
+    """_convolve's chunks as one: V of all the tiles (its input transform in runs of
+    tile rows, one per thread), then each thread's panel of output channels: its
+    products with all the tiles and their output transform."""
+    f, rows, tiles = chunks.transforms, chunks.tile_rows, chunks.tiles(0, chunks.tile_rows)
+    v_stack = _stack(f.positions, chunks.channels, tiles, x.dtype)
+    in_threads([functools.partial(f.input_tiles, x, v_stack, tiles, r0 * chunks.tiles_w, r0, r1, chunks.tiles_h,
+                                  chunks.tiles_w, pt, pl) for r0, r1 in panels(rows, THREADS)])
+    v = _matrices(v_stack, chunks.channels, tiles)
+
+    def run(o0, o1):
+        m = _stack(f.positions, o1 - o0, tiles, x.dtype, slot=3)
+        np.matmul(u[:, o0:o1], v, out=_matrices(m, o1 - o0, tiles))
+        f.output_tiles(m, tiles, y, o0, o1, 0, rows, chunks.tiles_h, chunks.tiles_w)
+
+    in_threads([functools.partial(run, o0, o1) for o0, o1 in panels(chunks.out_ch, THREADS)])
 
 
 def _weight_grad_chunk_tiles(channels, out_ch):

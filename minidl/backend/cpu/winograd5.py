@@ -139,8 +139,8 @@ def _a_rows(src, s0, step, src_off, dst, d0, dstep, dst_off, length):
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def input_tiles(x, v, cols, r0, r1, tiles_h, tiles_w, pt, pl):
-    """v[6 i + j, c * cols + t] = (B^T d B)[i, j] for every 6x6 input tile d of the
+def input_tiles(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl):
+    """v[6 i + j, c * cols + first + t] = (B^T d B)[i, j] for every 6x6 input tile d of the
     chunk.  Each input row is split into its even and odd columns once; tile t's
     column s is then the even or odd column tx + s // 2 (unit-stride loops).  Then B^T
     down and across, each over all the chunk's tiles at once.  (B applied across each
@@ -182,21 +182,20 @@ def input_tiles(x, v, cols, r0, r1, tiles_h, tiles_w, pt, pl):
                         runs[row, at + np.uint64(tx)] = half[parity, shift + np.uint64(tx)]
         for s in range(6):  # B^T down each tile's columns ...
             _bt_rows(runs, np.uint64(s), SIX, ZERO, down, np.uint64(s), SIX, ZERO, tiles)
-        t0 = np.uint64(c * cols)
+        t0 = np.uint64(c * cols + first)
         for i in range(6):  # ... then across its rows
             _bt_rows(down, np.uint64(6 * i), ONE, ZERO, v, np.uint64(6 * i), ONE, t0, tiles)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def output_tiles(m, cols, y, r0, r1, tiles_h, tiles_w):
-    """y = A^T M A for every tile of the chunk (the part inside the output map), M's
-    element xi at m[xi, o * cols + t]."""
-    out_ch = y.shape[1]
+def output_tiles(m, cols, y, o0, o1, r0, r1, tiles_h, tiles_w):
+    """y[:, o0:o1] = A^T M A for every tile of the chunk (the part inside the output
+    map), M's element xi at m[xi, (o - o0) * cols + t]."""
     tiles = (r1 - r0) * tiles_w
     s = np.empty((12, tiles), dtype=m.dtype)   # A^T M: s[6 p + j, t]
     out = np.empty((4, tiles), dtype=m.dtype)  # A^T M A: out[2 p + q, t], q 0 even, 1 odd column
-    for o in range(out_ch):
-        base = np.uint64(o * cols)
+    for o in range(o0, o1):
+        base = np.uint64((o - o0) * cols)
         for j in range(6):  # A^T down ...
             _at_rows(m, np.uint64(j), SIX, base, s, np.uint64(j), SIX, ZERO, tiles)
         for p in range(2):  # ... and across
