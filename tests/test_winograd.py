@@ -66,10 +66,14 @@ def _case(name, seed=0, swap_channels=False):
     return x, w, gy, pads, g
 
 
-# (the weight gradient copies dM tile-major where O <= C, else V: both ways round)
+# (the weight gradient copies dM tile-major where O <= C, else V: both ways round; the
+# 3x3 input transform from planes, as on these small maps, and row by row)
+@pytest.mark.parametrize("input_transform", ["planes", "rows"])
 @pytest.mark.parametrize("swap_channels", [False, True])
 @pytest.mark.parametrize("name", list(CASES))
-def test_forward_and_backwards_match_float64_loops(name, swap_channels):
+def test_forward_and_backwards_match_float64_loops(name, swap_channels, input_transform, monkeypatch):
+    if input_transform == "rows":
+        monkeypatch.setattr(winograd, "PLANE_MAX_TILES_W", 0)
     x, w, gy, pads, g = _case(name, swap_channels=swap_channels)
     y = winograd.conv2d_forward(x, w, g)
     np.testing.assert_allclose(y, reference_conv2d(x, w, None, (1, 1), pads, (1, 1), 1),
