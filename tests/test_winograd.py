@@ -12,7 +12,7 @@ import minidl
 import minidl.functional as F
 from minidl.backend import get_backend
 from minidl.backend.cpu import conv as cpu_conv
-from minidl.backend.cpu import gemm, winograd, winograd5
+from minidl.backend.cpu import gemm, winograd, winograd5, winograd_tiles
 from minidl.backend.geometry import ConvGeometry
 from test_conv import reference_conv2d
 
@@ -67,13 +67,13 @@ def _case(name, seed=0, swap_channels=False):
 
 
 # (the weight gradient copies dM tile-major where O <= C, else V: both ways round; the
-# 3x3 input transform from planes, as on these small maps, and row by row)
+# input transforms from planes, as on these small maps, and row by row)
 @pytest.mark.parametrize("input_transform", ["planes", "rows"])
 @pytest.mark.parametrize("swap_channels", [False, True])
 @pytest.mark.parametrize("name", list(CASES))
 def test_forward_and_backwards_match_float64_loops(name, swap_channels, input_transform, monkeypatch):
     if input_transform == "rows":
-        monkeypatch.setattr(winograd, "PLANE_MAX_TILES_W", 0)
+        monkeypatch.setattr(winograd_tiles, "PLANE_MAX_TILES_W", 0)
     x, w, gy, pads, g = _case(name, swap_channels=swap_channels)
     y = winograd.conv2d_forward(x, w, g)
     np.testing.assert_allclose(y, reference_conv2d(x, w, None, (1, 1), pads, (1, 1), 1),

@@ -46,7 +46,7 @@ from numba import njit, prange
 from . import winograd5
 from .gemm import THREADS, in_threads, panels
 from .parallel import parallel_kernel
-from .winograd_tiles import gather_output_tiles, scatter_output_tiles
+from .winograd_tiles import from_planes, gather_output_tiles, scatter_output_tiles, tile_planes, tiles_from_planes
 from .workspace import workspace
 
 # "auto" (wins): output maps of at least this many pixels, both sides at least MIN_CHANNELS;
@@ -63,8 +63,6 @@ MIN_CHUNK_TILES = 128
 # Output channels per thread, at least, where a convolution's few tiles go to every
 # thread and the threads split its output channels (_by_output_channels).
 MIN_PANEL_CHANNELS = 64
-# The input transform reads maps of up to this many tiles a row from zero-padded planes.
-PLANE_MAX_TILES_W = 8
 # The weight gradient's GEMMs dM @ V^T read one operand transposed: OpenBLAS ran that
 # "NT" product at 53-72 GFLOP/s for 64 channels and ~140 tiles of K, against 171 for
 # "NN".  So the smaller of dM and V is copied tile-major first and the product is NN:
@@ -149,8 +147,8 @@ def _wins_5x5(g, direction):
 # in the loops, and the stride-2 columns of a tile split once into even and odd rows.
 @njit(cache=True, inline="always")
 def _bt_down_and_across(runs, rows, v, t0, tiles):
-    """v[xi, t0 + t] = (B^T d B)[xi] of tile t, runs[4 * a + s, t] its row a, column s
-    (0 even-left, 1 odd-left, 2 even-right, 3 odd-right): B^T's rows (d0 - d2, d1 + d2,
+    """v[xi, t0 + t] = (B^T d B)[xi] of tile t, runs[4 * a + s, t] its row a, column s:
+    B^T's rows (d0 - d2, d1 + d2,
     d2 - d1, d1 - d3) down into ``rows``, then across, each a loop over all the tiles."""
     for s in range(4):
         for t in range(tiles):
@@ -174,45 +172,21 @@ def _bt_down_and_across(runs, rows, v, t0, tiles):
 
 def _input_tiles(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl):
     """v[xi, c * cols + first + t] = (B^T d B)[xi] for every 4x4 input tile d of the
-    chunk: from zero-padded planes on maps of up to PLANE_MAX_TILES_W tiles a row,
+    chunk: gathered from zero-padded planes on small maps (winograd_tiles.from_planes),
     else row by row."""
-    transform = _input_tiles_from_planes if tiles_w <= PLANE_MAX_TILES_W else _input_tiles_by_rows
+    transform = _input_tiles_from_planes if from_planes(tiles_w) else _input_tiles_by_rows
     transform(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
 def _input_tiles_from_planes(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl):
-    """_input_tiles on small maps.  Per channel, the rows the chunk reads are copied
-    into zero-padded planes, one per image; then each of a tile's 16 values is one loop
-    over all the chunk's tiles, read at the tile's offset in the planes.  Row by row,
-    a 7x7 map's tile rows of 4 tiles made every loop short: 128 channels at batch 16,
-    one chunk, 7x7 0.43 -> 0.17 ms, 14x14 0.31 -> 0.18, 4x4 (batch 64, 256 channels)
-    1.56 -> 0.43; at 28x28 even, at 56x56 and up 1.3-1.8x slower (2-core AMD EPYC VM)."""
-    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    """_input_tiles on small maps (winograd_tiles.tiles_from_planes)."""
     tiles = (r1 - r0) * tiles_w
-    pw, ph = 2 * tiles_w + 2, 2 * tiles_h + 2
-    n_first, n_last = r0 // tiles_h, (r1 - 1) // tiles_h
-    planes = np.zeros((n_last - n_first + 1) * ph * pw, dtype=x.dtype)
-    corner = np.empty(tiles, dtype=np.uint64)  # each tile's top-left value in the planes
-    for r in range(r0, r1):
-        n = r // tiles_h
-        for tx in range(tiles_w):
-            corner[(r - r0) * tiles_w + tx] = ((n - n_first) * ph + 2 * (r - n * tiles_h)) * pw + 2 * tx
+    planes, corner = tile_planes(x, 4, r0, r1, tiles_h, tiles_w)
     runs = np.empty((16, tiles), dtype=x.dtype)  # runs[4 * a + s, t]: tile t's row a, column s
     rows = np.empty((16, tiles), dtype=x.dtype)
-    j0, j1 = max(0, -pl), min(width, pw - pl)
-    for c in range(channels):
-        for n in range(n_first, n_last + 1):
-            ty0, ty1 = max(r0, n * tiles_h) - n * tiles_h, min(r1, (n + 1) * tiles_h) - n * tiles_h
-            for ih in range(max(0, 2 * ty0 - pt), min(height, 2 * ty1 + 2 - pt)):
-                at = np.uint64(((n - n_first) * ph + ih + pt) * pw + j0 + pl)
-                for j in range(j1 - j0):
-                    planes[at + np.uint64(j)] = x[n, c, ih, np.uint64(j0 + j)]
-        for a in range(4):
-            for s in range(4):
-                offset = np.uint64(a * pw + s)
-                for t in range(tiles):
-                    runs[4 * a + s, t] = planes[corner[t] + offset]
+    for c in range(x.shape[1]):
+        tiles_from_planes(x, c, planes, corner, runs, 4, r0, r1, tiles_h, tiles_w, pt, pl)
         _bt_down_and_across(runs, rows, v, np.uint64(c * cols + first), tiles)
 
 

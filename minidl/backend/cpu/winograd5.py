@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from .parallel import parallel_kernel
-from .winograd_tiles import gather_output_tiles, scatter_output_tiles
+from .winograd_tiles import from_planes, gather_output_tiles, scatter_output_tiles, tile_planes, tiles_from_planes
 
 _BT = np.array([[4, 0, -5, 0, 1, 0],
                 [0, -4, -4, 1, 1, 0],
@@ -138,10 +138,39 @@ def _a_rows(src, s0, step, src_off, dst, d0, dstep, dst_off, length):
         dst[o, dst_off + np.uint64(t)] = src[a1, src_off + np.uint64(t)]
 
 
-@njit(cache=True, nogil=True, fastmath=True)
 def input_tiles(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl):
-    """v[6 i + j, c * cols + first + t] = (B^T d B)[i, j] for every 6x6 input tile d of the
-    chunk.  Each input row is split into its even and odd columns once; tile t's
+    """v[6 i + j, c * cols + first + t] = (B^T d B)[i, j] for every 6x6 input tile d of
+    the chunk: gathered from zero-padded planes on small maps
+    (winograd_tiles.from_planes), else row by row."""
+    transform = _input_tiles_from_planes if from_planes(tiles_w) else _input_tiles_by_rows
+    transform(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl)
+
+
+@njit(cache=True, inline="always")
+def _bt_down_and_across(runs, down, v, t0, tiles):
+    """v[6 i + j, t0 + t] = (B^T d B)[i, j] of tile t, runs[6 a + s, t] its row a,
+    column s: B^T down each tile's columns into ``down``, then across its rows."""
+    for s in range(6):
+        _bt_rows(runs, np.uint64(s), SIX, ZERO, down, np.uint64(s), SIX, ZERO, tiles)
+    for i in range(6):
+        _bt_rows(down, np.uint64(6 * i), ONE, ZERO, v, np.uint64(6 * i), ONE, t0, tiles)
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _input_tiles_from_planes(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl):
+    """input_tiles on small maps (winograd_tiles.tiles_from_planes)."""
+    tiles = (r1 - r0) * tiles_w
+    planes, corner = tile_planes(x, 6, r0, r1, tiles_h, tiles_w)
+    runs = np.empty((36, tiles), dtype=x.dtype)  # runs[6 a + s, t]: tile t's row a, column s
+    down = np.empty((36, tiles), dtype=x.dtype)
+    for c in range(x.shape[1]):
+        tiles_from_planes(x, c, planes, corner, runs, 6, r0, r1, tiles_h, tiles_w, pt, pl)
+        _bt_down_and_across(runs, down, v, np.uint64(c * cols + first), tiles)
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _input_tiles_by_rows(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl):
+    """input_tiles on larger maps.  Each input row is split into its even and odd columns once; tile t's
     column s is then the even or odd column tx + s // 2 (unit-stride loops).  Then B^T
     down and across, each over all the chunk's tiles at once.  (B applied across each
     input row once, shared by the row's three tile rows, ran 1.6x slower: loops of one
@@ -180,11 +209,7 @@ def input_tiles(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl):
                     row, parity, shift = np.uint64(6 * a + s), np.uint64(s % 2), np.uint64(s // 2)
                     for tx in range(tiles_w):
                         runs[row, at + np.uint64(tx)] = half[parity, shift + np.uint64(tx)]
-        for s in range(6):  # B^T down each tile's columns ...
-            _bt_rows(runs, np.uint64(s), SIX, ZERO, down, np.uint64(s), SIX, ZERO, tiles)
-        t0 = np.uint64(c * cols + first)
-        for i in range(6):  # ... then across its rows
-            _bt_rows(down, np.uint64(6 * i), ONE, ZERO, v, np.uint64(6 * i), ONE, t0, tiles)
+        _bt_down_and_across(runs, down, v, np.uint64(c * cols + first), tiles)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
