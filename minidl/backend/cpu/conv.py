@@ -199,6 +199,7 @@ def _col2im_add(cols, dx, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo,
 # phase planes, which are then copied back.  Tasks go in DEPTHWISE_CHUNKS chunks, each
 # with its own phase planes.
 DEPTHWISE_CHUNKS = 64
+DEPTHWISE_RUN_ALIGN = 16
 
 
 @njit(cache=True, inline="always")
@@ -211,11 +212,26 @@ def _phase_shape(ho, wo, kh, kw, sh, sw, dh, dw):
 @njit(cache=True, inline="always")
 def _depthwise_plan(x, w, ho, wo, sh, sw, dh, dw):
     """-> (channel multiplier, phase plane rows and width, run length, tasks (image,
-    channel planes), chunks) of a depthwise convolution."""
+    channel planes), chunks) of a depthwise convolution.  The run is rounded up to
+    DEPTHWISE_RUN_ALIGN values (the phase planes have as many more), so that its loops
+    have no scalar remainder."""
     kh, kw = w.shape[2], w.shape[3]
     ph, pw = _phase_shape(ho, wo, kh, kw, sh, sw, dh, dw)
     tasks = x.shape[0] * x.shape[1]
-    return w.shape[0] // x.shape[1], ph, pw, ho * pw, tasks, min(tasks, DEPTHWISE_CHUNKS)
+    run = -(-(ho * pw) // DEPTHWISE_RUN_ALIGN) * DEPTHWISE_RUN_ALIGN
+    return w.shape[0] // x.shape[1], ph, pw, run, tasks, min(tasks, DEPTHWISE_CHUNKS)
+
+
+@njit(cache=True, inline="always")
+def _taps(kh, kw, sh, sw, dh, dw, pw):
+    """(phase rows, starts) of every tap (i, j) at i * kw + j (_tap), worked out once:
+    inside the tasks its divisions by the stride cost more than a 7x7 map's products."""
+    rows = np.empty(kh * kw, dtype=np.int64)
+    starts = np.empty(kh * kw, dtype=np.uint64)
+    for i in range(kh):
+        for j in range(kw):
+            rows[i * kw + j], starts[i * kw + j] = _tap(i, j, sh, sw, dh, dw, pw)
+    return rows, starts
 
 
 @njit(cache=True, inline="always")
@@ -276,8 +292,10 @@ def _depthwise_conv2d_forward(x, w, y, sh, sw, pt, pl, dh, dw):
     channels, kh, kw = x.shape[1], w.shape[2], w.shape[3]
     ho, wo = y.shape[2], y.shape[3]
     mult, ph, pw, run, tasks, n_chunks = _depthwise_plan(x, w, ho, wo, sh, sw, dh, dw)
+    tap_rows, tap_starts = _taps(kh, kw, sh, sw, dh, dw, pw)
+    w_taps = w.reshape(w.shape[0], kh * kw)
     for chunk in prange(n_chunks):
-        phases = np.zeros((sh * sw, ph * pw), dtype=x.dtype)
+        phases = np.zeros((sh * sw, ph * pw + DEPTHWISE_RUN_ALIGN), dtype=x.dtype)
         acc = np.empty(run, dtype=y.dtype)
         for task in range(chunk * tasks // n_chunks, (chunk + 1) * tasks // n_chunks):
             n = task // channels
@@ -286,14 +304,13 @@ def _depthwise_conv2d_forward(x, w, y, sh, sw, pt, pl, dh, dw):
             for m in range(mult):
                 o = c * mult + m
                 acc[:] = 0
-                for i in range(kh):
-                    for j in range(kw):
-                        wv = w[o, 0, i, j]
-                        p, start = _tap(i, j, sh, sw, dh, dw, pw)
-                        for q in range(run):
-                            acc[q] += wv * phases[p, start + np.uint64(q)]
-                for oh in range(ho):
-                    y[n, o, oh, :] = acc[oh * pw:oh * pw + wo]
+                for k in range(kh * kw):
+                    wv, p, start = w_taps[o, k], tap_rows[k], tap_starts[k]
+                    for q in range(run):
+                        acc[q] += wv * phases[p, start + np.uint64(q)]
+                for oh in range(ho):  # (element by element: a slice per row is a view)
+                    for ow in range(wo):
+                        y[n, o, oh, ow] = acc[np.uint64(oh * pw + ow)]
 
 
 @parallel_kernel(fastmath=True)
@@ -304,11 +321,12 @@ def _depthwise_conv2d_backward(x, w, gy, dx, dw_parts, need_dx, need_dw, sh, sw,
     channels, kh, kw = x.shape[1], w.shape[2], w.shape[3]
     ho, wo = gy.shape[2], gy.shape[3]
     mult, ph, pw, run, tasks, n_chunks = _depthwise_plan(x, w, ho, wo, sh, sw, dh, dw)
+    tap_rows, tap_starts = _taps(kh, kw, sh, sw, dh, dw, pw)
+    w_taps = w.reshape(w.shape[0], kh * kw)
     for chunk in prange(n_chunks):
-        phases = np.zeros((sh * sw, ph * pw), dtype=x.dtype)
-        d_phases = np.zeros((sh * sw, ph * pw), dtype=x.dtype)
-        g_wide = np.zeros((ho, pw), dtype=gy.dtype)  # gy at the phase width: zero past wo
-        g_run = g_wide.reshape(-1)
+        phases = np.zeros((sh * sw, ph * pw + DEPTHWISE_RUN_ALIGN), dtype=x.dtype)
+        d_phases = np.zeros((sh * sw, ph * pw + DEPTHWISE_RUN_ALIGN), dtype=x.dtype)
+        g_run = np.zeros(run, dtype=gy.dtype)  # gy at the phase width: zero past wo and ho
         for task in range(chunk * tasks // n_chunks, (chunk + 1) * tasks // n_chunks):
             n = task // channels
             c = task - n * channels
@@ -318,19 +336,20 @@ def _depthwise_conv2d_backward(x, w, gy, dx, dw_parts, need_dx, need_dw, sh, sw,
                 d_phases[:] = 0
             for m in range(mult):
                 o = c * mult + m
-                g_wide[:, :wo] = gy[n, o]
-                for i in range(kh):
-                    for j in range(kw):
-                        p, start = _tap(i, j, sh, sw, dh, dw, pw)
-                        if need_dw:
-                            total = 0.0
-                            for q in range(run):
-                                total += g_run[q] * phases[p, start + np.uint64(q)]
-                            dw_parts[n, o, i, j] = total
-                        if need_dx:
-                            wv = w[o, 0, i, j]
-                            for q in range(run):
-                                d_phases[p, start + np.uint64(q)] += wv * g_run[q]
+                for oh in range(ho):
+                    for ow in range(wo):
+                        g_run[np.uint64(oh * pw + ow)] = gy[n, o, oh, ow]
+                for k in range(kh * kw):
+                    p, start = tap_rows[k], tap_starts[k]
+                    if need_dw:
+                        total = 0.0
+                        for q in range(run):
+                            total += g_run[q] * phases[p, start + np.uint64(q)]
+                        dw_parts[n, o, k // kw, k % kw] = total
+                    if need_dx:
+                        wv = w_taps[o, k]
+                        for q in range(run):
+                            d_phases[p, start + np.uint64(q)] += wv * g_run[q]
             if need_dx:
                 _phase_copy(dx, n, c, d_phases, False, sh, sw, pt, pl, ph, pw)
 
