@@ -328,14 +328,15 @@ def main(argv=None):
     if torch_conn is not None:
         torch_conn.send(None)
 
-    print(_table(rows, uses is not None))
+    totals = _totals(rows) if uses is not None else None
+    print(_table(rows, totals))
     result = dict(machine=dict(platform=platform.platform(), processor=platform.processor(),
                                cpus=os.cpu_count(), threads=args.threads),
                   numpy=np.__version__, torch=torch_version, torch_malloc=args.torch_malloc,
                   batch=args.batch if args.model else N, model=args.model, rounds=args.rounds, reps=args.reps,
                   statistic="median ms", rows=rows, date=time.strftime("%Y-%m-%d %H:%M:%S"))
-    if uses is not None:
-        result["totals"] = _totals(rows)
+    if totals is not None:
+        result["totals"] = totals
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
@@ -363,7 +364,10 @@ def _totals(rows):
     return totals
 
 
-def _table(rows, with_uses):
+def _table(rows, totals=None):
+    """The rows as markdown; with a model's ``totals`` (_totals) a uses column and their table."""
+    with_uses = totals is not None
+
     def cell(r, key, fmt):
         return fmt.format(r[key]) if r.get(key) is not None else "-"
 
@@ -376,7 +380,7 @@ def _table(rows, with_uses):
     if with_uses:
         lines += ["", "Summed over the layers, each times its uses:", "",
                   "| mode | minidl ms | torch ms | ratio |", "|---|---:|---:|---:|"]
-        for mode, t in _totals(rows).items():
+        for mode, t in totals.items():
             lines.append(f"| {mode} | {t['minidl_ms']:.1f} | {cell(t, 'torch_ms', '{:.1f}')} | "
                          f"{cell(t, 'ratio', '{:.2f}')} |")
     return "\n".join(lines)

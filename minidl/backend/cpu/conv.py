@@ -127,10 +127,11 @@ def _im2col(x, cols, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo, stri
 @parallel_kernel(nogil=True)
 def _im2col_phase_rows(x, cols, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo, stride_b, stride_r):
     """_im2col (same arguments, same columns) for strided windows (taken at stride 2
-    from PHASE_ROWS_MIN_KW columns, _Im2col): each input row is copied once into a zero-padded row and split
-    into its sw phases (padded column p goes to phase p % sw at p // sw), and then
-    every tap j of the row is one unit-stride copy of WO values from phase (j dw) % sw.
-    The split is shared by the row's KW taps; _im2col reads each tap at stride sw."""
+    from PHASE_ROWS_MIN_KW columns, _Im2col): each input row is copied once into a
+    zero-padded row and split into its sw phases (padded column p goes to phase p % sw
+    at p // sw), and then every tap j of the row is one unit-stride copy of WO values
+    from phase (j dw) % sw.  The split is shared by the row's KW taps; _im2col reads
+    each tap at stride sw."""
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     phase_len = wo + ((kw - 1) * dw) // sw + 1
     for task in prange(channels * kh):  # (one task per channel and kernel row)

@@ -46,7 +46,8 @@ from numba import njit, prange
 from . import winograd5
 from .gemm import THREADS, in_threads, panels
 from .parallel import parallel_kernel
-from .winograd_tiles import from_planes, gather_output_tiles, scatter_output_tiles, tile_planes, tiles_from_planes
+from .winograd_tiles import (gather_output_tiles, input_transform, scatter_output_tiles, tile_planes,
+                             tiles_from_planes)
 from .workspace import workspace
 
 # "auto" (wins): output maps of at least this many pixels, both sides at least MIN_CHANNELS;
@@ -170,14 +171,6 @@ def _bt_down_and_across(runs, rows, v, t0, tiles):
             v[4 * k + 3, t0 + np.uint64(t)] = rows[4 * k + 1, t] - rows[4 * k + 3, t]
 
 
-def _input_tiles(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl):
-    """v[xi, c * cols + first + t] = (B^T d B)[xi] for every 4x4 input tile d of the
-    chunk: gathered from zero-padded planes on small maps (winograd_tiles.from_planes),
-    else row by row."""
-    transform = _input_tiles_from_planes if from_planes(tiles_w) else _input_tiles_by_rows
-    transform(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl)
-
-
 @njit(cache=True, nogil=True, fastmath=True)
 def _input_tiles_from_planes(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl):
     """_input_tiles on small maps (winograd_tiles.tiles_from_planes)."""
@@ -227,6 +220,11 @@ def _input_tiles_by_rows(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl):
                     runs[4 * a + 2, at + np.uint64(tx)] = d[2 * tx + 2]
                     runs[4 * a + 3, at + np.uint64(tx)] = d[2 * tx + 3]
         _bt_down_and_across(runs, rows, v, np.uint64(c * cols + first), tiles)
+
+
+# v[xi, c * cols + first + t] = (B^T d B)[xi] for every 4x4 input tile d of the chunk:
+# gathered from zero-padded planes on small maps, else row by row.
+_input_tiles = input_transform(_input_tiles_from_planes, _input_tiles_by_rows)
 
 
 @njit(cache=True, nogil=True, fastmath=True)

@@ -30,7 +30,8 @@ import numpy as np
 from numba import njit, prange
 
 from .parallel import parallel_kernel
-from .winograd_tiles import from_planes, gather_output_tiles, scatter_output_tiles, tile_planes, tiles_from_planes
+from .winograd_tiles import (gather_output_tiles, input_transform, scatter_output_tiles, tile_planes,
+                             tiles_from_planes)
 
 _BT = np.array([[4, 0, -5, 0, 1, 0],
                 [0, -4, -4, 1, 1, 0],
@@ -138,14 +139,6 @@ def _a_rows(src, s0, step, src_off, dst, d0, dstep, dst_off, length):
         dst[o, dst_off + np.uint64(t)] = src[a1, src_off + np.uint64(t)]
 
 
-def input_tiles(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl):
-    """v[6 i + j, c * cols + first + t] = (B^T d B)[i, j] for every 6x6 input tile d of
-    the chunk: gathered from zero-padded planes on small maps
-    (winograd_tiles.from_planes), else row by row."""
-    transform = _input_tiles_from_planes if from_planes(tiles_w) else _input_tiles_by_rows
-    transform(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl)
-
-
 @njit(cache=True, inline="always")
 def _bt_down_and_across(runs, down, v, t0, tiles):
     """v[6 i + j, t0 + t] = (B^T d B)[i, j] of tile t, runs[6 a + s, t] its row a,
@@ -210,6 +203,11 @@ def _input_tiles_by_rows(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl):
                     for tx in range(tiles_w):
                         runs[row, at + np.uint64(tx)] = half[parity, shift + np.uint64(tx)]
         _bt_down_and_across(runs, down, v, np.uint64(c * cols + first), tiles)
+
+
+# v[6 i + j, c * cols + first + t] = (B^T d B)[i, j] for every 6x6 input tile d of the
+# chunk: gathered from zero-padded planes on small maps, else row by row.
+input_tiles = input_transform(_input_tiles_from_planes, _input_tiles_by_rows)
 
 
 @njit(cache=True, nogil=True, fastmath=True)

@@ -20,9 +20,13 @@ from numba import njit
 PLANE_MAX_TILES_W = 8
 
 
-def from_planes(tiles_w):
-    """Whether an input transform gathers a map of ``tiles_w`` tiles a row from planes."""
-    return tiles_w <= PLANE_MAX_TILES_W
+def input_transform(from_planes, by_rows):
+    """-> an input transform (x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl) that
+    runs ``from_planes`` on maps of up to PLANE_MAX_TILES_W tiles a row, else ``by_rows``."""
+    def transform(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl):
+        kernel = from_planes if tiles_w <= PLANE_MAX_TILES_W else by_rows
+        kernel(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl)
+    return transform
 
 
 @njit(cache=True, inline="always")
