@@ -10,9 +10,9 @@ Semantics are the generic forms' (backend/base.py), NaN included: relu and relu6
 a NaN input through, and their backwards give 0 where the input is NaN.  No fastmath:
 it would let LLVM assume there are no NaNs.  float32/float64 only; other dtypes
 (float16, bfloat16) take the generic forms.  float32's exp is our own vectorizable one
-(fastexp.py, shared with softmax.py); with libm's scalar exp, a one-pass silu was slower than
-NumPy's SIMD multiply after the sigmoid (74 vs 58 ms on 16x96x112x112), with it the
-one pass wins.
+(fastexp.py, shared with softmax.py); with libm's scalar exp, a one-pass silu was
+slower than NumPy's SIMD multiply after the sigmoid (74 vs 58 ms on 16x96x112x112),
+with it the one pass wins.
 
 Measured here (2-core VM, float32 16x96x112x112, median of 5, NumPy generic -> Numba):
 relu 18 -> 12 ms, relu backward 109 -> 14, relu6 backward 120 -> 12, sigmoid 307 -> 80,
@@ -104,7 +104,7 @@ def _silu_backward(x, gy, gx):
         v = x[i]
         # s and 1 - s both from e = exp(-|v|), in float64: 1 - s from a rounded s would
         # lose v times its rounding for large v (float32 throughout: up to 2.0e-7 absolute,
-        # PyTorch's 9.8e-7; this way 6.3e-8, for 1.4x the time)
+        # PyTorch's 9.8e-7; this way 6.3e-8, for 1.4-1.8x the time)
         e = np.float64(exp_nonpositive(-abs(v)))
         r = 1.0 / (1.0 + e)
         s, one_minus_s = (r, e * r) if v >= 0 else (e * r, r)
