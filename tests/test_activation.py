@@ -172,7 +172,7 @@ def test_relu_and_its_fused_forms_pass_nan_through(device):
 
 def test_cpu_float32_sigmoid_exp_accuracy():
     """The CPU's float32 sigmoid and silu backward use their own vectorizable exp
-    (cpu/elementwise.py ``_exp_nonpositive``, in float32): within 2e-7 relative of
+    (cpu/fastexp.py ``exp_nonpositive``, in float32): within 2e-7 relative of
     float64 over the normal range, denormal results within one denormal step, NaN
     passed through.  The silu gradient s (1 + x (1 - s)) has a root at x = -1.28, where
     the float32 exp's rounding (<= 1 ulp) leaves up to 6.5e-9 absolute: hence atol 1e-8
