@@ -111,17 +111,17 @@ def _silu_backward(x, gy, gx):
         gx[i] = gy[i] * (s * (1.0 + v * one_minus_s))
 
 
-def _forward(kernel, x, *extra):
+def _forward(kernel, x):
     y = np.empty(x.shape, x.dtype)
-    kernel.sized(x.size)(np.ascontiguousarray(x).reshape(-1), y.reshape(-1), *extra)
+    kernel.sized(x.size)(np.ascontiguousarray(x).reshape(-1), y.reshape(-1))
     return y
 
 
-def _backward(op, kernel, saved, gy, *extra):
+def _backward(op, kernel, saved, gy):
     check_array(op, "gy", gy, saved.shape, saved.dtype)
     gx = np.empty(gy.shape, gy.dtype)
     kernel.sized(gy.size)(np.ascontiguousarray(saved).reshape(-1), np.ascontiguousarray(gy).reshape(-1),
-                          gx.reshape(-1), *extra)
+                          gx.reshape(-1))
     return gx
 
 
