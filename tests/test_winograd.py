@@ -66,14 +66,25 @@ def _case(name, seed=0, swap_channels=False):
     return x, w, gy, pads, g
 
 
+def _record_tile_orders(monkeypatch, skip_from_macs=0):
+    """Every chunk's (columns, skip) from winograd.boundary_order, recorded, with the
+    boundary tiles' skipped products from ``skip_from_macs`` (SKIP_MIN_MACS)."""
+    monkeypatch.setattr(winograd, "SKIP_MIN_MACS", skip_from_macs)
+    orders, real = [], winograd.boundary_order
+    monkeypatch.setattr(winograd, "boundary_order", lambda *a: orders.append(real(*a)) or orders[-1])
+    return orders
+
+
 # (the weight gradient copies dM tile-major where O <= C, else V: both ways round; the
-# input transforms from planes, as on these small maps, and row by row)
-@pytest.mark.parametrize("input_transform", ["planes", "rows"])
+# input transforms from planes, as on these small maps, and row by row; from planes
+# with the boundary tiles' products skipped on odd maps, as at large O x C x T)
+@pytest.mark.parametrize("input_transform", ["planes", "rows", "planes, boundary tiles skipped"])
 @pytest.mark.parametrize("swap_channels", [False, True])
 @pytest.mark.parametrize("name", list(CASES))
 def test_forward_and_backwards_match_float64_loops(name, swap_channels, input_transform, monkeypatch):
     if input_transform == "rows":
         monkeypatch.setattr(winograd_tiles, "PLANE_MAX_TILES_W", 0)
+    orders = _record_tile_orders(monkeypatch, 0 if input_transform.endswith("skipped") else 1 << 62)
     x, w, gy, pads, g = _case(name, swap_channels=swap_channels)
     y = winograd.conv2d_forward(x, w, g)
     np.testing.assert_allclose(y, reference_conv2d(x, w, None, (1, 1), pads, (1, 1), 1),
@@ -84,6 +95,56 @@ def test_forward_and_backwards_match_float64_loops(name, swap_channels, input_tr
     np.testing.assert_allclose(dw, ref_dw, rtol=1e-10, atol=1e-10)
     only_dw = winograd.conv2d_backward(x, w, gy, g, False, True)
     assert only_dw[0] is None and np.array_equal(only_dw[1], dw)
+    odd = any(size % 2 for size in (g.HO, g.WO, g.H, g.W))  # (the input gradient's output is H x W)
+    assert any(skip is not None for _, skip in orders) == (odd and input_transform.endswith("skipped"))
+
+
+@pytest.mark.parametrize("ho, wo", [(7, 7), (7, 8), (8, 7), (8, 8)])
+def test_boundary_order_puts_the_tiles_that_skip_products_at_either_end(ho, wo):
+    """Tile rows 3 to 10 (across images of 4 tile rows): right column, interior, bottom
+    row, corner, each in its natural order, and the counts of the first three."""
+    tiles_h, tiles_w, r0, r1 = 4, 4, 3, 11
+    columns, skip = winograd_tiles.boundary_order(r0, r1, tiles_h, tiles_w, ho, wo)
+    if ho % 2 == 0 and wo % 2 == 0:
+        assert columns is None and skip is None
+        return
+    kinds = {"right": [], "interior": [], "bottom": [], "corner": []}
+    for r in range(r0, r1):
+        for tx in range(tiles_w):
+            at_right = wo % 2 == 1 and tx == tiles_w - 1
+            at_bottom = ho % 2 == 1 and r % tiles_h == tiles_h - 1
+            kind = ("corner" if at_bottom else "right") if at_right else ("bottom" if at_bottom else "interior")
+            kinds[kind].append((r - r0) * tiles_w + tx)
+    natural = [t for kind in ("right", "interior", "bottom", "corner") for t in kinds[kind]]
+    assert [int(columns[t]) for t in natural] == list(range(len(natural)))
+    assert skip == (len(kinds["right"]), len(kinds["interior"]), len(kinds["bottom"]))
+    # the row-by-row input transform writes the natural order: no reordering for it
+    assert winograd_tiles.boundary_order(r0, r1, tiles_h, winograd_tiles.PLANE_MAX_TILES_W + 1, ho, wo) == (None, None)
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+@pytest.mark.parametrize("rows", [1, 4])
+def test_boundary_tiles_skip_products_in_chunks_across_images(monkeypatch, kernel, rows):
+    """On a 9x7 output map (odd both ways: 5 x 4 tiles an image), in chunks of 1 and of
+    4 tile rows across four images: forward and both gradients with the boundary
+    tiles' products skipped match the float64 loops."""
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(winograd, "MIN_CHUNK_TILES", rows * 4)
+    orders = _record_tile_orders(monkeypatch)
+    rng = np.random.default_rng(7)
+    p = kernel // 2
+    x, w = rng.standard_normal((4, 3, 9, 7)), rng.standard_normal((5, 3, kernel, kernel))
+    g = ConvGeometry.create(x.shape, w.shape, (1, 1), (p,) * 4, (1, 1), 1)
+    gy = rng.standard_normal((4, 5, g.HO, g.WO))
+    y = winograd.conv2d_forward(x, w, g)
+    dx, dw = winograd.conv2d_backward(x, w, gy, g, True, True)
+    np.testing.assert_allclose(y, reference_conv2d(x, w, None, (1, 1), (p,) * 4, (1, 1), 1), rtol=1e-10,
+                               atol=1e-10)
+    ref_dx, ref_dw = reference_grads(x, w, gy, (p,) * 4)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(dw, ref_dw, rtol=1e-10, atol=1e-10)
+    assert orders and all(skip is not None for _, skip in orders)
+    assert any(skip[0] > 0 for _, skip in orders) and any(skip[2] > 0 for _, skip in orders)
 
 
 @pytest.mark.parametrize("kernel", [3, 5])
@@ -122,19 +183,22 @@ def test_chunks_span_images_and_threads(monkeypatch, kernel):
 @pytest.mark.parametrize("kernel", [3, 5])
 def test_few_tiles_split_the_output_channels(monkeypatch, kernel):
     """Where the tiles are too few to deal out, the threads take panels of the output
-    channels (the input transform in runs of tile rows): the forward and the input
-    gradient (its adjoint convolution) still match the float64 loops and the chunked
-    path, on three threads (panels and runs of unequal size)."""
+    channels (the input transform in panels of input channels): the forward and the
+    input gradient (its adjoint convolution, on an odd map: the boundary tiles' products
+    skipped) still match the float64 loops and the chunked path, on three threads
+    (panels of unequal size)."""
     x, w, gy, pads, _ = _case("5x5_tall_odd_map" if kernel == 5 else "wide_odd_map", seed=3)
     g = ConvGeometry.create(x.shape, w.shape, (1, 1), pads, (1, 1), 1)
     chunked = [winograd.conv2d_forward(x, w, g), winograd.conv2d_backward(x, w, gy, g, True, False)[0]]
     monkeypatch.setattr(winograd, "THREADS", 3)
     monkeypatch.setattr(winograd, "MIN_PANEL_CHANNELS", 1)
     monkeypatch.setattr(winograd, "MIN_CHUNK_TILES", 10_000)
+    orders = _record_tile_orders(monkeypatch)
     assert winograd._by_output_channels(winograd._Chunks(winograd._transforms(kernel, x.dtype), *x.shape[:2],
                                                           w.shape[0], g.HO, g.WO, x.dtype))
     y = winograd.conv2d_forward(x, w, g)
     dx = winograd.conv2d_backward(x, w, gy, g, True, False)[0]
+    assert any(skip is not None for _, skip in orders)
     np.testing.assert_allclose(y, reference_conv2d(x, w, None, (1, 1), pads, (1, 1), 1), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(dx, reference_grads(x, w, gy, pads)[0], rtol=1e-10, atol=1e-10)
     for a, b in zip(chunked, (y, dx)):

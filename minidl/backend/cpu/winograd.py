@@ -39,15 +39,17 @@ input are zero.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 from numba import njit, prange
+from numpy.lib.stride_tricks import as_strided
 
 from . import winograd5
 from .gemm import THREADS, in_threads, panels
 from .parallel import parallel_kernel
-from .winograd_tiles import (gather_output_tiles, input_transform, scatter_output_tiles, tile_planes,
-                             tiles_from_planes)
+from .winograd_tiles import (boundary_order, gather_output_tiles, input_transform, scatter_output_tiles,
+                             tile_planes, tiles_from_planes)
 from .workspace import workspace
 
 # "auto" (wins): output maps of at least this many pixels, both sides at least MIN_CHANNELS;
@@ -61,6 +63,11 @@ SMALL_MIN_TILES = 64
 CHUNK_BYTES = 1 << 20
 # ... but at least this many tiles, so that its 16 GEMMs are not too thin for BLAS.
 MIN_CHUNK_TILES = 128
+# The boundary tiles' skipped products (boundary_order) from this many multiply-adds per
+# tile position (O x C x T): below it the three more GEMM calls and the zeroing cost
+# more than the 12% they save (32->128 at 7x7, 128 tiles: 149 -> 159 us; 128->128
+# 696 -> 658; 256->256 2.73 -> 2.49 ms, one thread).
+SKIP_MIN_MACS = 1 << 20
 # Output channels per thread, at least, where a convolution's few tiles go to every
 # thread and the threads split its output channels (_by_output_channels).
 MIN_PANEL_CHANNELS = 64
@@ -172,10 +179,10 @@ def _bt_down_and_across(runs, rows, v, t0, tiles):
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _input_tiles_from_planes(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl):
+def _input_tiles_from_planes(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl, columns):
     """_input_tiles on small maps (winograd_tiles.tiles_from_planes)."""
     tiles = (r1 - r0) * tiles_w
-    planes, corner = tile_planes(x, 4, r0, r1, tiles_h, tiles_w)
+    planes, corner = tile_planes(x, 4, r0, r1, tiles_h, tiles_w, columns)
     runs = np.empty((16, tiles), dtype=x.dtype)  # runs[4 * a + s, t]: tile t's row a, column s
     rows = np.empty((16, tiles), dtype=x.dtype)
     for c in range(x.shape[1]):
@@ -228,7 +235,7 @@ _input_tiles = input_transform(_input_tiles_from_planes, _input_tiles_by_rows)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _output_tiles(m, cols, y, o0, o1, r0, r1, tiles_h, tiles_w):
+def _output_tiles(m, cols, y, o0, o1, r0, r1, tiles_h, tiles_w, columns):
     """y[:, o0:o1] = A^T M A for every tile of the chunk (the part inside the output
     map), M's element xi at m[xi, (o - o0) * cols + t].  A^T's rows are m0 + m1 + m2
     and m1 - m2 - m3: down each tile's columns, then across into its even and odd
@@ -249,11 +256,11 @@ def _output_tiles(m, cols, y, o0, o1, r0, r1, tiles_h, tiles_w):
                 out[2 * i, t] = s[4 * i, t] + s[4 * i + 1, t] + s[4 * i + 2, t]
             for t in range(tiles):
                 out[2 * i + 1, t] = s[4 * i + 1, t] - s[4 * i + 2, t] - s[4 * i + 3, t]
-        scatter_output_tiles(out, y, o, r0, r1, tiles_h, tiles_w)
+        scatter_output_tiles(out, y, o, r0, r1, tiles_h, tiles_w, columns)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _output_tiles_adjoint(gy, dm, cols, r0, r1, tiles_h, tiles_w):
+def _output_tiles_adjoint(gy, dm, cols, r0, r1, tiles_h, tiles_w, columns):
     """dm[xi, o * cols + t] = (A dY A^T)[xi], dY each 2x2 output-gradient tile of the
     chunk (zero outside the map); A's rows are g0, g0 + g1, g0 - g1, -g1.  The output
     gradient's rows are split into each tile's even and odd columns per tile row, then
@@ -263,7 +270,7 @@ def _output_tiles_adjoint(gy, dm, cols, r0, r1, tiles_h, tiles_w):
     g = np.zeros((4, tiles), dtype=gy.dtype)  # g[2 i + e, t]: tile t's row i, e 0 even, 1 odd column
     u = np.empty((8, tiles), dtype=gy.dtype)  # A dY: u[2 k + e, t]
     for o in range(out_ch):
-        gather_output_tiles(gy, o, g, r0, r1, tiles_h, tiles_w)
+        gather_output_tiles(gy, o, g, r0, r1, tiles_h, tiles_w, columns)
         for e in range(2):  # A down: g0, g0 + g1, g0 - g1, -g1
             for t in range(tiles):
                 u[e, t] = g[e, t]
@@ -384,6 +391,51 @@ def _matrices(stack, rows, cols):
     return stack[:, :rows * cols].reshape(stack.shape[0], rows, cols)
 
 
+def _grid(a, k):
+    """The (k * k, rows, cols) stack of matrices ``a`` as its (k, k, rows, cols) view:
+    [i, j] is tile position xi = k * i + j."""
+    return as_strided(a, (k, k) + a.shape[1:], (k * a.strides[0],) + a.strides)
+
+
+def _position_groups(positions, tiles, skip):
+    """-> [(index into a (k, k, ...) grid, (first, end) of the tile columns it needs)]
+    over all tile positions, for boundary_order's ``skip`` (right, interior, bottom)."""
+    last = math.isqrt(positions) - 1
+    right, interior, bottom = skip
+    inner = slice(0, last)
+    return [((inner, inner), (0, tiles)), ((inner, last), (right, right + interior + bottom)),
+            ((last, inner), (0, right + interior)), ((last, last), (right, right + interior))]
+
+
+def _products(u, v, m, skip):
+    """m[xi] = u[xi] @ v[xi] over every tile position xi (u (P, O, C), v (P, C, T)).
+    With boundary_order's ``skip`` the last position row and column are multiplied only over the tiles that need them and are zero in the others (which
+    the output transform reads into outputs beyond the map)."""
+    if skip is None:
+        np.matmul(u, v, out=m)
+        return
+    k = math.isqrt(u.shape[0])
+    ug, vg, mg = _grid(u, k), _grid(v, k), _grid(m, k)
+    for at, (first, end) in _position_groups(u.shape[0], v.shape[-1], skip):
+        np.matmul(ug[at], vg[at][..., first:end], out=mg[at][..., first:end])
+        mg[at][..., :first] = 0
+        mg[at][..., end:] = 0
+
+
+def _products_over_tiles(a, b, out, skip):
+    """out[xi] = a[xi] @ b[xi], the sum over the tiles (a (P, ., T), b (P, T, .)), the
+    weight gradient's.  With boundary_order's ``skip`` the last position row and column
+    sum only the tiles where dM can be nonzero: elsewhere dM = A dY A^T there is made of
+    output gradients beyond the map, zero."""
+    if skip is None:
+        return np.matmul(a, b, out=out)
+    k = math.isqrt(a.shape[0])
+    ag, bg, og = _grid(a, k), _grid(b, k), _grid(out, k)
+    for at, (first, end) in _position_groups(a.shape[0], a.shape[-1], skip):
+        np.matmul(ag[at][..., first:end], bg[at][..., first:end, :], out=og[at])
+    return out
+
+
 def _tile_major(a):
     """A contiguous copy of a (16, rows, T) stack, transposed to (16, T, rows), in this
     thread's workspace slot 4."""
@@ -403,6 +455,7 @@ class _Chunks:
     def __init__(self, transforms, n_img, channels, out_ch, ho, wo, dtype, min_tiles=None):
         self.transforms, self.positions = transforms, transforms.positions
         self.channels, self.out_ch, self.dtype = channels, out_ch, np.dtype(dtype)
+        self.ho, self.wo = ho, wo
         self.tiles_h, self.tiles_w = (ho + 1) // 2, (wo + 1) // 2
         per_row = self.positions * (channels + out_ch) * self.tiles_w * self.dtype.itemsize
         total = self.tile_rows = n_img * self.tiles_h
@@ -417,11 +470,18 @@ class _Chunks:
     def tiles(self, r0, r1):
         return (r1 - r0) * self.tiles_w
 
-    def input_tiles(self, x, r0, r1, pt, pl):
+    def order(self, r0, r1):
+        """-> (columns, skip): the chunk's tile order (winograd_tiles.boundary_order), or
+        (None, None) below SKIP_MIN_MACS."""
+        if self.out_ch * self.channels * self.tiles(r0, r1) < SKIP_MIN_MACS:
+            return None, None
+        return boundary_order(r0, r1, self.tiles_h, self.tiles_w, self.ho, self.wo)
+
+    def input_tiles(self, x, r0, r1, pt, pl, columns):
         """-> V (positions, C, tiles) of the chunk (a view of this thread's workspace)."""
         tiles = self.tiles(r0, r1)
         v = _stack(self.positions, self.channels, tiles, self.dtype, slot=2)
-        self.transforms.input_tiles(x, v, tiles, 0, r0, r1, self.tiles_h, self.tiles_w, pt, pl)
+        self.transforms.input_tiles(x, v, tiles, 0, r0, r1, self.tiles_h, self.tiles_w, pt, pl, columns)
         return _matrices(v, self.channels, tiles)
 
     def products(self, r0, r1):
@@ -452,10 +512,11 @@ def _convolve(x, w, pt, pl, ho, wo, adjoint=False):
 
     def run(run_chunks):
         for r0, r1 in run_chunks:
-            v = chunks.input_tiles(x, r0, r1, pt, pl)
+            columns, skip = chunks.order(r0, r1)
+            v = chunks.input_tiles(x, r0, r1, pt, pl, columns)
             m, m_matrices = chunks.products(r0, r1)
-            np.matmul(u, v, out=m_matrices)
-            f.output_tiles(m, chunks.tiles(r0, r1), y, 0, out_ch, r0, r1, chunks.tiles_h, chunks.tiles_w)
+            _products(u, v, m_matrices, skip)
+            f.output_tiles(m, chunks.tiles(r0, r1), y, 0, out_ch, r0, r1, chunks.tiles_h, chunks.tiles_w, columns)
 
     chunks.each_run(run)
     return y
@@ -472,19 +533,21 @@ def _by_output_channels(chunks):
 
 
 def _convolve_by_output_channels(x, u, y, chunks, pt, pl):
-    """_convolve's chunks as one: V of all the tiles (its input transform in runs of
-    tile rows, one per thread), then each thread's panel of output channels: its
-    products with all the tiles and their output transform."""
+    """_convolve's chunks as one: V of all the tiles (its input transform in panels of
+    input channels, one per thread: each a channel's loops over all the tiles), then
+    each thread's panel of output channels: its products with all the tiles and their
+    output transform."""
     f, rows, tiles = chunks.transforms, chunks.tile_rows, chunks.tiles(0, chunks.tile_rows)
+    columns, skip = chunks.order(0, rows)
     v_stack = _stack(f.positions, chunks.channels, tiles, x.dtype)
-    in_threads([functools.partial(f.input_tiles, x, v_stack, tiles, r0 * chunks.tiles_w, r0, r1, chunks.tiles_h,
-                                  chunks.tiles_w, pt, pl) for r0, r1 in panels(rows, THREADS)])
+    in_threads([functools.partial(f.input_tiles, x[:, c0:c1], v_stack, tiles, c0 * tiles, 0, rows, chunks.tiles_h,
+                                  chunks.tiles_w, pt, pl, columns) for c0, c1 in panels(chunks.channels, THREADS)])
     v = _matrices(v_stack, chunks.channels, tiles)
 
     def run(o0, o1):
         m = _stack(f.positions, o1 - o0, tiles, x.dtype, slot=3)
-        np.matmul(u[:, o0:o1], v, out=_matrices(m, o1 - o0, tiles))
-        f.output_tiles(m, tiles, y, o0, o1, 0, rows, chunks.tiles_h, chunks.tiles_w)
+        _products(u[:, o0:o1], v, _matrices(m, o1 - o0, tiles), skip)
+        f.output_tiles(m, tiles, y, o0, o1, 0, rows, chunks.tiles_h, chunks.tiles_w, columns)
 
     in_threads([functools.partial(run, o0, o1) for o0, o1 in panels(chunks.out_ch, THREADS)])
 
@@ -519,15 +582,17 @@ def conv2d_backward(x, w, gy, g, need_dx, need_dw):
         def run(run_chunks):
             du = part = None
             for r0, r1 in run_chunks:
-                v = chunks.input_tiles(x, r0, r1, g.pt, g.pl)
+                columns, skip = chunks.order(r0, r1)
+                v = chunks.input_tiles(x, r0, r1, g.pt, g.pl, columns)
                 dm_stack, dm = chunks.products(r0, r1)
                 f.output_tiles_adjoint(gy, dm_stack, chunks.tiles(r0, r1), r0, r1, chunks.tiles_h,
-                                       chunks.tiles_w)
+                                       chunks.tiles_w, columns)
                 a, b = (v, _tile_major(dm)) if transposed else (dm, _tile_major(v))
                 if du is None:
-                    du = np.matmul(a, b, out=_matrices(_stack(f.positions, rows, cols, w.dtype), rows, cols))
+                    du = _products_over_tiles(a, b, _matrices(_stack(f.positions, rows, cols, w.dtype), rows, cols),
+                                              skip)
                 else:
-                    part = np.matmul(a, b, out=part)
+                    part = _products_over_tiles(a, b, part if part is not None else np.empty_like(du), skip)
                     du += part
             return du
 

@@ -150,10 +150,10 @@ def _bt_down_and_across(runs, down, v, t0, tiles):
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _input_tiles_from_planes(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl):
+def _input_tiles_from_planes(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl, columns):
     """input_tiles on small maps (winograd_tiles.tiles_from_planes)."""
     tiles = (r1 - r0) * tiles_w
-    planes, corner = tile_planes(x, 6, r0, r1, tiles_h, tiles_w)
+    planes, corner = tile_planes(x, 6, r0, r1, tiles_h, tiles_w, columns)
     runs = np.empty((36, tiles), dtype=x.dtype)  # runs[6 a + s, t]: tile t's row a, column s
     down = np.empty((36, tiles), dtype=x.dtype)
     for c in range(x.shape[1]):
@@ -211,7 +211,7 @@ input_tiles = input_transform(_input_tiles_from_planes, _input_tiles_by_rows)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def output_tiles(m, cols, y, o0, o1, r0, r1, tiles_h, tiles_w):
+def output_tiles(m, cols, y, o0, o1, r0, r1, tiles_h, tiles_w, columns):
     """y[:, o0:o1] = A^T M A for every tile of the chunk (the part inside the output
     map), M's element xi at m[xi, (o - o0) * cols + t]."""
     tiles = (r1 - r0) * tiles_w
@@ -223,11 +223,11 @@ def output_tiles(m, cols, y, o0, o1, r0, r1, tiles_h, tiles_w):
             _at_rows(m, np.uint64(j), SIX, base, s, np.uint64(j), SIX, ZERO, tiles)
         for p in range(2):  # ... and across
             _at_rows(s, np.uint64(6 * p), ONE, ZERO, out, np.uint64(2 * p), ONE, ZERO, tiles)
-        scatter_output_tiles(out, y, o, r0, r1, tiles_h, tiles_w)
+        scatter_output_tiles(out, y, o, r0, r1, tiles_h, tiles_w, columns)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def output_tiles_adjoint(gy, dm, cols, r0, r1, tiles_h, tiles_w):
+def output_tiles_adjoint(gy, dm, cols, r0, r1, tiles_h, tiles_w, columns):
     """dm[xi, o * cols + t] = (A dY A^T)[xi], dY each 2x2 output-gradient tile of the
     chunk (zero outside the map)."""
     out_ch = gy.shape[1]
@@ -235,7 +235,7 @@ def output_tiles_adjoint(gy, dm, cols, r0, r1, tiles_h, tiles_w):
     g = np.zeros((4, tiles), dtype=gy.dtype)   # g[2 p + q, t]: tile t's dY[p, q]
     u = np.empty((12, tiles), dtype=gy.dtype)  # A dY: u[2 i + q, t]
     for o in range(out_ch):
-        gather_output_tiles(gy, o, g, r0, r1, tiles_h, tiles_w)
+        gather_output_tiles(gy, o, g, r0, r1, tiles_h, tiles_w, columns)
         for q in range(2):  # A down ...
             _a_rows(g, np.uint64(q), TWO, ZERO, u, np.uint64(q), TWO, ZERO, tiles)
         base = np.uint64(o * cols)

@@ -3,11 +3,15 @@ F(2x2, 5x5) (winograd5.py), write into the output and read from its gradient, an
 input tiles both gather from zero-padded planes on small maps.
 
 Tile rows [r0, r1) of a chunk are counted over the whole batch (tile row r is tile
-row r % tiles_h of image r // tiles_h); tile t of the chunk is (r - r0) * tiles_w + tx.
-A tile's two output rows are held as even and odd columns: tiles[2 i + e, t] is row i,
-column 2 tx + e of tile t.  Inlined into the transforms (unsigned offsets: parallel.py).
+row r % tiles_h of image r // tiles_h); tile (r, tx) of the chunk is its column
+(r - r0) * tiles_w + tx of V and M, or with a ``columns`` array (boundary_order) column
+columns[(r - r0) * tiles_w + tx].  A tile's two output rows are held as even and odd
+columns: tiles[2 i + e, t] is row i, column 2 tx + e of tile t.  Inlined into the
+transforms (unsigned offsets: parallel.py).
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 from numba import njit
@@ -20,20 +24,63 @@ from numba import njit
 PLANE_MAX_TILES_W = 8
 
 
+def boundary_order(r0, r1, tiles_h, tiles_w, ho, wo):
+    """-> (columns, (right, interior, bottom)) for the tile rows [r0, r1) of an ho x wo
+    output map, or (None, None).  On an odd-width map the last tile of each row has
+    one output column inside the map, and A^T's last column (0, 1) makes the last tile
+    position column xi = (i, last) reach only the tile's second output column: its
+    products there are discarded.  Likewise the last tile row of an odd-height map and
+    the last position row.  So the tiles are put in the order right column, interior,
+    bottom row, corner (each by its natural index): the last position column then
+    needs the columns [right, right + interior + bottom) of V, the last position row
+    [0, right + interior), both [right, right + interior), every other position all.
+    512->512 at 7x7: 12% fewer products.  Only where the input transform reads planes
+    (the row-by-row one writes the natural order), else (None, None)."""
+    if tiles_w > PLANE_MAX_TILES_W or (ho % 2 == 0 and wo % 2 == 0):
+        return None, None
+    return _boundary_order(r0, r1, tiles_h, tiles_w, ho % 2 == 1, wo % 2 == 1)
+
+
+@functools.lru_cache(maxsize=256)
+def _boundary_order(r0, r1, tiles_h, tiles_w, odd_h, odd_w):
+    rows = np.arange(r0, r1)
+    bottom = odd_h & (rows % tiles_h == tiles_h - 1)
+    right = odd_w & (np.arange(tiles_w) == tiles_w - 1)
+    # 0 right column, 1 interior, 2 bottom row, 3 corner; by natural index (r - r0) * tiles_w + tx
+    kind = np.where(right[None, :], 3 * bottom[:, None], 1 + bottom[:, None]).ravel()
+    columns = np.empty(kind.size, dtype=np.uint64)
+    columns[np.argsort(kind, kind="stable")] = np.arange(kind.size, dtype=np.uint64)
+    columns.flags.writeable = False
+    counts = np.bincount(kind, minlength=4)
+    return columns, (int(counts[0]), int(counts[1]), int(counts[2]))
+
+
+@njit(cache=True, inline="always")
+def column(columns, t):
+    """Tile t's column in V and M: t in the natural order (``columns`` None), else columns[t]."""
+    if columns is None:
+        return t
+    return columns[t]
+
+
 def input_transform(from_planes, by_rows):
-    """-> an input transform (x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl) that
-    runs ``from_planes`` on maps of up to PLANE_MAX_TILES_W tiles a row, else ``by_rows``."""
-    def transform(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl):
-        kernel = from_planes if tiles_w <= PLANE_MAX_TILES_W else by_rows
-        kernel(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl)
+    """-> an input transform (x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl, columns)
+    that runs ``from_planes`` on maps of up to PLANE_MAX_TILES_W tiles a row, else
+    ``by_rows`` (whose tiles are in the natural order: ``columns`` None)."""
+    def transform(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl, columns):
+        if tiles_w <= PLANE_MAX_TILES_W:
+            from_planes(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl, columns)
+        else:
+            assert columns is None, "the row-by-row input transform writes the tiles in their natural order"
+            by_rows(x, v, cols, first, r0, r1, tiles_h, tiles_w, pt, pl)
     return transform
 
 
 @njit(cache=True, inline="always")
-def tile_planes(like, size, r0, r1, tiles_h, tiles_w):
+def tile_planes(like, size, r0, r1, tiles_h, tiles_w, columns):
     """-> (planes, corner): zeroed planes of ``like``'s dtype, one (2 tiles_h + size - 2,
     2 tiles_w + size - 2) padded map per image of the chunk, and each tile's top-left
-    offset in them."""
+    offset in them, by its column (``columns``)."""
     pw, ph = 2 * tiles_w + size - 2, 2 * tiles_h + size - 2
     n_first = r0 // tiles_h
     planes = np.zeros(((r1 - 1) // tiles_h - n_first + 1) * ph * pw, dtype=like.dtype)
@@ -41,7 +88,7 @@ def tile_planes(like, size, r0, r1, tiles_h, tiles_w):
     for r in range(r0, r1):
         n = r // tiles_h
         for tx in range(tiles_w):
-            corner[(r - r0) * tiles_w + tx] = ((n - n_first) * ph + 2 * (r - n * tiles_h)) * pw + 2 * tx
+            corner[column(columns, np.uint64((r - r0) * tiles_w + tx))] = ((n - n_first) * ph + 2 * (r - n * tiles_h)) * pw + 2 * tx
     return planes, corner
 
 
@@ -69,7 +116,7 @@ def tiles_from_planes(x, c, planes, corner, runs, size, r0, r1, tiles_h, tiles_w
 
 
 @njit(cache=True, inline="always")
-def scatter_output_tiles(tiles, y, o, r0, r1, tiles_h, tiles_w):
+def scatter_output_tiles(tiles, y, o, r0, r1, tiles_h, tiles_w, columns):
     """y[:, o] = the chunk's 2x2 tiles, the part inside the output map."""
     ho, wo = y.shape[2], y.shape[3]
     pairs = wo // 2
@@ -79,14 +126,14 @@ def scatter_output_tiles(tiles, y, o, r0, r1, tiles_h, tiles_w):
         t0 = np.uint64((r - r0) * tiles_w)
         for i in range(min(2, ho - top)):
             for tx in range(pairs):
-                y[n, o, top + i, 2 * tx] = tiles[2 * i, t0 + np.uint64(tx)]
-                y[n, o, top + i, 2 * tx + 1] = tiles[2 * i + 1, t0 + np.uint64(tx)]
+                y[n, o, top + i, 2 * tx] = tiles[2 * i, column(columns, t0 + np.uint64(tx))]
+                y[n, o, top + i, 2 * tx + 1] = tiles[2 * i + 1, column(columns, t0 + np.uint64(tx))]
             if wo > 2 * pairs:
-                y[n, o, top + i, wo - 1] = tiles[2 * i, t0 + np.uint64(pairs)]
+                y[n, o, top + i, wo - 1] = tiles[2 * i, column(columns, t0 + np.uint64(pairs))]
 
 
 @njit(cache=True, inline="always")
-def gather_output_tiles(gy, o, tiles, r0, r1, tiles_h, tiles_w):
+def gather_output_tiles(gy, o, tiles, r0, r1, tiles_h, tiles_w, columns):
     """tiles = the chunk's 2x2 tiles of gy[:, o], zero outside the map (``tiles`` comes
     zeroed: the odd column past an odd-width map is never written)."""
     ho, wo = gy.shape[2], gy.shape[3]
@@ -98,11 +145,11 @@ def gather_output_tiles(gy, o, tiles, r0, r1, tiles_h, tiles_w):
         for i in range(2):
             if top + i < ho:
                 for tx in range(pairs):
-                    tiles[2 * i, t0 + np.uint64(tx)] = gy[n, o, top + i, 2 * tx]
-                    tiles[2 * i + 1, t0 + np.uint64(tx)] = gy[n, o, top + i, 2 * tx + 1]
+                    tiles[2 * i, column(columns, t0 + np.uint64(tx))] = gy[n, o, top + i, 2 * tx]
+                    tiles[2 * i + 1, column(columns, t0 + np.uint64(tx))] = gy[n, o, top + i, 2 * tx + 1]
                 if wo > 2 * pairs:
-                    tiles[2 * i, t0 + np.uint64(pairs)] = gy[n, o, top + i, wo - 1]
+                    tiles[2 * i, column(columns, t0 + np.uint64(pairs))] = gy[n, o, top + i, wo - 1]
             else:
                 for e in range(2):
                     for tx in range(tiles_w):
-                        tiles[2 * i + e, t0 + np.uint64(tx)] = 0
+                        tiles[2 * i + e, column(columns, t0 + np.uint64(tx))] = 0
