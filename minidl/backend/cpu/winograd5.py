@@ -243,13 +243,14 @@ def output_tiles_adjoint(gy, dm, cols, r0, r1, tiles_h, tiles_w, columns):
             _a_rows(u, np.uint64(2 * i), ONE, ZERO, dm, np.uint64(6 * i), ONE, base, tiles)
 
 
-@parallel_kernel(fastmath=True)
-def weight_tiles(w, u, adjoint, gm):
-    """u[6 i + j, o * C + c] = (G w[o, c] G^T)[i, j], u a (36, pitch) stack; with
-    ``adjoint`` the same of the input gradient's weights w[c, o, 4 - k, 4 - l] (O and C
-    swapped).  Vectorized over the input channels, as winograd._weight_tiles."""
-    out_ch, channels = (w.shape[1], w.shape[0]) if adjoint else (w.shape[0], w.shape[1])
-    for o in prange(out_ch):
+@parallel_kernel(fastmath=True, nogil=True)  # (nogil: as winograd._weight_tiles)
+def weight_tiles(w, u, adjoint, gm, o0, o1):
+    """u[6 i + j, o * C + c] = (G w[o, c] G^T)[i, j] for the output channels o0 <= o < o1,
+    u a (36, pitch) stack; with ``adjoint`` the same of the input gradient's weights
+    w[c, o, 4 - k, 4 - l] (O and C swapped).  The taps copied into rows over the input
+    channels, then G applied in loops over them (25 taps in registers would not fit)."""
+    channels = w.shape[0] if adjoint else w.shape[1]
+    for o in prange(o0, o1):
         taps = np.empty((25, channels), dtype=w.dtype)  # taps[5 k + l, c] = w[o, c, k, l]
         gw = np.empty((30, channels), dtype=w.dtype)    # (G w)[i, l] at gw[5 i + l, c]
         rows = np.empty(6, dtype=np.int64)
@@ -310,8 +311,11 @@ class Transforms5x5:
     output_tiles = staticmethod(output_tiles)
     output_tiles_adjoint = staticmethod(output_tiles_adjoint)
 
-    def weight_tiles(self, w, u, adjoint):
-        weight_tiles.sized(u.size)(w, u, adjoint, self.g)
+    def weight_tiles(self, w, u, adjoint, outputs=None):
+        if outputs is None:
+            weight_tiles.sized(u.size)(w, u, adjoint, self.g, 0, w.shape[1] if adjoint else w.shape[0])
+        else:
+            weight_tiles.serial(w, u, adjoint, self.g, *outputs)
 
     def weight_tiles_adjoint(self, du, dw):
         weight_tiles_adjoint.sized(du.size)(du, dw, self.g)
