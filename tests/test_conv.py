@@ -86,6 +86,9 @@ CASES = {
     # the CPU's phase planes: stride 3 with dilation 2 reads all three row phases
     "depthwise_stride3_dilation2": ((2, 3, 11, 10), (3, 1, 3, 3), 3, (2, 0, 1, 2), 2, 3),
     "depthwise_pad_beyond_window": ((1, 2, 5, 4), (4, 1, 3, 3), 2, 3, 1, 2),
+    # the CPU forward sums three taps a pass: 25 taps (8 passes and one tap), 2 taps (single taps only)
+    "depthwise_5x5_mult2": ((2, 2, 7, 6), (4, 1, 5, 5), 1, 2, 1, 2),
+    "depthwise_2x1": ((1, 3, 6, 5), (3, 1, 2, 1), 1, (1, 0, 0, 0), 1, 3),
     "pointwise_1x1": ((2, 4, 5, 6), (3, 4, 1, 1), 1, 0, 1, 1),
     "pointwise_groups2": ((2, 4, 4, 4), (6, 2, 1, 1), 1, 0, 1, 2),
     "strided_1x1": ((2, 3, 7, 7), (2, 3, 1, 1), 2, 0, 1, 1),

@@ -306,6 +306,7 @@ def _depthwise_conv2d_forward(x, w, y, sh, sw, pt, pl, dh, dw):
     mult, ph, pw, run, tasks, n_chunks = _depthwise_plan(x, w, ho, wo, sh, sw, dh, dw)
     tap_rows, tap_starts = _taps(kh, kw, sh, sw, dh, dw, pw)
     w_taps = w.reshape(w.shape[0], kh * kw)
+    n_taps = kh * kw
     for chunk in prange(n_chunks):
         phases = np.zeros((sh * sw, ph * pw + DEPTHWISE_RUN_ALIGN), dtype=x.dtype)
         acc = np.empty(run, dtype=y.dtype)
@@ -315,11 +316,28 @@ def _depthwise_conv2d_forward(x, w, y, sh, sw, pt, pl, dh, dw):
             _phase_copy(x, n, c, phases, True, sh, sw, pt, pl, ph, pw)
             for m in range(mult):
                 o = c * mult + m
-                acc[:] = 0
-                for k in range(kh * kw):
+                # Three taps a pass over acc (one tap a pass: 144 channels at 56x56, batch 8,
+                # 2.0-2.5 -> 1.6 ms; 5x5 at 14x14 -25%; stride 2 even).
+                for k in range(0, n_taps - 2, 3):
+                    wa, wb, wc = w_taps[o, k], w_taps[o, k + 1], w_taps[o, k + 2]
+                    pa, pb, pc = tap_rows[k], tap_rows[k + 1], tap_rows[k + 2]
+                    sa, sb, sc = tap_starts[k], tap_starts[k + 1], tap_starts[k + 2]
+                    if k == 0:
+                        for q in range(run):
+                            acc[q] = (wa * phases[pa, sa + np.uint64(q)] + wb * phases[pb, sb + np.uint64(q)]
+                                      + wc * phases[pc, sc + np.uint64(q)])
+                    else:
+                        for q in range(run):
+                            acc[q] += (wa * phases[pa, sa + np.uint64(q)] + wb * phases[pb, sb + np.uint64(q)]
+                                       + wc * phases[pc, sc + np.uint64(q)])
+                for k in range(n_taps - n_taps % 3, n_taps):
                     wv, p, start = w_taps[o, k], tap_rows[k], tap_starts[k]
-                    for q in range(run):
-                        acc[q] += wv * phases[p, start + np.uint64(q)]
+                    if k == 0:
+                        for q in range(run):
+                            acc[q] = wv * phases[p, start + np.uint64(q)]
+                    else:
+                        for q in range(run):
+                            acc[q] += wv * phases[p, start + np.uint64(q)]
                 for oh in range(ho):  # (element by element: a slice per row is a view)
                     for ow in range(wo):
                         y[n, o, oh, ow] = acc[np.uint64(oh * pw + ow)]
