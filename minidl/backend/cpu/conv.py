@@ -46,7 +46,7 @@ from numba import njit, prange
 
 from ..checks import check_conv_arrays
 from .gemm import THREADS, in_threads, matmul, panels
-from . import winograd
+from . import tapwise, winograd
 from .parallel import parallel_kernel
 from .workspace import workspace
 
@@ -505,15 +505,19 @@ class _Im2col:
         return _blocks(self.n, self.ho, self.wo, self.g * self.k, np.dtype(dtype).itemsize, budget)
 
 
-def _winograd(algo, g, dtype, direction):
-    """Whether ``direction`` ("forward", "input_grad", "weight_grad") of a convolution
-    of geometry ``g`` runs on the Winograd path under conv_algo ``algo``."""
+def _path(algo, g, dtype, direction):
+    """The path ("winograd", "tapwise" or "im2col") of ``direction`` ("forward",
+    "input_grad", "weight_grad") of a convolution of geometry ``g`` under conv_algo
+    ``algo``: "auto" takes Winograd and then the per-tap GEMMs of tiny maps where they
+    measured faster (winograd.wins, tapwise.wins), else im2col."""
     algo = algo or "auto"
     if algo not in ALGOS:
         raise ValueError(f"conv2d: conv_algo on the cpu must be one of {ALGOS}, got {algo!r}")
-    if algo == "im2col" or not winograd.applies(g):
-        return False
-    return algo == "winograd" or winograd.wins(g, dtype, direction)
+    if algo != "im2col" and winograd.applies(g) and (algo == "winograd" or winograd.wins(g, dtype, direction)):
+        return "winograd"
+    if algo == "auto" and tapwise.wins(g, direction):
+        return "tapwise"
+    return "im2col"
 
 
 # ------------------------------------------------------------------ contract
@@ -533,8 +537,9 @@ def _conv2d_forward(x, w, geometry, algo=None):
     w = np.ascontiguousarray(w)
     check_conv_arrays("conv2d_forward", geometry, x, w)
     g = geometry
-    if _winograd(algo, g, x.dtype, "forward"):
-        return winograd.conv2d_forward(x, w, g)
+    path = _path(algo, g, x.dtype, "forward")
+    if path != "im2col":
+        return (winograd if path == "winograd" else tapwise).conv2d_forward(x, w, g)
     if _is_depthwise(g):
         y = np.empty(g.y_shape, dtype=x.dtype)
         _depthwise_conv2d_forward.sized(y.size)(x, w, y, g.sh, g.sw, g.pt, g.pl, g.dh, g.dw)
@@ -598,16 +603,15 @@ def conv2d_backward(x, w, gy, geometry, need_dx=True, need_dw=True, algo=None):
         return None, None
     if _is_depthwise(geometry):
         return _depthwise_conv2d_backward_arrays(x, w, gy, geometry, need_dx, need_dw)
-    dx_winograd = need_dx and _winograd(algo, geometry, x.dtype, "input_grad")
-    dw_winograd = need_dw and _winograd(algo, geometry, x.dtype, "weight_grad")
-    if dx_winograd or dw_winograd:  # (the other one, if needed, on im2col)
-        dx, dw = winograd.conv2d_backward(x, w, gy, geometry, dx_winograd, dw_winograd)
-        if need_dx and not dx_winograd:
-            dx = _im2col_backward(x, w, gy, geometry, True, False)[0]
-        if need_dw and not dw_winograd:
-            dw = _im2col_backward(x, w, gy, geometry, False, True)[1]
-        return dx, dw
-    return _im2col_backward(x, w, gy, geometry, need_dx, need_dw)
+    dx_path = _path(algo, geometry, x.dtype, "input_grad") if need_dx else None
+    dw_path = _path(algo, geometry, x.dtype, "weight_grad") if need_dw else None
+    dx = dw = None
+    for path in {dx_path, dw_path} - {None}:  # (each path computes the gradients it was given)
+        backward = {"winograd": winograd.conv2d_backward, "tapwise": tapwise.conv2d_backward,
+                    "im2col": _im2col_backward}[path]
+        some_dx, some_dw = backward(x, w, gy, geometry, dx_path == path, dw_path == path)
+        dx, dw = (some_dx if dx_path == path else dx), (some_dw if dw_path == path else dw)
+    return dx, dw
 
 
 def _im2col_backward(x, w, gy, geometry, need_dx, need_dw):

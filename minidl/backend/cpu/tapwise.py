@@ -1,0 +1,149 @@
+"""Convolution on tiny maps as one GEMM per kernel tap, forward and both backwards.
+
+On a map of a few pixels most of a window's taps fall on the padding: a 3x3 window
+with padding 1 reads padding in 20 of its 36 taps over a 2x2 map and in 8 of 9 over a
+1x1 map, and im2col multiplies those zeros like the rest (Winograd's tiles cover a 1x1
+map 16 times over).  Here each tap (i, j) of the window is one GEMM over just the
+output pixels whose input under that tap lies inside the map, a rectangle of them
+(``taps``): the products of a direct convolution and no more.
+
+    y[:, :, rect]  += W_ij (O, C) @ X_ij (C, N * rect)          forward
+    dx[:, :, rect'] += W_ij^T (C, O) @ dY_ij (O, N * rect)        input gradient
+    dW_ij (O, C)    = dY_ij (O, N * rect) @ X_ij^T (N * rect, C)  weight gradient
+
+rect' being the inputs under the tap.  The maps are copied channels-major, (C, N, H, W)
+(tiny: 2 MB for 512 channels at 2x2, batch 64), so that a tap's inputs are one matrix;
+the weights tap-major, (taps, O, C), by _weights_of_taps.  Where "auto" takes it:
+``wins``.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .gemm import matmul
+from .parallel import parallel_kernel
+
+# "auto" (wins) takes a direction when the share of its window's products that a direct
+# convolution keeps (``kept``) is at most this.  512->512 3x3 at batch 64, im2col or
+# Winograd ("auto" before) against this, both threads: 1x1 maps forward 2.6-2.7 -> 0.56
+# ms, weight grad 3.6-4.1 -> 0.57-0.63 (kept 1/9); 2x2 maps forward 6.6-6.8 against
+# 6.7-7.8, weight grad 9.5-11.3 -> 5.3-5.5 (kept 4/9); 256->256 at 3x3 maps (kept
+# 49/81) and 4x4 (100/144) even or slower.
+MAX_KEPT = {"forward": 0.25, "input_grad": 0.25, "weight_grad": 0.5}
+
+
+def applies(g):
+    """Ungrouped; stride-1 unpadded 1x1 convolutions have their own GEMMs (conv.py)."""
+    return g.G == 1 and not (g.KH == g.KW == 1 and g.stride == (1, 1) and not any(g.padding))
+
+
+def taps(g):
+    """-> [(i, j, (oh0, oh1), (ow0, ow1), (ih0, iw0))]: each window tap that reads inside
+    the map for some output, its output rectangle, and the input under its first output
+    (inputs then step by the stride)."""
+    rows = [(i,) + _reach(i * g.dh - g.pt, g.sh, g.H, g.HO) for i in range(g.KH)]
+    cols = [(j,) + _reach(j * g.dw - g.pl, g.sw, g.W, g.WO) for j in range(g.KW)]
+    return [(i, j, (oh0, oh1), (ow0, ow1), (ih0, iw0))
+            for i, oh0, oh1, ih0 in rows if oh1 > oh0 for j, ow0, ow1, iw0 in cols if ow1 > ow0]
+
+
+def _reach(offset, stride, size, out_size):
+    """-> (o0, o1, i0): the outputs o in [o0, o1) whose input o * stride + offset lies in
+    [0, size), and the first one's input."""
+    o0 = max(0, -(offset // stride))
+    o1 = min(out_size, (size - 1 - offset) // stride + 1) if size - 1 - offset >= 0 else 0
+    return o0, max(o0, o1), o0 * stride + offset
+
+
+def kept(g):
+    """The share of im2col's window products that taps() keeps."""
+    return sum((oh1 - oh0) * (ow1 - ow0) for _, _, (oh0, oh1), (ow0, ow1), _ in taps(g)) / (
+        g.HO * g.WO * g.KH * g.KW)
+
+
+def wins(g, direction):
+    """Whether "auto" runs ``direction`` ("forward", "input_grad", "weight_grad") here:
+    tiny maps whose windows read mostly padding (MAX_KEPT)."""
+    return applies(g) and g.HO * g.WO <= 4 and kept(g) <= MAX_KEPT[direction]
+
+
+@parallel_kernel(fastmath=True)
+def _weights_of_taps(w, out, tap_rows, tap_cols):
+    """out[k, o, c] = w[o, c, tap_rows[k], tap_cols[k]]."""
+    for o in prange(w.shape[0]):
+        for k in range(tap_rows.shape[0]):
+            i, j = tap_rows[k], tap_cols[k]
+            for c in range(w.shape[1]):
+                out[k, o, c] = w[o, c, i, j]
+
+
+@parallel_kernel(fastmath=True)
+def _weights_from_taps(dw_taps, dw, tap_rows, tap_cols):
+    """dw[o, c, tap_rows[k], tap_cols[k]] = dw_taps[k, o, c], zero at the taps not listed
+    (they read only padding)."""
+    for o in prange(dw.shape[0]):
+        for c in range(dw.shape[1]):
+            for i in range(dw.shape[2]):
+                for j in range(dw.shape[3]):
+                    dw[o, c, i, j] = 0
+        for k in range(tap_rows.shape[0]):
+            i, j = tap_rows[k], tap_cols[k]
+            for c in range(dw.shape[1]):
+                dw[o, c, i, j] = dw_taps[k, o, c]
+
+
+def _taps_and_weights(w, g):
+    plan = taps(g)
+    rows, cols = (np.array([t[n] for t in plan], dtype=np.int64) for n in (0, 1))
+    w_taps = np.empty((len(plan), g.O, g.C), dtype=w.dtype)
+    _weights_of_taps.sized(w_taps.size)(w, w_taps, rows, cols)
+    return plan, w_taps
+
+
+def _inputs(maps, g, oh, ow, start):
+    """The channels-major maps (C, N, H, W) under a tap's outputs as one (C, N * rect) matrix."""
+    ih0, iw0 = start
+    rh, rw = oh[1] - oh[0], ow[1] - ow[0]
+    block = maps[:, :, ih0:ih0 + (rh - 1) * g.sh + 1:g.sh, iw0:iw0 + (rw - 1) * g.sw + 1:g.sw]
+    return np.ascontiguousarray(block).reshape(maps.shape[0], -1), block
+
+
+def _channels_major(a):
+    return np.ascontiguousarray(a.transpose(1, 0, 2, 3))
+
+
+def conv2d_forward(x, w, g):
+    plan, w_taps = _taps_and_weights(w, g)
+    xc = _channels_major(x)
+    acc = np.zeros((g.O, g.N, g.HO, g.WO), dtype=x.dtype)
+    for k, (_, _, oh, ow, start) in enumerate(plan):
+        inputs, _ = _inputs(xc, g, oh, ow, start)
+        acc[:, :, oh[0]:oh[1], ow[0]:ow[1]] += matmul(w_taps[k], inputs).reshape(
+            g.O, g.N, oh[1] - oh[0], ow[1] - ow[0])
+    return _channels_major(acc)
+
+
+def conv2d_backward(x, w, gy, g, need_dx, need_dw):
+    plan, w_taps = _taps_and_weights(w, g) if need_dx else (taps(g), None)
+    # (the weight gradient reads x channels-last, (N, H, W, C): X_ij^T is then a plain
+    # matrix; with X_ij transposed, 512->512 at 2x2, batch 64, its copies and products
+    # took 5.2-5.3 ms against 4.5-4.7)
+    xl, gyc = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if need_dw else None, _channels_major(gy)
+    dxc = np.zeros((g.C, g.N, g.H, g.W), dtype=x.dtype) if need_dx else None
+    dw_taps = np.empty((len(plan), g.O, g.C), dtype=w.dtype) if need_dw else None
+    for k, (_, _, oh, ow, start) in enumerate(plan):
+        grads = np.ascontiguousarray(gyc[:, :, oh[0]:oh[1], ow[0]:ow[1]]).reshape(g.O, -1)
+        if need_dw:
+            (ih0, iw0), rh, rw = start, oh[1] - oh[0], ow[1] - ow[0]
+            inputs = xl[:, ih0:ih0 + (rh - 1) * g.sh + 1:g.sh, iw0:iw0 + (rw - 1) * g.sw + 1:g.sw]
+            matmul(grads, np.ascontiguousarray(inputs).reshape(-1, g.C), out=dw_taps[k])
+        if need_dx:
+            _, under = _inputs(dxc, g, oh, ow, start)
+            under += matmul(w_taps[k].T, grads).reshape(under.shape)
+    dw = None
+    if need_dw:
+        rows, cols = (np.array([t[n] for t in plan], dtype=np.int64) for n in (0, 1))
+        dw = np.empty(w.shape, dtype=w.dtype)
+        _weights_from_taps.sized(dw.size)(dw_taps, dw, rows, cols)
+    return (_channels_major(dxc) if need_dx else None), dw
