@@ -26,10 +26,11 @@ from .parallel import parallel_kernel
 
 # "auto" (wins) takes a direction when the share of its window's products that a direct
 # convolution keeps (``kept``) is at most this.  512->512 3x3 at batch 64, im2col or
-# Winograd ("auto" before) against this, both threads: 1x1 maps forward 2.6-2.7 -> 0.56
-# ms, weight grad 3.6-4.1 -> 0.57-0.63 (kept 1/9); 2x2 maps forward 6.6-6.8 against
-# 6.7-7.8, weight grad 9.5-11.3 -> 5.3-5.5 (kept 4/9); 256->256 at 3x3 maps (kept
-# 49/81) and 4x4 (100/144) even or slower.
+# Winograd (what "auto" took before) against this, both threads: 1x1 maps (kept 1/9)
+# forward 2.5-2.6 -> 0.53-0.58 ms, input grad 2.0-2.1 -> 0.56-0.62, weight grad 3.4-3.6
+# -> 0.58-0.98; 2x2 maps (kept 4/9) forward 5.2-6.3 against 6.2-6.7, input grad 5.9-7.1
+# against 6.8-7.3, weight grad 9.2-9.4 -> 5.4-6.5; 256->256 at 3x3 maps (kept 49/81)
+# slower.
 MAX_KEPT = {"forward": 0.25, "input_grad": 0.25, "weight_grad": 0.5}
 
 
