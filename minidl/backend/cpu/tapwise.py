@@ -94,20 +94,27 @@ def _weights_from_taps(dw_taps, dw, tap_rows, tap_cols):
                 dw[o, c, i, j] = dw_taps[k, o, c]
 
 
+def _tap_indices(plan):
+    """-> (rows, cols): the plan's taps (i, j) as two arrays, for the Numba loops."""
+    return tuple(np.array([tap[n] for tap in plan], dtype=np.int64) for n in (0, 1))
+
+
 def _taps_and_weights(w, g):
     plan = taps(g)
-    rows, cols = (np.array([t[n] for t in plan], dtype=np.int64) for n in (0, 1))
     w_taps = np.empty((len(plan), g.O, g.C), dtype=w.dtype)
-    _weights_of_taps.sized(w_taps.size)(w, w_taps, rows, cols)
+    _weights_of_taps.sized(w_taps.size)(w, w_taps, *_tap_indices(plan))
     return plan, w_taps
 
 
-def _inputs(maps, g, oh, ow, start):
-    """The channels-major maps (C, N, H, W) under a tap's outputs as one (C, N * rect) matrix."""
-    ih0, iw0 = start
-    rh, rw = oh[1] - oh[0], ow[1] - ow[0]
-    block = maps[:, :, ih0:ih0 + (rh - 1) * g.sh + 1:g.sh, iw0:iw0 + (rw - 1) * g.sw + 1:g.sw]
-    return np.ascontiguousarray(block).reshape(maps.shape[0], -1), block
+def _under(g, oh, ow, start):
+    """-> (row slice, column slice) of the inputs under a tap's outputs."""
+    (ih0, iw0), rh, rw = start, oh[1] - oh[0], ow[1] - ow[0]
+    return slice(ih0, ih0 + (rh - 1) * g.sh + 1, g.sh), slice(iw0, iw0 + (rw - 1) * g.sw + 1, g.sw)
+
+
+def _matrix(block, rows):
+    """A block of channels-major maps as a contiguous (rows, N * pixels) matrix."""
+    return np.ascontiguousarray(block).reshape(rows, -1)
 
 
 def _channels_major(a):
@@ -119,9 +126,9 @@ def conv2d_forward(x, w, g):
     xc = _channels_major(x)
     acc = np.zeros((g.O, g.N, g.HO, g.WO), dtype=x.dtype)
     for k, (_, _, oh, ow, start) in enumerate(plan):
-        inputs, _ = _inputs(xc, g, oh, ow, start)
-        acc[:, :, oh[0]:oh[1], ow[0]:ow[1]] += matmul(w_taps[k], inputs).reshape(
-            g.O, g.N, oh[1] - oh[0], ow[1] - ow[0])
+        rows, cols = _under(g, oh, ow, start)
+        outputs = acc[:, :, oh[0]:oh[1], ow[0]:ow[1]]
+        outputs += matmul(w_taps[k], _matrix(xc[:, :, rows, cols], g.C)).reshape(outputs.shape)
     return _channels_major(acc)
 
 
@@ -134,17 +141,15 @@ def conv2d_backward(x, w, gy, g, need_dx, need_dw):
     dxc = np.zeros((g.C, g.N, g.H, g.W), dtype=x.dtype) if need_dx else None
     dw_taps = np.empty((len(plan), g.O, g.C), dtype=w.dtype) if need_dw else None
     for k, (_, _, oh, ow, start) in enumerate(plan):
-        grads = np.ascontiguousarray(gyc[:, :, oh[0]:oh[1], ow[0]:ow[1]]).reshape(g.O, -1)
+        grads = _matrix(gyc[:, :, oh[0]:oh[1], ow[0]:ow[1]], g.O)
+        rows, cols = _under(g, oh, ow, start)
         if need_dw:
-            (ih0, iw0), rh, rw = start, oh[1] - oh[0], ow[1] - ow[0]
-            inputs = xl[:, ih0:ih0 + (rh - 1) * g.sh + 1:g.sh, iw0:iw0 + (rw - 1) * g.sw + 1:g.sw]
-            matmul(grads, np.ascontiguousarray(inputs).reshape(-1, g.C), out=dw_taps[k])
+            matmul(grads, np.ascontiguousarray(xl[:, rows, cols]).reshape(-1, g.C), out=dw_taps[k])
         if need_dx:
-            _, under = _inputs(dxc, g, oh, ow, start)
+            under = dxc[:, :, rows, cols]
             under += matmul(w_taps[k].T, grads).reshape(under.shape)
     dw = None
     if need_dw:
-        rows, cols = (np.array([t[n] for t in plan], dtype=np.int64) for n in (0, 1))
         dw = np.empty(w.shape, dtype=w.dtype)
-        _weights_from_taps.sized(dw.size)(dw_taps, dw, rows, cols)
+        _weights_from_taps.sized(dw.size)(dw_taps, dw, *_tap_indices(plan))
     return (_channels_major(dxc) if need_dx else None), dw
