@@ -424,7 +424,7 @@ def conv2d_backward(x, w, gy, geometry, need_dx=True, need_dw=True, algo=None):
     dx_path = _path(algo, geometry, x.dtype, "input_grad") if need_dx else None
     dw_path = _path(algo, geometry, x.dtype, "weight_grad") if need_dw else None
     dx = dw = None
-    for path in {dx_path, dw_path} - {None}:  # (each path computes the gradients it was given)
+    for path in dict.fromkeys(p for p in (dx_path, dw_path) if p):  # (each computes the gradients it was given)
         backward = {"winograd": winograd.conv2d_backward, "tapwise": tapwise.conv2d_backward,
                     "im2col": _im2col_backward}[path]
         some_dx, some_dw = backward(x, w, gy, geometry, dx_path == path, dw_path == path)

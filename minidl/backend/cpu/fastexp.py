@@ -10,8 +10,8 @@ compute in float64, at half the vector width (silu on 16x96x112x112 ran 2.9x slo
 that way, with 2^n gathered from a table).  Used by the activations (elementwise.py) and
 softmax / cross-entropy (softmax.py), whose arguments are never positive.
 
-Of fastmath, FMA contraction only (as softmax.py's own copy had it), whatever the
-caller's flags: reassociation would fold the two-part ln 2 of the reduction into one
+Of fastmath, FMA contraction only (softmax.py's own copy had it, among others), whatever
+the caller's flags: reassociation would fold the two-part ln 2 of the reduction into one
 and lose its extra bits.  Without contraction cross-entropy's gradients moved by an
 ulp here and there, and tests/test_train_amp.py's 200 LeNet steps took another path:
 bf16's final loss 7.6% from float32's (its bound 5%; float32's own 0.587, where the

@@ -18,6 +18,8 @@ the weights tap-major, (taps, O, C), by _weights_of_taps.  Where "auto" takes it
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import prange
 
@@ -35,18 +37,20 @@ MAX_KEPT = {"forward": 0.25, "input_grad": 0.25, "weight_grad": 0.5}
 
 
 def applies(g):
-    """Ungrouped; stride-1 unpadded 1x1 convolutions have their own GEMMs (conv.py)."""
-    return g.G == 1 and not (g.KH == g.KW == 1 and g.stride == (1, 1) and not any(g.padding))
+    """Ungrouped convolutions (depthwise has its own loops, depthwise.py)."""
+    return g.G == 1
 
 
+@functools.lru_cache(maxsize=256)
 def taps(g):
-    """-> [(i, j, (oh0, oh1), (ow0, ow1), (ih0, iw0))]: each window tap that reads inside
-    the map for some output, its output rectangle, and the input under its first output
-    (inputs then step by the stride)."""
+    """-> ((i, j, (oh0, oh1), (ow0, ow1), (ih0, iw0)), ...): each window tap that reads
+    inside the map for some output, its output rectangle, and the input under its first
+    output (inputs then step by the stride).  Cached per geometry: "auto" asks for each
+    direction, and the path again."""
     rows = [(i,) + _reach(i * g.dh - g.pt, g.sh, g.H, g.HO) for i in range(g.KH)]
     cols = [(j,) + _reach(j * g.dw - g.pl, g.sw, g.W, g.WO) for j in range(g.KW)]
-    return [(i, j, (oh0, oh1), (ow0, ow1), (ih0, iw0))
-            for i, oh0, oh1, ih0 in rows if oh1 > oh0 for j, ow0, ow1, iw0 in cols if ow1 > ow0]
+    return tuple((i, j, (oh0, oh1), (ow0, ow1), (ih0, iw0))
+                 for i, oh0, oh1, ih0 in rows if oh1 > oh0 for j, ow0, ow1, iw0 in cols if ow1 > ow0)
 
 
 def _reach(offset, stride, size, out_size):
@@ -65,7 +69,8 @@ def kept(g):
 
 def wins(g, direction):
     """Whether "auto" runs ``direction`` ("forward", "input_grad", "weight_grad") here:
-    tiny maps whose windows read mostly padding (MAX_KEPT)."""
+    tiny maps whose windows read mostly padding (MAX_KEPT; a window without padding,
+    such as a 1x1 convolution's, keeps all its products and never qualifies)."""
     return applies(g) and g.HO * g.WO <= 4 and kept(g) <= MAX_KEPT[direction]
 
 

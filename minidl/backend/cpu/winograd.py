@@ -514,13 +514,13 @@ def _convolve(x, w, pt, pl, ho, wo, adjoint=False):
     out_ch, channels = (w.shape[1], w.shape[0]) if adjoint else (w.shape[0], w.shape[1])
     f = _transforms(w.shape[2], x.dtype)
     u_stack = _stack(f.positions, out_ch, channels, w.dtype)
-    u = _matrices(u_stack, out_ch, channels)
     chunks = _Chunks(f, x.shape[0], x.shape[1], out_ch, ho, wo, x.dtype)
     y = np.empty((x.shape[0], out_ch, ho, wo), dtype=x.dtype)
     if _by_output_channels(chunks):
-        _convolve_by_output_channels(x, (w, adjoint, u_stack), y, chunks, pt, pl)
+        _convolve_by_output_channels(x, w, adjoint, u_stack, y, chunks, pt, pl)
         return y
     f.weight_tiles(w, u_stack, adjoint)
+    u = _matrices(u_stack, out_ch, channels)
 
     def run(run_chunks):
         for r0, r1 in run_chunks:
@@ -544,17 +544,16 @@ def _by_output_channels(chunks):
     return THREADS > 1 and tiles < THREADS * MIN_CHUNK_TILES and chunks.out_ch >= THREADS * MIN_PANEL_CHANNELS
 
 
-def _convolve_by_output_channels(x, weights, y, chunks, pt, pl):
+def _convolve_by_output_channels(x, w, adjoint, u_stack, y, chunks, pt, pl):
     """_convolve's chunks as one.  Each thread first transforms a panel of the input
     channels (each channel's loops over all the tiles) into V of all the tiles, and a
-    panel of the output channels' weights into U (``weights``: (w, adjoint, U's
-    stack)); then, V complete, each thread's panel of output channels: its products
-    with all the tiles and their output transform.  (The weight transform in these
+    panel of the output channels' weights into U's stack; then, V complete, each
+    thread's panel of output channels: its products with all the tiles and their
+    output transform.  (The weight transform in these
     threads rather than in a parallel region of its own: 512->512 at 7x7, batch 8,
     1-2% faster, one parallel region fewer.)"""
     f, rows, tiles = chunks.transforms, chunks.tile_rows, chunks.tiles(0, chunks.tile_rows)
     columns, skip = chunks.order(0, rows)
-    w, adjoint, u_stack = weights
     v_stack = _stack(f.positions, chunks.channels, tiles, x.dtype)
 
     def transform(c0, c1, o0, o1):
