@@ -120,3 +120,16 @@ def test_grouped_and_im2col_choices_keep_off_the_taps(monkeypatch):
     w = np.random.default_rng(3).standard_normal((4, 3, 3, 3))
     y = F.conv2d(minidl.tensor(x), minidl.tensor(w), padding=1).numpy()
     np.testing.assert_allclose(y, reference_conv2d(x, w, None, (1, 1), (1,) * 4, (1, 1), 1), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 4])
+def test_taps_are_dealt_once_each_in_near_equal_areas(parts):
+    """The weight gradient's fixed deal of taps to threads: every tap exactly once, and
+    no list heavier than the lightest by more than the largest tap's area."""
+    g = ConvGeometry.create((4, 8, 2, 2), (8, 8, 3, 3), (1, 1), (1,) * 4, (1, 1), 1)
+    plan = tapwise.taps(g)
+    lists = tapwise._balanced(plan, parts)
+    assert sorted(k for part in lists for k in part) == list(range(len(plan)))
+    areas = [(oh1 - oh0) * (ow1 - ow0) for _, _, (oh0, oh1), (ow0, ow1), _ in plan]
+    loads = [sum(areas[k] for k in part) for part in lists]
+    assert len(lists) == min(parts, len(plan)) and max(loads) - min(loads) <= max(areas)
