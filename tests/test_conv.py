@@ -297,6 +297,27 @@ def test_chunked_columns_give_the_same_results(budget_bytes, monkeypatch):
     np.testing.assert_allclose(whole[0], expected, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("kernel, padding", [(3, 1), (1, 0)])
+def test_small_map_forward_in_blocks_or_whole_batch(kernel, padding, monkeypatch):
+    """Batch-inner maps (here 4x4 outputs of 7 images, stride 2) run the forward in L2
+    blocks of whole images where the weights fit in L2, else as one whole-batch GEMM;
+    both against float64 loops."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((7, 5, 8, 8))
+    w = rng.standard_normal((6, 5, kernel, kernel))
+    expected = reference_conv2d(x, w, None, (2, 2), (padding,) * 4, (1, 1), 1)
+    geo = cpu_conv._Im2col(ConvGeometry.create(x.shape, w.shape, (2, 2), (padding,) * 4, (1, 1), 1))
+    assert geo.batch_inner
+    calls = []
+    monkeypatch.setattr(cpu_conv, "in_threads", lambda jobs: calls.append(len(jobs)) or [job() for job in jobs])
+    for l2_bytes in (w.nbytes, w.nbytes - 1):  # blocks / whole batch
+        monkeypatch.setattr(cpu_conv, "L2_BLOCK_BYTES", l2_bytes)
+        calls.clear()
+        got = F.conv2d(as_tensor(x, False), as_tensor(w, False), stride=2, padding=padding).numpy()
+        assert calls == ([min(cpu_conv.THREADS, geo.n)] if l2_bytes == w.nbytes else [])
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("name", ["basic_3x3_pad1", "depthwise_mult2_stride2", "pointwise_1x1",
                                   "dilation2"])
 def test_float32_agrees_with_float64(name, conv_path):

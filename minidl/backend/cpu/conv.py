@@ -17,6 +17,11 @@ reads, one (C/groups * KH * KW, rows * WO) matrix per image and group:
   transposed copy into NCHW.  Used for small feature maps (7x7, 14x14), where
   per-image GEMMs would be too thin for BLAS.
 
+The forward runs in L2-sized blocks, each thread im2col-ing a block and multiplying it
+while its columns are still in L2 (``_forward_in_blocks``); batch-inner maps do so where
+the weights, which each block's GEMM packs again, fit in L2 too, and otherwise in one
+whole-batch buffer whose GEMM is split over the threads.
+
 Stride-2 windows gather their columns through phase rows (``_im2col_phase_rows``):
 each input row split once into its even and odd columns, then every tap a unit-stride
 copy.
@@ -373,8 +378,8 @@ def _conv2d_forward(x, w, geometry, algo=None):
         return y
     y = np.empty(g.y_shape, dtype=x.dtype)
     y5 = y.reshape(geo.n, geo.g, geo.og, geo.ho, geo.wo)
-    if not geo.batch_inner:
-        _forward_in_row_blocks(x, wg, geo, y5)
+    if not geo.batch_inner or w.nbytes <= L2_BLOCK_BYTES:
+        _forward_in_blocks(x, wg, geo, y5)
         return y
     buf = geo.buffer(0, x.dtype)
     for n0, n1, oh0, oh1 in geo.blocks(x.dtype):
@@ -387,26 +392,42 @@ def _conv2d_forward(x, w, geometry, algo=None):
 
 def _in_row_blocks(x, geo, work):
     """work(columns buffer, blocks) on each thread's run of the blocks of _blocks at an
-    L2-sized budget (row blocks of one image, or whole small images), the buffer that
-    thread's own workspace -> the runs' results.  A block's columns (serial im2col) stay
-    in L2 for its GEMM, one thread per block.  (One whole-batch column buffer of the
-    7x7/2 stem at batch 8 is 59 MB: im2col wrote it to memory and the GEMM read it back.)"""
-    blocks = list(geo.blocks(x.dtype, L2_BLOCK_BYTES))
+    L2-sized budget (row blocks of one image, or whole small images), at least two
+    blocks per thread, the buffer that thread's own workspace -> the runs' results.  A
+    block's columns (serial im2col) stay in L2 for its GEMM, one thread per block.  (One
+    whole-batch column buffer of the 7x7/2 stem at batch 8 is 59 MB: im2col wrote it to
+    memory and the GEMM read it back.)"""
+    total = geo.n * geo.ho * geo.wo * geo.g * geo.k * x.itemsize
+    budget = min(L2_BLOCK_BYTES, max(1, total // (2 * THREADS)))
+    blocks = list(geo.blocks(x.dtype, budget))
 
     def run(part):
-        return work(geo.buffer(0, x.dtype, L2_BLOCK_BYTES), part)
+        return work(geo.buffer(0, x.dtype, budget), part)
 
     return in_threads([functools.partial(run, blocks[a:b]) for a, b in panels(len(blocks), THREADS)])
 
 
-def _forward_in_row_blocks(x, wg, geo, y5):
-    """y5 (N, G, O/G, HO, WO) block by block (_in_row_blocks), each GEMM straight into y."""
+def _forward_in_blocks(x, wg, geo, y5):
+    """y5 (N, G, O/G, HO, WO) block by block (_in_row_blocks): image-major blocks' GEMMs
+    straight into y; batch-inner blocks' products (G, O/G, images * pixels) copied into
+    y transposed.  Batch-inner maps take this path where the weights fit in L2
+    (``_conv2d_forward``): each block's GEMM packs them again.  Measured there against
+    the whole batch's columns and one GEMM split over the threads (both threads, the
+    medians of five alternating blocks): 3x3/2 64->128 at 16x16, batch 64, 5.6 -> 4.7
+    ms; at 56x56, batch 8, 7.6 -> 6.1; ResNet-50's 128->128 3x3/2 at 56x56, batch 16,
+    28.8 -> 24.2; 1x1/2 256->512 there 25.4 -> 22.3, 64->128 4.8 -> 3.7; 1x1/2 at
+    batch 64, 4x4-16x16 maps, 0.8-1.2 -> 0.7-1.1.  With 1.2 MB of weights (128->256
+    3x3/2) it was no faster."""
 
     def work(buf, part):
         for n0, n1, oh0, oh1 in part:
-            cols = geo.im2col(x, buf, n0, n1, oh0, oh1, serial=True)  # (images, G, K, rows * WO)
-            out = y5[n0:n1, :, :, oh0:oh1].reshape(n1 - n0, geo.g, geo.og, (oh1 - oh0) * geo.wo)
-            np.matmul(wg, cols, out=out)
+            cols = geo.im2col(x, buf, n0, n1, oh0, oh1, serial=True)
+            if geo.batch_inner:  # (G, K, images * rows * WO)
+                out = np.matmul(wg, cols).reshape(geo.g, geo.og, n1 - n0, oh1 - oh0, geo.wo)
+                y5[n0:n1, :, :, oh0:oh1] = out.transpose(2, 0, 1, 3, 4)
+            else:  # (images, G, K, rows * WO)
+                out = y5[n0:n1, :, :, oh0:oh1].reshape(n1 - n0, geo.g, geo.og, (oh1 - oh0) * geo.wo)
+                np.matmul(wg, cols, out=out)
 
     _in_row_blocks(x, geo, work)
 
