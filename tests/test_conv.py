@@ -318,6 +318,39 @@ def test_small_map_forward_in_blocks_or_whole_batch(kernel, padding, monkeypatch
         np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("n_img, row_blocks", [(3, False), (3, True), (1, True)])
+def test_small_map_backward_in_blocks_matches_float64(n_img, row_blocks, monkeypatch):
+    """Batch-inner maps' backward in L2 blocks per thread: whole images per thread, and
+    row blocks of one image where its columns exceed the budget; fewer images than
+    threads take the whole-batch loop.  Both gradients against float64 references made
+    from the forward's loops by linearity: dx[i] = <conv(e_i, w), gy>, dw likewise."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((n_img, 3, 9, 9))
+    w = rng.standard_normal((2, 3, 3, 3))
+    g = ConvGeometry.create(x.shape, w.shape, (2, 2), (1, 1, 1, 1), (1, 1), 1)
+    gy = rng.standard_normal(g.y_shape)
+    assert cpu_conv._Im2col(g).batch_inner
+    if row_blocks:  # an image's columns (27 x 25 values) over the budget, the weights (54) within it
+        monkeypatch.setattr(cpu_conv, "L2_BLOCK_BYTES", w.nbytes)
+    blocked = []
+    real = cpu_conv._backward_in_blocks
+    monkeypatch.setattr(cpu_conv, "_backward_in_blocks", lambda *a: blocked.append(1) or real(*a))
+    dx, dw = cpu_conv.conv2d_backward(x, w, gy, g)
+    assert bool(blocked) == (n_img >= cpu_conv.THREADS)
+    expected_dx = np.zeros_like(x)
+    expected_dw = np.zeros_like(w)
+    for index in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[index] = 1
+        expected_dx[index] = np.sum(reference_conv2d(e, w, None, (2, 2), (1,) * 4, (1, 1), 1) * gy)
+    for index in np.ndindex(w.shape):
+        e = np.zeros_like(w)
+        e[index] = 1
+        expected_dw[index] = np.sum(reference_conv2d(x, e, None, (2, 2), (1,) * 4, (1, 1), 1) * gy)
+    np.testing.assert_allclose(dx, expected_dx, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(dw, expected_dw, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("name", ["basic_3x3_pad1", "depthwise_mult2_stride2", "pointwise_1x1",
                                   "dilation2"])
 def test_float32_agrees_with_float64(name, conv_path):
