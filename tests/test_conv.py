@@ -19,6 +19,7 @@ from conftest import device_params
 from helpers import as_tensor, gradcheck
 from minidl.backend import get_backend
 from minidl.backend.cpu import conv as cpu_conv
+from minidl.backend.cpu import im2col as cpu_im2col
 from minidl.backend.geometry import ConvGeometry
 
 
@@ -297,10 +298,41 @@ def test_chunked_columns_give_the_same_results(budget_bytes, monkeypatch):
     np.testing.assert_allclose(whole[0], expected, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("shape, kernel, stride, padding, dilation, groups", [
+    ((3, 4, 5, 5), (6, 4, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    ((2, 6, 8, 7), (4, 3, 3, 2), (2, 3), (0, 2, 1, 0), (1, 1), 2),
+    ((2, 3, 9, 9), (5, 3, 3, 3), (2, 2), (2, 2, 2, 2), (2, 2), 1),
+    ((4, 5, 4, 4), (3, 5, 1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),
+    ((2, 2, 3, 3), (2, 2, 5, 5), (1, 1), (4, 4, 4, 4), (1, 1), 1),  # windows mostly on the padding
+])
+def test_tap_table_columns_equal_the_row_loops(shape, kernel, stride, padding, dilation, groups):
+    """Tiny batch-inner maps gather their columns through a tap table (_im2col_by_taps)
+    and scatter them back through it: exactly the row loops' columns and sums, for the
+    whole batch and for a block of images and output rows."""
+    g = ConvGeometry.create(shape, kernel, stride, padding, dilation, groups)
+    geo = cpu_conv._Im2col(g)
+    assert geo.taps is not None
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal(shape)
+    for n0, n1, oh0, oh1 in ((0, g.N, 0, g.HO), (1, 2, 1, g.HO)):
+        size = (n1 - n0) * geo.g * geo.k * (oh1 - oh0) * geo.wo
+        by_table = geo.im2col(x, np.full(size, np.nan), n0, n1, oh0, oh1)
+        by_rows = np.full(size, np.nan)
+        cpu_im2col.by_rows.serial(x, by_rows, n0, n1 - n0, oh0, oh1 - oh0, *geo.loop_args,
+                                *geo.strides(n1 - n0, oh1 - oh0))
+        np.testing.assert_array_equal(by_table.reshape(-1), by_rows)
+        dcols = rng.standard_normal(size)
+        dx_table, dx_rows = np.ones(shape), np.ones(shape)
+        geo.col2im_add(dcols, dx_table, n0, n1, oh0, oh1)
+        cpu_im2col.add_back_by_rows.serial(dcols, dx_rows, n0, n1 - n0, oh0, oh1 - oh0, *geo.loop_args,
+                                    *geo.strides(n1 - n0, oh1 - oh0))
+        np.testing.assert_allclose(dx_table, dx_rows, rtol=1e-14, atol=1e-14)
+
+
 @pytest.mark.parametrize("kernel, padding", [(3, 1), (1, 0)])
 def test_small_map_forward_in_blocks_or_whole_batch(kernel, padding, monkeypatch):
     """Batch-inner maps (here 4x4 outputs of 7 images, stride 2) run the forward in L2
-    blocks of whole images where the weights fit in L2, else as one whole-batch GEMM;
+    blocks of whole images where the weights are small, else as one whole-batch GEMM;
     both against float64 loops."""
     rng = np.random.default_rng(11)
     x = rng.standard_normal((7, 5, 8, 8))
@@ -310,11 +342,11 @@ def test_small_map_forward_in_blocks_or_whole_batch(kernel, padding, monkeypatch
     assert geo.batch_inner
     calls = []
     monkeypatch.setattr(cpu_conv, "in_threads", lambda jobs: calls.append(len(jobs)) or [job() for job in jobs])
-    for l2_bytes in (w.nbytes, w.nbytes - 1):  # blocks / whole batch
-        monkeypatch.setattr(cpu_conv, "L2_BLOCK_BYTES", l2_bytes)
+    for most_bytes in (w.nbytes, w.nbytes - 1):  # blocks / whole batch
+        monkeypatch.setattr(cpu_conv, "BLOCKS_MAX_WEIGHT_BYTES", most_bytes)
         calls.clear()
         got = F.conv2d(as_tensor(x, False), as_tensor(w, False), stride=2, padding=padding).numpy()
-        assert calls == ([min(cpu_conv.THREADS, geo.n)] if l2_bytes == w.nbytes else [])
+        assert calls == ([min(cpu_conv.THREADS, geo.n)] if most_bytes == w.nbytes else [])
         np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
 
 
@@ -449,7 +481,7 @@ def test_cpu_pointwise_goes_channels_major_where_the_weight_outweighs_the_maps(s
 @pytest.mark.parametrize("kernel,dilation", [(3, 1), (5, 2), (7, 1), (11, 1)])
 @pytest.mark.parametrize("padding", [(0, 0, 0, 0), (1, 2, 3, 1), (5, 0, 0, 5)])
 def test_cpu_phase_row_columns_equal_the_strided_columns(stride, kernel, dilation, padding, monkeypatch):
-    """_im2col_phase_rows writes exactly _im2col's columns, zeros included, in every
+    """im2col.by_phase_rows writes exactly by_rows's columns, zeros included, in every
     block of both layouts (serial and parallel loops); strides 3 and 4 too, though only
     stride 2 is routed to it."""
     rng = np.random.default_rng(stride * 100 + kernel)
@@ -465,8 +497,8 @@ def test_cpu_phase_row_columns_equal_the_strided_columns(stride, kernel, dilatio
                 size = (n1 - n0) * geo.k * (oh1 - oh0) * geo.wo
                 for loops in ("serial", "parallel"):
                     strided, phased = np.full(size, np.nan, np.float32), np.full(size, np.nan, np.float32)
-                    getattr(cpu_conv._im2col, loops)(x, strided, *args)
-                    getattr(cpu_conv._im2col_phase_rows, loops)(x, phased, *args)
+                    getattr(cpu_im2col.by_rows, loops)(x, strided, *args)
+                    getattr(cpu_im2col.by_phase_rows, loops)(x, phased, *args)
                     np.testing.assert_array_equal(phased, strided)
 
 

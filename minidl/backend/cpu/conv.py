@@ -18,11 +18,13 @@ reads, one (C/groups * KH * KW, rows * WO) matrix per image and group:
   per-image GEMMs would be too thin for BLAS.
 
 The forward runs in L2-sized blocks, each thread im2col-ing a block and multiplying it
-while its columns are still in L2 (``_forward_in_blocks``); batch-inner maps do so where
-the weights, which each block's GEMM packs again, fit in L2 too, and otherwise in one
-whole-batch buffer whose GEMM is split over the threads.
+while its columns are still in L2 (``_forward_in_blocks``).  Batch-inner maps do so, and
+their backward too (``_backward_in_blocks``), where the weights, which each block's GEMM
+packs again, are small (BLOCKS_MAX_WEIGHT_BYTES); otherwise they take one whole-batch
+buffer whose GEMMs are split over the threads.  Tiny batch-inner maps gather their
+columns through a table of each tap's input offsets (im2col.py).
 
-Stride-2 windows gather their columns through phase rows (``_im2col_phase_rows``):
+Stride-2 windows gather their columns through phase rows (``im2col.by_phase_rows``):
 each input row split once into its even and odd columns, then every tap a unit-stride
 copy.
 
@@ -49,11 +51,10 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import njit, prange
 
 from ..checks import check_conv_arrays
 from .gemm import THREADS, in_threads, matmul, panels
-from . import depthwise, tapwise, winograd
+from . import depthwise, im2col, tapwise, winograd
 from .parallel import parallel_kernel
 from .workspace import workspace
 
@@ -66,147 +67,18 @@ SMALL_MAP_PIXELS = 1024
 # they are still in L2 when the block's GEMM reads them, one thread per run of blocks.
 L2_BLOCK_BYTES = 1 << 20
 ROW_BLOCK_MIN_PIXELS = 128
-# Stride-2 windows at least this wide take _im2col_phase_rows.  Its columns against
-# _im2col's (2-core AMD EPYC VM, batch 8): the 7x7/2 stem 7.7 -> 3.4 ms on one thread,
+# Batch-inner maps run in such blocks too where the weights (packed again by each
+# block's GEMM) take at most this much.  Measured with the tap-table columns, both
+# threads, batch 64 / 16, blocks / whole batch: 3x3/2 128->256 at 8x8 (1.1 MB of
+# weights) forward 4.9 / 6.0 ms, backward 10.7 / 12.4; 256->512 at 4x4 (4.5 MB)
+# backward 15.0 / 10.4; 256->256 at 28x28 (2.3 MB) 68.9 / 49.8; 1x1/2 512->1024 (2 MB) even.
+BLOCKS_MAX_WEIGHT_BYTES = 3 << 19
+# Stride-2 windows at least this wide take im2col.by_phase_rows.  Its columns against
+# im2col.by_rows's (2-core AMD EPYC VM, batch 8): the 7x7/2 stem 7.7 -> 3.4 ms on one thread,
 # 3x3/2 at 56x56 to 112x112 1.5-1.6x faster, 5x5/2 1.8x; AlexNet's 11x11/4 0.95x.
 PHASE_ROWS_MIN_KW = 3
-
-
-# ------------------------------------------------------------------ Numba loops
-@njit(cache=True, inline="always")
-def _valid_range(offset, stride, size, out_size):
-    """Output indices o in [lo, hi) with 0 <= o * stride + offset < size."""
-    lo = 0
-    if offset < 0:
-        lo = (-offset + stride - 1) // stride
-    last = size - 1 - offset
-    hi = 0
-    if last >= 0:
-        hi = last // stride + 1
-    if hi > out_size:
-        hi = out_size
-    if lo > hi:
-        lo = hi
-    return lo, hi
-
-
-@parallel_kernel(nogil=True)  # (nogil: the serial twin runs in the row-block threads)
-def _im2col(x, cols, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo, stride_b, stride_r):
-    """cols[b * stride_b + r * stride_r + (oh - oh0) * wo + ow] = padded x of image n0 + b,
-    with r = (c * kh + i) * kw + j; every element of the block is written (zeros included).
-    Offsets are unsigned and strides 1 and 2 have loops of their own, so that the row
-    copies vectorize (parallel.py says why): 2-3x faster than with signed offsets."""
-    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
-    kk = kh * kw
-    for r in prange(channels * kk):  # (images inside: a task per image cost 2-3x on 2x2-8x8 maps)
-        c = r // kk
-        k = r - c * kk
-        i = k // kw
-        j = k - i * kw
-        off_w = j * dw - pl
-        lo, hi = _valid_range(off_w, sw, width, wo)
-        for b in range(nb):
-            base = b * stride_b + r * stride_r
-            for rr in range(rows):
-                ih = (oh0 + rr) * sh + i * dh - pt
-                row = np.uint64(base + rr * wo)
-                if ih < 0 or ih >= height:
-                    for ow in range(wo):
-                        cols[row + np.uint64(ow)] = 0
-                    continue
-                for ow in range(lo):
-                    cols[row + np.uint64(ow)] = 0
-                src = np.uint64(lo * sw + off_w)
-                dst = row + np.uint64(lo)
-                if sw == 1:
-                    for q in range(hi - lo):
-                        cols[dst + np.uint64(q)] = x[n0 + b, c, ih, src + np.uint64(q)]
-                elif sw == 2:
-                    for q in range(hi - lo):
-                        cols[dst + np.uint64(q)] = x[n0 + b, c, ih, src + np.uint64(2 * q)]
-                else:
-                    for q in range(hi - lo):
-                        cols[dst + np.uint64(q)] = x[n0 + b, c, ih, src + np.uint64(q * sw)]
-                for ow in range(hi, wo):
-                    cols[row + np.uint64(ow)] = 0
-
-
-@parallel_kernel(nogil=True)
-def _im2col_phase_rows(x, cols, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo, stride_b, stride_r):
-    """_im2col (same arguments, same columns) for strided windows (taken at stride 2
-    from PHASE_ROWS_MIN_KW columns, _Im2col): each input row the block reads is copied
-    once into a zero-padded row and split into its sw phases (padded column p goes to
-    phase p % sw at p // sw), and then every tap j of a kernel row is one unit-stride
-    copy of WO values from phase (j dw) % sw, per output row.  The split is shared by
-    all the taps that read the row; _im2col reads each tap at stride sw.  (Split per
-    kernel row and output row instead, once per tap row: the stem's columns at batch 8
-    took 2.8-2.9 ms on one thread, against 1.7-1.9 this way.)"""
-    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
-    phase_len = wo + ((kw - 1) * dw) // sw + 1
-    pitch = (phase_len + 15) // 16 * 16 + 16  # (one phase row; 16 values apart measured 10% faster than 0)
-    span = (rows - 1) * sh + (kh - 1) * dh + 1  # the input rows the block reads, from ``top``
-    top = oh0 * sh - pt
-    copied = max(0, min(width, sw * phase_len - pl))
-    for task in prange(channels * nb):
-        c = task // nb
-        b = task - c * nb
-        padded = np.zeros(sw * phase_len, dtype=x.dtype)  # (zeros right of the row stay)
-        phases = np.empty(span * sw * pitch, dtype=x.dtype)  # row s's phase e at (s sw + e) pitch
-        for s in range(span):
-            ih = top + s
-            at = np.uint64(s * sw * pitch)
-            if ih < 0 or ih >= height:
-                for q in range(sw * pitch):
-                    phases[at + np.uint64(q)] = 0
-                continue
-            for q in range(copied):
-                padded[np.uint64(pl + q)] = x[n0 + b, c, ih, np.uint64(q)]
-            if sw == 2:  # (a constant stride: permutes)
-                for q in range(phase_len):
-                    phases[at + np.uint64(q)] = padded[np.uint64(2 * q)]
-                for q in range(phase_len):
-                    phases[at + np.uint64(pitch + q)] = padded[np.uint64(2 * q + 1)]
-            else:
-                for e in range(sw):
-                    for q in range(phase_len):
-                        phases[at + np.uint64(e * pitch + q)] = padded[np.uint64(q * sw + e)]
-        for i in range(kh):
-            for j in range(kw):
-                e = (j * dw) % sw
-                row = np.uint64(b * stride_b + ((c * kh + i) * kw + j) * stride_r)
-                for rr in range(rows):
-                    src = np.uint64(((rr * sh + i * dh) * sw + e) * pitch + (j * dw) // sw)
-                    dst = row + np.uint64(rr * wo)
-                    for ow in range(wo):
-                        cols[dst + np.uint64(ow)] = phases[src + np.uint64(ow)]
-
-
-@parallel_kernel(nogil=True)  # (nogil: the serial twin runs in the block threads)
-def _col2im_add(cols, dx, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo, stride_b, stride_r):
-    """dx[n0 + b] += the column gradients scattered back (inverse layout of _im2col).
-    One thread owns a channel's planes, so the additions never race.  (Unsigned
-    offsets, as in _im2col.)"""
-    channels, height, width = dx.shape[1], dx.shape[2], dx.shape[3]
-    kk = kh * kw
-    for c in prange(channels):  # (images inside, as in _im2col)
-        for i in range(kh):
-            for j in range(kw):
-                off_w = j * dw - pl
-                lo, hi = _valid_range(off_w, sw, width, wo)
-                for b in range(nb):
-                    base = b * stride_b + (c * kk + i * kw + j) * stride_r
-                    for rr in range(rows):
-                        ih = (oh0 + rr) * sh + i * dh - pt
-                        if ih < 0 or ih >= height:
-                            continue
-                        src = np.uint64(base + rr * wo + lo)
-                        dst = np.uint64(lo * sw + off_w)
-                        if sw == 1:
-                            for q in range(hi - lo):
-                                dx[n0 + b, c, ih, dst + np.uint64(q)] += cols[src + np.uint64(q)]
-                        else:
-                            for q in range(hi - lo):
-                                dx[n0 + b, c, ih, dst + np.uint64(q * sw)] += cols[src + np.uint64(q)]
+# Batch-inner maps of at most this many output pixels take im2col.by_taps.
+TAP_TABLE_MAX_PIXELS = 64
 
 
 # ------------------------------------------------------------------ helpers
@@ -286,6 +158,7 @@ class _Im2col:
         self.batch_inner = self.ho * self.wo < SMALL_MAP_PIXELS
         self.loop_args = (g.KH, g.KW, g.sh, g.sw, g.pt, g.pl, g.dh, g.dw, g.WO)
         self.phase_rows = g.sw == 2 and g.KW >= PHASE_ROWS_MIN_KW
+        self.taps = im2col.tap_table(g) if self.batch_inner and self.ho * self.wo <= TAP_TABLE_MAX_PIXELS else None
 
     def strides(self, nb, rows):
         r = rows * self.wo
@@ -293,19 +166,29 @@ class _Im2col:
             return r, nb * r  # (G, K, B * R)
         return self.c * self.kh * self.kw * r, r  # (B, G, K, R)
 
+    def _where(self, oh0, rows):
+        """The loops' arguments that place a block of output rows."""
+        if self.taps is not None:
+            return self.taps, oh0 * self.wo, rows * self.wo
+        return (oh0, rows) + self.loop_args
+
     def im2col(self, x, buf, n0, n1, oh0, oh1, serial=False):
         nb, rows = n1 - n0, oh1 - oh0
         size = nb * self.g * self.k * rows * self.wo
         cols = buf[:size]
-        loops = _im2col_phase_rows if self.phase_rows else _im2col
+        if self.taps is not None:
+            loops = im2col.by_taps
+        else:
+            loops = im2col.by_phase_rows if self.phase_rows else im2col.by_rows
         kernel = loops.serial if serial else loops.sized(size)
-        kernel(x, cols, n0, nb, oh0, rows, *self.loop_args, *self.strides(nb, rows))
+        kernel(x, cols, n0, nb, *self._where(oh0, rows), *self.strides(nb, rows))
         return self.shaped(cols, nb, rows)
 
-    def col2im_add(self, dcols, dx, n0, n1, oh0, oh1):
+    def col2im_add(self, dcols, dx, n0, n1, oh0, oh1, serial=False):
         nb, rows = n1 - n0, oh1 - oh0
-        _col2im_add.sized(dcols.size)(dcols.reshape(-1), dx, n0, nb, oh0, rows, *self.loop_args,
-                    *self.strides(nb, rows))
+        loops = im2col.add_back_by_rows if self.taps is None else im2col.add_back_by_taps
+        kernel = loops.serial if serial else loops.sized(dcols.size)
+        kernel(dcols.reshape(-1), dx, n0, nb, *self._where(oh0, rows), *self.strides(nb, rows))
 
     def shaped(self, flat, nb, rows):
         r = rows * self.wo
@@ -378,7 +261,7 @@ def _conv2d_forward(x, w, geometry, algo=None):
         return y
     y = np.empty(g.y_shape, dtype=x.dtype)
     y5 = y.reshape(geo.n, geo.g, geo.og, geo.ho, geo.wo)
-    if not geo.batch_inner or w.nbytes <= L2_BLOCK_BYTES:
+    if not geo.batch_inner or w.nbytes <= BLOCKS_MAX_WEIGHT_BYTES:
         _forward_in_blocks(x, wg, geo, y5)
         return y
     buf = geo.buffer(0, x.dtype)
@@ -414,14 +297,13 @@ def _in_row_blocks(x, geo, work, by_images=False, buffers=1):
 def _forward_in_blocks(x, wg, geo, y5):
     """y5 (N, G, O/G, HO, WO) block by block (_in_row_blocks): image-major blocks' GEMMs
     straight into y; batch-inner blocks' products (G, O/G, images * pixels) copied into
-    y transposed.  Batch-inner maps take this path where the weights fit in L2
-    (``_conv2d_forward``): each block's GEMM packs them again.  Measured there against
-    the whole batch's columns and one GEMM split over the threads (both threads, the
-    medians of five alternating blocks): 3x3/2 64->128 at 16x16, batch 64, 5.6 -> 4.7
-    ms; at 56x56, batch 8, 7.6 -> 6.1; ResNet-50's 128->128 3x3/2 at 56x56, batch 16,
-    28.8 -> 24.2; 1x1/2 256->512 there 25.4 -> 22.3, 64->128 4.8 -> 3.7; 1x1/2 at
-    batch 64, 4x4-16x16 maps, 0.8-1.2 -> 0.7-1.1.  With 1.2 MB of weights (128->256
-    3x3/2) it was no faster."""
+    y transposed.  Batch-inner maps take this path where the weights are small
+    (BLOCKS_MAX_WEIGHT_BYTES): each block's GEMM packs them again.  Measured there
+    against the whole batch's columns and one GEMM split over the threads (both
+    threads, the medians of five alternating blocks, row-loop columns): 3x3/2 64->128
+    at 16x16, batch 64, 5.6 -> 4.7 ms; at 56x56, batch 8, 7.6 -> 6.1; ResNet-50's
+    128->128 3x3/2 at 56x56, batch 16, 28.8 -> 24.2; 1x1/2 256->512 there 25.4 -> 22.3,
+    64->128 4.8 -> 3.7; 1x1/2 at batch 64, 4x4-16x16 maps, 0.8-1.2 -> 0.7-1.1."""
 
     def work(budget, part):
         buf = geo.buffer(0, x.dtype, budget)
@@ -464,7 +346,7 @@ def _im2col_backward(x, w, gy, geometry, need_dx, need_dw):
     if _is_pointwise(geometry):
         return _pointwise_backward(x, w, gy, geo, need_dx, need_dw)
     wg_t = w.reshape(geo.g, geo.og, geo.k).transpose(0, 2, 1)
-    if geo.batch_inner and w.nbytes <= L2_BLOCK_BYTES and geo.n >= THREADS:  # (as the forward's blocks)
+    if geo.batch_inner and w.nbytes <= BLOCKS_MAX_WEIGHT_BYTES and geo.n >= THREADS:  # (as the forward's blocks)
         return _backward_in_blocks(x, wg_t, gy, geo, need_dx, need_dw)
     dw = None
     if need_dw and _row_block_weight_grad(geo, x.dtype):
@@ -490,8 +372,8 @@ def _im2col_backward(x, w, gy, geometry, need_dx, need_dw):
 
 
 def _backward_in_blocks(x, wg_t, gy, geo, need_dx, need_dw):
-    """_im2col_backward of batch-inner maps whose weights fit in L2, in L2-sized blocks
-    of whole images (_in_row_blocks; the budget halved when both gradients keep a
+    """_im2col_backward of batch-inner maps with small weights (BLOCKS_MAX_WEIGHT_BYTES),
+    in L2-sized blocks of whole images (_in_row_blocks; the budget halved when both gradients keep a
     buffer): each thread recomputes a block's columns, adds their weight-gradient
     product into its own sum, and scatters the block's column gradients into its own
     images' dx.  The threads take whole images (each zeroes its own dx), so from
@@ -522,8 +404,7 @@ def _backward_in_blocks(x, wg_t, gy, geo, need_dx, need_dw):
                     dx[n0:n1] = 0
                 dcols = geo.shaped(dcols_buf[:nb * geo.g * geo.k * rows * geo.wo], nb, rows)
                 np.matmul(wg_t, g, out=dcols)
-                _col2im_add.serial(dcols.reshape(-1), dx, n0, nb, oh0, rows, *geo.loop_args,
-                                   *geo.strides(nb, rows))
+                geo.col2im_add(dcols, dx, n0, n1, oh0, oh1, serial=True)
         return dw
 
     sums = _in_row_blocks(x, geo, work, by_images=True, buffers=int(need_dx) + int(need_dw))
