@@ -275,22 +275,22 @@ def _conv2d_forward(x, w, geometry, algo=None):
 
 def _in_row_blocks(x, geo, work, by_images=False, buffers=1):
     """work(budget, blocks) on each thread's run of the blocks of _blocks at an L2-sized
-    budget (row blocks of one image, or whole small images), at least two blocks per
-    thread, each thread's buffers from its own workspace (geo.buffer(slot, dtype,
-    budget)) -> the runs' results.  ``by_images``: the runs cut between images, so that
-    all the row blocks of an image go to one thread (whose scatter into dx then never
-    races another's).  A
-    block's columns (serial im2col) stay in L2 for its GEMM, one thread per block.  (One
-    whole-batch column buffer of the 7x7/2 stem at batch 8 is 59 MB: im2col wrote it to
-    memory and the GEMM read it back.)"""
+    budget (row blocks of one image, or whole small images; split ``buffers`` ways), at
+    least two blocks per thread, each thread's buffers from its own workspace
+    (geo.buffer(slot, dtype, budget)) -> the runs' results.  A block's columns (serial
+    im2col) stay in L2 for its GEMM, one thread per block.  (One whole-batch column
+    buffer of the 7x7/2 stem at batch 8 is 59 MB: im2col wrote it to memory and the
+    GEMM read it back.)  ``by_images``: the runs cut only where an image starts, so
+    that all the row blocks of an image go to one thread (whose scatter into dx then
+    never races another's)."""
     total = geo.n * geo.ho * geo.wo * geo.g * geo.k * x.itemsize
     budget = min(L2_BLOCK_BYTES // buffers, max(1, total // (2 * THREADS)))
     blocks = list(geo.blocks(x.dtype, budget))
-
+    units = [[block] for block in blocks]  # (what a run is cut into)
     if by_images:
-        runs = [[block for block in blocks if a <= block[0] < b] for a, b in panels(geo.n, THREADS)]
-    else:
-        runs = [blocks[a:b] for a, b in panels(len(blocks), THREADS)]
+        starts = [i for i, (_, _, oh0, _) in enumerate(blocks) if oh0 == 0] + [len(blocks)]
+        units = [blocks[a:b] for a, b in zip(starts[:-1], starts[1:])]
+    runs = [[block for unit in units[a:b] for block in unit] for a, b in panels(len(units), THREADS)]
     return in_threads([functools.partial(work, budget, run) for run in runs])
 
 
@@ -373,7 +373,7 @@ def _im2col_backward(x, w, gy, geometry, need_dx, need_dw):
 
 def _backward_in_blocks(x, wg_t, gy, geo, need_dx, need_dw):
     """_im2col_backward of batch-inner maps with small weights (BLOCKS_MAX_WEIGHT_BYTES),
-    in L2-sized blocks of whole images (_in_row_blocks; the budget halved when both gradients keep a
+    in L2-sized blocks (_in_row_blocks; the budget halved when both gradients keep a
     buffer): each thread recomputes a block's columns, adds their weight-gradient
     product into its own sum, and scatters the block's column gradients into its own
     images' dx.  The threads take whole images (each zeroes its own dx), so from
