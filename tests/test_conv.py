@@ -10,6 +10,8 @@ there is a GPU) have two general paths, the implicit-GEMM kernels ("igemm") and
 im2col + GEMM ("im2col"), picked by ``backend.conv_algo``; ``conv_path`` runs the
 forward checks over every device and path, the gradient checks run on every device.
 """
+import itertools
+
 import numpy as np
 import pytest
 
@@ -314,18 +316,19 @@ def test_tap_table_columns_equal_the_row_loops(shape, kernel, stride, padding, d
     assert geo.taps is not None
     rng = np.random.default_rng(13)
     x = rng.standard_normal(shape)
-    for n0, n1, oh0, oh1 in ((0, g.N, 0, g.HO), (1, 2, 1, g.HO)):
+    for (n0, n1, oh0, oh1), serial in itertools.product(((0, g.N, 0, g.HO), (1, 2, 1, g.HO)), (True, False)):
+        assert geo._by_taps(serial) == (serial or g.HO * g.WO <= cpu_conv.TAP_TABLE_PARALLEL_MAX_PIXELS)
         size = (n1 - n0) * geo.g * geo.k * (oh1 - oh0) * geo.wo
-        by_table = geo.im2col(x, np.full(size, np.nan), n0, n1, oh0, oh1)
+        by_table = geo.im2col(x, np.full(size, np.nan), n0, n1, oh0, oh1, serial=serial)
         by_rows = np.full(size, np.nan)
         cpu_im2col.by_rows.serial(x, by_rows, n0, n1 - n0, oh0, oh1 - oh0, *geo.loop_args,
-                                *geo.strides(n1 - n0, oh1 - oh0))
+                                  *geo.strides(n1 - n0, oh1 - oh0))
         np.testing.assert_array_equal(by_table.reshape(-1), by_rows)
         dcols = rng.standard_normal(size)
         dx_table, dx_rows = np.ones(shape), np.ones(shape)
-        geo.col2im_add(dcols, dx_table, n0, n1, oh0, oh1)
+        geo.col2im_add(dcols, dx_table, n0, n1, oh0, oh1, serial=serial)
         cpu_im2col.add_back_by_rows.serial(dcols, dx_rows, n0, n1 - n0, oh0, oh1 - oh0, *geo.loop_args,
-                                    *geo.strides(n1 - n0, oh1 - oh0))
+                                           *geo.strides(n1 - n0, oh1 - oh0))
         np.testing.assert_allclose(dx_table, dx_rows, rtol=1e-14, atol=1e-14)
 
 

@@ -77,8 +77,10 @@ BLOCKS_MAX_WEIGHT_BYTES = 3 << 19
 # im2col.by_rows's (2-core AMD EPYC VM, batch 8): the 7x7/2 stem 7.7 -> 3.4 ms on one thread,
 # 3x3/2 at 56x56 to 112x112 1.5-1.6x faster, 5x5/2 1.8x; AlexNet's 11x11/4 0.95x.
 PHASE_ROWS_MIN_KW = 3
-# Batch-inner maps of at most this many output pixels take im2col.by_taps.
+# Batch-inner maps of at most this many output pixels take im2col.by_taps (the parallel
+# loops over a whole batch's columns from at most the second).
 TAP_TABLE_MAX_PIXELS = 64
+TAP_TABLE_PARALLEL_MAX_PIXELS = 16
 
 
 # ------------------------------------------------------------------ helpers
@@ -166,9 +168,16 @@ class _Im2col:
             return r, nb * r  # (G, K, B * R)
         return self.c * self.kh * self.kw * r, r  # (B, G, K, R)
 
-    def _where(self, oh0, rows):
+    def _by_taps(self, serial):
+        """Whether the loops go through the tap table: in the threads' L2 blocks (serial
+        loops), and in the parallel loops over a whole batch's columns only on maps of
+        up to TAP_TABLE_PARALLEL_MAX_PIXELS (at 7x7 outputs, batch 16, those ran 5-8%
+        slower than the row loops; at 2x2 and 4x4 1.2-1.3x faster)."""
+        return self.taps is not None and (serial or self.ho * self.wo <= TAP_TABLE_PARALLEL_MAX_PIXELS)
+
+    def _where(self, oh0, rows, by_taps):
         """The loops' arguments that place a block of output rows."""
-        if self.taps is not None:
+        if by_taps:
             return self.taps, oh0 * self.wo, rows * self.wo
         return (oh0, rows) + self.loop_args
 
@@ -176,19 +185,21 @@ class _Im2col:
         nb, rows = n1 - n0, oh1 - oh0
         size = nb * self.g * self.k * rows * self.wo
         cols = buf[:size]
-        if self.taps is not None:
+        by_taps = self._by_taps(serial)
+        if by_taps:
             loops = im2col.by_taps
         else:
             loops = im2col.by_phase_rows if self.phase_rows else im2col.by_rows
         kernel = loops.serial if serial else loops.sized(size)
-        kernel(x, cols, n0, nb, *self._where(oh0, rows), *self.strides(nb, rows))
+        kernel(x, cols, n0, nb, *self._where(oh0, rows, by_taps), *self.strides(nb, rows))
         return self.shaped(cols, nb, rows)
 
     def col2im_add(self, dcols, dx, n0, n1, oh0, oh1, serial=False):
         nb, rows = n1 - n0, oh1 - oh0
-        loops = im2col.add_back_by_rows if self.taps is None else im2col.add_back_by_taps
+        by_taps = self._by_taps(serial)
+        loops = im2col.add_back_by_taps if by_taps else im2col.add_back_by_rows
         kernel = loops.serial if serial else loops.sized(dcols.size)
-        kernel(dcols.reshape(-1), dx, n0, nb, *self._where(oh0, rows), *self.strides(nb, rows))
+        kernel(dcols.reshape(-1), dx, n0, nb, *self._where(oh0, rows, by_taps), *self.strides(nb, rows))
 
     def shaped(self, flat, nb, rows):
         r = rows * self.wo
