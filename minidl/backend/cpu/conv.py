@@ -55,7 +55,6 @@ import numpy as np
 from ..checks import check_conv_arrays
 from .gemm import THREADS, in_threads, matmul, panels
 from . import depthwise, im2col, tapwise, winograd
-from .parallel import parallel_kernel
 from .workspace import workspace
 
 ALGOS = ("auto", "im2col", "winograd")
@@ -392,8 +391,8 @@ def _backward_in_blocks(x, wg_t, gy, geo, need_dx, need_dw):
     the whole-batch loop (its GEMMs split over the threads, im2col and col2im parallel
     loops), dx + dW: 3x3/2 64->128 at 16x16, batch 64, 11.5 -> 8.7 ms, at 56x56, batch
     8, 14.8 -> 13.4; ResNet-50's 3x3/2 128->128 at 56x56, batch 16, 56.1 -> 53.9, its
-    1x1/2 downsamples 48.2 -> 46.4 and 6.6 -> 4.9.  128->256 3x3/2 (1.2 MB of weights)
-    was even."""
+    1x1/2 downsamples 48.2 -> 46.4 and 6.6 -> 4.9 (row-loop columns; the weight limit's
+    measurements are at BLOCKS_MAX_WEIGHT_BYTES)."""
     dx = np.empty_like(x) if need_dx else None
 
     def work(budget, part):

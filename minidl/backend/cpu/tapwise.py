@@ -159,6 +159,9 @@ def conv2d_backward(x, w, gy, g, need_dx, need_dw):
     gyc = _channels_major(gy)
     dw = None
     if need_dw:
+        # (the weight gradient reads x channels-last, (N, H, W, C): X_ij^T is then a plain
+        # matrix; with X_ij transposed, 512->512 at 2x2, batch 64, its copies and products
+        # took 5.2-5.3 ms against 4.5-4.7)
         xl = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         dw_taps = np.empty((len(plan), g.O, g.C), dtype=w.dtype)
 
