@@ -271,7 +271,7 @@ def _conv2d_forward(x, w, geometry, algo=None):
         return y
     y = np.empty(g.y_shape, dtype=x.dtype)
     y5 = y.reshape(geo.n, geo.g, geo.og, geo.ho, geo.wo)
-    if not geo.batch_inner or w.nbytes <= BLOCKS_MAX_WEIGHT_BYTES:
+    if not geo.batch_inner or _small_map_blocks(geo, w):
         _forward_in_blocks(x, wg, geo, y5)
         return y
     buf = geo.buffer(0, x.dtype)
@@ -281,6 +281,13 @@ def _conv2d_forward(x, w, geometry, algo=None):
         out = matmul(wg, cols).reshape(geo.g, geo.og, nb, rows, geo.wo)
         y5[n0:n1, :, :, oh0:oh1] = out.transpose(2, 0, 1, 3, 4)
     return y
+
+
+def _small_map_blocks(geo, w):
+    """Whether a batch-inner convolution runs in L2 blocks (_forward_in_blocks,
+    _backward_in_blocks): where its weights, which each block's GEMM packs again, are
+    small (BLOCKS_MAX_WEIGHT_BYTES)."""
+    return geo.batch_inner and w.nbytes <= BLOCKS_MAX_WEIGHT_BYTES
 
 
 def _in_row_blocks(x, geo, work, by_images=False, buffers=1):
@@ -356,7 +363,7 @@ def _im2col_backward(x, w, gy, geometry, need_dx, need_dw):
     if _is_pointwise(geometry):
         return _pointwise_backward(x, w, gy, geo, need_dx, need_dw)
     wg_t = w.reshape(geo.g, geo.og, geo.k).transpose(0, 2, 1)
-    if geo.batch_inner and w.nbytes <= BLOCKS_MAX_WEIGHT_BYTES and geo.n >= THREADS:  # (as the forward's blocks)
+    if _small_map_blocks(geo, w) and geo.n >= THREADS:
         return _backward_in_blocks(x, wg_t, gy, geo, need_dx, need_dw)
     dw = None
     if need_dw and _row_block_weight_grad(geo, x.dtype):
@@ -367,18 +374,32 @@ def _im2col_backward(x, w, gy, geometry, need_dx, need_dw):
     dx = np.zeros_like(x) if need_dx else None
     col_buf = geo.buffer(0, x.dtype) if dw_in_blocks else None
     dcol_buf = geo.buffer(1, x.dtype) if need_dx else None
-    for n0, n1, oh0, oh1 in geo.blocks(x.dtype) if need_dx or dw_in_blocks else ():
-        nb, rows = n1 - n0, oh1 - oh0
-        g = geo.gy_block(gy, n0, n1, oh0, oh1)
+    for block in geo.blocks(x.dtype) if need_dx or dw_in_blocks else ():
+        part = _block_gradients(x, gy, wg_t, geo, block, col_buf, dcol_buf, dx)
         if dw_in_blocks:
-            cols = geo.im2col(x, col_buf, n0, n1, oh0, oh1)
-            part = matmul(g, np.swapaxes(cols, -1, -2))
-            dw += part if geo.batch_inner else part.sum(axis=0)
-        if need_dx:
-            dcols = geo.shaped(dcol_buf[:nb * geo.g * geo.k * rows * geo.wo], nb, rows)
-            matmul(wg_t, g, out=dcols)
-            geo.col2im_add(dcols, dx, n0, n1, oh0, oh1)
+            dw += part
     return dx, (dw.reshape(w.shape) if need_dw else None)
+
+
+def _block_gradients(x, gy, wg_t, geo, block, cols_buf, dcols_buf, dx, serial=False):
+    """One block's (n0, n1, oh0, oh1) share of _im2col_backward: its column gradients
+    added into dx (given ``dcols_buf``), and -> its weight-gradient product (G, O/G, K)
+    (given ``cols_buf``, else None).  ``serial``: all on the calling thread (a thread's
+    L2 blocks); else the GEMMs and loops split over the threads."""
+    n0, n1, oh0, oh1 = block
+    product = np.matmul if serial else matmul
+    g = geo.gy_block(gy, *block)  # (laid out like the GEMM's output)
+    part = None
+    if cols_buf is not None:
+        part = product(g, np.swapaxes(geo.im2col(x, cols_buf, *block, serial=serial), -1, -2))
+        if not geo.batch_inner:
+            part = part.sum(axis=0)  # (one product per image)
+    if dcols_buf is not None:
+        nb, rows = n1 - n0, oh1 - oh0
+        dcols = geo.shaped(dcols_buf[:nb * geo.g * geo.k * rows * geo.wo], nb, rows)
+        product(wg_t, g, out=dcols)
+        geo.col2im_add(dcols, dx, *block, serial=serial)
+    return part
 
 
 def _backward_in_blocks(x, wg_t, gy, geo, need_dx, need_dw):
@@ -395,26 +416,17 @@ def _backward_in_blocks(x, wg_t, gy, geo, need_dx, need_dw):
     measurements are at BLOCKS_MAX_WEIGHT_BYTES)."""
     dx = np.empty_like(x) if need_dx else None
 
-    def work(budget, part):
+    def work(budget, blocks):
         cols_buf = geo.buffer(0, x.dtype, budget) if need_dw else None
         dcols_buf = geo.buffer(1, x.dtype, budget) if need_dx else None
-        dw = product = None
-        for n0, n1, oh0, oh1 in part:
-            nb, rows = n1 - n0, oh1 - oh0
-            g = geo.gy_block(gy, n0, n1, oh0, oh1)  # (G, O/G, images * rows * WO)
-            if need_dw:
-                cols_t = np.swapaxes(geo.im2col(x, cols_buf, n0, n1, oh0, oh1, serial=True), -1, -2)
-                if dw is None:
-                    dw = np.matmul(g, cols_t)
-                    product = np.empty_like(dw)
-                else:
-                    dw += np.matmul(g, cols_t, out=product)
-            if need_dx:
-                if oh0 == 0:  # (an image's first block, on the thread that owns the image)
-                    dx[n0:n1] = 0
-                dcols = geo.shaped(dcols_buf[:nb * geo.g * geo.k * rows * geo.wo], nb, rows)
-                np.matmul(wg_t, g, out=dcols)
-                geo.col2im_add(dcols, dx, n0, n1, oh0, oh1, serial=True)
+        dw = None
+        for block in blocks:
+            n0, n1, oh0, _ = block
+            if need_dx and oh0 == 0:  # (an image's first block, on the thread that owns the image)
+                dx[n0:n1] = 0
+            part = _block_gradients(x, gy, wg_t, geo, block, cols_buf, dcols_buf, dx, serial=True)
+            if part is not None:
+                dw = part if dw is None else np.add(dw, part, out=dw)
         return dw
 
     sums = _in_row_blocks(x, geo, work, by_images=True, buffers=int(need_dx) + int(need_dw))

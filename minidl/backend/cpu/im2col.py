@@ -26,8 +26,9 @@ from .parallel import parallel_kernel
 
 
 @njit(cache=True, inline="always")
-def _valid_range(offset, stride, size, out_size):
-    """Output indices o in [lo, hi) with 0 <= o * stride + offset < size."""
+def valid_range(offset, stride, size, out_size):
+    """Output indices o in [lo, hi) with 0 <= o * stride + offset < size (lo == hi where
+    there are none).  Inlined into the loops here; tapwise.taps calls it too."""
     lo = 0
     if offset < 0:
         lo = (-offset + stride - 1) // stride
@@ -56,7 +57,7 @@ def by_rows(x, cols, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo, stri
         i = k // kw
         j = k - i * kw
         off_w = j * dw - pl
-        lo, hi = _valid_range(off_w, sw, width, wo)
+        lo, hi = valid_range(off_w, sw, width, wo)
         for b in range(nb):
             base = b * stride_b + r * stride_r
             for rr in range(rows):
@@ -188,7 +189,7 @@ def add_back_by_rows(cols, dx, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw
         for i in range(kh):
             for j in range(kw):
                 off_w = j * dw - pl
-                lo, hi = _valid_range(off_w, sw, width, wo)
+                lo, hi = valid_range(off_w, sw, width, wo)
                 for b in range(nb):
                     base = b * stride_b + (c * kk + i * kw + j) * stride_r
                     for rr in range(rows):

@@ -24,6 +24,7 @@ import numpy as np
 from numba import prange
 
 from .gemm import THREADS, in_threads, matmul
+from .im2col import valid_range
 from .parallel import parallel_kernel
 
 # "auto" (wins) takes a direction when the share of its window's products that a direct
@@ -55,10 +56,9 @@ def taps(g):
 
 def _reach(offset, stride, size, out_size):
     """-> (o0, o1, i0): the outputs o in [o0, o1) whose input o * stride + offset lies in
-    [0, size), and the first one's input."""
-    o0 = max(0, -(offset // stride))
-    o1 = min(out_size, (size - 1 - offset) // stride + 1) if size - 1 - offset >= 0 else 0
-    return o0, max(o0, o1), o0 * stride + offset
+    [0, size) (im2col.valid_range), and the first one's input."""
+    o0, o1 = valid_range(offset, stride, size, out_size)
+    return o0, o1, o0 * stride + offset
 
 
 def kept(g):
