@@ -54,7 +54,7 @@ from . import winograd5
 from .gemm import THREADS, in_threads, panels
 from .parallel import parallel_kernel
 from .winograd_tiles import (boundary_order, gather_output_tiles, input_transform, scatter_output_tiles,
-                             tile_planes, tiles_from_planes)
+                             tile_planes, tiles_from_planes, weight_transform)
 from .workspace import workspace
 
 # "auto" (wins): output maps of at least this many pixels, both sides at least MIN_CHANNELS;
@@ -368,12 +368,9 @@ class _Transforms3x3:
 
     @staticmethod
     def weight_tiles(w, u, adjoint, outputs=None):
-        """U of every output channel (in parallel where large), or of the range
-        ``outputs`` (o0, o1) on the calling thread."""
-        if outputs is None:
-            _weight_tiles.sized(u.size)(w, u, adjoint, 0, w.shape[1] if adjoint else w.shape[0])
-        else:
-            _weight_tiles.serial(w, u, adjoint, *outputs)
+        """U of every output channel, or of the range ``outputs`` (o0, o1) on the
+        calling thread (winograd_tiles.weight_transform)."""
+        weight_transform(_weight_tiles, w, u, adjoint, outputs)
 
     @staticmethod
     def weight_tiles_adjoint(du, dw):
@@ -549,9 +546,9 @@ def _convolve_by_output_channels(x, w, adjoint, u_stack, y, chunks, pt, pl):
     channels (each channel's loops over all the tiles) into V of all the tiles, and a
     panel of the output channels' weights into U's stack; then, V complete, each
     thread's panel of output channels: its products with all the tiles and their
-    output transform.  (The weight transform in these
-    threads rather than in a parallel region of its own: 512->512 at 7x7, batch 8,
-    1-2% faster, one parallel region fewer.)"""
+    output transform.  (The weight transform in these threads rather than in a parallel
+    region of its own: 512->512 at 7x7, batch 8, 1-2% faster, one parallel region
+    fewer.)"""
     f, rows, tiles = chunks.transforms, chunks.tile_rows, chunks.tiles(0, chunks.tile_rows)
     columns, skip = chunks.order(0, rows)
     v_stack = _stack(f.positions, chunks.channels, tiles, x.dtype)

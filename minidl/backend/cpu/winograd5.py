@@ -31,7 +31,7 @@ from numba import njit, prange
 
 from .parallel import parallel_kernel
 from .winograd_tiles import (gather_output_tiles, input_transform, scatter_output_tiles, tile_planes,
-                             tiles_from_planes)
+                             tiles_from_planes, weight_transform)
 
 _BT = np.array([[4, 0, -5, 0, 1, 0],
                 [0, -4, -4, 1, 1, 0],
@@ -312,10 +312,7 @@ class Transforms5x5:
     output_tiles_adjoint = staticmethod(output_tiles_adjoint)
 
     def weight_tiles(self, w, u, adjoint, outputs=None):
-        if outputs is None:
-            weight_tiles.sized(u.size)(w, u, adjoint, self.g, 0, w.shape[1] if adjoint else w.shape[0])
-        else:
-            weight_tiles.serial(w, u, adjoint, self.g, *outputs)
+        weight_transform(weight_tiles, w, u, adjoint, outputs, self.g)
 
     def weight_tiles_adjoint(self, du, dw):
         weight_tiles_adjoint.sized(du.size)(du, dw, self.g)

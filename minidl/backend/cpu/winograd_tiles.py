@@ -1,6 +1,7 @@
 """The 2x2 output tiles that both CPU Winograd variants, F(2x2, 3x3) (winograd.py) and
 F(2x2, 5x5) (winograd5.py), write into the output and read from its gradient, and the
-input tiles both gather from zero-padded planes on small maps.
+input tiles both gather from zero-padded planes on small maps; and how both run their
+transforms (``weight_transform``, ``input_transform``).
 
 Tile rows [r0, r1) of a chunk are counted over the whole batch (tile row r is tile
 row r % tiles_h of image r // tiles_h); tile (r, tx) of the chunk is its column
@@ -61,6 +62,16 @@ def column(columns, t):
     if columns is None:
         return t
     return columns[t]
+
+
+def weight_transform(kernel, w, u, adjoint, outputs, *consts):
+    """A variant's weight transform kernel(w, u, adjoint, *consts, o0, o1) over every
+    output channel (its parallel loop where large) or, given ``outputs`` (o0, o1), over
+    those on the calling thread (its serial twin, for the few-tiles threads)."""
+    if outputs is None:
+        kernel.sized(u.size)(w, u, adjoint, *consts, 0, w.shape[1] if adjoint else w.shape[0])
+    else:
+        kernel.serial(w, u, adjoint, *consts, *outputs)
 
 
 def input_transform(from_planes, by_rows):
