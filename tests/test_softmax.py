@@ -75,6 +75,24 @@ def test_float32_softmax_wide_rows(device):
     np.testing.assert_allclose(got, softmax_ref(x.astype(np.float32), 1, False), rtol=2e-5, atol=1e-9)
 
 
+@pytest.mark.parametrize("width", [1, 7, 8, 9, 16, 23, 1003])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_row_max_found_at_every_position(width, dtype, device):
+    # one logit of 200 in a row of small ones, at each position (the kernel's row max
+    # keeps eight lanes and a tail): had the max missed it, exp(200 - top) would overflow
+    positions = range(width) if width < 30 else [0, 7, 8, 500, 995, 996, 1002]
+    x = np.random.default_rng(3).standard_normal((len(positions), width))
+    for row, p in enumerate(positions):
+        x[row, p] = 200.0
+    labels = np.array(list(positions)) % width
+    for log in (False, True):
+        got = (F.log_softmax if log else F.softmax)(minidl.tensor(x, dtype=dtype, device=device)).numpy()
+        assert np.all(np.isfinite(got)), f"width {width}: a row's max was missed"
+        np.testing.assert_allclose(got, softmax_ref(x.astype(dtype), 1, log), rtol=1e-5, atol=1e-6)
+    loss = F.cross_entropy(minidl.tensor(x, dtype=dtype, device=device), labels, reduction="none").numpy()
+    np.testing.assert_allclose(loss, cross_entropy_ref(x.astype(dtype), labels, 0.0), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
