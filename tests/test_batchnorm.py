@@ -229,3 +229,51 @@ def test_errors():
         F.batch_norm(minidl.zeros(1, 4), None, None, training=True)
     with pytest.raises(ValueError, match="both given or both None"):
         F.batch_norm(x, minidl.zeros(4), None, training=True)
+
+
+def bn_backward_reference(x, gy, gamma, beta, eps, relu):
+    """dx, dgamma, dbeta of training-mode batch norm (then ReLU where ``relu``), in float64
+    from the closed form: dx = gamma / std * (g - mean(g) - xhat * mean(g * xhat))."""
+    x, gy = np.asarray(x, np.float64), np.asarray(gy, np.float64)
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    mean, var = x.mean(axes), x.var(axes)
+    xhat = (x - mean.reshape(shape)) / np.sqrt(var + eps).reshape(shape)
+    g = gy * ((xhat * gamma.reshape(shape) + beta.reshape(shape)) > 0) if relu else gy
+    dbeta, dgamma = g.sum(axes), (g * xhat).sum(axes)
+    dx = (gamma / np.sqrt(var + eps)).reshape(shape) * (
+        g - g.mean(axes, keepdims=True) - xhat * (g * xhat).mean(axes, keepdims=True))
+    return dx, dgamma, dbeta
+
+
+@pytest.mark.parametrize("loops", ["channel_major", "channels_inner", "channels_inner_many_panels"])
+@pytest.mark.parametrize("shape", [(3, 5, 2, 3), (40, 100, 3, 3), (7, 6), (5, 9, 17, 1)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cpu_loops_match_references(loops, shape, dtype, monkeypatch):
+    """The CPU's two loop orders (batchnorm.FLAT_MAX_PIXELS picks one by map size), with
+    one panel of channels, or many uneven ones, on one thread or the parallel kernels
+    ((40, 100, 3, 3) is large enough for them): train forward with ReLU, its running
+    stats, eval forward, backward, against the float64 references."""
+    from minidl.backend.cpu import batchnorm
+    monkeypatch.setattr(batchnorm, "FLAT_MAX_PIXELS", 0 if loops == "channel_major" else 10**9)
+    if loops == "channels_inner_many_panels":
+        monkeypatch.setattr(batchnorm, "FLAT_PANEL_POSITIONS", 7)
+    rng = np.random.default_rng(11)
+    c = shape[1]
+    x, gy = (rand(rng, *shape) * 2 + 5).astype(dtype), rand(rng, *shape).astype(dtype)
+    gamma, beta = rand(rng, c).astype(dtype), rand(rng, c).astype(dtype)
+    tol = dict(rtol=2e-4, atol=2e-4) if dtype == "float32" else dict(rtol=1e-9, atol=1e-9)
+    running_mean, running_var = np.zeros(c, dtype), np.ones(c, dtype)
+    y, mean, var = batchnorm.batch_norm_train_forward(x, gamma, beta, 1e-5, True, running_mean, running_var, 0.1)
+    ref, ref_mean, ref_var = bn_reference(x, gamma, beta, 1e-5)
+    np.testing.assert_allclose(y, np.maximum(ref, 0), **tol)
+    np.testing.assert_allclose(mean, ref_mean, **tol)
+    np.testing.assert_allclose(var, ref_var, **tol)
+    count = x.size // c
+    np.testing.assert_allclose(running_mean, 0.1 * ref_mean, **tol)
+    np.testing.assert_allclose(running_var, 0.9 + 0.1 * ref_var * count / (count - 1), **tol)
+    y_eval = batchnorm.batch_norm_eval_forward(x, gamma, beta, running_mean, running_var, 1e-5, False)
+    np.testing.assert_allclose(y_eval, bn_reference(x, gamma, beta, 1e-5, running_mean, running_var)[0], **tol)
+    got = batchnorm.batch_norm_backward(x, gy, gamma, beta, mean, var, 1e-5, True)
+    for a, b in zip(got, bn_backward_reference(x, gy, gamma, beta, 1e-5, True)):
+        np.testing.assert_allclose(a, b, **tol)
