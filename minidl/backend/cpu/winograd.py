@@ -64,7 +64,9 @@ MIN_PIXELS = 12 * 12
 MIN_CHANNELS = 16
 SMALL_MIN_IN_CHANNELS = 64
 SMALL_MIN_TILES = 64
-# A chunk's input tiles and products together: about half this machine's 2 MB L2 per core.
+# A chunk's input tiles and products together: about half the 2 MB L2 per core of the Intel
+# VM it was set on.  On the AMD VM (1 MB L2 per core) 256 KB-1 MB chunks measured even: 3x3
+# convolutions at 56x56-8x8, forward and both gradients, both threads (NOTES.md).
 CHUNK_BYTES = 1 << 20
 # ... but at least this many tiles, so that its 16 GEMMs are not too thin for BLAS.
 MIN_CHUNK_TILES = 128
