@@ -52,6 +52,7 @@ CASES = {
     "maxpool 3x3/2 (8,64,112,112)": ("maxpool", dict(c=64, hw=112)),
     "LRN 5 (8,96,55,55)": ("lrn", dict(c=96, hw=55)),
     "BN-train (8,64,112,112)": ("bn", dict(c=64, hw=112)),
+    "BN-train (64,512,2,2)": ("bn", dict(c=512, hw=2, n=64)),  # (ResNet-18's last stage at 64 px)
     "softmax-CE (256,1000)": ("ce", dict(n=256, k=1000)),
 }
 # the modes of a case: forward, and forward + backward (all of its gradients, or one)
@@ -113,7 +114,7 @@ def _inputs(kind, spec, seed=0):
         w = (rng.standard_normal(spec["w"]) * 0.1).astype(f)
         return dict(x=x, w=w)
     if kind in ("maxpool", "lrn", "bn"):
-        return dict(x=rng.standard_normal((N, spec["c"], spec["hw"], spec["hw"])).astype(f))
+        return dict(x=rng.standard_normal((spec.get("n", N), spec["c"], spec["hw"], spec["hw"])).astype(f))
     return dict(x=rng.standard_normal((spec["n"], spec["k"])).astype(f),
                 labels=rng.integers(0, spec["k"], spec["n"]))
 
