@@ -3,9 +3,10 @@ on small maps a panel of channels per task.
 
 The input is viewed as (N, C, M) with M = H*W (M = 1 for 2-D input), so a channel
 is N contiguous runs of M values.  Up to FLAT_MAX_PIXELS those runs are too short to
-vectorize, and the loops run over each image's (panel of) channels instead.  Statistics accumulate in float64; the mean and
-variance come from one pass over data shifted by the channel's first value (this
-keeps E[d^2] - E[d]^2 free of cancellation for data far from zero).  The
+vectorize, and the loops run over each image's (panel of) channels instead.
+Statistics accumulate in float64; the mean and variance come from one pass over data
+shifted by the channel's first value (this keeps E[d^2] - E[d]^2 free of
+cancellation for data far from zero).  The
 elementwise passes are affine maps ``a*x + b`` with per-channel coefficients in the
 input's dtype, so they vectorize in float32.
 """
@@ -70,7 +71,8 @@ def _statistics(c, s, ss, count, shift, gamma, beta, eps, momentum, running_mean
 
 @njit(inline="always")
 def _affine(c, gamma, beta, mean, var, eps):
-    """The coefficients (a, b) of y = a x + b from given statistics, in float64."""
+    """The coefficients (a, b) of y = a x + b from given statistics, in float64 (the
+    backward's ReLU mask: where a x + b > 0)."""
     scale = gamma[c] / np.sqrt(np.float64(var[c]) + eps)
     return scale, beta[c] - mean[c] * scale
 
@@ -127,8 +129,8 @@ def _train_backward(x, gy, gamma, beta, mean, var, eps, relu, dx, dgamma, dbeta)
     for c in prange(channels):
         mu = np.float64(mean[c])
         invstd = 1.0 / np.sqrt(np.float64(var[c]) + eps)
-        mask_a = x.dtype.type(gamma[c] * invstd)  # the forward's affine map, for the mask
-        mask_b = x.dtype.type(beta[c] - mu * gamma[c] * invstd)
+        mask_a64, mask_b64 = _affine(c, gamma, beta, mean, var, eps)  # the forward's map, for the mask
+        mask_a, mask_b = x.dtype.type(mask_a64), x.dtype.type(mask_b64)
         sum_g = 0.0
         sum_gx = 0.0
         for n in range(n_batch):
@@ -244,8 +246,7 @@ def _train_backward_flat(x, gy, gamma, beta, mean, var, eps, relu, dx, dgamma, d
         for c in range(c0, c1):
             mus[c - c0] = mean[c]
             invstds[c - c0] = 1.0 / np.sqrt(np.float64(var[c]) + eps)
-            mask_as[c - c0] = gamma[c] * invstds[c - c0]
-            mask_bs[c - c0] = beta[c] - mus[c - c0] * gamma[c] * invstds[c - c0]
+            mask_as[c - c0], mask_bs[c - c0] = _affine(c, gamma, beta, mean, var, eps)
         mu, mask_a, mask_b = _spread(mus, m, np.float64), _spread(mask_as, m, x.dtype), _spread(mask_bs, m, x.dtype)
         sum_g = np.zeros(mu.shape[0])
         sum_gx = np.zeros(mu.shape[0])
