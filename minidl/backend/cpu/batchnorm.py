@@ -18,6 +18,7 @@ from numba import njit, prange
 
 from ...dtypes import is_half
 from ..checks import check_array
+from .gemm import panels
 from .parallel import parallel_kernel
 
 # Reassociation lets LLVM vectorize the reductions; NaN/inf semantics are kept.
@@ -158,14 +159,7 @@ def _train_backward(x, gy, gamma, beta, mean, var, eps, relu, dx, dgamma, dbeta)
 # leaves scalar.  These loops run over a panel of whole channels per image instead,
 # (C/parts) * M contiguous values, keeping one sum per position (the per-channel values
 # spread to per-position arrays); a channel's sums are added at the end.
-
-
-@njit(inline="always")
-def _panel(p, parts, channels, m):
-    """The first channel, last channel + 1 and first flat position of panel p."""
-    c0 = channels * p // parts
-    c1 = channels * (p + 1) // parts
-    return c0, c1, c0 * m
+# ``channel_panels`` (tasks, 2): each task's channels [c0, c1), from gemm.panels.
 
 
 @njit(inline="always")
@@ -192,11 +186,13 @@ def _apply(x2, y2, k0, a, b, relu):
 
 
 @parallel_kernel(fastmath=_FAST)
-def _train_forward_flat(x, gamma, beta, eps, relu, momentum, running_mean, running_var, y, mean, var, parts):
+def _train_forward_flat(x, gamma, beta, eps, relu, momentum, running_mean, running_var, y, mean, var,
+                        channel_panels):
     n_batch, channels, m = x.shape
     x2, y2 = x.reshape(n_batch, channels * m), y.reshape(n_batch, channels * m)
-    for p in prange(parts):
-        c0, c1, k0 = _panel(p, parts, channels, m)
+    for p in prange(channel_panels.shape[0]):
+        c0, c1 = channel_panels[p, 0], channel_panels[p, 1]
+        k0 = c0 * m
         shifts = np.empty(c1 - c0)
         for c in range(c0, c1):
             shifts[c - c0] = x[0, c, 0]
@@ -219,10 +215,11 @@ def _train_forward_flat(x, gamma, beta, eps, relu, momentum, running_mean, runni
 
 
 @parallel_kernel(fastmath=_FAST)
-def _affine_forward_flat(x, gamma, beta, mean, var, eps, relu, y, parts):
+def _affine_forward_flat(x, gamma, beta, mean, var, eps, relu, y, channel_panels):
     n_batch, channels, m = x.shape
-    for p in prange(parts):
-        c0, c1, k0 = _panel(p, parts, channels, m)
+    for p in prange(channel_panels.shape[0]):
+        c0, c1 = channel_panels[p, 0], channel_panels[p, 1]
+        k0 = c0 * m
         a = np.empty(c1 - c0)
         b = np.empty(c1 - c0)
         for c in range(c0, c1):
@@ -232,13 +229,14 @@ def _affine_forward_flat(x, gamma, beta, mean, var, eps, relu, y, parts):
 
 
 @parallel_kernel(fastmath=_FAST)
-def _train_backward_flat(x, gy, gamma, beta, mean, var, eps, relu, dx, dgamma, dbeta, parts):
+def _train_backward_flat(x, gy, gamma, beta, mean, var, eps, relu, dx, dgamma, dbeta, channel_panels):
     n_batch, channels, m = x.shape
     x2 = x.reshape(n_batch, channels * m)
     gy2 = gy.reshape(n_batch, channels * m)
     dx2 = dx.reshape(n_batch, channels * m)
-    for p in prange(parts):
-        c0, c1, k0 = _panel(p, parts, channels, m)
+    for p in prange(channel_panels.shape[0]):
+        c0, c1 = channel_panels[p, 0], channel_panels[p, 1]
+        k0 = c0 * m
         mus = np.empty(c1 - c0)
         invstds = np.empty(c1 - c0)
         mask_as = np.empty(c1 - c0)
@@ -279,7 +277,7 @@ def _train_backward_flat(x, gy, gamma, beta, mean, var, eps, relu, dx, dgamma, d
 
 
 def _kernel(channel_major, flat, x3):
-    """-> (kernel, extra arguments): the flat loops below FLAT_MAX_PIXELS pixels per map,
+    """-> (kernel, extra arguments): the flat loops up to FLAT_MAX_PIXELS pixels per map,
     in panels of channels (one per thread, more where a panel's positions would exceed
     FLAT_PANEL_POSITIONS), else the channel-major loops."""
     n_batch, channels, m = x3.shape
@@ -288,7 +286,7 @@ def _kernel(channel_major, flat, x3):
     kernel = flat.sized(x3.size)
     threads = numba.get_num_threads() if kernel is flat.parallel else 1
     parts = min(channels, threads * -(-channels * m // (threads * FLAT_PANEL_POSITIONS)))
-    return kernel, (parts,)
+    return kernel, (np.array(panels(channels, parts), dtype=np.int64),)
 
 
 def _running_stats(running_mean, running_var, channels):
@@ -312,9 +310,9 @@ def batch_norm_train_forward(x, gamma, beta, eps, relu=False, running_mean=None,
     half_running = running_mean is not None and is_half(running_mean.dtype)
     running = _running_stats(*((None, None) if half_running else (running_mean, running_var)), channels)
     if x3.size:
-        kernel, parts = _kernel(_train_forward, _train_forward_flat, x3)
+        kernel, panel_args = _kernel(_train_forward, _train_forward_flat, x3)
         kernel(x3, *_per_channel(x3, {"weight": gamma, "bias": beta}, "batch_norm_train_forward"), float(eps),
-               bool(relu), float(momentum), *running, y, mean, var, *parts)
+               bool(relu), float(momentum), *running, y, mean, var, *panel_args)
     if half_running:
         count = x3.shape[0] * x3.shape[2]
         unbias = count / (count - 1) if count > 1 else 1.0
@@ -328,8 +326,8 @@ def batch_norm_eval_forward(x, gamma, beta, mean, var, eps, relu=False):
     y = np.empty_like(x3)
     if x3.size:
         vectors = {"weight": gamma, "bias": beta, "running_mean": mean, "running_var": var}
-        kernel, parts = _kernel(_affine_forward, _affine_forward_flat, x3)
-        kernel(x3, *_per_channel(x3, vectors, "batch_norm_eval_forward"), float(eps), bool(relu), y, *parts)
+        kernel, panel_args = _kernel(_affine_forward, _affine_forward_flat, x3)
+        kernel(x3, *_per_channel(x3, vectors, "batch_norm_eval_forward"), float(eps), bool(relu), y, *panel_args)
     return y.reshape(x.shape)
 
 
@@ -342,7 +340,7 @@ def batch_norm_backward(x, gy, gamma, beta, mean, var, eps, relu=False):
     dbeta = np.empty(channels, dtype=x3.dtype)
     if x3.size:
         vectors = {"weight": gamma, "bias": beta, "mean": mean, "var": var}
-        kernel, parts = _kernel(_train_backward, _train_backward_flat, x3)
+        kernel, panel_args = _kernel(_train_backward, _train_backward_flat, x3)
         kernel(x3, gy3, *_per_channel(x3, vectors, "batch_norm_backward"), float(eps), bool(relu), dx, dgamma,
-               dbeta, *parts)
+               dbeta, *panel_args)
     return dx.reshape(x.shape), dgamma, dbeta
