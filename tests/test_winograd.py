@@ -390,5 +390,5 @@ def test_winograd_algo_falls_back_to_im2col_outside_its_shapes(monkeypatch):
 def test_unknown_conv_algo_names_the_choices(monkeypatch):
     monkeypatch.setattr(get_backend("cpu"), "conv_algo", "fft", raising=False)
     with pytest.raises(ValueError, match=r"conv_algo on the cpu must be one of \('auto', 'im2col', "
-                                         r"'winograd'\), got 'fft'"):
+                                         r"'winograd', 'direct'\), got 'fft'"):
         F.conv2d(minidl.tensor(np.ones((1, 2, 5, 5))), minidl.tensor(np.ones((3, 2, 3, 3))), padding=1)

@@ -41,7 +41,7 @@ class CpuBackend(Backend):
 
     sgd_update = optim.sgd_update
 
-    conv_algo = None  # "auto", "im2col" or "winograd" (cpu/conv.py); None: "auto"
+    conv_algo = None  # "auto", "im2col", "winograd" or "direct" (cpu/conv.py); None: "auto"
 
     def conv2d_forward(self, x, w, geometry, bias=None, relu=False):
         return conv.conv2d_forward(x, w, geometry, bias, algo=self.conv_algo, relu=relu)

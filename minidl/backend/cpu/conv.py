@@ -1,11 +1,14 @@
-"""2-D convolution on the CPU: im2col + BLAS GEMM, Winograd, per-tap GEMMs on tiny maps, and
-a direct path for depthwise.
+"""2-D convolution on the CPU: im2col + BLAS GEMM, Winograd, per-tap GEMMs on tiny maps, a
+direct forward for few input channels (stems), and a direct path for depthwise.
 
 The algorithm for the general case is ``backend.conv_algo``: "im2col", "winograd"
 (F(2x2, 3x3) and F(2x2, 5x5) for 3x3 and 5x5 stride-1 convolutions, winograd.py and
-winograd5.py; im2col for the shapes they do not take), or "auto" (the default): Winograd where it measured faster here
-(``winograd.wins``, decided for the forward and each gradient apart), then per-tap
-GEMMs on tiny maps (``tapwise.wins``), im2col elsewhere.
+winograd5.py; im2col for the shapes they do not take), "direct" (the forward of every
+ungrouped, undilated float32 convolution through direct.py's register tiles; im2col
+for the rest), or "auto" (the default): the direct forward on few input channels
+(``direct.wins``), then Winograd where it measured faster here (``winograd.wins``,
+decided for the forward and each gradient apart), then per-tap GEMMs on tiny maps
+(``tapwise.wins``), im2col elsewhere.
 
 General path.  For a block of images (and, for very large images, a block of output
 rows) a parallel Numba loop writes the columns straight into the layout the GEMM
@@ -54,10 +57,10 @@ import numpy as np
 
 from ..checks import check_conv_arrays
 from .gemm import THREADS, in_threads, matmul, panels
-from . import depthwise, im2col, tapwise, winograd
+from . import depthwise, direct, im2col, tapwise, winograd
 from .workspace import workspace
 
-ALGOS = ("auto", "im2col", "winograd")
+ALGOS = ("auto", "im2col", "winograd", "direct")
 
 COLUMN_BUFFER_BYTES = 64 << 20
 # Below this many output pixels per image the batch-inner layout (one wide GEMM) wins.
@@ -224,13 +227,17 @@ class _Im2col:
 
 
 def _path(algo, g, dtype, direction):
-    """The path ("winograd", "tapwise" or "im2col") of ``direction`` ("forward",
-    "input_grad", "weight_grad") of a convolution of geometry ``g`` under conv_algo
-    ``algo``: "auto" takes Winograd and then the per-tap GEMMs of tiny maps where they
-    measured faster (winograd.wins, tapwise.wins), else im2col."""
+    """The path ("direct", "winograd", "tapwise" or "im2col") of ``direction``
+    ("forward", "input_grad", "weight_grad") of a convolution of geometry ``g`` under
+    conv_algo ``algo``: "auto" takes the direct forward, Winograd and then the per-tap
+    GEMMs of tiny maps where they measured faster (direct.wins, winograd.wins,
+    tapwise.wins), else im2col."""
     algo = algo or "auto"
     if algo not in ALGOS:
         raise ValueError(f"conv2d: conv_algo on the cpu must be one of {ALGOS}, got {algo!r}")
+    if direction == "forward" and direct.applies(g, dtype) and (
+            algo == "direct" or algo == "auto" and direct.wins(g, dtype)):
+        return "direct"
     if algo != "im2col" and winograd.applies(g) and (algo == "winograd" or winograd.wins(g, dtype, direction)):
         return "winograd"
     if algo == "auto" and tapwise.wins(g, direction):
@@ -257,7 +264,7 @@ def _conv2d_forward(x, w, geometry, algo=None):
     g = geometry
     path = _path(algo, g, x.dtype, "forward")
     if path != "im2col":
-        return (winograd if path == "winograd" else tapwise).conv2d_forward(x, w, g)
+        return {"winograd": winograd, "tapwise": tapwise, "direct": direct}[path].conv2d_forward(x, w, g)
     if _is_depthwise(g):
         return depthwise.conv2d_forward(x, w, g)
     geo = _Im2col(g)

@@ -43,6 +43,30 @@ def valid_range(offset, stride, size, out_size):
     return lo, hi
 
 
+@njit(cache=True, inline="always")
+def split_phases(x, b, c, ih, padded, phases, at, pitch, phase_len, sw, pl, copied):
+    """phases[at + e * pitch + q] = row ih of x[b, c], zero-padded by ``pl`` on the left,
+    at column q * sw + e, for each phase e < sw and q < phase_len (zeros where ih is
+    outside the map).  ``padded`` (at least sw * phase_len values) is zero outside
+    [pl, pl + copied), the ``copied`` input columns that the phases hold; callers
+    allocate it once with np.zeros.  Inlined into by_phase_rows and direct._forward."""
+    if ih < 0 or ih >= x.shape[2]:
+        for q in range(sw * pitch):
+            phases[np.uint64(at + q)] = 0
+        return
+    for q in range(copied):
+        padded[np.uint64(pl + q)] = x[b, c, ih, np.uint64(q)]
+    if sw == 2:  # (a constant stride: permutes)
+        for q in range(phase_len):
+            phases[np.uint64(at + q)] = padded[np.uint64(2 * q)]
+        for q in range(phase_len):
+            phases[np.uint64(at + pitch + q)] = padded[np.uint64(2 * q + 1)]
+    else:
+        for e in range(sw):
+            for q in range(phase_len):
+                phases[np.uint64(at + e * pitch + q)] = padded[np.uint64(q * sw + e)]
+
+
 @parallel_kernel(nogil=True)  # (nogil: the serial twin runs in the row-block threads)
 def by_rows(x, cols, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo, stride_b, stride_r):
     """cols[b * stride_b + r * stride_r + (oh - oh0) * wo + ow] = padded x of image n0 + b,
@@ -106,23 +130,7 @@ def by_phase_rows(x, cols, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo
         padded = np.zeros(sw * phase_len, dtype=x.dtype)  # (zeros right of the row stay)
         phases = np.empty(span * sw * pitch, dtype=x.dtype)  # row s's phase e at (s sw + e) pitch
         for s in range(span):
-            ih = top + s
-            at = np.uint64(s * sw * pitch)
-            if ih < 0 or ih >= height:
-                for q in range(sw * pitch):
-                    phases[at + np.uint64(q)] = 0
-                continue
-            for q in range(copied):
-                padded[np.uint64(pl + q)] = x[n0 + b, c, ih, np.uint64(q)]
-            if sw == 2:  # (a constant stride: permutes)
-                for q in range(phase_len):
-                    phases[at + np.uint64(q)] = padded[np.uint64(2 * q)]
-                for q in range(phase_len):
-                    phases[at + np.uint64(pitch + q)] = padded[np.uint64(2 * q + 1)]
-            else:
-                for e in range(sw):
-                    for q in range(phase_len):
-                        phases[at + np.uint64(e * pitch + q)] = padded[np.uint64(q * sw + e)]
+            split_phases(x, n0 + b, c, top + s, padded, phases, s * sw * pitch, pitch, phase_len, sw, pl, copied)
         for i in range(kh):
             for j in range(kw):
                 e = (j * dw) % sw
