@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -36,7 +37,10 @@ from numba.extending import intrinsic
 from .gemm import THREADS, in_threads, panels
 from .im2col import split_phases
 
-LANES = 16  # float32 per vector register (AVX-512; AVX2 splits each into two)
+LANES = 16  # float32 per vector register (AVX-512; elsewhere LLVM splits each vector)
+# The tiles below fill AVX-512's 32 vector registers.  With 16 (AVX2) or narrower
+# vectors they spill, so "auto" takes this path only on AVX-512 (not measured elsewhere).
+FAST_VECTORS = bool(llvm.get_host_cpu_features().get("avx512f", False))
 MAX_VECTORS = 7
 # Output channels per tile for V vectors: the most with R * V + V + R <= 31.
 ROWS_FOR_VECTORS = {1: 15, 2: 9, 3: 7, 4: 5, 5: 4, 6: 3, 7: 3}
@@ -189,10 +193,10 @@ def applies(g, dtype):
 
 
 def wins(g, dtype):
-    """Whether "auto" takes the forward here: few input channels (MAX_CHANNELS), where
-    the tiles' vectors are at least MIN_FILL full of output pixels, and not a 1x1
-    stride-1 convolution (its GEMM needs no columns)."""
-    if not applies(g, dtype) or g.C > MAX_CHANNELS or (g.KH == g.KW == 1 and g.sh == g.sw == 1):
+    """Whether "auto" takes the forward here: on AVX-512 (FAST_VECTORS), few input
+    channels (MAX_CHANNELS), where the tiles' vectors are at least MIN_FILL full of
+    output pixels, and not a 1x1 stride-1 convolution (its GEMM needs no columns)."""
+    if not FAST_VECTORS or not applies(g, dtype) or g.C > MAX_CHANNELS or (g.KH == g.KW == 1 and g.sh == g.sw == 1):
         return False
     tile_px = _vectors(g.WO) * LANES
     return g.WO >= MIN_FILL * (-(-g.WO // tile_px) * tile_px)
@@ -206,8 +210,9 @@ def _vectors(wo):
     return -(-total // tiles)
 
 
-def conv2d_forward(x, w, g):
-    """-> y (N, O, HO, WO), float32 (``applies``)."""
+def conv2d_forward(x, w, g, out=None):
+    """-> y (N, O, HO, WO), float32 (``applies``), written into ``out`` (C-contiguous)
+    where given."""
     vectors = _vectors(g.WO)
     rows = ROWS_FOR_VECTORS[vectors]
     blocks = -(-g.O // rows)
@@ -223,7 +228,7 @@ def conv2d_forward(x, w, g):
     pitch = (phase_len + 15) // 16 * 16 + 16  # (as im2col.by_phase_rows)
     c, i, j = np.meshgrid(np.arange(g.C), np.arange(g.KH), np.arange(g.KW), indexing="ij")
     taps = (((c * span + i) * g.sw + j % g.sw) * pitch + j // g.sw).reshape(-1).astype(np.int64)
-    y = np.empty(g.y_shape, np.float32)
+    y = np.empty(g.y_shape, np.float32) if out is None else out
     chunks = -(-g.HO // rows_per_task)
     args = (x, w_t, taps, y, g.KH, g.sh, g.sw, g.pt, g.pl, rows_per_task, span, pitch, phase_len, vectors)
     in_threads([functools.partial(_forward, *args, t0, t1) for t0, t1 in panels(g.N * chunks, THREADS)])
