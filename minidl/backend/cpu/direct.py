@@ -58,97 +58,89 @@ MAX_CHANNELS = 8
 MIN_FILL = 0.75
 
 
+def _emit_tile(builder, n_rows, n_vectors, xd, x_base, td, n_taps, wd, w_base, yd, y_base, y_stride,
+               valid_rows, valid_pixels):
+    """The IR of one tile shape (``_tile``), from the builder's current block on."""
+    i64, i32 = ir.IntType(64), ir.IntType(32)
+    vec = ir.VectorType(ir.FloatType(), LANES)
+    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3), f"llvm.fma.v{LANES}f32")
+    entry = builder.block
+    loop = builder.append_basic_block(f"tile{n_rows}x{n_vectors}.taps")
+    done = builder.append_basic_block(f"tile{n_rows}x{n_vectors}.store")
+    builder.branch(loop)
+    builder.position_at_end(loop)
+    t = builder.phi(i64)
+    t.add_incoming(ir.Constant(i64, 0), entry)
+    accs = []
+    for _ in range(n_rows * n_vectors):
+        acc = builder.phi(vec)
+        acc.add_incoming(ir.Constant(vec, [0.0] * LANES), entry)
+        accs.append(acc)
+    xp = builder.gep(xd, [builder.add(x_base, builder.load(builder.gep(td, [t])))])
+    xs = [builder.load(builder.bitcast(builder.gep(xp, [ir.Constant(i64, v * LANES)]), vec.as_pointer()),
+                       align=4) for v in range(n_vectors)]
+    wp = builder.gep(wd, [builder.add(w_base, builder.mul(t, ir.Constant(i64, n_rows)))])
+    undef = ir.Constant(vec, ir.Undefined)
+    splat = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
+    new = []
+    for r in range(n_rows):
+        scalar = builder.load(builder.gep(wp, [ir.Constant(i64, r)]))
+        wv = builder.shuffle_vector(builder.insert_element(undef, scalar, ir.Constant(i32, 0)), undef, splat)
+        new += [builder.call(fma, [wv, xs[v], accs[r * n_vectors + v]]) for v in range(n_vectors)]
+    t_next = builder.add(t, ir.Constant(i64, 1))
+    t.add_incoming(t_next, builder.block)
+    for acc, value in zip(accs, new):
+        acc.add_incoming(value, builder.block)
+    builder.cbranch(builder.icmp_signed("<", t_next, n_taps), loop, done)
+    builder.position_at_end(done)
+    mask_type = ir.VectorType(ir.IntType(1), LANES)
+    store = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [vec, ir.PointerType(), i32, mask_type]),
+        f"llvm.masked.store.v{LANES}f32.p0")
+    index_vec = ir.VectorType(i64, LANES)
+    pixels = builder.shuffle_vector(builder.insert_element(ir.Constant(index_vec, ir.Undefined), valid_pixels,
+                                                           ir.Constant(i32, 0)),
+                                    ir.Constant(index_vec, ir.Undefined), splat)
+    for r in range(n_rows):
+        yr = builder.gep(yd, [builder.add(y_base, builder.mul(y_stride, ir.Constant(i64, r)))])
+        row_valid = builder.icmp_signed("<", ir.Constant(i64, r), valid_rows)
+        for v in range(n_vectors):
+            lanes = ir.Constant(index_vec, [v * LANES + lane for lane in range(LANES)])
+            mask = builder.and_(builder.icmp_signed("<", lanes, pixels),
+                                builder.select(row_valid, ir.Constant(mask_type, [1] * LANES),
+                                               ir.Constant(mask_type, [0] * LANES)))
+            builder.call(store, [new[r * n_vectors + v], builder.gep(yr, [ir.Constant(i64, v * LANES)]),
+                                 ir.Constant(i32, 4), mask])
+
+
 @intrinsic
-def _tile(typingctx, rows, vectors, x, x_base, taps, w, w_base, y, y_base, y_stride, valid_rows, valid_pixels):
+def _tile(typingctx, vectors, x, x_base, taps, w, w_base, y, y_base, y_stride, valid_rows, valid_pixels):
     """y[y_base + r * y_stride + p] = sum over t of w[w_base + t * rows + r] *
-    x[x_base + taps[t] + p], for r < rows and p < vectors * LANES (``rows`` and ``vectors``
-    compile-time constants), stored where r < valid_rows and p < valid_pixels (masked
-    stores: a tile on the map's right edge or past the last channel).  Overwrites y."""
-    if not isinstance(rows, types.IntegerLiteral) or not isinstance(vectors, types.IntegerLiteral):
-        return None
-    n_rows, n_vectors = rows.literal_value, vectors.literal_value
+    x[x_base + taps[t] + p], for r < rows = ROWS_FOR_VECTORS[vectors] and p < vectors *
+    LANES, stored where r < valid_rows and p < valid_pixels (masked stores: a tile on
+    the map's right edge or past the last channel).  Overwrites y.  The IR switches on
+    ``vectors`` to one loop per tile shape (each needs its shape at compile time)."""
     i64 = types.int64
-    sig = types.void(rows, vectors, x, i64, taps, w, i64, y, i64, i64, i64, i64)
+    sig = types.void(i64, x, i64, taps, w, i64, y, i64, i64, i64, i64)
 
     def codegen(context, builder, signature, args):
-        _, _, xa, xb, ta, wa, wb, ya, yb, ys, valid_rows, valid_pixels = args
-        data = [context.make_array(signature.args[k])(context, builder, a).data
-                for k, a in ((2, xa), (4, ta), (5, wa), (7, ya))]
-        xd, td, wd, yd = data
-        i64, i32 = ir.IntType(64), ir.IntType(32)
-        vec = ir.VectorType(ir.FloatType(), LANES)
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3), f"llvm.fma.v{LANES}f32")
-        n_taps = builder.extract_value(context.make_array(signature.args[4])(context, builder, ta).shape, 0)
-        entry = builder.block
-        loop = builder.append_basic_block("tile.taps")
-        done = builder.append_basic_block("tile.store")
-        builder.branch(loop)
-        builder.position_at_end(loop)
-        t = builder.phi(i64)
-        t.add_incoming(ir.Constant(i64, 0), entry)
-        accs = []
-        for _ in range(n_rows * n_vectors):
-            acc = builder.phi(vec)
-            acc.add_incoming(ir.Constant(vec, [0.0] * LANES), entry)
-            accs.append(acc)
-        xp = builder.gep(xd, [builder.add(xb, builder.load(builder.gep(td, [t])))])
-        xs = [builder.load(builder.bitcast(builder.gep(xp, [ir.Constant(i64, v * LANES)]), vec.as_pointer()),
-                           align=4) for v in range(n_vectors)]
-        wp = builder.gep(wd, [builder.add(wb, builder.mul(t, ir.Constant(i64, n_rows)))])
-        undef = ir.Constant(vec, ir.Undefined)
-        splat = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
-        new = []
-        for r in range(n_rows):
-            scalar = builder.load(builder.gep(wp, [ir.Constant(i64, r)]))
-            wv = builder.shuffle_vector(builder.insert_element(undef, scalar, ir.Constant(i32, 0)), undef, splat)
-            new += [builder.call(fma, [wv, xs[v], accs[r * n_vectors + v]]) for v in range(n_vectors)]
-        t_next = builder.add(t, ir.Constant(i64, 1))
-        t.add_incoming(t_next, builder.block)
-        for acc, value in zip(accs, new):
-            acc.add_incoming(value, builder.block)
-        builder.cbranch(builder.icmp_signed("<", t_next, n_taps), loop, done)
-        builder.position_at_end(done)
-        mask_type = ir.VectorType(ir.IntType(1), LANES)
-        store = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [vec, ir.PointerType(), i32, mask_type]),
-            f"llvm.masked.store.v{LANES}f32.p0")
-        lanes = [ir.Constant(ir.VectorType(i64, LANES), [v * LANES + l for l in range(LANES)])
-                 for v in range(n_vectors)]
-        pixels = builder.shuffle_vector(builder.insert_element(ir.Constant(ir.VectorType(i64, LANES), ir.Undefined),
-                                                               valid_pixels, ir.Constant(i32, 0)),
-                                        ir.Constant(ir.VectorType(i64, LANES), ir.Undefined), splat)
-        for r in range(n_rows):
-            yr = builder.gep(yd, [builder.add(yb, builder.mul(ys, ir.Constant(i64, r)))])
-            row_valid = builder.icmp_signed("<", ir.Constant(i64, r), valid_rows)
-            for v in range(n_vectors):
-                mask = builder.and_(builder.icmp_signed("<", lanes[v], pixels),
-                                    builder.select(row_valid, ir.Constant(mask_type, [1] * LANES),
-                                                   ir.Constant(mask_type, [0] * LANES)))
-                builder.call(store, [new[r * n_vectors + v], builder.gep(yr, [ir.Constant(i64, v * LANES)]),
-                                     ir.Constant(i32, 4), mask])
+        vectors_arg, xa, x_base, ta, wa, w_base, ya, y_base, y_stride, valid_rows, valid_pixels = args
+        xd, td, wd, yd = [context.make_array(signature.args[k])(context, builder, a).data
+                          for k, a in ((1, xa), (3, ta), (4, wa), (6, ya))]
+        n_taps = builder.extract_value(context.make_array(signature.args[3])(context, builder, ta).shape, 0)
+        end = builder.append_basic_block("tile.end")
+        switch = builder.switch(vectors_arg, end)
+        for n_vectors, n_rows in ROWS_FOR_VECTORS.items():
+            block = builder.append_basic_block(f"tile{n_rows}x{n_vectors}")
+            switch.add_case(ir.Constant(ir.IntType(64), n_vectors), block)
+            builder.position_at_end(block)
+            _emit_tile(builder, n_rows, n_vectors, xd, x_base, td, n_taps, wd, w_base, yd, y_base, y_stride,
+                       valid_rows, valid_pixels)
+            builder.branch(end)
+        builder.position_at_end(end)
         return context.get_dummy_value()
 
     return sig, codegen
-
-
-@njit(cache=True, inline="always")
-def _tile_of(vectors, x, x_base, taps, w, w_base, y, y_base, y_stride, valid_rows, valid_pixels):
-    """_tile with the rows that ROWS_FOR_VECTORS gives ``vectors`` (the constants spelled
-    out: the intrinsic needs literals)."""
-    if vectors == 7:
-        _tile(3, 7, x, x_base, taps, w, w_base, y, y_base, y_stride, valid_rows, valid_pixels)
-    elif vectors == 6:
-        _tile(3, 6, x, x_base, taps, w, w_base, y, y_base, y_stride, valid_rows, valid_pixels)
-    elif vectors == 5:
-        _tile(4, 5, x, x_base, taps, w, w_base, y, y_base, y_stride, valid_rows, valid_pixels)
-    elif vectors == 4:
-        _tile(5, 4, x, x_base, taps, w, w_base, y, y_base, y_stride, valid_rows, valid_pixels)
-    elif vectors == 3:
-        _tile(7, 3, x, x_base, taps, w, w_base, y, y_base, y_stride, valid_rows, valid_pixels)
-    elif vectors == 2:
-        _tile(9, 2, x, x_base, taps, w, w_base, y, y_base, y_stride, valid_rows, valid_pixels)
-    else:
-        _tile(15, 1, x, x_base, taps, w, w_base, y, y_base, y_stride, valid_rows, valid_pixels)
 
 
 @njit(cache=True, nogil=True)
@@ -183,8 +175,8 @@ def _forward(x, w_t, taps, y, kh, sh, sw, pt, pl, rows_per_task, span, pitch, ph
                 o0 = blk * rows
                 for tile in range(tiles):
                     p0 = tile * tile_px
-                    _tile_of(vectors, phases, x_base + p0, taps, w_flat, blk * w_block, y_flat,
-                             ((b * out_ch + o0) * ho + oh) * wo + p0, ho * wo, out_ch - o0, wo - p0)
+                    _tile(vectors, phases, x_base + p0, taps, w_flat, blk * w_block, y_flat,
+                          ((b * out_ch + o0) * ho + oh) * wo + p0, ho * wo, out_ch - o0, wo - p0)
 
 
 def applies(g, dtype):
