@@ -16,8 +16,10 @@ weights stay in registers' reach and the input is read in place instead:
   LLVM IR loop (``_tile``) whose accumulators are SSA values, so they live in registers;
   a Numba loop over the same arithmetic kept them in memory and vectorized the wrong
   loop (7-9 GFLOP/s: NOTES.md).  R * V + V + R <= 31 vector registers (AVX-512 has 32).
-* Tiles that cross the output's right edge or its last channel are written to a scratch
-  tile and their valid part copied (``_store_edge``); the others straight into y.
+* Every tile stores straight into y, through masked stores (``llvm.masked.store``)
+  where it crosses the map's right edge or the last output channel.  (A scratch tile
+  and a copy of its valid part made Inception-v3's 149-pixel rows 1.5x slower than
+  im2col: NOTES.md.)
 
 Weights are (blocks, taps, R), zero-padded to whole blocks of R channels.  y is
 overwritten.  One task per image and run of output rows, each with its own phase copy
@@ -27,8 +29,8 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
 import llvmlite.binding as llvm
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -149,7 +151,7 @@ def _forward(x, w_t, taps, y, kh, sh, sw, pt, pl, rows_per_task, span, pitch, ph
     image's run of ``rows_per_task`` output rows.  Its phase copy holds ``span`` input
     rows per channel, each as sw phase rows ``pitch`` apart, whose first ``phase_len``
     values are filled (im2col.split_phases); ``taps`` indexes that layout."""
-    n, channels, width = x.shape[0], x.shape[1], x.shape[3]
+    channels, width = x.shape[1], x.shape[3]
     out_ch, ho, wo = y.shape[1], y.shape[2], y.shape[3]
     rows, blocks = w_t.shape[2], w_t.shape[0]
     tile_px = vectors * LANES
@@ -212,9 +214,7 @@ def conv2d_forward(x, w, g, out=None):
     w_t = np.zeros((blocks * rows, taps_n), np.float32)
     w_t[:g.O] = w.reshape(g.O, taps_n)
     w_t = np.ascontiguousarray(w_t.reshape(blocks, rows, taps_n).transpose(0, 2, 1))
-    # rows per task: at least two tasks per thread
-    chunks = max(1, -(-2 * THREADS // g.N))
-    rows_per_task = -(-g.HO // chunks)
+    rows_per_task = -(-g.HO // max(1, -(-2 * THREADS // g.N)))  # (at least two tasks per thread)
     span = (rows_per_task - 1) * g.sh + g.KH
     phase_len = -(-g.WO // (vectors * LANES)) * vectors * LANES + (g.KW - 1) // g.sw  # (what the tiles read)
     pitch = (phase_len + 15) // 16 * 16 + 16  # (as im2col.by_phase_rows)

@@ -118,7 +118,7 @@ def by_phase_rows(x, cols, n0, nb, oh0, rows, kh, kw, sh, sw, pt, pl, dh, dw, wo
     all the taps that read the row; by_rows reads each tap at stride sw.  (Split per
     kernel row and output row instead, once per tap row: the stem's columns at batch 8
     took 2.8-2.9 ms on one thread, against 1.7-1.9 this way.)"""
-    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    channels, width = x.shape[1], x.shape[3]
     phase_len = wo + ((kw - 1) * dw) // sw + 1
     pitch = (phase_len + 15) // 16 * 16 + 16  # (one phase row; 16 values apart measured 10% faster than 0)
     span = (rows - 1) * sh + (kh - 1) * dh + 1  # the input rows the block reads, from ``top``
