@@ -10,7 +10,8 @@ import minidl.functional as F
 from minidl.backend import get_backend
 from minidl.backend.cpu import conv, direct
 from minidl.backend.geometry import ConvGeometry
-from test_conv import reference_conv2d
+from test_conv import CASES as CONV_CASES
+from test_conv import _pair, _random_case, as_pads, reference_conv2d
 
 hypothesis = pytest.importorskip("hypothesis", reason="the property test needs hypothesis (pip install -e .[test])")
 from hypothesis import given, settings  # noqa: E402
@@ -73,6 +74,25 @@ def test_forward_matches_float64(name):
     expected = (reference_conv2d(x.astype(np.float64), w.astype(np.float64), None, g.stride, g.padding, (1, 1), 1)
                 if x.size <= 1000 else tap_sum_reference(x, w, g))
     _assert_close_float32(direct.conv2d_forward(x, w, g), expected, g.C * g.KH * g.KW)
+
+
+@pytest.mark.parametrize("name", [name for name, case in CONV_CASES.items() if case[4] == 1 and case[5] == 1])
+@pytest.mark.parametrize("relu", [False, True])
+def test_conv_family_cases_through_f_conv2d(name, relu, monkeypatch):
+    """test_conv.py's ungrouped, undilated cases in float32 through F.conv2d with
+    conv_algo "direct" (bias and the fused ReLU included) against its float64 loops."""
+    monkeypatch.setattr(get_backend("cpu"), "conv_algo", "direct", raising=False)
+    calls = []
+    forward = direct.conv2d_forward
+    monkeypatch.setattr(direct, "conv2d_forward", lambda *args: calls.append(1) or forward(*args))
+    x, w, b, stride, padding, dilation, groups = _random_case(name, seed=6)
+    got = F.conv2d(minidl.tensor(x, dtype="float32"), minidl.tensor(w, dtype="float32"),
+                   minidl.tensor(b, dtype="float32"), stride=stride, padding=padding, relu=relu).numpy()
+    expected = reference_conv2d(x, w, b, _pair(stride), as_pads(padding), (1, 1), 1)
+    if relu:
+        expected = np.maximum(expected, 0)
+    assert calls == [1]
+    _assert_close_float32(got, expected, w[0].size + 1)
 
 
 @settings(max_examples=25, deadline=None)
