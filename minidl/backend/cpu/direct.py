@@ -204,24 +204,34 @@ def _vectors(wo):
     return -(-total // tiles)
 
 
-def conv2d_forward(x, w, g, out=None):
-    """-> y (N, O, HO, WO), float32 (``applies``), written into ``out`` (C-contiguous)
-    where given."""
+@functools.lru_cache(maxsize=64)
+def _layout(g):
+    """The geometry's tasks and phase-copy layout, cached per geometry (a training step
+    runs the same convolution every step): -> (vectors per tile, output rows per task,
+    tasks, the _forward arguments span, pitch, phase_len, and its ``taps`` offsets)."""
     vectors = _vectors(g.WO)
-    rows = ROWS_FOR_VECTORS[vectors]
-    blocks = -(-g.O // rows)
-    taps_n = g.C * g.KH * g.KW
-    w_t = np.zeros((blocks * rows, taps_n), np.float32)
-    w_t[:g.O] = w.reshape(g.O, taps_n)
-    w_t = np.ascontiguousarray(w_t.reshape(blocks, rows, taps_n).transpose(0, 2, 1))
     rows_per_task = -(-g.HO // max(1, -(-2 * THREADS // g.N)))  # (at least two tasks per thread)
+    tasks = g.N * -(-g.HO // rows_per_task)
     span = (rows_per_task - 1) * g.sh + g.KH
     phase_len = -(-g.WO // (vectors * LANES)) * vectors * LANES + (g.KW - 1) // g.sw  # (what the tiles read)
     pitch = (phase_len + 15) // 16 * 16 + 16  # (as im2col.by_phase_rows)
     c, i, j = np.meshgrid(np.arange(g.C), np.arange(g.KH), np.arange(g.KW), indexing="ij")
     taps = (((c * span + i) * g.sw + j % g.sw) * pitch + j // g.sw).reshape(-1).astype(np.int64)
+    taps.flags.writeable = False
+    return vectors, rows_per_task, tasks, span, pitch, phase_len, taps
+
+
+def conv2d_forward(x, w, g, out=None):
+    """-> y (N, O, HO, WO), float32 (``applies``), written into ``out`` (C-contiguous)
+    where given."""
+    vectors, rows_per_task, tasks, span, pitch, phase_len, taps = _layout(g)
+    rows = ROWS_FOR_VECTORS[vectors]
+    blocks = -(-g.O // rows)
+    taps_n = g.C * g.KH * g.KW
+    w_t = np.zeros((blocks * rows, taps_n), np.float32)  # (zero past the last channel)
+    w_t[:g.O] = w.reshape(g.O, taps_n)
+    w_t = np.ascontiguousarray(w_t.reshape(blocks, rows, taps_n).transpose(0, 2, 1))  # (blocks, taps, R)
     y = np.empty(g.y_shape, np.float32) if out is None else out
-    chunks = -(-g.HO // rows_per_task)
     args = (x, w_t, taps, y, g.KH, g.sh, g.sw, g.pt, g.pl, rows_per_task, span, pitch, phase_len, vectors)
-    in_threads([functools.partial(_forward, *args, t0, t1) for t0, t1 in panels(g.N * chunks, THREADS)])
+    in_threads([functools.partial(_forward, *args, t0, t1) for t0, t1 in panels(tasks, THREADS)])
     return y
